@@ -44,9 +44,11 @@ class BitplaneInput(nn.Module):
             raise ValueError(f"input scale must be positive, not {scale}")
         self.bits = bits
         self.scale = float(scale)
+        # A buffer so that the output follows the model's dtype (`model.double()`).
+        self.register_buffer("step", torch.tensor(self.scale), persistent=False)
 
     def forward(self, pixels):
-        return pixels.to(torch.float32) * self.scale
+        return pixels.to(self.step.dtype) * self.step
 
     def extra_repr(self):
         return f"bits={self.bits}, scale={self.scale:g}"

@@ -1,0 +1,380 @@
+"""Freeze a trained bitfab model into the integer golden model (`ir.Graph`).
+
+The front end walks an `nn.Sequential` in order with a handler per module
+type (hls4ml's handler registry). What it folds:
+
+- PA weights -> M one-hot bases T_i and the alphas (eq. 3.15-3.16);
+- alpha_i * beta_j -> phi_k in a fixed point the freezer chooses (eq. 3.19);
+- batch norm and the next activation quantizer's endpoints -> per-channel
+  integer thresholds, so the next code is N integer comparisons;
+- XNOR weights -> sign bits, their mean|W| scale into the thresholds (or, for
+  the last layer, a fixed-point per-class scale).
+
+Every width is derived from the worst case and checked against
+`FreezeConfig` before anything runs.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from .errors import FreezeError, UnsupportedLayerError
+from .fixedpoint import (LayerWidths, check_width, choose_frac_bits, signed_bits,
+                         to_fixed, unsigned_bits)
+from .golden import Geometry
+from .ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from .layers import BitplaneInput, PAConv2d, PALinear, XNORConv2d, XNORLinear
+from .quant import PAActivation, SignActivation
+
+__all__ = ["FreezeConfig", "freeze", "handler"]
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    """Widths the hardware offers; the freezer fits the model into them or refuses.
+
+    Parameters
+    ----------
+    coef_bits : int
+        Signed width of each merged coefficient phi_k and per-class scale. At 16
+        the golden model gives the same class as the PA model evaluated in float64
+        on every digits test image (12 bits lose one image in the M=8, N=7 CNN).
+    acc_bits : int
+        Largest signed accumulator (and class score) width available.
+    """
+
+    coef_bits: int = 16
+    acc_bits: int = 32
+
+    def __post_init__(self):
+        if not isinstance(self.coef_bits, int) or not 2 <= self.coef_bits <= 32:
+            raise ValueError(f"coef_bits must be an integer in 2..32, not {self.coef_bits!r}")
+        if not isinstance(self.acc_bits, int) or not 2 <= self.acc_bits <= 62:
+            # int64 golden arithmetic must hold every intermediate exactly.
+            raise ValueError(f"acc_bits must be an integer in 2..62, not {self.acc_bits!r}")
+
+
+_HANDLERS = {}
+
+
+def handler(*module_types):
+    """Register a front-end handler for the given module types."""
+    def register(fn):
+        for module_type in module_types:
+            _HANDLERS[module_type] = fn
+        return fn
+    return register
+
+
+@dataclass
+class _Activation:
+    """How the current activation tensor is encoded for the next compute layer."""
+
+    encoding: str            # "bitplanes", "onehot", "sign"
+    planes: int              # bases per element
+    values: list             # real value of each plane (bitplanes: 2^b * scale; onehot: beta_j)
+
+
+@dataclass
+class _Pending:
+    """A compute layer waiting for its batch norm and activation quantizer."""
+
+    path: str
+    layer: object            # PopcountLayer or XnorLayer, output not yet set
+    real_scale: torch.Tensor  # (C,) float64: real output = real_scale * integer acc
+    per_class_scale: bool     # XNOR: real_scale differs per channel (mean|W|)
+    bn: tuple | None = None   # (g, h): bn(y) = g * y + h, per channel, float64
+
+
+@dataclass
+class _Builder:
+    config: FreezeConfig
+    graph: Graph | None = None
+    activation: _Activation | None = None
+    pending: _Pending | None = None
+    flatten: bool = False
+    layers: list = field(default_factory=list)
+
+    def need_input(self, path, module):
+        if self.activation is None:
+            raise FreezeError(f"{path} ({type(module).__name__}): the model must start with "
+                              f"BitplaneInput, which fixes the input encoding")
+
+    def need_pending(self, path, module):
+        if self.pending is None:
+            raise FreezeError(f"{path} ({type(module).__name__}) must follow a compute layer "
+                              f"(PALinear, PAConv2d, XNORLinear, XNORConv2d)")
+
+    def start(self, path, module, layer, real_scale, per_class_scale):
+        if self.pending is not None:
+            raise FreezeError(f"{path}: the output of {self.pending.path} reaches it without "
+                              f"an activation quantizer (PAActivation or SignActivation)")
+        self.pending = _Pending(path, layer, real_scale, per_class_scale)
+        self.flatten = False
+
+    def close(self, thresholds, activation):
+        self.pending.layer.output = thresholds
+        self.layers.append(self.pending.layer)
+        self.pending = None
+        self.activation = activation
+
+
+def _leaves(module, prefix):
+    """(path, module) for each leaf of nested Sequentials, in execution order."""
+    if isinstance(module, nn.Sequential):
+        for name, child in module.named_children():
+            yield from _leaves(child, f"{prefix}.{name}")
+    else:
+        yield prefix, module
+
+
+def freeze(model, config=FreezeConfig()):
+    """Turn a trained bitfab model into its integer golden model.
+
+    Parameters
+    ----------
+    model : nn.Sequential
+        A model built from bitfab layers (see `bitfab.hls_gen.layers`).
+    config : FreezeConfig
+        Coefficient and accumulator widths.
+
+    Returns
+    -------
+    Graph
+        The golden model.
+
+    Raises
+    ------
+    UnsupportedLayerError
+        A module with no handler, naming its path and type.
+    FreezeError
+        A model whose structure cannot be made exact (wrong order, padding a
+        +-1 code cannot hold, unsorted endpoints, batch norm in training mode).
+    WidthOverflowError
+        A layer whose worst case does not fit `config`.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise UnsupportedLayerError(f"freeze expects an nn.Sequential of bitfab layers, "
+                                    f"not {type(model).__name__}")
+    builder = _Builder(config)
+    with torch.no_grad():
+        for path, module in _leaves(model, "model"):
+            fn = _HANDLERS.get(type(module))
+            if fn is None:
+                supported = ", ".join(sorted(t.__name__ for t in _HANDLERS))
+                raise UnsupportedLayerError(
+                    f"{path} ({type(module).__module__}.{type(module).__name__}) is not "
+                    f"supported; supported modules: {supported}")
+            fn(builder, path, module)
+        _finish_last_layer(builder)
+    return Graph(builder.graph.input_bits, builder.graph.input_scale, builder.layers)
+
+
+@handler(BitplaneInput)
+def _bitplane_input(builder, path, module):
+    if builder.activation is not None or builder.layers:
+        raise FreezeError(f"{path}: BitplaneInput must be the first module")
+    values = [2.0 ** b * module.scale for b in range(module.bits)]
+    builder.activation = _Activation("bitplanes", module.bits, values)
+    builder.graph = Graph(module.bits, module.scale, [])
+
+
+@handler(nn.Flatten)
+def _flatten(builder, path, module):
+    if module.start_dim != 1 or module.end_dim != -1:
+        raise UnsupportedLayerError(f"{path}: only Flatten(start_dim=1, end_dim=-1) is "
+                                    f"supported, not ({module.start_dim}, {module.end_dim})")
+    if builder.pending is not None:
+        raise FreezeError(f"{path}: Flatten must come after {builder.pending.path}'s "
+                          f"activation quantizer, not before it")
+    builder.flatten = True
+
+
+@handler(nn.Dropout, nn.Identity)
+def _no_op(builder, path, module):
+    """Identity at inference."""
+
+
+def _geometry(path, module):
+    """Geometry and fan-in K of a linear or conv module; refuses what hardware can't do."""
+    if isinstance(module, nn.Linear):
+        return Geometry("linear"), module.in_features
+    if isinstance(module.padding, str) or module.padding_mode != "zeros":
+        raise UnsupportedLayerError(f"{path}: padding must be integers with padding_mode "
+                                    f"'zeros', not {module.padding!r}/{module.padding_mode!r}")
+    if tuple(module.dilation) != (1, 1):
+        raise UnsupportedLayerError(f"{path}: dilation {tuple(module.dilation)} is not "
+                                    f"supported (only 1)")
+    kh, kw = module.kernel_size
+    geometry = Geometry("conv2d", tuple(module.stride), tuple(module.padding), module.groups)
+    return geometry, module.in_channels // module.groups * kh * kw
+
+
+def _layer_name(path):
+    return path.removeprefix("model.").replace(".", "_")
+
+
+@handler(PALinear, PAConv2d)
+def _pa_layer(builder, path, module):
+    builder.need_input(path, module)
+    act = builder.activation
+    if act.encoding == "sign":
+        raise FreezeError(f"{path} ({type(module).__name__}) receives +-1 activations from a "
+                          f"SignActivation; PA layers take bit planes or PAActivation codes")
+    geometry, fan_in = _geometry(path, module)
+    weight = module.weight.detach().double()
+    quantizer = module.quantizer
+    bases = quantizer.bases(weight)
+    alphas = quantizer.alphas(weight)
+    # eq. 3.19: phi_k = alpha_i * beta_j, one fixed point for the whole layer.
+    phi = [[float(a) * value for value in act.values] for a in alphas]
+    coef_bits = builder.config.coef_bits
+    frac = choose_frac_bits([p for row in phi for p in row], coef_bits)
+    coefficients = torch.tensor([[to_fixed(p, frac) for p in row] for row in phi],
+                                dtype=torch.int64)
+    name = _layer_name(path)
+    # One-hot codes set one plane per input, bit planes up to all of them.
+    terms = 1 if act.encoding == "onehot" else act.planes
+    bound = fan_in * terms * (1 << (coef_bits - 1))
+    acc_bits = check_width(name, "accumulator", bound, builder.config.acc_bits,
+                           "lower coef_bits or split the layer")
+    widths = LayerWidths(fan_in, unsigned_bits(fan_in), coef_bits, frac, acc_bits, bound,
+                         threshold_bits=signed_bits(-bound, bound + 1))
+    layer = PopcountLayer(name, geometry, widths, act.encoding, act.planes, builder.flatten,
+                          bases=bases, coefficients=coefficients)
+    real_scale = torch.full((weight.shape[0],), 2.0 ** -frac, dtype=torch.float64)
+    builder.start(path, module, layer, real_scale, per_class_scale=False)
+
+
+@handler(XNORLinear, XNORConv2d)
+def _xnor_layer(builder, path, module):
+    builder.need_input(path, module)
+    act = builder.activation
+    if act.encoding == "onehot":
+        raise FreezeError(f"{path} ({type(module).__name__}) receives PAActivation codes; "
+                          f"XNOR layers take bit planes or SignActivation outputs")
+    geometry, fan_in = _geometry(path, module)
+    weight = module.weight.detach().double()
+    positive = (weight >= 0).long()    # sign() with +1 at 0, as `sign_ste`
+    alpha = weight.abs().flatten(1).mean(dim=1)
+    name = _layer_name(path)
+    padded = geometry.kind == "conv2d" and any(geometry.padding)
+    if act.encoding == "sign":
+        if padded and module.pad_value != -1.0:
+            raise FreezeError(f"{path}: pad_value {module.pad_value:g} cannot be held by a "
+                              f"+-1 code; use pad_value=-1 for XNOR layers after a "
+                              f"SignActivation")
+        bound = fan_in
+        widths = LayerWidths(fan_in, unsigned_bits(fan_in), 0, 0, signed_bits(-bound, bound),
+                             bound, threshold_bits=signed_bits(-bound, bound + 1))
+        layer = XnorLayer(name, geometry, widths, "sign", 1, builder.flatten,
+                          weight_bits=positive)
+        builder.start(path, module, layer, alpha, per_class_scale=True)
+        return
+    # Fed with bit planes: sign(W) . x = sum_b 2^b (popcount(T+ & x_b) - popcount(T- & x_b)),
+    # the AND datapath with M = 2 bases and integer coefficients +-2^b.
+    if padded and module.pad_value != 0.0:
+        raise FreezeError(f"{path}: a first layer fed with bit planes pads with pixel 0; "
+                          f"set pad_value=0, not {module.pad_value:g}")
+    planes = act.planes
+    coef_bits = builder.config.coef_bits
+    needed = signed_bits(-(1 << (planes - 1)), 1 << (planes - 1))
+    if needed > coef_bits:
+        raise FreezeError(f"{path}: coefficients +-2^{planes - 1} need {needed} bits, more "
+                          f"than coef_bits={coef_bits}")
+    bases = torch.stack([1 - positive, positive])
+    coefficients = torch.tensor([[-(1 << b) for b in range(planes)],
+                                 [1 << b for b in range(planes)]], dtype=torch.int64)
+    # These coefficients are structural (never reloaded), so the exact bound holds:
+    # |sign(W) . x| <= K * (2^planes - 1).
+    bound = fan_in * ((1 << planes) - 1)
+    acc_bits = check_width(name, "accumulator", bound, builder.config.acc_bits,
+                           "split the layer")
+    widths = LayerWidths(fan_in, unsigned_bits(fan_in), needed, 0, acc_bits, bound,
+                         threshold_bits=signed_bits(-bound, bound + 1))
+    layer = PopcountLayer(name, geometry, widths, "bitplanes", planes, builder.flatten,
+                          bases=bases, coefficients=coefficients)
+    builder.start(path, module, layer, alpha * act.values[0], per_class_scale=True)
+
+
+@handler(nn.BatchNorm1d, nn.BatchNorm2d)
+def _batch_norm(builder, path, module):
+    builder.need_pending(path, module)
+    if builder.pending.bn is not None:
+        raise FreezeError(f"{path}: a second batch norm after {builder.pending.path}")
+    if module.training or module.running_mean is None:
+        raise FreezeError(f"{path}: batch norm must be in eval mode with running statistics "
+                          f"(call model.eval() before freeze)")
+    inv_std = 1.0 / torch.sqrt(module.running_var.double() + module.eps)
+    g = inv_std * (module.weight.double() if module.affine else 1.0)
+    h = (module.bias.double() if module.affine else 0.0) - g * module.running_mean.double()
+    builder.pending.bn = (g, h)
+
+
+def _thresholds(pending, endpoints):
+    """Integer thresholds T (C, N) and directions so that
+    bn(real_scale * Y) >= v_j  <=>  (-Y if descending else Y) >= T_j."""
+    scale = pending.real_scale
+    g, h = pending.bn if pending.bn is not None else (torch.ones_like(scale),
+                                                      torch.zeros_like(scale))
+    a = g * scale                              # bn(real output) = a * Y + h
+    v = endpoints.view(1, -1)
+    bound = pending.layer.widths.acc_bound
+    descending = a < 0
+    safe = torch.where(a == 0, torch.ones_like(a), a).view(-1, 1)
+    q = (v - h.view(-1, 1)) / safe            # a > 0: Y >= q;  a < 0: Y <= q <=> -Y >= -q
+    t = torch.ceil(torch.where(descending.view(-1, 1), -q, q))
+    # a == 0: the code does not depend on Y at all; "always" or "never".
+    constant = torch.where(h.view(-1, 1) >= v, float(-bound), float(bound + 1))
+    t = torch.where((a == 0).view(-1, 1), constant, t)
+    return t.clamp(-bound, bound + 1).long(), descending
+
+
+@handler(PAActivation)
+def _pa_activation(builder, path, module):
+    builder.need_pending(path, module)
+    v = module.v.detach().double()
+    if not bool((v[1:] > v[:-1]).all()):
+        raise FreezeError(f"{path}: endpoints v must be strictly increasing, got "
+                          f"{[round(x, 4) for x in v.tolist()]} (call constrain_() after "
+                          f"each optimiser step)")
+    values, descending = _thresholds(builder.pending, v)
+    betas = module.beta.detach().double().tolist()
+    builder.close(Thresholds(values, descending, "onehot"),
+                  _Activation("onehot", module.n, betas))
+
+
+@handler(SignActivation)
+def _sign_activation(builder, path, module):
+    builder.need_pending(path, module)
+    values, descending = _thresholds(builder.pending, torch.zeros(1, dtype=torch.float64))
+    builder.close(Thresholds(values, descending, "sign"), _Activation("sign", 1, [1.0]))
+
+
+def _finish_last_layer(builder):
+    pending = builder.pending
+    if pending is None:
+        raise FreezeError("the model must end with a compute layer giving class scores, "
+                          "not an activation quantizer")
+    if pending.bn is not None:
+        raise FreezeError(f"batch norm after the last layer {pending.path} is not supported: "
+                          f"per-class scaling of the scores needs a multiplier")
+    layer = pending.layer
+    widths = layer.widths
+    if pending.per_class_scale:
+        # XNOR scores differ per class by mean|W|: keep it as a fixed-point scale.
+        coef_bits = builder.config.coef_bits
+        scale = pending.real_scale.tolist()
+        frac = choose_frac_bits(scale, coef_bits)
+        layer.channel_scale = torch.tensor([to_fixed(s, frac) for s in scale],
+                                           dtype=torch.int64)
+        bound = widths.acc_bound * (1 << (coef_bits - 1))
+        logit_bits = check_width(layer.name, "class score", bound, builder.config.acc_bits,
+                                 "lower coef_bits")
+        layer.widths = replace(widths, threshold_bits=0, scale_bits=coef_bits,
+                               scale_frac=frac, logit_bits=logit_bits)
+    else:
+        # PA: one scale 2^-F for every class; the argmax needs no multiplier.
+        layer.widths = replace(widths, threshold_bits=0, logit_bits=widths.acc_bits)
+    builder.layers.append(layer)

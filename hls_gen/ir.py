@@ -1,0 +1,154 @@
+"""The integer IR produced by `freeze`: it is the golden model.
+
+A `Graph` is a bit-plane input encoding followed by a list of layers. Each
+layer is a dataclass holding only integers (0/1 bases, fixed-point
+coefficients, integer thresholds) and its derived widths; `execute()`
+delegates to the kernels in `bitfab.hls_gen.golden`. `Graph.run` returns every
+layer's intermediate tensors so a testbench can compare any of them.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import golden
+from .errors import BitfabError, WidthOverflowError
+from .fixedpoint import LayerWidths
+from .golden import Geometry
+
+__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace"]
+
+
+@dataclass
+class Thresholds:
+    """Per-channel integer thresholds that encode the next layer's activations.
+
+    Folds batch norm and the next activation quantizer's endpoints (PA: v_i,
+    sign: 0). ``code = #{j : (-Y if descending else Y) >= values[c, j]}``.
+    """
+
+    values: torch.Tensor       # (C, N) int64, non-decreasing along N
+    descending: torch.Tensor   # (C,) bool
+    encoding: str              # how the next layer reads the code: "onehot" or "sign"
+
+    def execute(self, acc):
+        return golden.threshold_codes(acc, self.values, self.descending)
+
+
+@dataclass
+class _Layer:
+    name: str
+    geometry: Geometry
+    widths: LayerWidths
+    input_encoding: str        # "bitplanes", "onehot" or "sign"
+    input_planes: int          # N: activation bases per input element
+    flatten_input: bool = False
+    output: Thresholds | None = None          # None for the last layer
+    channel_scale: torch.Tensor | None = None  # (C,), widths.scale_frac bits, last layer only
+
+    def _inputs(self, codes):
+        if self.flatten_input:
+            codes = codes.flatten(1)
+        return golden.to_planes(codes, self.input_encoding, self.input_planes)
+
+    def _finish(self, acc, trace):
+        bound = self.widths.acc_bound
+        peak = int(acc.abs().max()) if acc.numel() else 0
+        if peak > bound:
+            # Unreachable if the widths were derived right; a guard, not a clamp.
+            raise WidthOverflowError(f"layer {self.name}: accumulator reached {peak}, "
+                                     f"beyond its derived bound {bound}")
+        trace["acc"] = acc
+        if self.output is not None:
+            trace["codes"] = self.output.execute(acc)
+            return trace["codes"]
+        scale = self.channel_scale
+        logits = acc if scale is None else acc * scale.view((1, -1) + (1,) * (acc.dim() - 2))
+        trace["logits"] = logits
+        return logits
+
+
+@dataclass
+class PopcountLayer(_Layer):
+    """M x N parallel AND-popcounts merged with phi_k (eq. 3.15-3.20).
+
+    `bases` holds the M one-hot weight bases T_i, shape (M, C_out, ...);
+    `coefficients` the merged phi_k = alpha_i * beta_j as (M, N) integers with
+    `widths.coef_frac` fractional bits. Also used for an XNOR layer fed with
+    bit planes: its bases are T_- and T_+ with coefficients -2^b and +2^b.
+    """
+
+    bases: torch.Tensor = field(default=None)
+    coefficients: torch.Tensor = field(default=None)
+
+    def execute(self, codes, trace):
+        counts = golden.and_popcounts(self._inputs(codes), self.bases, self.geometry)
+        trace["popcounts"] = counts
+        return self._finish(golden.merge_coefficients(counts, self.coefficients), trace)
+
+
+@dataclass
+class XnorLayer(_Layer):
+    """+-1 weights times +-1 activations as K - 2 * popcount(x XOR w).
+
+    `weight_bits` is 1 where the weight is +1, shape (C_out, ...). The border
+    of a padded convolution holds bit 0 (-1).
+    """
+
+    weight_bits: torch.Tensor = field(default=None)
+
+    def execute(self, codes, trace):
+        bits = self._inputs(codes)[:, 0]
+        counts = golden.xor_popcounts(bits, self.weight_bits, self.geometry, pad_bit=0)
+        trace["popcounts"] = counts
+        return self._finish(golden.xnor_dot(counts, self.widths.fan_in), trace)
+
+
+class Trace(dict):
+    """Per-layer intermediate tensors: ``trace[layer_name][key]``.
+
+    Keys: "popcounts" (PA: (B, M, N, C, ...); XNOR: (B, C, ...) XOR counts),
+    "acc" (the integer accumulator), and "codes" (next activation codes) or
+    "logits" (the last layer).
+    """
+
+
+@dataclass
+class Graph:
+    """The golden model: integer-only, bit-exact specification of the hardware.
+
+    Input: unsigned integer pixels, shape (B, features) or (B, C, H, W), each
+    in 0 .. 2**input_bits - 1. Output: integer class scores; the class is the
+    first index of the maximum.
+    """
+
+    input_bits: int
+    input_scale: float         # real value of one pixel step (documentation only)
+    layers: list
+
+    def check_input(self, pixels):
+        if pixels.is_floating_point():
+            if not torch.equal(pixels, pixels.round()):
+                raise BitfabError("golden model input must be integer pixels, got "
+                                  "non-integer floats")
+        pixels = pixels.long()
+        top = (1 << self.input_bits) - 1
+        if pixels.numel() and (pixels.min() < 0 or pixels.max() > top):
+            raise BitfabError(f"input pixels must be in 0..{top} ({self.input_bits} bit "
+                              f"planes), got {int(pixels.min())}..{int(pixels.max())}")
+        return pixels
+
+    def run(self, pixels):
+        """Run every layer; return (logits, Trace)."""
+        codes = self.check_input(pixels)
+        trace = Trace()
+        for layer in self.layers:
+            trace[layer.name] = {}
+            codes = layer.execute(codes, trace[layer.name])
+        return codes, trace
+
+    def __call__(self, pixels):
+        return self.run(pixels)[0]
+
+    def predict(self, pixels):
+        return self(pixels).argmax(dim=1)

@@ -1,0 +1,166 @@
+"""Bad input to the freezer and the golden model: a clear error naming the problem."""
+
+import pytest
+import torch
+from torch import nn
+
+from bitfab.hls_gen.errors import (BitfabError, FreezeError, UnsupportedLayerError,
+                                   WidthOverflowError)
+from bitfab.hls_gen.fixedpoint import choose_frac_bits, signed_bits, unsigned_bits
+from bitfab.hls_gen.freeze import FreezeConfig, freeze
+from bitfab.hls_gen.layers import BitplaneInput, PAConv2d, PALinear, XNORConv2d, XNORLinear
+from bitfab.hls_gen.models import ModelSpec, build_model
+from bitfab.hls_gen.quant import PAActivation, SignActivation
+
+
+def _eval(*modules):
+    return nn.Sequential(*modules).eval()
+
+
+def test_unsupported_module_names_path_and_type():
+    model = _eval(BitplaneInput(), PALinear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), PALinear(8, 10))
+    with pytest.raises(UnsupportedLayerError, match=r"model\.3 \(torch\.nn\.modules\."
+                                                    r"activation\.ReLU\) is not supported"):
+        freeze(model)
+
+
+def test_full_precision_model_is_refused():
+    model = build_model(ModelSpec("mlp", "float")).eval()
+    with pytest.raises(UnsupportedLayerError, match=r"model\.1 \(.*Linear\)"):
+        freeze(model)
+
+
+def test_nested_sequential_paths():
+    model = _eval(BitplaneInput(), nn.Sequential(PALinear(64, 8), nn.Sequential(nn.GELU())))
+    with pytest.raises(UnsupportedLayerError, match=r"model\.1\.1\.0 \(.*GELU\)"):
+        freeze(model)
+
+
+def test_not_a_sequential():
+    with pytest.raises(UnsupportedLayerError, match="nn.Sequential.*not PALinear"):
+        freeze(PALinear(4, 4))
+
+
+def test_input_encoding_must_come_first():
+    with pytest.raises(FreezeError, match=r"model\.0 \(PALinear\).*start with BitplaneInput"):
+        freeze(_eval(PALinear(64, 10)))
+
+
+def test_layers_without_activation_between():
+    model = _eval(BitplaneInput(), PALinear(64, 8), nn.BatchNorm1d(8), PALinear(8, 10))
+    with pytest.raises(FreezeError, match=r"model\.3: the output of model\.1 reaches it "
+                                          r"without an activation quantizer"):
+        freeze(model)
+
+
+def test_model_must_end_with_scores():
+    model = _eval(BitplaneInput(), PALinear(64, 8), nn.BatchNorm1d(8), PAActivation(3))
+    with pytest.raises(FreezeError, match="must end with a compute layer"):
+        freeze(model)
+
+
+def test_batch_norm_after_last_layer():
+    model = _eval(BitplaneInput(), PALinear(64, 10), nn.BatchNorm1d(10))
+    with pytest.raises(FreezeError, match=r"batch norm after the last layer model\.1"):
+        freeze(model)
+
+
+def test_batch_norm_in_training_mode():
+    model = nn.Sequential(BitplaneInput(), PALinear(64, 8), nn.BatchNorm1d(8), PAActivation(3),
+                          PALinear(8, 10))
+    with pytest.raises(FreezeError, match=r"model\.2: batch norm must be in eval mode"):
+        freeze(model)
+
+
+def test_unsorted_endpoints():
+    act = PAActivation(3)
+    with torch.no_grad():
+        act.v.copy_(torch.tensor([0.5, 0.2, 1.0]))
+    model = _eval(BitplaneInput(), PALinear(64, 8), act, PALinear(8, 10))
+    with pytest.raises(FreezeError, match=r"model\.2: endpoints v must be strictly increasing"):
+        freeze(model)
+
+
+def test_pa_layer_after_sign_activation():
+    model = _eval(BitplaneInput(), XNORLinear(64, 8), SignActivation(), PALinear(8, 10))
+    with pytest.raises(FreezeError, match=r"model\.3 \(PALinear\) receives \+-1 activations"):
+        freeze(model)
+
+
+def test_xnor_layer_after_pa_activation():
+    model = _eval(BitplaneInput(), PALinear(64, 8), PAActivation(2), XNORLinear(8, 10))
+    with pytest.raises(FreezeError, match=r"model\.3 \(XNORLinear\) receives PAActivation"):
+        freeze(model)
+
+
+def test_xnor_zero_padding_after_sign():
+    model = _eval(BitplaneInput(), XNORConv2d(1, 4, 3, padding=1, pad_value=0.0),
+                  SignActivation(), XNORConv2d(4, 4, 3, padding=1, pad_value=0.0),
+                  SignActivation(), nn.Flatten(), XNORLinear(256, 10))
+    with pytest.raises(FreezeError, match=r"model\.3: pad_value 0 cannot be held by a \+-1"):
+        freeze(model)
+
+
+def test_xnor_first_layer_pads_with_pixel_zero():
+    model = _eval(BitplaneInput(), XNORConv2d(1, 4, 3, padding=1, pad_value=-1.0),
+                  SignActivation(), nn.Flatten(), XNORLinear(256, 10))
+    with pytest.raises(FreezeError, match=r"model\.1: a first layer fed with bit planes"):
+        freeze(model)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(padding="same"), "padding must be integers"),
+    (dict(padding=1, padding_mode="reflect"), "padding must be integers with padding_mode"),
+    (dict(dilation=2), r"dilation \(2, 2\) is not supported"),
+])
+def test_conv_options_hardware_cannot_do(kwargs, message):
+    conv = PAConv2d(1, 4, 3)
+    for key, value in kwargs.items():
+        setattr(conv, key, (value, value) if key == "dilation" else value)
+    model = _eval(BitplaneInput(), conv, PAActivation(2), nn.Flatten(), PALinear(144, 10))
+    with pytest.raises(UnsupportedLayerError, match=r"model\.1: " + message):
+        freeze(model)
+
+
+def test_accumulator_overflow_is_refused_before_running():
+    model = build_model(ModelSpec("mlp", "pa", 4, 5, hidden=128)).eval()
+    # First layer: 64 inputs x 5 bit planes x 2^11 = 655360, 21 signed bits.
+    with pytest.raises(WidthOverflowError, match=r"layer 1: worst-case accumulator 655360 "
+                                                 r"needs 21 signed bits, more than acc_bits=20"):
+        freeze(model, FreezeConfig(coef_bits=12, acc_bits=20))
+    freeze(model, FreezeConfig(coef_bits=12, acc_bits=21))     # exactly fits
+
+
+def test_xnor_class_score_overflow():
+    model = build_model(ModelSpec("mlp", "xnor", hidden=128)).eval()
+    # First layer: |sign(W) . pixels| <= 64 x 31 = 1984 fits; last layer: |dot| <= 128,
+    # times a 12-bit scale 2^11: 262144 needs 20 bits.
+    with pytest.raises(WidthOverflowError, match=r"layer 7: worst-case class score 262144"):
+        freeze(model, FreezeConfig(coef_bits=12, acc_bits=19))
+
+
+@pytest.mark.parametrize("field,value", [("coef_bits", 1), ("coef_bits", 40), ("acc_bits", 63),
+                                         ("acc_bits", 8.0)])
+def test_freeze_config_checks(field, value):
+    with pytest.raises(ValueError, match=field):
+        FreezeConfig(**{field: value})
+
+
+def test_golden_input_range():
+    graph = freeze(build_model(ModelSpec("mlp", "pa", 2, 1, hidden=16)).eval())
+    with pytest.raises(BitfabError, match=r"input pixels must be in 0\.\.31 \(5 bit planes\), "
+                                          r"got 0\.\.32"):
+        graph(torch.tensor([[0] * 63 + [32]]))
+    with pytest.raises(BitfabError, match="integer pixels"):
+        graph(torch.full((1, 64), 0.5))
+    assert graph(torch.full((1, 64), 16.0)).shape == (1, 10)
+
+
+def test_width_helpers():
+    assert signed_bits(-8, 7) == 4 and signed_bits(-9, 7) == 5 and signed_bits(-8, 8) == 5
+    assert signed_bits(0, 0) == 1 and unsigned_bits(64) == 7 and unsigned_bits(63) == 6
+    # 0.75 -> F = 10 at 12 bits: 768 fits 2047, F = 11 gives 1536 which still fits, 12 -> 3072.
+    assert choose_frac_bits([0.75, -0.1], 12) == 11
+    assert choose_frac_bits([300.0], 8) == -2          # 300 / 4 = 75 <= 127
+    with pytest.raises(WidthOverflowError):
+        choose_frac_bits([1e30], 4, max_frac_bits=8)
