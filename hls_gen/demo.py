@@ -1,0 +1,151 @@
+"""The main job on defaults: digits -> float / PA / XNOR networks -> golden models -> report.
+
+Trains (or loads from ``DIR/models``) a full-precision, a PA (M=4, N=5), a PA
+(M=8, N=7) and an XNOR network, for the MLP and the CNN; the quantized ones
+start from the trained full-precision weights (as the thesis does) and are
+frozen into golden models. Writes ``DIR/report.json``.
+"""
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data import SPLIT_SEED, TEST_FRACTION, load_digits_split
+from .freeze import FreezeConfig, freeze
+from .models import ModelSpec, build_model
+from .train import TrainConfig, accuracy, init_from, predict, train
+
+__all__ = ["DemoConfig", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo depends on; the cache of trained models is keyed on it."""
+
+    archs: tuple = ("mlp", "cnn")
+    hidden: int = 128
+    pa_default: tuple = (4, 5)
+    pa_large: tuple = (8, 7)
+    float_training: TrainConfig = TrainConfig()
+    # Quantized networks fine-tune from the float weights at a lower rate.
+    quantized_training: TrainConfig = TrainConfig(lr=1e-3)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+
+    def specs(self, arch):
+        """(spec, starts from float?) in training order."""
+        return [
+            (ModelSpec(arch, "float", hidden=self.hidden), False),
+            (ModelSpec(arch, "pa", *self.pa_default, hidden=self.hidden), True),
+            (ModelSpec(arch, "pa", *self.pa_large, hidden=self.hidden), True),
+            (ModelSpec(arch, "xnor", hidden=self.hidden), True),
+        ]
+
+
+def _fit(spec, split, training, reference, cache, log):
+    """Train `spec` (or load it from `cache` if trained with the same settings)."""
+    key = {"spec": asdict(spec), "training": asdict(training),
+           "from_float": reference is not None}
+    path = cache / f"{spec.name}.pt"
+    torch.manual_seed(training.seed)
+    model = build_model(spec, split.pixel_bits, split.pixel_scale)
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        if saved.get("key") == json.dumps(key, sort_keys=True):
+            model.load_state_dict(saved["state"])
+            log(f"  {spec.name:<14} loaded from {path}")
+            return model.eval(), 0.0
+    if reference is not None:
+        init_from(model, reference)
+    start = time.perf_counter()
+    train(model, split.x_train, split.y_train, spec.input_shape, training)
+    seconds = time.perf_counter() - start
+    torch.save({"key": json.dumps(key, sort_keys=True), "state": model.state_dict()}, path)
+    log(f"  {spec.name:<14} trained in {seconds:.1f} s")
+    return model, seconds
+
+
+def _layer_report(graph):
+    return [{"name": layer.name, "type": type(layer).__name__,
+             "input_encoding": layer.input_encoding, **asdict(layer.widths)}
+            for layer in graph.layers]
+
+
+def run_demo(out, config=DemoConfig(), log=print):
+    """Run the demo into directory `out`; returns the report (also written as JSON)."""
+    out = Path(out)
+    cache = out / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    split = load_digits_split()
+    models = {}
+    for arch in config.archs:
+        log(f"{arch}: training on {len(split.x_train)} images")
+        reference = None
+        for spec, from_float in config.specs(arch):
+            training = config.quantized_training if from_float else config.float_training
+            model, seconds = _fit(spec, split, training, reference if from_float else None,
+                                  cache, log)
+            if spec.kind == "float":
+                reference = model
+            predictions = predict(model, split.x_test, spec.input_shape)
+            entry = {"arch": arch, "kind": spec.kind, "accuracy": accuracy(predictions, split.y_test),
+                     "train_seconds": round(seconds, 2)}
+            if spec.kind == "pa":
+                entry.update(m=spec.m, n=spec.n)
+            if spec.kind != "float":
+                graph = freeze(model, config.freeze)
+                golden = graph.predict(split.x_test.view(-1, *spec.input_shape))
+                # The float32 model rounds too: float64 shows what is golden error.
+                exact = predict(copy.deepcopy(model).double(), split.x_test, spec.input_shape)
+                entry.update(golden_accuracy=accuracy(golden, split.y_test),
+                             golden_agreement=accuracy(golden, predictions),
+                             golden_agreement_float64=accuracy(golden, exact),
+                             layers=_layer_report(graph))
+            models[spec.name] = entry
+
+    arch = config.archs[0]
+    pa = models[ModelSpec(arch, "pa", *config.pa_default).name]
+    report = {
+        "dataset": {"name": "sklearn load_digits", "train_images": len(split.x_train),
+                    "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "stratified": True},
+        "test_images": len(split.x_test),
+        "default_model": f"{arch} PA M={config.pa_default[0]} N={config.pa_default[1]}",
+        "accuracy": {
+            "float": models[f"{arch}_float"]["accuracy"],
+            "pa": pa["accuracy"],
+            "pa_large": models[ModelSpec(arch, "pa", *config.pa_large).name]["accuracy"],
+            "xnor": models[f"{arch}_xnor"]["accuracy"],
+            "golden": pa["golden_accuracy"],
+        },
+        "golden_vs_pa_agreement": pa["golden_agreement"],
+        "freeze": asdict(config.freeze),
+        "models": models,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log("")
+    log(format_table(report))
+    log(f"\nreport: {out / 'report.json'}")
+    return report
+
+
+def format_table(report):
+    """The report's per-model accuracies as a fixed-width text table."""
+    lines = [f"{'model':<16}{'torch acc':>10}{'golden acc':>12}{'golden=torch':>14}"
+             f"{'golden=f64':>12}", "-" * 64]
+    for name, entry in report["models"].items():
+        row = f"{name:<16}{entry['accuracy'] * 100:>9.2f}%"
+        if "golden_accuracy" in entry:
+            row += (f"{entry['golden_accuracy'] * 100:>11.2f}%"
+                    f"{entry['golden_agreement'] * 100:>13.2f}%"
+                    f"{entry['golden_agreement_float64'] * 100:>11.2f}%")
+        else:
+            row += f"{'-':>12}{'-':>14}{'-':>12}"
+        lines.append(row)
+    lines.append(f"({report['test_images']} test images. 'torch acc': the PyTorch model "
+                 f"(float32); 'golden=torch' / 'golden=f64': fraction of images where the "
+                 f"integer golden model gives the class of the PyTorch model in float32 / "
+                 f"float64)")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Training and evaluation on the CPU."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .quant import PAActivation
+
+__all__ = ["TrainConfig", "train", "accuracy", "predict", "init_from"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Adam with a cosine learning-rate decay; one fixed seed for the whole run."""
+
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+def _shaped(model_input_shape, x):
+    return x.view(x.shape[0], *model_input_shape)
+
+
+def train(model, x, y, input_shape, config=TrainConfig()):
+    """Train `model` in place on integer pixels `x` (N, 64) and labels `y`; returns it."""
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    steps = config.epochs * -(-len(x) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    activations = [m for m in model.modules() if isinstance(m, PAActivation)]
+    x = _shaped(input_shape, x)
+    model.train()
+    for _ in range(config.epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            if len(batch) < 2:      # batch norm needs two samples
+                continue
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            for act in activations:
+                act.constrain_()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict(model, x, input_shape):
+    """Class indices (first index of the maximum) of the model in eval mode."""
+    model.eval()
+    return model(_shaped(input_shape, x)).argmax(dim=1)
+
+
+def accuracy(predictions, y):
+    return float((predictions == y).double().mean())
+
+
+def init_from(model, reference):
+    """Copy every parameter and buffer of `reference` whose name and shape match
+    (the thesis initialises PA training from a trained full-precision model)."""
+    theirs = reference.state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return sorted(matched)
