@@ -1,0 +1,113 @@
+"""The main job end to end: `bitfab demo` on the real digits, through the console script.
+
+One demo run (about a minute and a half on 2 cores) trains every network; the
+tests then read its report and re-check it against the cached trained models.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bitfab.hls_gen.data import load_digits_split
+from bitfab.hls_gen.demo import DemoConfig
+from bitfab.hls_gen.freeze import freeze
+from bitfab.hls_gen.models import build_model
+from bitfab.hls_gen.train import accuracy, predict
+from layercheck import check_layers
+
+BITFAB = Path(sys.executable).with_name("bitfab")
+
+
+def _bitfab(*args):
+    return subprocess.run([str(BITFAB), *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    run = _bitfab("demo", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    return out, run.stdout, json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(demo):
+    """The demo's trained models, loaded from its cache, with their specs."""
+    out, _, _ = demo
+    models = {}
+    for arch in DemoConfig().archs:
+        for spec, _ in DemoConfig().specs(arch):
+            model = build_model(spec)
+            model.load_state_dict(torch.load(out / "models" / f"{spec.name}.pt",
+                                             weights_only=True)["state"])
+            models[spec.name] = (spec, model.eval())
+    return models
+
+
+def test_report_fields(demo):
+    _, stdout, report = demo
+    assert report["test_images"] == 450 >= 360
+    for key in ("float", "pa", "xnor", "golden"):
+        assert 0.0 <= report["accuracy"][key] <= 1.0
+    assert 0.0 <= report["golden_vs_pa_agreement"] <= 1.0
+    assert "mlp_pa_m4n5" in stdout and "golden=torch" in stdout
+
+
+def test_pa_mlp_close_to_full_precision(demo):
+    _, _, report = demo
+    acc = report["accuracy"]
+    print(f"float {acc['float']:.4f} pa(4,5) {acc['pa']:.4f} pa(8,7) {acc['pa_large']:.4f} "
+          f"xnor {acc['xnor']:.4f}")
+    assert acc["float"] - acc["pa"] <= 0.020
+    assert acc["float"] - acc["pa_large"] <= 0.010
+    assert acc["xnor"] > 0.5          # reported as it is; only "it learned something" here
+
+
+def test_golden_agrees_with_pa_model(demo):
+    _, _, report = demo
+    assert report["golden_vs_pa_agreement"] >= 0.99
+    for name, entry in report["models"].items():
+        if "golden_agreement_float64" in entry:
+            assert entry["golden_agreement_float64"] >= 0.99, name
+
+
+def test_report_matches_the_models(demo, trained):
+    """Every accuracy in the report is recomputed from the saved models."""
+    _, _, report = demo
+    split = load_digits_split()
+    for name, (spec, model) in trained.items():
+        entry = report["models"][name]
+        predictions = predict(model, split.x_test, spec.input_shape)
+        assert entry["accuracy"] == accuracy(predictions, split.y_test), name
+        if spec.kind != "float":
+            golden = freeze(model).predict(split.x_test.view(-1, *spec.input_shape))
+            assert entry["golden_accuracy"] == accuracy(golden, split.y_test), name
+            assert entry["golden_agreement"] == accuracy(golden, predictions), name
+
+
+def test_trained_golden_models_exact_per_layer(trained):
+    split = load_digits_split()
+    for name, (spec, model) in trained.items():
+        if spec.kind != "float":
+            pixels = split.x_test.view(-1, *spec.input_shape)
+            check_layers(model, freeze(model), pixels)
+
+
+def test_second_run_loads_cached_models(demo):
+    out, _, report = demo
+    again = _bitfab("demo", "--out", str(out), "--arch", "mlp")
+    assert again.returncode == 0, again.stderr
+    assert "loaded from" in again.stdout and "trained in" not in again.stdout
+    assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
+
+
+def test_cli_reports_width_overflow(demo):
+    out, _, _ = demo
+    run = _bitfab("demo", "--out", str(out), "--arch", "mlp", "--acc-bits", "20")
+    assert run.returncode == 2
+    assert "error: layer 1: worst-case accumulator" in run.stderr
+    assert "acc_bits=20" in run.stderr
