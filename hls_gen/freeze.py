@@ -90,7 +90,7 @@ class _Pending:
 @dataclass
 class _Builder:
     config: FreezeConfig
-    graph: Graph | None = None
+    input: BitplaneInput | None = None
     activation: _Activation | None = None
     pending: _Pending | None = None
     flatten: bool = False
@@ -168,7 +168,7 @@ def freeze(model, config=FreezeConfig()):
                     f"supported; supported modules: {supported}")
             fn(builder, path, module)
         _finish_last_layer(builder)
-    return Graph(builder.graph.input_bits, builder.graph.input_scale, builder.layers)
+    return Graph(builder.input.bits, builder.input.scale, builder.layers)
 
 
 @handler(BitplaneInput)
@@ -177,7 +177,7 @@ def _bitplane_input(builder, path, module):
         raise FreezeError(f"{path}: BitplaneInput must be the first module")
     values = [2.0 ** b * module.scale for b in range(module.bits)]
     builder.activation = _Activation("bitplanes", module.bits, values)
-    builder.graph = Graph(module.bits, module.scale, [])
+    builder.input = module
 
 
 @handler(nn.Flatten)
@@ -215,6 +215,13 @@ def _layer_name(path):
     return path.removeprefix("model.").replace(".", "_")
 
 
+def _widths(builder, name, fan_in, bound, coef_bits, coef_frac, hint):
+    """Widths of a hidden layer whose accumulator is at most `bound` in magnitude."""
+    acc_bits = check_width(name, "accumulator", bound, builder.config.acc_bits, hint)
+    return LayerWidths(fan_in, unsigned_bits(fan_in), coef_bits, coef_frac, acc_bits, bound,
+                       threshold_bits=signed_bits(-bound, bound + 1))
+
+
 @handler(PALinear, PAConv2d)
 def _pa_layer(builder, path, module):
     builder.need_input(path, module)
@@ -237,10 +244,8 @@ def _pa_layer(builder, path, module):
     # One-hot codes set one plane per input, bit planes up to all of them.
     terms = 1 if act.encoding == "onehot" else act.planes
     bound = fan_in * terms * (1 << (coef_bits - 1))
-    acc_bits = check_width(name, "accumulator", bound, builder.config.acc_bits,
-                           "lower coef_bits or split the layer")
-    widths = LayerWidths(fan_in, unsigned_bits(fan_in), coef_bits, frac, acc_bits, bound,
-                         threshold_bits=signed_bits(-bound, bound + 1))
+    widths = _widths(builder, name, fan_in, bound, coef_bits, frac,
+                     "lower coef_bits or split the layer")
     layer = PopcountLayer(name, geometry, widths, act.encoding, act.planes, builder.flatten,
                           bases=bases, coefficients=coefficients)
     real_scale = torch.full((weight.shape[0],), 2.0 ** -frac, dtype=torch.float64)
@@ -265,9 +270,8 @@ def _xnor_layer(builder, path, module):
             raise FreezeError(f"{path}: pad_value {module.pad_value:g} cannot be held by a "
                               f"+-1 code; use pad_value=-1 for XNOR layers after a "
                               f"SignActivation")
-        bound = fan_in
-        widths = LayerWidths(fan_in, unsigned_bits(fan_in), 0, 0, signed_bits(-bound, bound),
-                             bound, threshold_bits=signed_bits(-bound, bound + 1))
+        # |K - 2 popcount(XOR)| <= K; no coefficients.
+        widths = _widths(builder, name, fan_in, fan_in, 0, 0, "split the layer")
         layer = XnorLayer(name, geometry, widths, "sign", 1, builder.flatten,
                           weight_bits=positive)
         builder.start(path, module, layer, alpha, per_class_scale=True)
@@ -289,10 +293,7 @@ def _xnor_layer(builder, path, module):
     # These coefficients are structural (never reloaded), so the exact bound holds:
     # |sign(W) . x| <= K * (2^planes - 1).
     bound = fan_in * ((1 << planes) - 1)
-    acc_bits = check_width(name, "accumulator", bound, builder.config.acc_bits,
-                           "split the layer")
-    widths = LayerWidths(fan_in, unsigned_bits(fan_in), needed, 0, acc_bits, bound,
-                         threshold_bits=signed_bits(-bound, bound + 1))
+    widths = _widths(builder, name, fan_in, bound, needed, 0, "split the layer")
     layer = PopcountLayer(name, geometry, widths, "bitplanes", planes, builder.flatten,
                           bases=bases, coefficients=coefficients)
     builder.start(path, module, layer, alpha * act.values[0], per_class_scale=True)
