@@ -1,4 +1,3 @@
-"""Amaranth hardware blocks (popcount PE arrays, the M x N PA datapath, diminished-1 units).
-
-Empty until the hardware issue lands. Blocks here never import torch.
+"""Amaranth hardware blocks: popcount trees so far; the M x N PA datapath and the
+diminished-1 units come next. Blocks here never import torch.
 """

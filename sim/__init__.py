@@ -1,5 +1,3 @@
-"""cocotb testbenches, runners and the simulated board.
-
-Empty until the hardware issue lands; testbenches will import the golden model
-from `bitfab.hls_gen.golden`.
+"""cocotb testbenches and their runner; benches take expected values from the
+golden model (`bitfab.hls_gen.golden`).
 """
