@@ -22,17 +22,17 @@ PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 
 
 def expected_counts(a, b, front, width):
-    """The golden model's count for each (a, b) pair of bit vectors (lists of ints)."""
+    """The golden kernels' count for each (a, b) pair of bit vectors (lists of ints)."""
     geometry = golden.Geometry("linear")
-    a = torch.tensor(a, dtype=torch.int64)
-    b = torch.tensor(b, dtype=torch.int64)
-    if front == "xnor":
-        # agreements = K - disagreements
-        return (width - torch.cat([golden.xor_popcounts(a[k:k + 1], b[k:k + 1], geometry)
-                                   for k in range(len(a))]).flatten()).tolist()
-    if front == "none":
-        b = torch.ones_like(b)
-    return (a * b).sum(dim=1).tolist()   # popcount(a AND b), as golden.and_popcounts
+    counts = []
+    for x, w in zip(a, b):
+        x = torch.tensor([x], dtype=torch.int64)
+        w = torch.ones_like(x) if front == "none" else torch.tensor([w], dtype=torch.int64)
+        if front == "xnor":      # agreements = K - disagreements
+            counts.append(width - int(golden.xor_popcounts(x, w, geometry)))
+        else:                    # one activation plane against one weight base
+            counts.append(int(golden.and_popcounts(x.unsqueeze(1), w.unsqueeze(0), geometry)))
+    return counts
 
 
 def _bits(value, width):
