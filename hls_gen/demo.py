@@ -47,14 +47,14 @@ class DemoConfig:
 
 def _fit(spec, split, training, reference, cache, log):
     """Train `spec` (or load it from `cache` if trained with the same settings)."""
-    key = {"spec": asdict(spec), "training": asdict(training),
-           "from_float": reference is not None}
+    key = json.dumps({"spec": asdict(spec), "training": asdict(training),
+                      "from_float": reference is not None}, sort_keys=True)
     path = cache / f"{spec.name}.pt"
     torch.manual_seed(training.seed)
     model = build_model(spec, split.pixel_bits, split.pixel_scale)
     if path.exists():
         saved = torch.load(path, weights_only=True)
-        if saved.get("key") == json.dumps(key, sort_keys=True):
+        if saved.get("key") == key:
             model.load_state_dict(saved["state"])
             log(f"  {spec.name:<14} loaded from {path}")
             return model.eval(), 0.0
@@ -63,7 +63,7 @@ def _fit(spec, split, training, reference, cache, log):
     start = time.perf_counter()
     train(model, split.x_train, split.y_train, spec.input_shape, training)
     seconds = time.perf_counter() - start
-    torch.save({"key": json.dumps(key, sort_keys=True), "state": model.state_dict()}, path)
+    torch.save({"key": key, "state": model.state_dict()}, path)
     log(f"  {spec.name:<14} trained in {seconds:.1f} s")
     return model, seconds
 

@@ -342,7 +342,7 @@ def _pa_activation(builder, path, module):
                           f"each optimiser step)")
     values, descending = _thresholds(builder.pending, v)
     betas = module.beta.detach().double().tolist()
-    builder.close(Thresholds(values, descending, "onehot"),
+    builder.close(Thresholds(values, descending),
                   _Activation("onehot", module.n, betas))
 
 
@@ -350,7 +350,7 @@ def _pa_activation(builder, path, module):
 def _sign_activation(builder, path, module):
     builder.need_pending(path, module)
     values, descending = _thresholds(builder.pending, torch.zeros(1, dtype=torch.float64))
-    builder.close(Thresholds(values, descending, "sign"), _Activation("sign", 1, [1.0]))
+    builder.close(Thresholds(values, descending), _Activation("sign", 1, [1.0]))
 
 
 def _finish_last_layer(builder):

