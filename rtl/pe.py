@@ -1,0 +1,131 @@
+"""The PA processing element: M x N AND-popcount lanes, the phi_k merge, a fold accumulator."""
+
+import math
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .popcount import Front, adder_tree, spread, stage
+
+__all__ = ["PAProcessingElement"]
+
+
+def _positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+class PAProcessingElement(wiring.Component):
+    """One output row of a multi-binary layer, SIMD input bits per cycle.
+
+    For each input fold it counts ``popcount(w_i AND x_j)`` for all M weight
+    bases and N activation bases over the same SIMD-wide slice (eq. 3.20),
+    merges them as ``sum_k phi_k * popcount_k`` with the coefficients in the
+    golden model's fixed point (eq. 3.19), and accumulates over folds. With the
+    ``XNOR`` front (M = N = 1, +-1 values) a fold contributes
+    ``2 * popcount(w XNOR x) - SIMD``, so the folds sum to ``K - 2 * popcount(XOR)``.
+
+    Parameters
+    ----------
+    m, n : int
+        Weight and activation bases (1 and 1 for ``XNOR``).
+    simd : int
+        Input bits per base per cycle.
+    front : Front
+        ``AND`` (PA bases) or ``XNOR`` (+-1 codes).
+    coef_bits : int
+        Signed width of each phi_k (``AND`` only).
+    acc_bits : int
+        Signed width of the accumulator, which must hold every partial sum.
+    popcount_stages : int or None
+        Registers inside each popcount tree; default one per two tree levels.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"w", "x", "last"})))
+        ``w`` holds base i's SIMD bits at ``[i*simd, (i+1)*simd)``, ``x`` plane j's
+        at ``[j*simd, (j+1)*simd)``; ``last`` marks the row's final fold.
+    coef : In(ArrayLayout(signed(coef_bits), m*n))
+        phi_k with k = i*n + j; held steady while folds are in flight.
+    o : Out(stream.Signature(signed(acc_bits)))
+        The row's sum, one per ``last`` fold.
+
+    Latency is ``popcount_stages + sum_stages + 2`` cycles from a ``last`` fold to
+    its sum (`latency`); throughput one fold per cycle. The pipeline stalls as a
+    whole while ``o.valid`` is high and ``o.ready`` low.
+    """
+
+    def __init__(self, *, m, n, simd, front=Front.AND, coef_bits=16, acc_bits=32,
+                 popcount_stages=None):
+        for name, value in (("m", m), ("n", n), ("simd", simd), ("acc_bits", acc_bits)):
+            _positive_int(name, value)
+        if front not in (Front.AND, Front.XNOR):
+            raise ValueError(f"PE front must be Front.AND or Front.XNOR, not {front!r}")
+        if front is Front.XNOR and (m, n) != (1, 1):
+            raise ValueError(f"an XNOR PE has m = n = 1, not m={m}, n={n}")
+        if front is Front.AND:
+            _positive_int("coef_bits", coef_bits)
+        self.m, self.n, self.simd, self.front = m, n, simd, front
+        self.coef_bits, self.acc_bits = coef_bits, acc_bits
+        self.tree_levels = max(1, math.ceil(math.log2(simd)))
+        if popcount_stages is None:
+            popcount_stages = (self.tree_levels + 1) // 2
+        if not isinstance(popcount_stages, int) or not 0 <= popcount_stages <= self.tree_levels:
+            raise ValueError(f"popcount_stages must be in 0..{self.tree_levels} for simd "
+                             f"{simd}, not {popcount_stages!r}")
+        self.popcount_stages = popcount_stages
+        self.sum_levels = math.ceil(math.log2(m * n)) if m * n > 1 else 0
+        self.sum_stages = self.sum_levels // 2
+        members = {
+            "i": In(stream.Signature(data.StructLayout({
+                "w": unsigned(m * simd), "x": unsigned(n * simd), "last": unsigned(1)}))),
+            "o": Out(stream.Signature(signed(acc_bits))),
+        }
+        if front is Front.AND:
+            members["coef"] = In(data.ArrayLayout(signed(coef_bits), m * n))
+        super().__init__(members)
+
+    @property
+    def latency(self):
+        return self.popcount_stages + self.sum_stages + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+
+        simd = self.simd
+        w, x = self.i.payload.w, self.i.payload.x
+        counts, valid, last = [], self.i.valid, [self.i.payload.last]
+        for i in range(self.m):
+            for j in range(self.n):
+                wi, xj = w[i * simd:(i + 1) * simd], x[j * simd:(j + 1) * simd]
+                bits = wi & xj if self.front is Front.AND else ~(wi ^ xj)
+                count, lane_valid, lane_last = adder_tree(
+                    m, [bits[b] for b in range(simd)], self.tree_levels,
+                    spread(self.popcount_stages, self.tree_levels), advance, valid,
+                    last, name=f"pc{i}_{j}")
+                counts.append(count)
+        valid, last = lane_valid, lane_last
+
+        if self.front is Front.AND:
+            # eq. 3.19: merge alpha_i * beta_j (phi_k, fixed point) with each count.
+            products = [counts[k] * self.coef[k] for k in range(self.m * self.n)]
+        else:
+            products = [(counts[0] << 1) - simd]
+        products = [stage(m, p, advance, f"product{k}") for k, p in enumerate(products)]
+        valid = stage(m, valid, advance, "product_valid")
+        last = [stage(m, last[0], advance, "product_last")]
+        total, valid, last = adder_tree(m, products, self.sum_levels,
+                                        {2 * s + 2 for s in range(self.sum_stages)},
+                                        advance, valid, last, name="merge")
+
+        acc = Signal(signed(self.acc_bits))
+        fresh = Signal(init=1)   # the next fold starts a new row
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(valid & last[0])
+            with m.If(valid):
+                m.d.sync += [acc.eq(Mux(fresh, total, acc + total)), fresh.eq(last[0])]
+        m.d.comb += self.o.payload.eq(acc)
+        return m

@@ -1,0 +1,84 @@
+"""Test cases for the stream bench (`bitfab.sim.stream_tb`) from the golden model.
+
+A case is JSON: the load words, the input beats, and per output stream the
+beats the golden model predicts, packed with the same layouts the hardware
+uses (`MVAUConfig.in_layout` / `out_layout`), so a beat compares with ``==``.
+"""
+
+import json
+import random
+from pathlib import Path
+
+from bitfab.hls_gen.plan import load_rows
+from bitfab.sw_driver.weights import check_load_words
+
+from .runner import run_bench
+
+__all__ = ["element_values", "output_beats", "input_beats", "network_case", "run_case"]
+
+
+def element_values(codes, encoding):
+    """Activation codes -> the planes each element carries, as an integer."""
+    if encoding == "onehot":
+        return [[1 << (c - 1) if c else 0 for c in row] for row in codes]
+    return [list(row) for row in codes]     # bit planes of a pixel, or a sign bit
+
+
+def output_beats(config, values):
+    """(items, rows) golden codes or scores -> the unit's output beats."""
+    rows = values.tolist()
+    if config.output == "codes":
+        rows = element_values(rows, "onehot")
+    layout = config.out_layout
+    return [layout.const(row[g * config.pe:(g + 1) * config.pe]).as_bits()
+            for row in rows for g in range(config.groups)]
+
+
+def input_beats(config, codes, encoding):
+    """(items, cols) input codes -> input beats of `config.in_beat` elements."""
+    layout, beat = config.in_layout, config.in_beat
+    return [layout.const(row[b:b + beat]).as_bits()
+            for row in element_values(codes.tolist(), encoding)
+            for b in range(0, config.cols, beat)]
+
+
+def network_case(graph, configs, pixels, taps=True):
+    """The case for a whole network: every layer's output tapped (`taps`), the scores
+    at ``o``. `pixels` are the first layer's input codes, (items, cols)."""
+    _, trace = graph.run(pixels)
+    outputs, per_item = {}, {}
+    for k, (layer, config) in enumerate(zip(graph.layers, configs)):
+        values = trace[layer.name]["codes" if layer.output is not None else "logits"]
+        outputs[f"tap{k}"] = output_beats(config, values)
+        per_item[f"tap{k}"] = config.groups
+    outputs["o"], per_item["o"] = outputs[f"tap{len(configs) - 1}"], configs[-1].groups
+    if not taps:
+        outputs = {"o": outputs["o"]}
+    words = check_load_words([w for layer, config in zip(graph.layers, configs)
+                              for w in config.pack(load_rows(layer, config))], configs)
+    encoding = graph.layers[0].input_encoding
+    return {"words": words, "inputs": input_beats(configs[0], pixels.flatten(1), encoding),
+            "outputs": outputs, "beats_per_item": per_item}
+
+
+def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,
+             backpressure=0.0, key=None):
+    """Run `case` through the stream bench; returns its result (mismatches, cycles, ...).
+
+    Raises, naming the seed, the first mismatch and the wave dump, if any beat differs.
+    """
+    build_root = Path(build_root)
+    build_root.mkdir(parents=True, exist_ok=True)
+    tag = f"{toplevel}_{seed}_{random.Random(json.dumps(case['words'][:64])).getrandbits(32):08x}"
+    case_path = build_root / f"case_{tag}.json"
+    result_path = build_root / f"result_{tag}.json"
+    case_path.write_text(json.dumps(case))
+    params = {"case": str(case_path), "result": str(result_path), "seed": seed, "idle": idle,
+              "backpressure": backpressure}
+    try:
+        run_bench(component, toplevel, "bitfab.sim.stream_tb", params, build_root, seed, sim,
+                  key=key)
+    except RuntimeError as error:
+        detail = json.loads(result_path.read_text()) if result_path.exists() else {}
+        raise RuntimeError(f"{error}; first mismatch: {detail.get('first_mismatch')}") from error
+    return json.loads(result_path.read_text())

@@ -1,0 +1,71 @@
+"""valid/ready stream driver and monitor for cocotb benches, with random stalls.
+
+Ports follow Amaranth's Verilog names: a stream member ``i`` becomes
+``i__valid``, ``i__ready`` and ``i__payload`` (the payload's bits flattened).
+"""
+
+from cocotb.triggers import ReadOnly, RisingEdge
+
+__all__ = ["value_of", "StreamSource", "StreamSink"]
+
+
+def value_of(handle):
+    """A port's unsigned value (a 1-bit port reads as Logic, a wider one as LogicArray)."""
+    value = handle.value
+    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+
+class StreamSource:
+    """Drives ``<name>__valid/payload`` from a list, idling with probability `idle`."""
+
+    def __init__(self, dut, name, rng, idle=0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.rng, self.idle = rng, idle
+        self.valid.value = 0
+
+    async def send(self, payloads):
+        for payload in payloads:
+            while self.idle and self.rng.random() < self.idle:
+                self.valid.value = 0
+                await RisingEdge(self.clk)
+            self.valid.value = 1
+            self.payload.value = payload
+            while True:
+                await ReadOnly()
+                accepted = bool(self.ready.value)
+                await RisingEdge(self.clk)
+                if accepted:
+                    break
+        self.valid.value = 0
+
+
+class StreamSink:
+    """Takes ``<name>__payload`` transfers, holding ``ready`` low with probability
+    `backpressure`; records the cycle of each transfer."""
+
+    def __init__(self, dut, name, rng, backpressure=0.0):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.rng, self.backpressure = rng, backpressure
+        self.ready.value = 0
+
+    async def receive(self, count, cycles=None):
+        got = []
+        cycle = 0
+        while len(got) < count:
+            ready = not (self.backpressure and self.rng.random() < self.backpressure)
+            self.ready.value = int(ready)
+            await ReadOnly()
+            if ready and self.valid.value:
+                got.append(value_of(self.payload))
+                if cycles is not None:
+                    cycles.append(cycle)
+            await RisingEdge(self.clk)
+            cycle += 1
+        self.ready.value = 0
+        return got

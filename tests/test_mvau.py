@@ -1,0 +1,119 @@
+"""The matrix-vector unit alone, on random layers of the golden model, in cocotb
+with random stalls and backpressure; and the plan's refusals."""
+
+import random
+
+import pytest
+import torch
+
+from bitfab.hls_gen.boards import board
+from bitfab.hls_gen.fixedpoint import LayerWidths, signed_bits, unsigned_bits
+from bitfab.hls_gen.golden import Geometry
+from bitfab.hls_gen.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.plan import PlanError, check_fit, fold, map_to_hw
+from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
+from bitfab.sim.cases import network_case, run_case
+from bitfab.sim.runner import simulators
+from bitfab.sw_driver.weights import check_load_words
+
+SEED = 20261122
+
+
+def random_layer(gen, kind, rows, cols, m=1, n=1, n_out=0, coef_bits=8, scale_bits=0):
+    """A random IR layer with widths derived as the freezer does."""
+    if kind == "pa":
+        # One-hot bases: each weight in one of M pieces, or the zero piece.
+        piece = torch.randint(0, m + 1, (rows, cols), generator=gen)
+        bases = torch.stack([(piece == i).long() for i in range(m)])
+        top = 1 << (coef_bits - 1)
+        coefficients = torch.randint(-top + 1, top, (m, n), generator=gen)
+        bound = cols * top
+    else:
+        weight_bits = torch.randint(0, 2, (rows, cols), generator=gen)
+        bound = cols
+    widths = LayerWidths(cols, unsigned_bits(cols), coef_bits if kind == "pa" else 0, 0,
+                         signed_bits(-bound, bound), bound)
+    output, scale = None, None
+    if n_out:
+        values = torch.randint(-bound // 4, bound // 4 + 2, (rows, n_out), generator=gen)
+        output = Thresholds(values.sort(dim=1).values, torch.randint(0, 2, (rows,),
+                                                                     generator=gen).bool())
+        widths = LayerWidths(**{**widths.__dict__,
+                                "threshold_bits": signed_bits(-bound, bound + 1)})
+    elif scale_bits:
+        scale = torch.randint(1, 1 << (scale_bits - 1), (rows,), generator=gen)
+        logit = bound * (1 << (scale_bits - 1))
+        widths = LayerWidths(**{**widths.__dict__, "scale_bits": scale_bits,
+                                "logit_bits": signed_bits(-logit, logit)})
+    else:
+        widths = LayerWidths(**{**widths.__dict__, "logit_bits": widths.acc_bits})
+    common = dict(name=f"{kind}{rows}x{cols}", geometry=Geometry("linear"), widths=widths,
+                  input_encoding="onehot" if kind == "pa" else "sign",
+                  input_planes=n if kind == "pa" else 1, output=output, channel_scale=scale)
+    if kind == "pa":
+        return PopcountLayer(**common, bases=bases, coefficients=coefficients)
+    return XnorLayer(**common, weight_bits=weight_bits)
+
+
+# (kind, rows, cols, m, n, n_out, scale_bits, pe, simd)
+CASES = {
+    "pa_codes": ("pa", 12, 24, 4, 5, 5, 0, 3, 8),
+    "pa_scores_one_fold": ("pa", 6, 16, 2, 3, 0, 0, 2, 16),
+    "xnor_codes": ("xnor", 8, 32, 1, 1, 1, 0, 4, 8),
+    "xnor_scaled_scores": ("xnor", 10, 20, 1, 1, 0, 6, 5, 5),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_mvau_cocotb(tmp_path_factory, name):
+    kind, rows, cols, m, n, n_out, scale_bits, pe, simd = CASES[name]
+    gen = torch.Generator().manual_seed(SEED)
+    layer = random_layer(gen, kind, rows, cols, m, n, n_out, scale_bits=scale_bits)
+    graph = Graph(n if kind == "pa" else 1, 1.0, [layer])
+    high = n + 1 if kind == "pa" else 2
+    items = 60
+    codes = torch.randint(0, high, (items, cols), generator=gen)
+    [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd}])
+    case = network_case(graph, [config], codes, taps=False)
+    result = run_case(MatrixVectorUnit(config), "mvau", case,
+                      tmp_path_factory.getbasetemp() / "sim", SEED, (simulators() or
+                      ["verilator"])[0], idle=0.3, backpressure=0.3, key=[name])
+    assert result["items"] == items and result["mismatches"] == 0
+
+
+def test_folding_must_divide():
+    config = MVAUConfig(rows=10, cols=128)
+    with pytest.raises(PlanError, match=r"layer out: pe=4 does not divide its 10 output rows"):
+        fold([config], [{"pe": 4, "simd": 64}], ["out"])
+    with pytest.raises(PlanError, match=r"simd=48 does not divide its 128 input columns"):
+        fold([config], [{"pe": 2, "simd": 48}])
+    with pytest.raises(ValueError, match="pe=3 does not divide rows=10"):
+        MVAUConfig(rows=10, cols=128, pe=3)
+
+
+def test_plan_too_big_for_the_board_is_refused():
+    configs = fold([MVAUConfig(rows=128, cols=64, m=4, n_in=5, n_out=5),
+                    MVAUConfig(rows=10, cols=128, m=4, n_in=5, output="scores")])
+    check_fit(configs, board("ulx3s-85f"))
+    with pytest.raises(PlanError, match=r"does not fit icebreaker: layer hidden brings luts "
+                                        r"to \d+ \(estimated\), the device has 5280"):
+        check_fit(configs, board("icebreaker"), ["hidden", "out"])
+
+
+def test_convolution_is_refused_by_name():
+    layer = random_layer(torch.Generator().manual_seed(0), "xnor", 4, 9, n_out=1)
+    layer.geometry = Geometry("conv2d", padding=(1, 1))
+    with pytest.raises(Exception, match=r"layer xnor4x9 .*conv2d.*not mapped to hardware"):
+        map_to_hw(Graph(1, 1.0, [layer]))
+
+
+def test_weight_stream_of_wrong_length():
+    configs = [MVAUConfig(rows=4, cols=8, simd=8, m=2, n_in=1, n_out=1)]
+    words = [random.Random(1).getrandbits(32) for _ in range(configs[0].load_words)]
+    assert check_load_words(words, configs) is words
+    with pytest.raises(ValueError, match=rf"weight stream has {len(words) - 1} words, the "
+                                         rf"plan loads {len(words)}"):
+        check_load_words(words[:-1], configs)
+    with pytest.raises(ValueError, match="word 0 is -1"):
+        check_load_words([-1] + words[1:], configs)
