@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .encoder import ActivationEncoder, threshold_layout
@@ -217,68 +218,93 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
-        # Issue: fold f of row group r reads weights row r * folds + f.
+        # Issue: fold f of row group r reads weights row r * folds + f. The PEs and
+        # the encoder never stall (no clock-enable fanout, no ready chain across
+        # layers): a fold issues only while the output FIFO has room for every
+        # row group already in flight (credits).
         front = Front.AND if cfg.front == "and" else Front.XNOR
         pes = [PAProcessingElement(m=cfg.m, n=cfg.n_in, simd=cfg.simd, front=front,
                                    coef_bits=cfg.coef_bits, acc_bits=cfg.acc_bits)
                for _ in range(cfg.pe)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
+        fifo = m.submodules.fifo = SyncFIFOBuffered(width=cfg.out_layout.size,
+                                                   depth=self.fifo_depth(pes[0].latency))
+        in_flight = Signal(range(fifo.depth + 1))
         address = Signal(range(cfg.cycles))
         fold = Signal(range(cfg.folds))
+        last = fold == cfg.folds - 1
         fire = Signal()
-        m.d.comb += fire.eq(~filling & pes[0].i.ready)
+        m.d.comb += fire.eq(~filling & (fifo.level + in_flight < fifo.depth))
+        m.d.sync += in_flight.eq(in_flight + (fire & last) - fifo.w_en)
         weights = stores["weights"].read_port()
         # The read port always reads the address of the next cycle's fold.
         m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.cycles - 1, 0, address + 1),
                                         address))
         with m.If(fire):
-            m.d.sync += [address.eq(weights.addr),
-                         fold.eq(Mux(fold == cfg.folds - 1, 0, fold + 1))]
+            m.d.sync += [address.eq(weights.addr), fold.eq(Mux(last, 0, fold + 1))]
             with m.If(address == cfg.cycles - 1):
                 m.d.sync += filling.eq(1)
         piece = buffer.word_select(fold, cfg.simd * cfg.n_in)
         planes = Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
+        # One register between the block RAM (and the fold multiplexer) and the PEs.
+        issued = Signal()
+        issued_last = Signal()
+        issued_planes = Signal.like(planes)
+        issued_weights = Signal.like(weights.data)
+        m.d.sync += [issued.eq(fire), issued_last.eq(last), issued_planes.eq(planes),
+                     issued_weights.eq(weights.data)]
         lane = cfg.m * cfg.simd
         for p, pe in enumerate(pes):
-            m.d.comb += [pe.i.valid.eq(~filling),
-                         pe.i.payload.w.eq(weights.data[p * lane:(p + 1) * lane]),
-                         pe.i.payload.x.eq(planes),
-                         pe.i.payload.last.eq(fold == cfg.folds - 1)]
+            m.d.comb += [pe.i.valid.eq(issued),
+                         pe.i.payload.w.eq(issued_weights[p * lane:(p + 1) * lane]),
+                         pe.i.payload.x.eq(issued_planes),
+                         pe.i.payload.last.eq(issued_last),
+                         pe.o.ready.eq(1)]
             if cfg.front == "and":
                 m.d.comb += pe.coef.eq(stores["coefficients"])
 
-        # Output: row group g's thresholds or scales, read one cycle ahead like the weights.
+        # Output: row group g's accumulators and its thresholds or scales, read one
+        # cycle ahead like the weights, registered together.
         group = Signal(range(cfg.groups))
-        taken = Signal()
+        taken = pes[0].o.valid
         next_group = Mux(taken, Mux(group == cfg.groups - 1, 0, group + 1), group)
         m.d.sync += group.eq(next_group)
+        table = None
+        if cfg.output == "codes" or cfg.scale_bits:
+            table = stores["thresholds" if cfg.output == "codes" else "scales"].read_port()
+            m.d.comb += table.addr.eq(next_group)
+        row_valid = Signal()
+        row_acc = Signal(data.ArrayLayout(signed(cfg.acc_bits), cfg.pe))
+        m.d.sync += [row_valid.eq(taken)] + [row_acc[p].eq(pe.o.payload)
+                                              for p, pe in enumerate(pes)]
+        if table is not None:
+            row_table = Signal.like(table.data)
+            m.d.sync += row_table.eq(table.data)
         if cfg.output == "codes":
             encoder = m.submodules.encoder = ActivationEncoder(
                 channels=cfg.pe, n=cfg.n_out, acc_bits=cfg.acc_bits,
                 threshold_bits=cfg.threshold_bits)
-            table = stores["thresholds"].read_port()
-            m.d.comb += [table.addr.eq(next_group), encoder.i.valid.eq(pes[0].o.valid),
-                         encoder.i.payload.channel.eq(table.data),
-                         taken.eq(encoder.i.valid & encoder.i.ready)]
-            for p, pe in enumerate(pes):
-                m.d.comb += [encoder.i.payload.acc[p].eq(pe.o.payload),
-                             pe.o.ready.eq(encoder.i.ready)]
-            wiring.connect(m, encoder.o, wiring.flipped(self.o))
+            m.d.comb += [encoder.i.valid.eq(row_valid), encoder.i.payload.acc.eq(row_acc),
+                         encoder.i.payload.channel.eq(row_table), encoder.o.ready.eq(1),
+                         fifo.w_en.eq(encoder.o.valid), fifo.w_data.eq(encoder.o.payload)]
         else:
-            advance = ~self.o.valid | self.o.ready
-            m.d.comb += taken.eq(pes[0].o.valid & advance)
-            if cfg.scale_bits:
-                table = stores["scales"].read_port()
-                m.d.comb += table.addr.eq(next_group)
-            for p, pe in enumerate(pes):
-                score = pe.o.payload * table.data[p] if cfg.scale_bits else pe.o.payload
-                m.d.comb += pe.o.ready.eq(advance)
-                with m.If(advance):
-                    m.d.sync += self.o.payload[p].eq(score)
-            with m.If(advance):
-                m.d.sync += self.o.valid.eq(pes[0].o.valid)
+            scores = Signal(cfg.out_layout)
+            score_valid = Signal()
+            m.d.sync += score_valid.eq(row_valid)
+            for p in range(cfg.pe):
+                score = row_acc[p] * row_table[p] if cfg.scale_bits else row_acc[p]
+                m.d.sync += scores[p].eq(score)
+            m.d.comb += [fifo.w_en.eq(score_valid), fifo.w_data.eq(scores)]
+        m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
         return m
+
+    @staticmethod
+    def fifo_depth(pe_latency):
+        """Room for every row group between issue and the FIFO (register, PE, output
+        register, encoder or scale), so issue runs at full rate: a power of two."""
+        return 1 << (pe_latency + 4).bit_length()
 
     def _loader(self, m):
         """Write the load stream's words into the stores; return them by name."""

@@ -73,6 +73,7 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
     case_path = build_root / f"case_{tag}.json"
     result_path = build_root / f"result_{tag}.json"
     case_path.write_text(json.dumps(case))
+    result_path.unlink(missing_ok=True)
     params = {"case": str(case_path), "result": str(result_path), "seed": seed, "idle": idle,
               "backpressure": backpressure}
     try:

@@ -73,22 +73,36 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     env = {"BITFAB_PARAMS": json.dumps(params)}
     # The simulator's and compiler's chatter goes to log files beside the build.
     log = build_dir / "sim.log"
-    try:
-        _build(runner, sim, source, toplevel, build_dir, waves=False)
-        runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                    extra_env=env, seed=seed, log_file=log)
-    except Exception as error:
+    _build(runner, sim, source, toplevel, build_dir, waves=False)
+    if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
+        # Same seed again, with waves, so the failure can be looked at.
         _build(runner, sim, source, toplevel, build_dir, waves=True)
-        try:
-            runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                        extra_env=env, seed=seed, waves=True, log_file=log)
-        except Exception:
-            pass
+        _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
-        raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}); wave dump: "
-                           f"{', '.join(dumps) or 'none written'}; log: {log}") from error
+        failure = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                   if "AssertionError" in line] if log.exists() else []
+        raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
+                           f"{failure[-1] if failure else 'see the log'}; wave dump: "
+                           f"{', '.join(dumps) or 'none written'}; log: {log}")
     return build_dir
+
+
+def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
+    """Run the cocotb tests; True if all passed. (Under pytest the runner exits on a
+    failure; elsewhere it only returns its results file, so both are checked here.)"""
+    from cocotb_tools.check_results import get_results
+    try:
+        results = runner.test(hdl_toplevel=toplevel, test_module=test_module,
+                              build_dir=build_dir, extra_env=env, seed=seed, waves=waves,
+                              log_file=log)
+    except SystemExit:
+        return False
+    try:
+        tests, failed = get_results(results)
+    except RuntimeError:
+        return False
+    return tests > 0 and failed == 0
 
 
 def _build(runner, sim, source, toplevel, build_dir, waves):

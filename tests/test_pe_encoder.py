@@ -1,0 +1,137 @@
+"""The PA processing element and the activation encoder in cocotb against the golden
+kernels, with random stalls and backpressure; and their parameter checks."""
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from bitfab.hls_gen import golden
+from bitfab.rtl.encoder import ActivationEncoder, threshold_layout
+from bitfab.rtl.pe import PAProcessingElement
+from bitfab.rtl.popcount import Front
+from bitfab.sim.runner import run_bench, simulators
+
+SEED = 20261122
+SIM = (simulators() or ["verilator"])[0]
+
+
+def run_vectors(tmp_path_factory, component, toplevel, key, case):
+    root = tmp_path_factory.getbasetemp() / "sim"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"case_{toplevel}_{abs(hash(json.dumps(key))):x}.json"
+    path.write_text(json.dumps(case))
+    run_bench(component, toplevel, "bitfab.sim.vector_tb", {"case": str(path), "seed": SEED},
+              root, SEED, SIM, key=key)
+
+
+def pe_golden(front, coef, w, x, k):
+    """One row: w (M, K) and x (N, K) 0/1 over all folds -> the golden accumulator."""
+    geometry = golden.Geometry("linear")
+    if front == "xnor":
+        return int(golden.xnor_dot(golden.xor_popcounts(x, w, geometry), k))
+    counts = golden.and_popcounts(x.unsqueeze(0), w.unsqueeze(1), geometry)
+    return int(golden.merge_coefficients(counts, coef))
+
+
+# (front, m, n, simd, folds, coef_bits, popcount_stages)
+PE_CASES = [("and", 4, 5, 8, 3, 8, None), ("and", 2, 3, 5, 1, 12, 0),
+            ("and", 8, 7, 16, 2, 16, 4), ("xnor", 1, 1, 32, 4, 0, None)]
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("front,m,n,simd,folds,coef_bits,stages", PE_CASES)
+def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages):
+    gen = torch.Generator().manual_seed(SEED)
+    k = simd * folds
+    top = 1 << max(coef_bits - 1, 0)
+    coef = torch.randint(-top, top, (m, n), generator=gen) if front == "and" else None
+    bound = k * n * top if front == "and" else k
+    acc_bits = (2 * bound).bit_length() + 1
+    pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
+                             acc_bits=acc_bits, popcount_stages=stages)
+    layout = pe.signature.members["i"].signature.members["payload"].shape
+    inputs, outputs = [], []
+    rows = [(torch.zeros(m, k, dtype=torch.long), torch.zeros(n, k, dtype=torch.long)),
+            (torch.ones(m, k, dtype=torch.long), torch.ones(n, k, dtype=torch.long))]
+    rows += [(torch.randint(0, 2, (m, k), generator=gen),
+              torch.randint(0, 2, (n, k), generator=gen)) for _ in range(150)]
+    for w, x in rows:
+        want = pe_golden(front, coef, w, x, k)
+        outputs.append(want & ((1 << acc_bits) - 1))
+        for f in range(folds):
+            part = slice(f * simd, (f + 1) * simd)
+            as_int = lambda t: int("".join(str(b) for b in reversed(t[:, part].flatten().tolist())), 2)
+            inputs.append(layout.const({"w": as_int(w), "x": as_int(x),
+                                        "last": int(f == folds - 1)}).as_bits())
+    case = {"inputs": inputs, "outputs": outputs, "signed_bits": acc_bits}
+    if front == "and":
+        coef_layout = data.ArrayLayout(signed(coef_bits), m * n)
+        case["static"] = {"coef": coef_layout.const(coef.flatten().tolist()).as_bits()}
+    run_vectors(tmp_path_factory, pe, "pa_pe", ["pe", front, m, n, simd, folds, coef_bits,
+                                                stages], case)
+
+
+def encoder_vectors(channels, n, acc_bits, threshold_bits, rng, exhaustive):
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    tlo, thi = -(1 << (threshold_bits - 1)), (1 << (threshold_bits - 1)) - 1
+    if exhaustive:   # one channel: every accumulator, threshold pair and direction
+        for acc, t, d in itertools.product(range(lo, hi + 1),
+                                           itertools.product(range(tlo, thi + 1), repeat=n),
+                                           (0, 1)):
+            yield [acc], [list(t)], [d]
+        return
+    for _ in range(400):
+        thresholds = [[rng.randint(tlo, thi) for _ in range(n)] for _ in range(channels)]
+        if rng.random() < 0.7:       # the freezer's thresholds are sorted; not all here
+            thresholds = [sorted(t) for t in thresholds]
+        yield ([rng.choice([lo, hi, rng.randint(lo, hi)]) for _ in range(channels)],
+               thresholds, [rng.randint(0, 1) for _ in range(channels)])
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("channels,n,acc_bits,threshold_bits", [(1, 2, 4, 3), (4, 5, 12, 13),
+                                                               (2, 1, 8, 9), (3, 16, 20, 21)])
+def test_encoder_cocotb(tmp_path_factory, channels, n, acc_bits, threshold_bits):
+    rng = random.Random(SEED)
+    encoder = ActivationEncoder(channels=channels, n=n, acc_bits=acc_bits,
+                                threshold_bits=threshold_bits)
+    layout = data.StructLayout({
+        "acc": data.ArrayLayout(signed(acc_bits), channels),
+        "channel": data.ArrayLayout(threshold_layout(n, threshold_bits), channels)})
+    out_layout = data.ArrayLayout(unsigned(n), channels)
+    inputs, outputs = [], []
+    for acc, thresholds, descending in encoder_vectors(channels, n, acc_bits, threshold_bits,
+                                                        rng, exhaustive=channels == 1):
+        codes = golden.threshold_codes(torch.tensor([acc]), torch.tensor(thresholds),
+                                       torch.tensor(descending).bool())[0]
+        onehot = golden.to_planes(codes.view(1, -1), "onehot", n)[0]     # (n, channels)
+        outputs.append(out_layout.const([sum(int(onehot[j, c]) << j for j in range(n))
+                                         for c in range(channels)]).as_bits())
+        inputs.append(layout.const({"acc": acc, "channel": [
+            {"thresholds": t, "descending": d} for t, d in zip(thresholds, descending)]}).as_bits())
+    run_vectors(tmp_path_factory, encoder, "encoder", ["enc", channels, n, acc_bits,
+                                                       threshold_bits], {"inputs": inputs,
+                                                                         "outputs": outputs})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(m=0, n=1, simd=4), "m must be a positive integer, not 0"),
+    (dict(m=2, n=2, simd=4, front=Front.XNOR), "XNOR PE has m = n = 1"),
+    (dict(m=1, n=1, simd=4, front=Front.NONE), "front must be Front.AND or Front.XNOR"),
+    (dict(m=1, n=1, simd=4, popcount_stages=3), r"popcount_stages must be in 0..2"),
+])
+def test_pe_parameters_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PAProcessingElement(**kwargs)
+
+
+def test_encoder_parameters_checked():
+    with pytest.raises(ValueError, match="encoder n must be an integer in 1..16, not 17"):
+        ActivationEncoder(channels=1, n=17, acc_bits=8, threshold_bits=9)
+    with pytest.raises(ValueError, match="channels must be a positive integer, not 0"):
+        ActivationEncoder(channels=0, n=2, acc_bits=8, threshold_bits=9)
