@@ -166,7 +166,7 @@ class MVAUConfig:
 class MatrixVectorUnit(wiring.Component):
     """Folded matrix-vector product with thresholds (or scores) and run-time weights.
 
-    The input vector is buffered (``cols * n_in`` flip-flops), then the unit
+    The input vector is buffered (two ``cols * n_in``-bit ping-pong buffers), then the unit
     issues ``rows/pe * cols/simd`` folds to `pe` processing elements, reading
     weights from a `lib.memory` store. Thresholds and scales come from stores
     addressed by the output row group. Every store is written through `load`
@@ -185,8 +185,9 @@ class MatrixVectorUnit(wiring.Component):
     loaded : Out(1)
         Every store has been written; inputs are accepted only then.
 
-    Throughput one vector per ``max(cycles, cols / in_beat)`` cycles: the
-    buffer refills while the last folds drain through the PEs.
+    Throughput one vector per ``max(cycles, cols / in_beat)`` cycles: one
+    buffer fills while the other is computed on. The PEs and the encoder never
+    stall; folds issue while the output FIFO has room for all in flight.
     """
 
     def __init__(self, config):
@@ -206,15 +207,23 @@ class MatrixVectorUnit(wiring.Component):
         m = Module()
         stores = self._loader(m)
 
-        # Input buffer: element e's planes at bits [e*n_in, (e+1)*n_in).
-        buffer = Signal(cfg.cols * cfg.n_in)
-        filling = Signal(init=1)
+        # Two input buffers, ping-pong: one fills while the other is computed on.
+        # Element e's planes sit at bits [e*n_in, (e+1)*n_in).
+        buffers = [Signal(cfg.cols * cfg.n_in, name=f"buffer{k}") for k in range(2)]
+        full = Signal(2)
+        fill_side = Signal()      # the buffer being filled
+        compute_side = Signal()   # the buffer being computed on
         beat = Signal(range(cfg.cols // cfg.in_beat))
-        m.d.comb += self.i.ready.eq(filling & self.loaded)
+        m.d.comb += self.i.ready.eq(~full.bit_select(fill_side, 1) & self.loaded)
+        filled = Signal()
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(self.i.payload)
+            for k, buffer in enumerate(buffers):
+                with m.If(fill_side == k):
+                    m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(
+                        self.i.payload)
             with m.If(beat == cfg.cols // cfg.in_beat - 1):
-                m.d.sync += [beat.eq(0), filling.eq(0)]
+                m.d.comb += filled.eq(1)
+                m.d.sync += [beat.eq(0), fill_side.eq(~fill_side)]
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
@@ -235,17 +244,27 @@ class MatrixVectorUnit(wiring.Component):
         fold = Signal(range(cfg.folds))
         last = fold == cfg.folds - 1
         fire = Signal()
-        m.d.comb += fire.eq(~filling & (fifo.level + in_flight < fifo.depth))
+        m.d.comb += fire.eq(full.bit_select(compute_side, 1)
+                            & (fifo.level + in_flight < fifo.depth))
         m.d.sync += in_flight.eq(in_flight + (fire & last) - fifo.w_en)
         weights = stores["weights"].read_port()
         # The read port always reads the address of the next cycle's fold.
         m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.cycles - 1, 0, address + 1),
                                         address))
+        done = Signal()
         with m.If(fire):
             m.d.sync += [address.eq(weights.addr), fold.eq(Mux(last, 0, fold + 1))]
             with m.If(address == cfg.cycles - 1):
-                m.d.sync += filling.eq(1)
-        piece = buffer.word_select(fold, cfg.simd * cfg.n_in)
+                m.d.comb += done.eq(1)
+                m.d.sync += compute_side.eq(~compute_side)
+        # A buffer is full from its last input beat to its last issued fold.
+        for k in range(2):
+            with m.If(filled & (fill_side == k)):
+                m.d.sync += full[k].eq(1)
+            with m.Elif(done & (compute_side == k)):
+                m.d.sync += full[k].eq(0)
+        source = Mux(compute_side, buffers[1], buffers[0])
+        piece = source.word_select(fold, cfg.simd * cfg.n_in)
         planes = Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
         # One register between the block RAM (and the fold multiplexer) and the PEs.
         issued = Signal()

@@ -57,16 +57,16 @@ class UARTReceiver(wiring.Component):
                     m.d.sync += [shift.eq(Cat(shift[1:], rx)), bits.eq(bits + 1),
                                  timer.eq(self.divisor - 1)]
                     with m.If(bits == 8):
-                        m.next = "stop"
+                        # The middle of the stop bit: decide now, so the next start
+                        # bit, half a bit away, is seen in time.
+                        with m.If(rx):
+                            m.d.sync += [self.o.payload.eq(shift[1:]), self.o.valid.eq(1)]
+                            m.next = "idle"
+                        with m.Else():
+                            m.d.sync += self.framing_errors.eq(self.framing_errors + 1)
+                            m.next = "wait"
                 with m.Else():
                     m.d.sync += timer.eq(timer - 1)
-            with m.State("stop"):
-                # shift[8] is the stop bit.
-                with m.If(shift[8]):
-                    m.d.sync += [self.o.payload.eq(shift[:8]), self.o.valid.eq(1)]
-                with m.Else():
-                    m.d.sync += self.framing_errors.eq(self.framing_errors + 1)
-                m.next = "wait"
             with m.State("wait"):
                 with m.If(rx):
                     m.next = "idle"

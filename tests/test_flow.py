@@ -1,0 +1,80 @@
+"""The build flow's steps and their JSON intermediates, from and to any step, and the
+board smoke test (the bitstream itself is the slow suite's, in test_build.py)."""
+
+import json
+
+import pytest
+import torch
+
+from bitfab.hls_gen.boards import board
+from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.flow import BuildConfig, run_flow
+from bitfab.hls_gen.ir import Graph, graph_from_dict, graph_to_dict
+from bitfab.hls_gen.plan import PlanError, fold, map_to_hw, plan_from_dict
+from bitfab.hls_gen.synth import BoardTop, use_yowasp
+from test_mvau import random_layer
+
+
+def small_graph():
+    gen = torch.Generator().manual_seed(3)
+    hidden = random_layer(gen, "pa", 8, 16, m=2, n=3, n_out=3, coef_bits=6)
+    hidden.input_encoding, hidden.input_planes = "bitplanes", 3
+    scores = random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)
+    return Graph(3, 1.0, [hidden, scores])
+
+
+def test_golden_json_round_trip():
+    graph = small_graph()
+    again = graph_from_dict(json.loads(json.dumps(graph_to_dict(graph))))
+    pixels = torch.randint(0, 8, (20, 16), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(graph(pixels), again(pixels))
+    with pytest.raises(BitfabError, match="not a bitfab golden model"):
+        graph_from_dict({"format": "onnx"})
+
+
+def test_steps_from_and_to_any_step(tmp_path):
+    out = tmp_path / "build"
+    run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), small_graph(), log=lambda _: None)
+    for name in ("golden.json", "hw.json", "plan.json", "network.v", "weights.json"):
+        assert (out / name).exists(), name
+    plan = json.loads((out / "plan.json").read_text())
+    assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(2, 16), (2, 8)]
+    words = json.loads((out / "weights.json").read_text())["words"]
+    assert len(words) == sum(c.load_words for c in plan_from_dict(plan)[0]) > 0
+    # Refold from the saved hardware graph without redoing the golden step.
+    run_flow(BuildConfig(out=str(out), start_step="fold", stop_step="fold",
+                         folding=[{"pe": 4, "simd": 4}, {"pe": 1, "simd": 2}]),
+             log=lambda _: None)
+    plan = json.loads((out / "plan.json").read_text())
+    assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(4, 4), (1, 2)]
+    assert plan["cycles_per_layer"] == [2 * 4, 4 * 4]
+    with pytest.raises(PlanError, match="layer pa4x8: simd=3 does not divide its 8 input columns"):
+        run_flow(BuildConfig(out=str(out), start_step="fold", stop_step="fold",
+                             folding=[{"pe": 4, "simd": 4}, {"pe": 1, "simd": 3}]),
+                 log=lambda _: None)
+    with pytest.raises(BitfabError, match="missing: run the step that writes it first"):
+        run_flow(BuildConfig(out=str(tmp_path / "empty"), start_step="fold"),
+                 log=lambda _: None)
+    with pytest.raises(BitfabError, match="'place' is not a step"):
+        BuildConfig(out=str(out), start_step="place")
+
+
+def test_plan_too_big_is_refused_before_synthesis(tmp_path):
+    with pytest.raises(PlanError, match="does not fit icebreaker: layer"):
+        run_flow(BuildConfig(out=str(tmp_path), board="icebreaker",
+                             folding=[{"pe": 8, "simd": 16}, {"pe": 4, "simd": 8}]),
+                 small_graph(), log=lambda _: None)
+    assert not (tmp_path / "network.v").exists() and not (tmp_path / "build").exists()
+
+
+@pytest.mark.synth
+def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
+    """Amaranth's build plan for the ULX3S: PLL, the 100 MHz target, UART pins."""
+    use_yowasp()
+    configs = fold(map_to_hw(small_graph()))
+    ulx3s = board("ulx3s-85f")
+    plan = ulx3s.platform_class()().build(BoardTop(configs, ulx3s), name="top",
+                                          do_build=False)
+    rtlil = plan.files["top.il"]
+    assert "EHXPLLL" in rtlil and "uart" in plan.files["top.lpf"]
+    assert "FREQUENCY PORT \"clk25_0__io\" 25000000.0 HZ" in plan.files["top.lpf"]
