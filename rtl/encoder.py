@@ -41,7 +41,7 @@ class ActivationEncoder(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(unsigned(n), channels)))
         One-hot codes.
 
-    Latency one cycle; throughput one beat per cycle.
+    Latency two cycles; throughput one beat per cycle.
     """
 
     def __init__(self, *, channels, n, acc_bits, threshold_bits):
@@ -65,14 +65,19 @@ class ActivationEncoder(wiring.Component):
         m = Module()
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        # Stage 1: the comparisons; stage 2: count them and encode one-hot.
+        ge = Signal(data.ArrayLayout(unsigned(self.n), self.channels))
+        compared = Signal()
         for c in range(self.channels):
             acc, channel = self.i.payload.acc[c], self.i.payload.channel[c]
             signed_acc = Mux(channel.descending, -acc, acc)
-            # Count, not a thermometer: the result is exact even for unsorted thresholds.
-            code = sum(signed_acc >= channel.thresholds[j] for j in range(self.n))
-            onehot = Cat(code == j + 1 for j in range(self.n))
             with m.If(advance):
-                m.d.sync += self.o.payload[c].eq(onehot)
+                m.d.sync += ge[c].eq(Cat(signed_acc >= channel.thresholds[j]
+                                         for j in range(self.n)))
+            # Count, not a thermometer: the result is exact even for unsorted thresholds.
+            code = sum(ge[c][j] for j in range(self.n))
+            with m.If(advance):
+                m.d.sync += self.o.payload[c].eq(Cat(code == j + 1 for j in range(self.n)))
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(self.i.valid)
+            m.d.sync += [compared.eq(self.i.valid), self.o.valid.eq(compared)]
         return m

@@ -244,9 +244,12 @@ class MatrixVectorUnit(wiring.Component):
         fold = Signal(range(cfg.folds))
         last = fold == cfg.folds - 1
         fire = Signal()
-        m.d.comb += fire.eq(full.bit_select(compute_side, 1)
-                            & (fifo.level + in_flight < fifo.depth))
-        m.d.sync += in_flight.eq(in_flight + (fire & last) - fifo.w_en)
+        # Room is judged a cycle early, with one slot of margin for the fold
+        # issued meanwhile, so `fire` is two flip-flops and a gate (timing).
+        room = Signal()
+        m.d.comb += fire.eq(full.bit_select(compute_side, 1) & room)
+        m.d.sync += [in_flight.eq(in_flight + (fire & last) - fifo.w_en),
+                     room.eq(fifo.level + in_flight < fifo.depth - 1)]
         weights = stores["weights"].read_port()
         # The read port always reads the address of the next cycle's fold.
         m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.cycles - 1, 0, address + 1),

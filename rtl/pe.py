@@ -76,7 +76,7 @@ class PAProcessingElement(wiring.Component):
                              f"{simd}, not {popcount_stages!r}")
         self.popcount_stages = popcount_stages
         self.sum_levels = math.ceil(math.log2(m * n)) if m * n > 1 else 0
-        self.sum_stages = self.sum_levels // 2
+        self.sum_stages = self.sum_levels   # every merge level registered (timing)
         members = {
             "i": In(stream.Signature(data.StructLayout({
                 "w": unsigned(m * simd), "x": unsigned(n * simd), "last": unsigned(1)}))),
@@ -118,7 +118,7 @@ class PAProcessingElement(wiring.Component):
         valid = stage(m, valid, advance, "product_valid")
         last = [stage(m, last[0], advance, "product_last")]
         total, valid, last = adder_tree(m, products, self.sum_levels,
-                                        {2 * s + 2 for s in range(self.sum_stages)},
+                                        set(range(1, self.sum_stages + 1)),
                                         advance, valid, last, name="merge")
 
         acc = Signal(signed(self.acc_bits))
