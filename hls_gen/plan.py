@@ -97,6 +97,7 @@ def estimate(config, board):
 
     LUTs: about 2 LUT4 per counted bit for the AND/XNOR front and popcount, an adder
     bit per accumulator bit and merged term, the fold multiplexer and comparators.
+    FFs: the two input buffers and the PE pipeline registers.
     DSPs: one multiplier per phi_k per PE (and per scaled score). Block RAM: the
     weight and table stores, tiled by the device's widest RAM port.
     """
@@ -104,7 +105,8 @@ def estimate(config, board):
     terms = c.m * c.n_in
     luts = (c.pe * terms * (2 * c.simd + c.acc_bits) + c.simd * c.n_in * (c.folds > 1)
             + c.pe * c.n_out * c.threshold_bits * (c.output == "codes") + 200)
-    ffs = c.cols * c.n_in + c.pe * (terms * (c.simd.bit_length() + c.acc_bits) + c.acc_bits)
+    # Two input buffers; per lane the popcount pipeline, the product and merge registers.
+    ffs = 2 * c.cols * c.n_in + c.pe * (terms * (c.simd + 2 * c.acc_bits) + c.acc_bits)
     dsps = c.pe * terms * (c.front == "and") + c.pe * bool(c.scale_bits)
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
