@@ -13,7 +13,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["simulators", "run_bench"]
+__all__ = ["simulators", "run_bench", "run_vectors"]
 
 
 def _verilator_root():
@@ -50,7 +50,8 @@ def _use_simulator(sim):
 
 def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
               key=None):
-    """Build `component` and run the cocotb `test_module` against it.
+    """Build `component` (an Amaranth component, or its Verilog text already written
+    with `toplevel` as the module name) and run the cocotb `test_module` against it.
 
     Each (simulator, toplevel, key) gets its own build directory under
     `build_root` (`key` defaults to `params`), so parallel runs never share one.
@@ -65,7 +66,7 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     build_dir = Path(build_root) / f"{sim}_{toplevel}_{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
-    text = verilog.convert(component, name=toplevel)
+    text = component if isinstance(component, str) else verilog.convert(component, name=toplevel)
     # Unchanged Verilog keeps its timestamp, so make skips the (minutes-long) C++ build.
     if not source.exists() or source.read_text() != text:
         source.write_text(text)
@@ -125,3 +126,15 @@ def _build(runner, sim, source, toplevel, build_dir, waves):
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved
+
+
+def run_vectors(component, toplevel, case, build_root, seed, sim="verilator", key=None):
+    """Run `bitfab.sim.vector_tb` (one input stream, one output stream) on `case`:
+    ``inputs``, the golden ``outputs``, optional ``static`` ports and ``signed_bits``."""
+    build_root = Path(build_root)
+    build_root.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(json.dumps([toplevel, key, seed], sort_keys=True).encode()).hexdigest()
+    path = build_root / f"case_{toplevel}_{digest[:12]}.json"
+    path.write_text(json.dumps(case))
+    return run_bench(component, toplevel, "bitfab.sim.vector_tb",
+                     {"case": str(path), "seed": seed}, build_root, seed, sim, key=key)

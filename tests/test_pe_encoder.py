@@ -2,7 +2,6 @@
 kernels, with random stalls and backpressure; and their parameter checks."""
 
 import itertools
-import json
 import random
 
 import pytest
@@ -14,19 +13,16 @@ from bitfab.hls_gen import golden
 from bitfab.rtl.encoder import ActivationEncoder, threshold_layout
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
-from bitfab.sim.runner import run_bench, simulators
+from bitfab.sim import runner
+from bitfab.sim.runner import simulators
 
 SEED = 20261122
 SIM = (simulators() or ["verilator"])[0]
 
 
 def run_vectors(tmp_path_factory, component, toplevel, key, case):
-    root = tmp_path_factory.getbasetemp() / "sim"
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"case_{toplevel}_{abs(hash(json.dumps(key))):x}.json"
-    path.write_text(json.dumps(case))
-    run_bench(component, toplevel, "bitfab.sim.vector_tb", {"case": str(path), "seed": SEED},
-              root, SEED, SIM, key=key)
+    runner.run_vectors(component, toplevel, case, tmp_path_factory.getbasetemp() / "sim", SEED,
+                       SIM, key=key)
 
 
 def pe_golden(front, coef, w, x, k):

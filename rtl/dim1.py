@@ -1,0 +1,378 @@
+"""Diminished-1 arithmetic modulo F = 2^b + 1, b = 2^t (t = 2..6) (thesis ch. 2, Algorithm 1).
+
+A code is b + 1 bits: bit b is the zero indicator, bits b-1..0 hold x - 1 for
+x in 1..2^b; zero is exactly 2^b. Every unit takes and returns canonical
+codes, the same as `bitfab.hls_gen.dim1.Dim1`, which is their specification.
+
+Each unit is a stream component: ``i`` carries the operands, ``o`` the
+result. `stages` pipeline registers (0 up to the unit's `max_stages`) are
+spread over the unit's natural cut points; latency is `stages` cycles,
+throughput one result per cycle, and the whole pipeline holds while ``o`` is
+valid and not ready.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .popcount import spread, stage
+
+__all__ = ["check_dim1_width", "code_shape", "Dim1Adder", "Dim1Subtractor", "Dim1Negator",
+           "Dim1ConstShifter", "Dim1Shifter", "Dim1Multiplier", "Dim1FromInt", "Dim1ToInt",
+           "dim1_add", "dim1_neg", "dim1_shift_const", "dim1_mul_operand", "dim1_mul_reduce",
+           "dim1_mul_select", "prefix_levels"]
+
+
+def check_dim1_width(b):
+    if not isinstance(b, int) or isinstance(b, bool):
+        raise TypeError(f"diminished-1 width b must be an integer, not {b!r}")
+    if b not in (4, 8, 16, 32, 64):
+        raise ValueError(f"diminished-1 width b must be 2^t for t = 2..6 (4, 8, 16, 32, 64), "
+                         f"not {b}")
+
+
+def code_shape(b):
+    """unsigned(b + 1): the data bits and the zero indicator. Checks b."""
+    check_dim1_width(b)
+    return unsigned(b + 1)
+
+
+def prefix_levels(b):
+    return (b - 1).bit_length()
+
+
+class _Cuts:
+    """Pipeline registers at a unit's numbered cut points (1..n): values passed to
+    `cut` are registered, with `valid`, when that point is in `registered`."""
+
+    def __init__(self, m, advance, valid, registered, name):
+        self.m, self.advance, self.valid = m, advance, valid
+        self.registered, self.name, self.point = registered, name, 0
+
+    def __call__(self, values):
+        self.point += 1
+        if self.point not in self.registered:
+            return values
+        self.valid = stage(self.m, self.valid, self.advance, f"{self.name}_c{self.point}_valid")
+        return {key: stage(self.m, value, self.advance, f"{self.name}_c{self.point}_{key}")
+                for key, value in values.items()}
+
+
+def dim1_neg(x, b):
+    """eq. (Algorithm 1) negation: complement the data bits; zero stays zero."""
+    return Mux(x[b], x, Cat(~x[:b], Const(0, 1)))
+
+
+def dim1_shift_const(x, b, k):
+    """x * 2^k for a constant k: a rotation by k mod b with the wrapped bits complemented,
+    negated for k mod 2b >= b. Only wiring and inverters."""
+    k %= 2 * b
+    negate, k = divmod(k, b)
+    low = x[:b]
+    rotated = Cat(~low[b - k:], low[:b - k]) if k else low
+    result = Mux(x[b], x, Cat(rotated, Const(0, 1)))
+    return dim1_neg(result, b) if negate else result
+
+
+def dim1_add(m, x, y, b, cut, name="add"):
+    """Parallel-prefix adder with inverted end-around carry (Zimmermann 1999).
+
+    With generate g = x & y and propagate p = x ^ y on the data bits, a
+    Kogge-Stone prefix gives each group (G, P) over bits i..0. The carry-in is
+    the complement of the carry-out, G over all bits, so every carry is
+    c_i = G_i | (P_i & ~G_all) (no second pass round the loop). When all bits
+    propagate, x + y + 1 = 2^b: the sum bits are 0 and the zero flag is P_all.
+    A zero operand passes the other through. `cut` (a `_Cuts`, or any callable
+    taking and returning a dict of values) is offered the live values after
+    each prefix level.
+    """
+    live = {"x": x, "y": y}
+    g, p = Signal(b, name=f"{name}_g"), Signal(b, name=f"{name}_p")
+    m.d.comb += [g.eq(x[:b] & y[:b]), p.eq(x[:b] ^ y[:b])]
+    big_g, big_p, bit_p = g, p, p
+    distance, level = 1, 0
+    while distance < b:
+        level += 1
+        next_g, next_p = Signal(b, name=f"{name}_g{level}"), Signal(b, name=f"{name}_p{level}")
+        m.d.comb += [
+            next_g.eq(Cat(*[big_g[i] | (big_p[i] & big_g[i - distance]) if i >= distance
+                            else big_g[i] for i in range(b)])),
+            next_p.eq(Cat(*[big_p[i] & big_p[i - distance] if i >= distance else big_p[i]
+                            for i in range(b)])),
+        ]
+        distance *= 2
+        live = cut({**live, "g": next_g, "p": next_p, "bit_p": bit_p})
+        big_g, big_p, bit_p = live["g"], live["p"], live["bit_p"]
+    p = bit_p
+    carry_in = ~big_g[b - 1]
+    carries = [carry_in] + [big_g[i] | (big_p[i] & carry_in) for i in range(b - 1)]
+    total = Cat(*[p[i] ^ carries[i] for i in range(b)], big_p[b - 1])
+    return Mux(live["x"][b], live["y"], Mux(live["y"][b], live["x"], total))
+
+
+def _check_stages(stages, max_stages, unit):
+    if not isinstance(stages, int) or isinstance(stages, bool):
+        raise TypeError(f"{unit} stages must be an integer, not {stages!r}")
+    if not 0 <= stages <= max_stages:
+        raise ValueError(f"{unit} stages must be in 0..{max_stages}, not {stages}")
+
+
+class _Dim1Unit(wiring.Component):
+    """Stream plumbing shared by the units: `datapath(m, payload, cut)` returns the result."""
+
+    def __init__(self, b, stages, payload_in, payload_out):
+        check_dim1_width(b)
+        _check_stages(stages, self.max_stages_for(b), type(self).__name__)
+        self.b, self.stages = b, stages
+        super().__init__({"i": In(stream.Signature(payload_in)),
+                          "o": Out(stream.Signature(payload_out))})
+
+    @property
+    def max_stages(self):
+        return self.max_stages_for(self.b)
+
+    @property
+    def latency(self):
+        return self.stages
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        cut = _Cuts(m, advance, self.i.valid,
+                    spread(self.stages, self.max_stages), type(self).__name__.lower())
+        result = self.datapath(m, self.i.payload, cut)
+        # Points a smaller datapath never reached still count: pad with output registers.
+        while cut.point < self.max_stages:
+            result = cut({"result": result})["result"]
+        m.d.comb += [self.o.payload.eq(result), self.o.valid.eq(cut.valid)]
+        return m
+
+
+def _operands(b):
+    return data.StructLayout({"x": code_shape(b), "y": code_shape(b)})
+
+
+class Dim1Adder(_Dim1Unit):
+    """x + y mod 2^b + 1 in diminished-1: the parallel-prefix inverted end-around-carry adder.
+
+    Parameters
+    ----------
+    b : int
+        Data bits, 4, 8, 16, 32 or 64.
+    stages : int
+        Pipeline registers, 0..ceil(log2 b), one after each prefix level.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": unsigned(b + 1), "y": unsigned(b + 1)})))
+    o : Out(stream.Signature(unsigned(b + 1)))
+
+    Latency `stages` cycles; one sum per cycle.
+    """
+
+    def __init__(self, b, stages=0):
+        super().__init__(b, stages, _operands(b), code_shape(b))
+
+    @staticmethod
+    def max_stages_for(b):
+        return prefix_levels(b)
+
+    def datapath(self, m, payload, cut):
+        return dim1_add(m, payload.x, payload.y, self.b, cut)
+
+
+class Dim1Subtractor(Dim1Adder):
+    """x - y: the adder with y's data bits complemented (a zero y stays zero).
+
+    Same parameters, members, latency and throughput as `Dim1Adder`.
+    """
+
+    def datapath(self, m, payload, cut):
+        return dim1_add(m, payload.x, dim1_neg(payload.y, self.b), self.b, cut)
+
+
+class Dim1Negator(_Dim1Unit):
+    """-x: the data bits complemented, zero kept. ``i``/``o`` carry unsigned(b + 1) codes;
+    `stages` 0 or 1 (an output register)."""
+
+    def __init__(self, b, stages=0):
+        super().__init__(b, stages, code_shape(b), code_shape(b))
+
+    @staticmethod
+    def max_stages_for(b):
+        return 1
+
+    def datapath(self, m, payload, cut):
+        return dim1_neg(payload, self.b)
+
+
+class Dim1ConstShifter(_Dim1Unit):
+    """x * 2^k for a constant integer `k` (negative k divides: 2^-k = 2^(2b - k)).
+
+    Wiring and inverters only. ``i``/``o`` carry unsigned(b + 1) codes; `stages` 0 or 1.
+    """
+
+    def __init__(self, b, k, stages=0):
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise TypeError(f"shift k must be an integer, not {k!r}")
+        self.k = k
+        super().__init__(b, stages, code_shape(b), code_shape(b))
+
+    @staticmethod
+    def max_stages_for(b):
+        return 1
+
+    def datapath(self, m, payload, cut):
+        return dim1_shift_const(payload, self.b, self.k)
+
+
+class Dim1Shifter(_Dim1Unit):
+    """x * 2^k for a variable k in 0..2b - 1 (2^-j is k = 2b - j): one conditional
+    constant shift by 2^s per bit s of k, the last (2^b) a negation.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": unsigned(b + 1), "k": unsigned(log2(2b))})))
+    o : Out(stream.Signature(unsigned(b + 1)))
+
+    `stages` 0..log2(2b), a register after each shift level.
+    """
+
+    def __init__(self, b, stages=0):
+        check_dim1_width(b)
+        layout = data.StructLayout({"x": code_shape(b), "k": unsigned((2 * b - 1).bit_length())})
+        super().__init__(b, stages, layout, code_shape(b))
+
+    @staticmethod
+    def max_stages_for(b):
+        return (2 * b - 1).bit_length()
+
+    def datapath(self, m, payload, cut):
+        live = {"x": payload.x, "k": payload.k}
+        for s in range(self.max_stages):
+            x = live["x"]
+            live = cut({"x": Mux(live["k"][s], dim1_shift_const(x, self.b, 1 << s), x),
+                        "k": live["k"]})
+        return live["x"]
+
+
+class Dim1Multiplier(_Dim1Unit):
+    """x * y mod 2^b + 1 in diminished-1 (Algorithm 1).
+
+    A zero operand gives zero; -1 (code 2^b - 1) negates the other operand.
+    Otherwise both operands are below 2^b in normal binary (code + 1), their
+    2b-bit product P = Z_h 2^b + Z_l = Z_l - Z_h (mod F), and the code of
+    Z_l - Z_h is the inverted end-around-carry sum of Z_l and ~Z_h (no zero
+    flags: the -1 of the code cancels the +1 of the complement).
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": unsigned(b + 1), "y": unsigned(b + 1)})))
+    o : Out(stream.Signature(unsigned(b + 1)))
+
+    `stages` 0..2 + ceil(log2 b): after the increments, after the product, then
+    after each prefix level of the final adder.
+    """
+
+    def __init__(self, b, stages=0):
+        super().__init__(b, stages, _operands(b), code_shape(b))
+
+    @staticmethod
+    def max_stages_for(b):
+        return 2 + prefix_levels(b)
+
+    def datapath(self, m, payload, cut):
+        b = self.b
+        x, y = payload.x, payload.y
+        live = cut({"x": x, "y": y, "xn": dim1_mul_operand(x, b), "yn": dim1_mul_operand(y, b)})
+        live = cut({"x": live["x"], "y": live["y"], "product": live["xn"] * live["yn"]})
+        adder_cut = _ForwardCuts(cut, {"x0": live["x"], "y0": live["y"]})
+        general = dim1_mul_reduce(m, live["product"], b, adder_cut)
+        return dim1_mul_select(adder_cut.carried["x0"], adder_cut.carried["y0"], general, b)
+
+
+def dim1_mul_operand(x, b):
+    """The normal-binary value of a code that is neither zero nor -1: its data bits + 1."""
+    return (x[:b] + 1)[:b]
+
+
+def dim1_mul_reduce(m, product, b, cut):
+    """The code of a 2b-bit product P mod 2^b + 1: P = Z_h 2^b + Z_l = Z_l - Z_h, whose
+    code Z_l - Z_h - 1 is the inverted end-around-carry sum of Z_l and ~Z_h."""
+    low = Cat(product[:b], Const(0, 1))
+    high = Cat(~product[b:2 * b], Const(0, 1))
+    return dim1_add(m, low, high, b, cut, name="mul_add")
+
+
+def dim1_mul_select(x, y, general, b):
+    """Algorithm 1's special cases: a zero operand gives zero, -1 negates the other."""
+    minus_one = (1 << b) - 1
+    return Mux(x[b] | y[b], Const(1 << b, b + 1),
+               Mux(x == minus_one, dim1_neg(y, b),
+                   Mux(y == minus_one, dim1_neg(x, b), general)))
+
+
+class _ForwardCuts:
+    """Wraps a `_Cuts` so extra values ride through an inner datapath's registers."""
+
+    def __init__(self, cut, carried):
+        self.cut, self.carried = cut, carried
+
+    def __call__(self, values):
+        out = self.cut({**values, **{f"fwd_{k}": v for k, v in self.carried.items()}})
+        self.carried = {k: out[f"fwd_{k}"] for k in self.carried}
+        return {k: out[k] for k in values}
+
+
+class Dim1FromInt(_Dim1Unit):
+    """A `width`-bit integer (two's complement when `signed`) to its diminished-1 code.
+
+    Negative x (|x| <= 2^(b-1)) is 2^b + x, the b-bit two's complement of x itself;
+    positive x is x - 1; zero is 2^b. `width` <= b (signed) or <= b (unsigned).
+    ``i`` carries signed/unsigned(width), ``o`` unsigned(b + 1). `stages` 0 or 1.
+    """
+
+    def __init__(self, b, width, signed_input=True, stages=0):
+        check_dim1_width(b)
+        if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= b:
+            raise ValueError(f"integer width must be in 1..{b} for b={b}, not {width!r}")
+        self.width, self.signed_input = width, signed_input
+        shape = signed(width) if signed_input else unsigned(width)
+        super().__init__(b, stages, shape, code_shape(b))
+
+    @staticmethod
+    def max_stages_for(b):
+        return 1
+
+    def datapath(self, m, payload, cut):
+        b = self.b
+        wide = payload.as_signed() if self.signed_input else payload.as_unsigned()
+        data_bits = Mux(wide < 0, wide[:b], (wide - 1)[:b])
+        return Mux(wide == 0, Const(1 << b, b + 1), Cat(data_bits, Const(0, 1)))
+
+
+class Dim1ToInt(_Dim1Unit):
+    """A diminished-1 code to the integer it names: the residue 0..2^b (unsigned), or
+    (`signed_output`) its representative in -(2^(b-1) - 1)..2^(b-1), the range of
+    eq. 2.11. ``o`` is (un)signed(b + 1). `stages` 0 or 1.
+    """
+
+    def __init__(self, b, signed_output=True, stages=0):
+        check_dim1_width(b)
+        self.signed_output = signed_output
+        shape = signed(b + 1) if signed_output else unsigned(b + 1)
+        super().__init__(b, stages, code_shape(b), shape)
+
+    @staticmethod
+    def max_stages_for(b):
+        return 1
+
+    def datapath(self, m, payload, cut):
+        b = self.b
+        residue = Mux(payload[b], 0, payload[:b] + 1)
+        if not self.signed_output:
+            return residue
+        # Codes 2^(b-1)..2^b - 1 name residues above F/2: the value is the code as b-bit
+        # two's complement.
+        return Mux(payload[b - 1] & ~payload[b], payload[:b].as_signed(), residue)
