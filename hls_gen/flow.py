@@ -14,12 +14,12 @@ any step (`BuildConfig.start_step` / `stop_step`).
     report     report.json, report.md
 """
 
+import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 
 from .boards import board as find_board
 from .errors import BitfabError
@@ -104,8 +104,27 @@ def step_emit_rtl(cfg, log):
     configs, _ = _plan(cfg)
     network = Network(configs)
     words = network.pack([load_rows(l, c) for l, c in zip(graph.layers, configs)])
-    (Path(cfg.out) / "network.v").write_text(verilog.convert(network, name="network"))
     _write(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
+    if _network_verilog(cfg, configs) is not None:
+        log("emit_rtl: plan unchanged, network.v kept")
+        return
+    text = verilog.convert(network, name="network")
+    (Path(cfg.out) / "network.v").write_text(text)
+    (Path(cfg.out) / "network.v.plan").write_text(_plan_key(configs))
+
+
+def _plan_key(configs):
+    return hashlib.sha1(json.dumps([asdict(c) for c in configs], sort_keys=True).encode()).hexdigest()
+
+
+def _network_verilog(cfg, configs):
+    """network.v if it was written for this plan, else None. The weights are loaded at
+    run time, so the Verilog depends on the plan alone and an unchanged plan keeps it
+    (converting the network takes minutes)."""
+    verilog_path, key_path = Path(cfg.out) / "network.v", Path(cfg.out) / "network.v.plan"
+    if verilog_path.exists() and key_path.exists() and key_path.read_text() == _plan_key(configs):
+        return verilog_path.read_text()
+    return None
 
 
 def step_sim(cfg, log):
@@ -120,7 +139,8 @@ def step_sim(cfg, log):
     log(f"sim: {len(pixels)} test images through the generated network in {cfg.simulator}")
     start = time.perf_counter()
     case = network_case(graph, configs, pixels)
-    result = run_case(Network(configs), "network", case, Path(cfg.out) / "sim_build", cfg.seed,
+    design = _network_verilog(cfg, configs) or Network(configs)
+    result = run_case(design, "network", case, Path(cfg.out) / "sim_build", cfg.seed,
                       cfg.simulator, cfg.idle, cfg.backpressure,
                       key=plan_to_dict(configs, [l.name for l in graph.layers]))
     result.update(simulator=cfg.simulator, images=len(pixels),
