@@ -17,22 +17,11 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
-from bitfab.sim.streams import StreamSink, StreamSource, value_of
+from bitfab.sim.streams import StreamSink, StreamSource, exchange, value_of
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
-
-
-async def watch_taps(dut, names, got, stop):
-    """Record every transfer on the ``<tap>_valid/_payload`` ports until `stop`."""
-    ports = [(getattr(dut, f"{n}_valid"), getattr(dut, f"{n}_payload"), got[n]) for n in names]
-    while not stop["done"]:
-        await ReadOnly()
-        for valid, payload, seen in ports:
-            if valid.value:
-                seen.append(value_of(payload))
-        await RisingEdge(dut.clk)
 
 
 def compare(name, want, got, per_item):
@@ -65,20 +54,16 @@ async def outputs_match_golden(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
 
-    await loader.send(case["words"])
+    await exchange(loader, case["words"], None, 0)
     await RisingEdge(dut.clk)
     assert value_of(dut.loaded), (f"seed {seed}: {len(case['words'])} words "
                                   f"sent, but the unit is not loaded")
     taps = [name for name in case["outputs"] if name != "o"]
     got = {name: [] for name in taps}
-    stop = {"done": False}
-    watcher = cocotb.start_soon(watch_taps(dut, taps, got, stop))
+    ports = [(getattr(dut, f"{n}_valid"), getattr(dut, f"{n}_payload"), got[n]) for n in taps]
     cycles = []
-    receiving = cocotb.start_soon(sink.receive(len(case["outputs"]["o"]), cycles))
-    await source.send(case["inputs"])
-    got["o"] = await receiving
-    stop["done"] = True
-    await watcher
+    got["o"] = await exchange(source, case["inputs"], sink, len(case["outputs"]["o"]), ports,
+                              cycles)
 
     per_item = case["beats_per_item"]
     mismatches, first, bad_items = 0, None, set()

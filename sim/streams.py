@@ -6,7 +6,7 @@ Ports follow Amaranth's Verilog names: a stream member ``i`` becomes
 
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["value_of", "StreamSource", "StreamSink"]
+__all__ = ["value_of", "StreamSource", "StreamSink", "exchange"]
 
 
 def value_of(handle):
@@ -69,3 +69,45 @@ class StreamSink:
             cycle += 1
         self.ready.value = 0
         return got
+
+
+async def exchange(source, payloads, sink, count, taps=(), cycles=None):
+    """Send `payloads` through `source` while taking `count` beats from `sink` (either
+    may be None) and recording every transfer on `taps` ((valid, payload, list)
+    handles), all in one loop: two triggers a cycle however many streams there are,
+    since cocotb's cost is per trigger. Stalls and backpressure as the source and
+    sink are configured; a beat, once offered, is held until taken.
+
+    Returns the sink's beats; `cycles` (a list) gets the cycle of each.
+    """
+    sent, got, offered, cycle = 0, [], False, 0
+    clk = (source or sink).clk
+    while (source is not None and sent < len(payloads)) or (sink is not None and len(got) < count):
+        if source is not None and not offered:
+            if sent < len(payloads) and not (source.idle and source.rng.random() < source.idle):
+                source.valid.value = 1
+                source.payload.value = payloads[sent]
+                offered = True
+            else:
+                source.valid.value = 0
+        ready = sink is not None and not (sink.backpressure and
+                                          sink.rng.random() < sink.backpressure)
+        if sink is not None:
+            sink.ready.value = int(ready)
+        await ReadOnly()
+        if offered and source.ready.value:
+            sent, offered = sent + 1, False
+        if ready and sink.valid.value:
+            got.append(value_of(sink.payload))
+            if cycles is not None:
+                cycles.append(cycle)
+        for valid, payload, seen in taps:
+            if valid.value:
+                seen.append(value_of(payload))
+        await RisingEdge(clk)
+        cycle += 1
+    if source is not None:
+        source.valid.value = 0
+    if sink is not None:
+        sink.ready.value = 0
+    return got

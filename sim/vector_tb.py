@@ -17,7 +17,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from bitfab.sim.streams import StreamSink, StreamSource
+from bitfab.sim.streams import StreamSink, StreamSource, exchange
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 
@@ -41,9 +41,7 @@ async def outputs_match_golden(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     want = case["outputs"]
-    receiving = cocotb.start_soon(sink.receive(len(want)))
-    await source.send(case["inputs"])
-    got = await receiving
+    got = await exchange(source, case["inputs"], sink, len(want))
     bits = case.get("signed_bits", 0)
     for index, (w, g) in enumerate(zip(want, got, strict=True)):
         assert g == w, (f"seed {seed}: first mismatch at output {index}: rtl "
