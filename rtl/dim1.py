@@ -107,7 +107,10 @@ def dim1_add(m, x, y, b, cut, name="add"):
     carry_in = ~big_g[b - 1]
     carries = [carry_in] + [big_g[i] | (big_p[i] & carry_in) for i in range(b - 1)]
     total = Cat(*[p[i] ^ carries[i] for i in range(b)], big_p[b - 1])
-    return Mux(live["x"][b], live["y"], Mux(live["y"][b], live["x"], total))
+    # A named signal, so a chain of adders shares it rather than nesting expressions.
+    result = Signal(b + 1, name=f"{name}_z")
+    m.d.comb += result.eq(Mux(live["x"][b], live["y"], Mux(live["y"][b], live["x"], total)))
+    return result
 
 
 def _check_stages(stages, max_stages, unit):
