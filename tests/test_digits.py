@@ -23,7 +23,7 @@ BITFAB = Path(sys.executable).with_name("bitfab")
 
 
 def _bitfab(*args):
-    return subprocess.run([str(BITFAB), *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run([str(BITFAB), *args], capture_output=True, text=True, timeout=1800)
 
 
 @pytest.fixture(scope="module")

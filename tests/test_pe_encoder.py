@@ -36,7 +36,7 @@ def pe_golden(front, coef, w, x, k):
 
 # (front, m, n, simd, folds, coef_bits, popcount_stages)
 PE_CASES = [("and", 4, 5, 8, 3, 8, None), ("and", 2, 3, 5, 1, 12, 0),
-            ("and", 8, 7, 16, 2, 16, 4), ("xnor", 1, 1, 32, 4, 0, None)]
+            ("and", 8, 7, 8, 3, 16, 3), ("xnor", 1, 1, 32, 4, 0, None)]
 
 
 @pytest.mark.sim
