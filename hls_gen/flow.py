@@ -142,7 +142,8 @@ def step_sim(cfg, log):
     design = _network_verilog(cfg, configs) or Network(configs)
     result = run_case(design, "network", case, Path(cfg.out) / "sim_build", cfg.seed,
                       cfg.simulator, cfg.idle, cfg.backpressure,
-                      key=plan_to_dict(configs, [l.name for l in graph.layers]))
+                      key=plan_to_dict(configs, [l.name for l in graph.layers]),
+                      optimize=len(pixels) > 100)
     result.update(simulator=cfg.simulator, images=len(pixels),
                   seconds=round(time.perf_counter() - start, 1))
     _write(cfg.out, "sim.json", result)

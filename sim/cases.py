@@ -62,7 +62,7 @@ def network_case(graph, configs, pixels, taps=True):
 
 
 def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,
-             backpressure=0.0, key=None):
+             backpressure=0.0, key=None, optimize=False):
     """Run `case` through the stream bench; returns its result (mismatches, cycles, ...).
 
     Raises, naming the seed, the first mismatch and the wave dump, if any beat differs.
@@ -78,7 +78,7 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
               "backpressure": backpressure}
     try:
         run_bench(component, toplevel, "bitfab.sim.stream_tb", params, build_root, seed, sim,
-                  key=key)
+                  key=key, optimize=optimize)
     except RuntimeError as error:
         detail = json.loads(result_path.read_text()) if result_path.exists() else {}
         raise RuntimeError(f"{error}; first mismatch: {detail.get('first_mismatch')}") from error

