@@ -1,0 +1,88 @@
+"""DFNT convolution vs direct integer convolution in software (thesis Table 2.3, scaled).
+
+Both run in PyTorch on the CPU, one thread, on the same random INT8 data with
+'same' padding: the direct baseline is torch's conv2d on int64 tensors (the same
+integer semantics), and, as a second reference, conv2d in float64 (BLAS-backed;
+exact here because every partial sum stays below 2^53). The DFNT is the golden
+model's `DFNTConv` with the thesis's transform size, modulus 2^32 + 1 (F_5, as
+the thesis uses for INT8). Timed twice per method, best kept; every output is
+compared. Table 2.3's batch of 128 is cut to BATCH to fit the machine. The DFNT
+is timed twice: all in (weights transformed too) and with the weights' spectra
+ready, as at inference where they are transformed once.
+
+The last line printed is one JSON object of the figures.
+"""
+
+import json
+import sys
+import time
+
+import torch
+
+from bitfab.hls_gen.dfnt import DFNTConv
+
+# (k, n + k - 1, f, f') from Table 2.3
+CONFIGS = [(11, 32, 3, 96), (7, 32, 96, 256), (5, 16, 256, 384), (5, 16, 384, 384),
+           (3, 16, 384, 384)]
+BATCH = 4
+SEED = 20261123
+
+
+def best_of(fn, runs=2):
+    best, result = None, None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    return best, result
+
+
+def main():
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(SEED)
+    rows, totals = [], {"direct_int64": 0.0, "direct_float64": 0.0, "dfnt": 0.0,
+                        "dfnt_weights_ready": 0.0}
+    for k, length, f, f_out in CONFIGS:
+        n = length - k + 1
+        x = torch.randint(-128, 128, (BATCH, f, n, n), generator=generator)
+        w = torch.randint(-128, 128, (f_out, f, k, k), generator=generator)
+        pad = (k - 1) // 2
+        layer = DFNTConv(channels=f, kernel=k, b=32, x_bits=8, w_bits=8, length=length,
+                         padding=pad)
+        t_int, want = best_of(lambda: torch.nn.functional.conv2d(x, w, padding=pad))
+        xf, wf = x.double(), w.double()
+        t_float, got_float = best_of(lambda: torch.nn.functional.conv2d(xf, wf, padding=pad))
+        t_dfnt, got = best_of(lambda: layer(x, w), runs=1)      # tens of seconds each
+        spectra = layer.weights(w, length)
+        t_ready, _ = best_of(lambda: layer.correlate(x, spectra, length))
+        mismatches = int((got != want).sum())
+        assert torch.equal(got_float.long(), want)
+        row = {"k": k, "transform": length, "f": f, "f_out": f_out, "batch": BATCH,
+               "outputs": want.numel(), "mismatches": mismatches,
+               "direct_int64_s": round(t_int, 3), "direct_float64_s": round(t_float, 3),
+               "dfnt_s": round(t_dfnt, 3), "dfnt_weights_ready_s": round(t_ready, 3),
+               "speedup_vs_int64": round(t_int / t_dfnt, 2),
+               "speedup_vs_float64": round(t_float / t_dfnt, 2)}
+        rows.append(row)
+        for key in totals:
+            totals[key] += row[f"{key}_s"]
+        print(f"k={k:2d} L={length} f={f:3d} f'={f_out:3d}: direct int64 {t_int:7.3f} s, "
+              f"float64 {t_float:7.3f} s, DFNT {t_dfnt:7.3f} s "
+              f"({t_ready:7.3f} s with weight spectra ready), {mismatches} mismatches",
+              file=sys.stderr)
+    summary = {
+        "benchmark": "dfnt_sw", "threads": 1, "modulus": "2^32+1", "configs": rows,
+        "mismatches": sum(r["mismatches"] for r in rows),
+        "outputs": sum(r["outputs"] for r in rows),
+        "total_s": {key: round(value, 3) for key, value in totals.items()},
+        "speedup_vs_int64": round(totals["direct_int64"] / totals["dfnt"], 2),
+        "speedup_vs_float64": round(totals["direct_float64"] / totals["dfnt"], 2),
+        "speedup_weights_ready_vs_int64": round(totals["direct_int64"] / totals["dfnt_weights_ready"], 2),
+        "thesis_speedup": "2-3x (Table 2.3, C++ on a Xeon)",
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
