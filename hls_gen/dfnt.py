@@ -146,8 +146,9 @@ class DFNTConv:
     Parameters: `b` (modulus 2^b + 1), the signed widths of inputs and weights,
     the channels and kernel (checked against eq. 2.11 here), the transform
     `length` L (a power of two, k <= L <= 2b; None picks the smallest that
-    holds the whole padded image, capped at 2b) and `padding`.
-    Each L x L transform tile carries T = L - k + 1 input rows and columns.
+    holds a whole image's linear convolution, H + k - 1, capped at 2b) and
+    `padding`. Each L x L transform tile carries T = L - k + 1 input rows and
+    columns of the unpadded image; the padding is cut from the full result.
     """
 
     channels: int
@@ -179,7 +180,7 @@ class DFNTConv:
     def transform_length(self, height, width):
         if self.length is not None:
             return self.length
-        needed = max(height, width) + 2 * self.padding + self.kernel - 1
+        needed = max(height, width) + self.kernel - 1
         return max(2, min(2 * self.b, 1 << math.ceil(math.log2(needed))))
 
     def check_data(self, name, values, bits):
@@ -197,7 +198,7 @@ class DFNTConv:
         padded = torch.nn.functional.pad(flipped, (0, length - self.kernel, 0, length - self.kernel))
         return fnt2d(dim1.encode(padded), dim1)
 
-    def __call__(self, x, w, pointwise=pointwise_accumulate):
+    def __call__(self, x, w):
         if x.dim() != 4 or w.dim() != 4:
             raise ValueError(f"want x (N, C, H, W) and w (O, C, k, k), not {tuple(x.shape)} "
                              f"and {tuple(w.shape)}")
@@ -208,26 +209,38 @@ class DFNTConv:
         self.check_data("x", x, self.x_bits)
         self.check_data("w", w, self.w_bits)
         dim1, k = self.dim1, self.kernel
-        x = torch.nn.functional.pad(x.long(), (self.padding,) * 4)
+        # The tiles cover the unpadded image; the full linear convolution they give
+        # holds every output for a padding up to k - 1 (more is explicit zeros).
+        extra = max(0, self.padding - (k - 1))
+        x = torch.nn.functional.pad(x.long(), (extra,) * 4)
+        pad = self.padding - extra
         n, c, height, width = x.shape
-        if min(height, width) < k:
-            raise ValueError(f"padded image {height}x{width} is smaller than the {k}x{k} kernel")
-        length = self.transform_length(height - 2 * self.padding, width - 2 * self.padding)
+        if min(height, width) + 2 * pad < k:
+            raise ValueError(f"padded image {height + 2 * pad}x{width + 2 * pad} is smaller than "
+                             f"the {k}x{k} kernel")
+        length = self.transform_length(height, width)
+        return self.correlate(x, self.weights(w, length), length)[
+            :, :, k - 1 - pad:height + pad, k - 1 - pad:width + pad]
+
+    def correlate(self, x, spectra_w, length, pointwise=pointwise_accumulate):
+        """Full linear convolution of x with the flipped kernels whose transform is
+        `spectra_w` (see `weights`): (N, O, H + k - 1, W + k - 1)."""
+        dim1, k = self.dim1, self.kernel
+        n, c, height, width = x.shape
         tile = length - k + 1
         rows, cols = math.ceil(height / tile), math.ceil(width / tile)
         x = torch.nn.functional.pad(x, (0, cols * tile - width, 0, rows * tile - height))
         tiles = x.reshape(n, c, rows, tile, cols, tile).permute(0, 2, 4, 1, 3, 5)
         tiles = torch.nn.functional.pad(tiles, (0, k - 1, 0, k - 1))      # (N, R, Q, C, L, L)
-        spectra = pointwise(fnt2d(dim1.encode(tiles), dim1), self.weights(w, length), dim1)
+        spectra = pointwise(fnt2d(dim1.encode(tiles), dim1), spectra_w, dim1)
         pieces = dim1.decode_signed(ifnt2d(spectra, dim1))                # (N, R, Q, O, L, L)
         # Overlap-add: each tile's full linear convolution lands at its own offset.
-        full = torch.zeros(n, w.shape[0], rows * tile + k - 1, cols * tile + k - 1,
+        full = torch.zeros(n, spectra_w.shape[0], rows * tile + k - 1, cols * tile + k - 1,
                            dtype=torch.int64)
         for r in range(rows):
             for q in range(cols):
                 full[:, :, r * tile:r * tile + length, q * tile:q * tile + length] += pieces[:, r, q]
-        # Correlation output i is the flipped kernel's full convolution at i + k - 1.
-        return full[:, :, k - 1:height, k - 1:width]
+        return full[:, :, :height + k - 1, :width + k - 1]
 
 
 def dfnt_conv2d(x, w, b=32, x_bits=8, w_bits=8, padding=0, length=None):
