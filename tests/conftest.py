@@ -1,7 +1,8 @@
 """Suite-wide pytest set-up."""
 
 # The demo run behind tests/test_digits.py takes most of the suite's time on one
-# worker; scheduled first, everything else fits beside it on the other.
+# worker; scheduled first, everything else fits beside it on the other. (xdist
+# would reorder files by test count: pyproject passes --no-loadscope-reorder.)
 FIRST = ("test_digits.py",)
 
 
