@@ -1,8 +1,7 @@
 """Suite-wide pytest set-up."""
 
 # The demo run behind tests/test_digits.py takes most of the suite's time on one
-# worker; scheduled first, everything else fits beside it on the other. (xdist
-# would reorder files by test count: pyproject passes --no-loadscope-reorder.)
+# worker; scheduled first, everything else fits beside it on the other.
 FIRST = ("test_digits.py",)
 
 
