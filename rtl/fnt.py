@@ -6,7 +6,7 @@ import math
 from amaranth.hdl import Cat
 from amaranth.lib import data
 
-from .dim1 import _Dim1Unit, check_dim1_width, code_shape, dim1_add, dim1_neg, \
+from .dim1 import _Dim1Unit, _ForwardCuts, check_dim1_width, code_shape, dim1_add, dim1_neg, \
     dim1_shift_const, prefix_levels
 
 __all__ = ["FNTButterfly", "FNT", "butterfly"]
@@ -19,19 +19,11 @@ def _no_cut(values):
 def butterfly(m, u, v, b, shift, cut=_no_cut, name="bf"):
     """eq. 2.5/2.6: (u + v 2^shift, u - v 2^shift); the twiddle is wiring."""
     t = dim1_shift_const(v, b, shift)
-    carried = {"u": u, "t": t}
-
-    def both(values):
-        nonlocal carried
-        out = cut({**values, **{f"_{k}": x for k, x in carried.items()}})
-        carried = {k: out[f"_{k}"] for k in carried}
-        return {k: out[k] for k in values}
-
-    total = dim1_add(m, u, t, b, both, name=f"{name}_sum")
+    forward = _ForwardCuts(cut, {"u": u, "t": t})
+    total = dim1_add(m, u, t, b, forward, name=f"{name}_sum")
     # The difference's adder takes the operands as carried through the sum's registers.
-    # The difference's adder sees the carried (maybe registered) operands.
-    difference = dim1_add(m, carried["u"], dim1_neg(carried["t"], b), b, _no_cut,
-                          name=f"{name}_diff")
+    u, t = forward.carried["u"], forward.carried["t"]
+    difference = dim1_add(m, u, dim1_neg(t, b), b, _no_cut, name=f"{name}_diff")
     return total, difference
 
 
