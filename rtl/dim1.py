@@ -20,7 +20,8 @@ from .popcount import spread, stage
 __all__ = ["check_dim1_width", "code_shape", "Dim1Adder", "Dim1Subtractor", "Dim1Negator",
            "Dim1ConstShifter", "Dim1Shifter", "Dim1Multiplier", "Dim1FromInt", "Dim1ToInt",
            "dim1_add", "dim1_neg", "dim1_shift_const", "dim1_mul_operand", "dim1_mul_reduce",
-           "dim1_mul_select", "prefix_levels"]
+           "dim1_mul_select", "dim1_from_int", "dim1_to_int", "prefix_levels",
+           "Dim1VectorMultiplier"]
 
 
 def check_dim1_width(b):
@@ -316,6 +317,52 @@ def dim1_mul_select(x, y, general, b):
                    Mux(y == minus_one, dim1_neg(x, b), general)))
 
 
+class Dim1VectorMultiplier(_Dim1Unit):
+    """`length` products x[j] * y[j] mod 2^b + 1 per beat (Algorithm 1, as
+    `Dim1Multiplier`), with a `side` field carried alongside unchanged.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": ArrayLayout(unsigned(b + 1), length),
+                                          "y": ..., "side": unsigned(side_bits)})))
+    o : Out(stream.Signature(StructLayout({"z": ArrayLayout(unsigned(b + 1), length),
+                                           "side": unsigned(side_bits)})))
+
+    `stages` 0..3: after the increments, after the products, after the reduction.
+    Latency `stages` cycles; one vector per cycle.
+    """
+
+    def __init__(self, b, length, side_bits=0, stages=0):
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"vector length must be a positive integer, not {length!r}")
+        if not isinstance(side_bits, int) or isinstance(side_bits, bool) or side_bits < 0:
+            raise ValueError(f"side field width must be a non-negative integer, not {side_bits!r}")
+        self.length, self.side_bits = length, side_bits
+        vector = data.ArrayLayout(code_shape(b), length)
+        super().__init__(b, stages,
+                         data.StructLayout({"x": vector, "y": vector,
+                                            "side": unsigned(side_bits)}),
+                         data.StructLayout({"z": vector, "side": unsigned(side_bits)}))
+
+    @staticmethod
+    def max_stages_for(b):
+        return 3
+
+    def datapath(self, m, payload, cut):
+        b, lanes = self.b, range(self.length)
+        x = {f"x{j}": payload.x[j] for j in lanes}
+        y = {f"y{j}": payload.y[j] for j in lanes}
+        live = cut({"side": payload.side, **x, **y,
+                    **{f"xn{j}": dim1_mul_operand(payload.x[j], b) for j in lanes},
+                    **{f"yn{j}": dim1_mul_operand(payload.y[j], b) for j in lanes}})
+        live = cut({"side": live["side"], **{k: live[k] for k in (*x, *y)},
+                    **{f"p{j}": live[f"xn{j}"] * live[f"yn{j}"] for j in lanes}})
+        products = [dim1_mul_select(live[f"x{j}"], live[f"y{j}"],
+                                    dim1_mul_reduce(m, live[f"p{j}"], b, lambda v: v), b)
+                    for j in lanes]
+        return Cat(*products, live["side"])
+
+
 class _ForwardCuts:
     """Wraps a `_Cuts` so extra values ride through an inner datapath's registers."""
 
@@ -349,10 +396,8 @@ class Dim1FromInt(_Dim1Unit):
         return 1
 
     def datapath(self, m, payload, cut):
-        b = self.b
-        wide = payload.as_signed() if self.signed_input else payload.as_unsigned()
-        data_bits = Mux(wide < 0, wide[:b], (wide - 1)[:b])
-        return Mux(wide == 0, Const(1 << b, b + 1), Cat(data_bits, Const(0, 1)))
+        return dim1_from_int(payload.as_signed() if self.signed_input else payload.as_unsigned(),
+                             self.b)
 
 
 class Dim1ToInt(_Dim1Unit):
@@ -372,10 +417,22 @@ class Dim1ToInt(_Dim1Unit):
         return 1
 
     def datapath(self, m, payload, cut):
-        b = self.b
-        residue = Mux(payload[b], 0, payload[:b] + 1)
-        if not self.signed_output:
-            return residue
-        # Codes 2^(b-1)..2^b - 1 name residues above F/2: the value is the code as b-bit
-        # two's complement.
-        return Mux(payload[b - 1] & ~payload[b], payload[:b].as_signed(), residue)
+        return dim1_to_int(payload, self.b, self.signed_output)
+
+
+def dim1_from_int(value, b):
+    """The code of an integer value (|value| <= 2^(b-1) when negative)."""
+    wide = value + Const(0, signed(b + 1))          # sign- or zero-extended to b + 1 bits
+    data_bits = Mux(wide < 0, wide[:b], (wide - 1)[:b])
+    return Mux(wide == 0, Const(1 << b, b + 1), Cat(data_bits, Const(0, 1)))
+
+
+def dim1_to_int(code, b, signed_output=True):
+    """The residue a code names, 0..2^b, or (`signed_output`) its representative in
+    -(2^(b-1) - 1)..2^(b-1)."""
+    residue = Mux(code[b], 0, code[:b] + 1)
+    if not signed_output:
+        return residue
+    # Codes 2^(b-1)..2^b - 1 name residues above F/2: the value is the code as b-bit
+    # two's complement.
+    return Mux(code[b - 1] & ~code[b], code[:b].as_signed(), residue)

@@ -88,6 +88,9 @@ def _cases(b):
         (Dim1ToInt(b), _one, codes, golden.decode_signed),
         (Dim1ToInt(b, signed_output=False), _one, codes, golden.decode),
         (Dim1FromInt(b, b), _one, ints, golden.encode),
+        # Narrower inputs are sign-extended to b bits first.
+        (Dim1FromInt(b, 3), _one, range(-4, 4), golden.encode),
+        (Dim1FromInt(b, 3, signed_input=False), _one, range(8), golden.encode),
     ]
 
 
