@@ -25,7 +25,8 @@ from .errors import WidthOverflowError
 
 __all__ = ["DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
            "pointwise_accumulate", "pointwise_accumulate_dim1", "check_bound",
-           "DFNTConv", "dfnt_conv2d"]
+           "DFNTConv", "dfnt_conv2d", "engine_layer", "engine_load_codes", "engine_input_rows",
+           "engine_output_rows"]
 
 
 class DFNTBoundError(WidthOverflowError):
@@ -248,3 +249,34 @@ def dfnt_conv2d(x, w, b=32, x_bits=8, w_bits=8, padding=0, length=None):
     layer = DFNTConv(channels=x.shape[1], kernel=w.shape[-1], b=b, x_bits=x_bits,
                      w_bits=w_bits, length=length, padding=padding)
     return layer(x, w)
+
+
+def engine_layer(config):
+    """The golden layer of a `bitfab.rtl.dfnt_conv.DFNTEngineConfig`."""
+    return DFNTConv(channels=config.in_channels, kernel=config.kernel, b=config.b,
+                    x_bits=config.x_bits, w_bits=config.w_bits, length=config.length,
+                    padding=config.padding)
+
+
+def engine_load_codes(config, w):
+    """The engine's load words for (O, C, k, k) weights: each kernel's spectrum, for
+    every (o, c) the column frequencies k2 in order, each the codes of rows k1."""
+    spectra = engine_layer(config).weights(w, config.length)        # (O, C, k1, k2)
+    return spectra.transpose(-1, -2).flatten().tolist()
+
+
+def engine_input_rows(config, x):
+    """(N, C, H, W) integers -> the engine's input rows: per image, tiles in row-major
+    order, channels, then the tile's rows of T values (zeros past the edge)."""
+    tile, rows, cols = config.tile, config.tile_rows, config.tile_cols
+    n, c, height, width = x.shape
+    x = torch.nn.functional.pad(x.long(), (0, cols * tile - width, 0, rows * tile - height))
+    tiles = x.reshape(n, c, rows, tile, cols, tile).permute(0, 2, 4, 1, 3, 5)
+    return tiles.reshape(-1, tile).tolist()
+
+
+def engine_output_rows(config, y):
+    """(N, O, Hout, Wout) outputs -> the engine's output beats of L values each."""
+    groups = config.out_beats_per_row * config.length
+    y = torch.nn.functional.pad(y.long(), (0, groups - y.shape[-1]))
+    return y.reshape(-1, config.length).tolist()

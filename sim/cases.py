@@ -14,7 +14,8 @@ from bitfab.sw_driver.weights import check_load_words
 
 from .runner import run_bench
 
-__all__ = ["element_values", "output_beats", "input_beats", "network_case", "run_case"]
+__all__ = ["element_values", "output_beats", "input_beats", "network_case", "dfnt_case",
+           "run_case"]
 
 
 def element_values(codes, encoding):
@@ -59,6 +60,17 @@ def network_case(graph, configs, pixels, taps=True):
     encoding = graph.layers[0].input_encoding
     return {"words": words, "inputs": input_beats(configs[0], pixels.flatten(1), encoding),
             "outputs": outputs, "beats_per_item": per_item}
+
+
+def dfnt_case(config, x, w, y):
+    """The case for a `DFNTConvEngine`: weights (O, C, k, k), images x (N, C, H, W) and
+    the outputs they must give, y (N, O, Hout, Wout), all integer tensors."""
+    from bitfab.hls_gen.dfnt import engine_input_rows, engine_load_codes, engine_output_rows
+    outputs = [config.out_layout.const(row).as_bits() for row in engine_output_rows(config, y)]
+    return {"words": engine_load_codes(config, w),
+            "inputs": [config.in_layout.const(row).as_bits()
+                       for row in engine_input_rows(config, x)],
+            "outputs": {"o": outputs}, "beats_per_item": {"o": config.out_beats}}
 
 
 def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,

@@ -1,0 +1,80 @@
+"""The DFNT convolution engine in cocotb against `torch.nn.functional.conv2d` on integer
+tensors (real photo content and random), with random stalls and backpressure; and its
+parameter checks."""
+
+import random
+
+import pytest
+import torch
+
+from bitfab.hls_gen.dfnt import engine_layer
+from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
+from bitfab.sim.cases import dfnt_case, run_case
+from bitfab.sim.runner import simulators
+
+SEED = 20261123
+SIM = (simulators() or ["verilator"])[0]
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(in_channels=64, kernel=7, b=16, x_bits=4, w_bits=4), ValueError,
+     "eq. 2.11 bound fails: 64 channels x 7x7 kernel"),
+    (dict(kernel=3, padding=3), ValueError, "padding must be at most kernel - 1 = 2, not 3"),
+    (dict(kernel=9, length=8), ValueError, "9x9 kernel needs a transform length >= 9, not 8"),
+    (dict(length=12), ValueError, "length must be a power of two in 2..64 for b=32, not 12"),
+    (dict(b=12), ValueError, "b must be 2\\^t"),
+    (dict(height=2, kernel=5, length=8), ValueError, "2x8 image padded by 0 is smaller"),
+])
+def test_config_checked(kwargs, error, message):
+    base = dict(in_channels=2, out_channels=2, kernel=3, height=8, width=8)
+    with pytest.raises(error, match=message):
+        DFNTEngineConfig(**{**base, **kwargs})
+
+
+def test_engine_wants_a_config():
+    with pytest.raises(TypeError, match="config must be a DFNTEngineConfig"):
+        DFNTConvEngine({"kernel": 3})
+
+
+def _photo(channels, height, width):
+    """A crop of scikit-learn's bundled photo as signed 8-bit integers."""
+    from sklearn.datasets import load_sample_image
+    image = torch.from_numpy(load_sample_image("china.jpg").copy()).long()     # (427, 640, 3)
+    crop = image[200:200 + height, 300:300 + width, :channels].permute(2, 0, 1)
+    return (crop - 128).unsqueeze(0)
+
+
+def _run(tmp_path_factory, config, x, w, seed):
+    y = torch.nn.functional.conv2d(x.double(), w.double(), padding=config.padding).long()
+    # The golden DFNT is the engine's specification; it equals conv2d here.
+    assert torch.equal(engine_layer(config)(x, w), y)
+    result = run_case(DFNTConvEngine(config), "dfnt_engine", dfnt_case(config, x, w, y),
+                      tmp_path_factory.getbasetemp() / "sim", seed, SIM, idle=0.3,
+                      backpressure=0.3, key=[config.__dict__])
+    assert result["mismatches"] == 0 and result["items"] == x.shape[0]
+    return result
+
+
+@pytest.mark.sim
+def test_engine_int8_photo_and_random(tmp_path_factory):
+    """b = 32, INT8, 5x5 kernels on L = 8 tiles (4x4 image rows and columns each):
+    a photo crop and a random image, 3 -> 2 channels, padding 2."""
+    config = DFNTEngineConfig(in_channels=3, out_channels=2, kernel=5, height=10, width=9,
+                              padding=2, b=32, length=8, x_bits=8, w_bits=8)
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.cat([_photo(3, 10, 9), torch.randint(-128, 128, (1, 3, 10, 9), generator=gen)])
+    w = torch.randint(-128, 128, (2, 3, 5, 5), generator=gen)
+    w[0, 0] = torch.tensor([-128, 127, 0, -1, 1]).repeat(5, 1)     # the extremes
+    _run(tmp_path_factory, config, x, w, SEED)
+
+
+@pytest.mark.sim
+def test_engine_small_modulus(tmp_path_factory):
+    """b = 16 (F = 65537), 3x3 kernels, 4-bit data, one output channel, no padding,
+    an image of one tile column and several tile rows."""
+    config = DFNTEngineConfig(in_channels=2, out_channels=1, kernel=3, height=13, width=4,
+                              padding=0, b=16, length=4, x_bits=4, w_bits=4)
+    gen = torch.Generator().manual_seed(SEED + 1)
+    x = torch.randint(-8, 8, (3, 2, 13, 4), generator=gen)
+    w = torch.randint(-8, 8, (1, 2, 3, 3), generator=gen)
+    _run(tmp_path_factory, config, x, w, SEED + 1)
