@@ -15,7 +15,7 @@ from bitfab.sw_driver.weights import check_load_words
 from .runner import run_bench
 
 __all__ = ["element_values", "output_beats", "input_beats", "network_case", "dfnt_case",
-           "run_case"]
+           "direct_case", "run_case"]
 
 
 def element_values(codes, encoding):
@@ -71,6 +71,31 @@ def dfnt_case(config, x, w, y):
             "inputs": [config.in_layout.const(row).as_bits()
                        for row in engine_input_rows(config, x)],
             "outputs": {"o": outputs}, "beats_per_item": {"o": config.out_beats}}
+
+
+def direct_case(config, x, w, y, padding):
+    """The case for a `DirectConvEngine`: every output row in groups of `outputs`
+    (out_width must divide), each group's patches channel by channel."""
+    import torch
+    k, p = config.kernel, config.outputs
+    x = torch.nn.functional.pad(x.long(), (padding,) * 4)
+    n, channels, out_h, out_w = y.shape
+    if out_w % p:
+        raise ValueError(f"output width {out_w} is not a multiple of {p} outputs per patch")
+    inputs, outputs = [], []
+    for image in range(n):
+        for row in range(out_h):
+            for col in range(0, out_w, p):
+                for c in range(x.shape[1]):
+                    patch = x[image, c, row:row + k, col:col + config.patch_cols]
+                    inputs.append(config.in_layout.const(patch.flatten().tolist()).as_bits())
+                for o in range(channels):
+                    values = y[image, o, row, col:col + p].tolist()
+                    outputs.append(config.out_layout.const(values).as_bits())
+    taps = torch.nn.functional.pad(w.long().flatten(2), (0, config.folds * config.terms - k * k))
+    words = [v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()]
+    return {"words": words, "inputs": inputs, "outputs": {"o": outputs},
+            "beats_per_item": {"o": channels * out_h * out_w // p}}
 
 
 def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,

@@ -9,7 +9,8 @@ import torch
 
 from bitfab.hls_gen.dfnt import engine_layer
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
-from bitfab.sim.cases import dfnt_case, run_case
+from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine
+from bitfab.sim.cases import dfnt_case, direct_case, run_case
 from bitfab.sim.runner import simulators
 
 SEED = 20261123
@@ -78,3 +79,26 @@ def test_engine_small_modulus(tmp_path_factory):
     x = torch.randint(-8, 8, (3, 2, 13, 4), generator=gen)
     w = torch.randint(-8, 8, (1, 2, 3, 3), generator=gen)
     _run(tmp_path_factory, config, x, w, SEED + 1)
+
+
+@pytest.mark.sim
+def test_direct_engine(tmp_path_factory):
+    """The direct baseline: 2 outputs per patch, each 3x3 product folded over 2 cycles."""
+    config = DirectConvConfig(in_channels=2, out_channels=2, kernel=3, outputs=2, folds=2)
+    gen = torch.Generator().manual_seed(SEED + 2)
+    x = torch.randint(-128, 128, (2, 2, 6, 8), generator=gen)
+    w = torch.randint(-128, 128, (2, 2, 3, 3), generator=gen)
+    w[1, 1] = -128
+    y = torch.nn.functional.conv2d(x.double(), w.double(), padding=1).long()
+    result = run_case(DirectConvEngine(config), "direct_conv", direct_case(config, x, w, y, 1),
+                      tmp_path_factory.getbasetemp() / "sim", SEED + 2, SIM, idle=0.3,
+                      backpressure=0.3, key=[config.__dict__])
+    assert result["mismatches"] == 0 and result["items"] == 2
+
+
+def test_direct_config_checked():
+    assert DirectConvConfig(in_channels=1, out_channels=1, kernel=7, outputs=1, folds=2).terms == 25
+    with pytest.raises(ValueError, match="folds must be at most kernel\\^2 = 9, not 10"):
+        DirectConvConfig(in_channels=1, out_channels=1, kernel=3, folds=10)
+    with pytest.raises(TypeError, match="config must be a DirectConvConfig"):
+        DirectConvEngine(None)
