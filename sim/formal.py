@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -35,6 +36,7 @@ def _canonical(code, b):
 # What each unit must compute, on residues (x, y) or the shift amount k.
 PROPERTIES = {
     "add": (Dim1Adder, lambda x, y, f: (x + y) % f),
+    "add_carry": (partial(Dim1Adder, style="carry"), lambda x, y, f: (x + y) % f),
     "sub": (Dim1Subtractor, lambda x, y, f: (x + f - y) % f),
     "mul": (Dim1Multiplier, lambda x, y, f: (x * y) % f),
     "neg": (Dim1Negator, lambda x, y, f: (f - x) % f),
@@ -82,11 +84,11 @@ class Dim1Proof(Elaboratable):
             bump = Signal()
             m.d.comb += bump.eq((self.value == -3) if self.name == "from_int"
                                 else (x == (1 << b) - 3))
-            if self.name in ("add", "sub", "mul"):
+            if self.name in ("add", "add_carry", "sub", "mul"):
                 bump = bump & (y == 5)
         else:
             bump = 0
-        if self.name in ("add", "sub", "mul"):
+        if self.name in ("add", "add_carry", "sub", "mul"):
             m.d.comb += [unit.i.payload.x.eq(x), unit.i.payload.y.eq(y),
                          Assume(_canonical(x, b)), Assume(_canonical(y, b))]
             want = (spec(_residue(x, b), _residue(y, b), f) + bump) % f

@@ -9,7 +9,8 @@ from amaranth.sim import Simulator
 
 from bitfab.hls_gen.dim1 import Dim1
 from bitfab.rtl.dim1 import (Dim1Adder, Dim1ConstShifter, Dim1FromInt, Dim1Multiplier,
-                             Dim1Negator, Dim1Shifter, Dim1Subtractor, Dim1ToInt)
+                             Dim1Negator, Dim1Shifter, Dim1Subtractor, Dim1ToInt,
+                             Dim1VectorMultiplier)
 from bitfab.sim.formal import prove
 
 SEED = 20261123
@@ -22,6 +23,10 @@ SEED = 20261123
     (lambda: Dim1Multiplier(16, stages=-1), ValueError, "stages must be in 0..6, not -1"),
     (lambda: Dim1FromInt(8, 9), ValueError, "integer width must be in 1..8 for b=8, not 9"),
     (lambda: Dim1ConstShifter(8, 1.5), TypeError, "shift k must be an integer"),
+    (lambda: Dim1Adder(8, style="ripple"), ValueError, "style must be one of prefix, carry, "
+     "not 'ripple'"),
+    (lambda: Dim1Adder(8, stages=2, style="carry"), ValueError, "stages must be in 0..1, not 2"),
+    (lambda: Dim1VectorMultiplier(8, 0), ValueError, "vector length must be a positive integer"),
 ])
 def test_parameters_checked(make, error, message):
     with pytest.raises(error, match=message):
@@ -80,6 +85,8 @@ def _cases(b):
         ints = [x % (1 << b) - (1 << b - 1) for x, _ in pairs]
     return [
         (Dim1Adder(b), _two, pairs, lambda v: golden.add(*v)),
+        (Dim1Adder(b, style="carry"), _two, pairs, lambda v: golden.add(*v)),
+        (Dim1Subtractor(b, style="carry"), _two, pairs, lambda v: golden.sub(*v)),
         (Dim1Subtractor(b), _two, pairs, lambda v: golden.sub(*v)),
         (Dim1Multiplier(b), _two, pairs, lambda v: golden.mul(*v)),
         (Dim1Shifter(b), _shift, shifts, lambda v: golden.mul_pow2(*v)),
@@ -105,7 +112,7 @@ def test_units_match_golden_in_amaranth_sim(b):
                          f" {bad[0][0]}: rtl {bad[0][1]}, golden {bad[0][2]} (seed {SEED})")
 
 
-PROOFS = ["add", "sub", "neg", "shift", "mul_parts", "from_int", "to_int"]
+PROOFS = ["add", "add_carry", "sub", "neg", "shift", "mul_parts", "from_int", "to_int"]
 
 
 # The b = 16 variable shift takes over two minutes: it runs with the slow suite.
