@@ -31,7 +31,11 @@ def _load_model(path):
     if not path.exists():
         raise BitfabError(f"model file {path} does not exist")
     if path.suffix == ".json":
-        return graph_from_dict(json.loads(path.read_text()))
+        value = json.loads(path.read_text())
+        if value.get("kind") == "int_conv":
+            from .conv import IntConvLayer
+            return IntConvLayer.from_dict(value)
+        return graph_from_dict(value)
     if path.suffix == ".pt":
         import torch
         model = torch.load(path, weights_only=False)
@@ -52,10 +56,21 @@ def _folding(text):
                                          f"(PE x SIMD per layer), not {text!r}") from None
 
 
+def _image(text):
+    """'HxW' -> [H, W]."""
+    try:
+        height, width = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image must look like 32x32 (height x width), "
+                                         f"not {text!r}") from None
+    return [height, width]
+
+
 def _build(args, stop="report", bitstream=True):
     from .flow import BuildConfig, run_flow
     cfg = BuildConfig(out=args.out, board=args.board, folding=args.fold,
                       simulator=args.simulator, sim_images=args.images,
+                      engine=args.engine, image=args.image,
                       bitstream=bitstream and not args.no_bitstream,
                       start_step=args.start, stop_step=stop if args.stop is None else args.stop)
     model = _load_model(args.model) if cfg.start_step == "golden" else None
@@ -98,12 +113,19 @@ def parser():
                                           "images in cocotb (no bitstream)")):
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("model", nargs="?", help="golden model (.json, as the demo writes "
-                         "in DIR/models) or a pickled bitfab nn.Sequential (.pt)")
+                         "in DIR/models, or a build's golden.json) or a pickled bitfab "
+                         "nn.Sequential or IntConv2d (.pt)")
         cmd.add_argument("--out", required=True, help="output directory")
         cmd.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f")
         cmd.add_argument("--fold", type=_folding, default=None,
                          help="PE x SIMD per layer, e.g. 2x64,2x64,2x64 (default: a folding "
                               "that fits the board)")
+        cmd.add_argument("--engine", choices=["auto", "dfnt", "direct"], default="auto",
+                         help="convolution layers: the DFNT engine, the direct one, or auto "
+                              "(DFNT when eq. 2.11 holds and the kernel is 3x3 or more)")
+        cmd.add_argument("--image", type=_image, default=None,
+                         help="convolution layers: image size to build for, e.g. 32x32 "
+                              "(default: 8x8 digits for one channel, 32x32 photo crops else)")
         cmd.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
         cmd.add_argument("--images", type=int, default=None,
                          help="test images to simulate (default: all)")

@@ -12,6 +12,9 @@ any step (`BuildConfig.start_step` / `stop_step`).
     sim        sim.json      cocotb on the digits test split, every layer checked
     synth      synth.json    yosys + nextpnr + packer: nextpnr's own figures
     report     report.json, report.md
+
+An integer convolution layer (`IntConv2d`) takes the same steps in
+`bitfab.hls_gen.conv_flow`, on a convolution engine (DFNT or direct).
 """
 
 import hashlib
@@ -46,6 +49,8 @@ class BuildConfig:
     bitstream: bool = True
     start_step: str = "golden"
     stop_step: str = "report"
+    engine: str = "auto"               # convolution layers: auto, dfnt or direct
+    image: list | None = None          # convolution layers: [height, width] to build for
 
     def __post_init__(self):
         for name in ("start_step", "stop_step"):
@@ -53,6 +58,12 @@ class BuildConfig:
                 raise BitfabError(f"{name} {getattr(self, name)!r} is not a step; steps: "
                                   f"{', '.join(STEPS)}")
         find_board(self.board)
+        if self.engine not in ("auto", "dfnt", "direct"):
+            raise BitfabError(f"engine must be auto, dfnt or direct, not {self.engine!r}")
+        if self.image is not None and (len(self.image) != 2 or not all(
+                isinstance(v, int) and v > 0 for v in self.image)):
+            raise BitfabError(f"image must be [height, width], positive integers, "
+                              f"not {self.image!r}")
 
 
 def _read(out, name):
@@ -160,14 +171,14 @@ def step_synth(cfg, log):
     _write(cfg.out, "synth.json", build_bitstream(configs, find_board(cfg.board), cfg.out, log))
 
 
-def step_report(cfg, log):
+def report_fields(cfg, plan):
+    """The report's fields every design has: RTL-vs-golden, nextpnr's figures, speed."""
     out = Path(cfg.out)
-    plan = _read(out, "plan.json")
     sim = _read(out, "sim.json") if (out / "sim.json").exists() else None
     synth = _read(out, "synth.json") if cfg.bitstream and (out / "synth.json").exists() else None
     cycles = sim["cycles_per_item"] if sim else None
     fmax = synth["fmax_mhz"] if synth else None
-    report = {
+    return {
         "board": cfg.board,
         "rtl": ({"images": sim["images"], "mismatches": sim["mismatches"],
                  "simulator": sim["simulator"], "seed": sim["seed"],
@@ -182,15 +193,22 @@ def step_report(cfg, log):
         "images_per_s": round(fmax * 1e6 / cycles) if fmax and cycles else None,
         "bitstream": synth and synth["bitstream"],
         "estimate": plan["estimate"]["total"],
-        "layers": [{k: layer[k] for k in ("name", "rows", "cols", "pe", "simd", "m", "n_in",
-                                          "front", "acc_bits")} for layer in plan["layers"]],
     }
+
+
+def step_report(cfg, log):
+    out = Path(cfg.out)
+    plan = _read(out, "plan.json")
+    report = report_fields(cfg, plan)
+    report["layers"] = [{k: layer[k] for k in ("name", "rows", "cols", "pe", "simd", "m", "n_in",
+                                               "front", "acc_bits")} for layer in plan["layers"]]
     _write(out, "report.json", report)
     (out / "report.md").write_text(format_report(report))
     return report
 
 
-def format_report(report):
+def format_summary(report):
+    """The report's common rows as Markdown lines."""
     rows = [("board", report["board"])]
     if report["rtl"]:
         rtl = report["rtl"]
@@ -200,11 +218,28 @@ def format_report(report):
                 "images_per_s", "bitstream"):
         rows.append((key, report[key]))
     lines = ["# bitfab build report", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v if v is not None else '-'} |" for k, v in rows]
+    return lines + [f"| {k} | {v if v is not None else '-'} |" for k, v in rows]
+
+
+def format_report(report):
+    if report.get("engine"):
+        from .conv_flow import format_conv_report
+        return format_conv_report(report)
+    lines = format_summary(report)
     lines += ["", "| layer | rows x cols | PE | SIMD | M x N | front |", "|---|---|---|---|---|---|"]
     lines += [f"| {l['name']} | {l['rows']} x {l['cols']} | {l['pe']} | {l['simd']} | "
               f"{l['m']} x {l['n_in']} | {l['front']} |" for l in report["layers"]]
     return "\n".join(lines) + "\n"
+
+
+def _is_conv(cfg, model):
+    """A convolution build: the model is an integer convolution layer, or (starting
+    later) golden.json holds one."""
+    if model is not None:
+        from .conv import is_conv_model
+        return is_conv_model(model)
+    path = Path(cfg.out) / "golden.json"
+    return path.exists() and json.loads(path.read_text()).get("kind") == "int_conv"
 
 
 def run_flow(cfg, model=None, log=print):
@@ -212,8 +247,13 @@ def run_flow(cfg, model=None, log=print):
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     _write(cfg.out, "config.json", asdict(cfg))
     steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
+    if _is_conv(cfg, model):
+        from . import conv_flow
+        functions = vars(conv_flow)
+    else:
+        functions = globals()
     result = None
     for name in steps:
-        fn = globals()[f"step_{name}"]
+        fn = functions[f"step_{name}"]
         result = fn(cfg, model, log) if name == "golden" else fn(cfg, log)
     return result

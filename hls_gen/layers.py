@@ -14,7 +14,7 @@ from torch import nn
 
 from .quant import PAWeightQuantizer, xnor_weight
 
-__all__ = ["BitplaneInput", "PALinear", "PAConv2d", "XNORLinear", "XNORConv2d"]
+__all__ = ["BitplaneInput", "PALinear", "PAConv2d", "XNORLinear", "XNORConv2d", "IntConv2d"]
 
 
 class BitplaneInput(nn.Module):
@@ -112,3 +112,49 @@ class XNORConv2d(nn.Conv2d):
 
     def extra_repr(self):
         return super().extra_repr() + f", pad_value={self.pad_value:g}"
+
+
+class _RoundSTE(torch.autograd.Function):
+    """round() forward, identity backward (the straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class IntConv2d(nn.Conv2d):
+    """2-D convolution of signed `x_bits` integers with signed `w_bits` integer weights
+    (an INT8 layer by default): stride 1, zero padding, no groups, no bias.
+
+    The weights train as floats and are rounded (straight through) and clamped to
+    `w_bits` in the forward pass, so the module computes exactly what the hardware
+    does on integer inputs. `integer_weight()` gives the weights the hardware loads.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding=0, x_bits=8, w_bits=8):
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding, bias=False)
+        for name, bits in (("x_bits", x_bits), ("w_bits", w_bits)):
+            if not isinstance(bits, int) or not 2 <= bits <= 16:
+                raise ValueError(f"{name} must be an integer in 2..16, not {bits!r}")
+        if self.kernel_size[0] != self.kernel_size[1]:
+            raise ValueError(f"kernel must be square, not {self.kernel_size}")
+        if self.padding[0] != self.padding[1]:
+            raise ValueError(f"padding must be the same on both axes, not {self.padding}")
+        self.x_bits, self.w_bits = x_bits, w_bits
+
+    def _weight(self):
+        limit = 1 << (self.w_bits - 1)
+        return torch.clamp(_RoundSTE.apply(self.weight), -limit, limit - 1)
+
+    def integer_weight(self):
+        return self._weight().detach().round().long()
+
+    def forward(self, x):
+        return self._conv_forward(x, self._weight(), None)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", x_bits={self.x_bits}, w_bits={self.w_bits}"

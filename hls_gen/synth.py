@@ -35,7 +35,8 @@ def use_yowasp():
 
 
 class BoardTop(Elaboratable):
-    """The shell on a board: PLL (ECP5), UART pins, LED 0 lit once loaded."""
+    """The shell on a board: PLL (ECP5), UART pins, LED 0 lit once loaded. `layers` is
+    the shell's core: a list of `MVAUConfig`, or a function making a core component."""
 
     def __init__(self, layers, board):
         self.layers, self.board = layers, board
@@ -62,7 +63,8 @@ class BoardTop(Elaboratable):
             m.d.comb += sync.rst.eq(~locked)   # held in reset until the PLL locks
             platform.add_clock_constraint(sync.clk, mhz * 1e6)
         divisor = round(self.board.clock_mhz * 1e6 / BAUD)
-        shell = m.submodules.shell = SerialShell(self.layers, divisor)
+        core = self.layers() if callable(self.layers) else self.layers
+        shell = m.submodules.shell = SerialShell(core, divisor)
         uart = platform.request("uart", 0)
         led = platform.request("led", 0)
         m.d.comb += [shell.rx.eq(uart.rx.i), uart.tx.o.eq(shell.tx), led.o.eq(shell.loaded)]

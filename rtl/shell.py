@@ -1,12 +1,13 @@
 """A serial shell around a `Network`: the bitstream's only I/O is a UART.
 
-Bytes from the host, little-endian: ``'L'`` + 4 bytes writes one load word,
+Bytes from the host, little-endian: ``'L'`` + `load_bytes` bytes (4 for a
+`Network`) writes one load word,
 ``'R'`` restarts loading, ``'I'`` + `in_bytes` bytes is one input beat; any
 other command byte is ignored. Every output beat goes back as `out_bytes`
 bytes. (The host driver builds its framed protocol on top of this.)
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,7 +20,9 @@ LOAD, RESTART, INPUT = ord("L"), ord("R"), ord("I")
 
 
 class SerialShell(wiring.Component):
-    """`Network` of `layers` behind a UART at ``clock / divisor`` baud.
+    """A core behind a UART at ``clock / divisor`` baud: a `Network` of `layers` (a list of
+    `MVAUConfig`), or any component with the same members (``i``, ``o``, ``load``,
+    ``load_restart``, ``loaded``), such as a convolution engine.
 
     Members
     -------
@@ -34,10 +37,15 @@ class SerialShell(wiring.Component):
     loaded: Out(1)
 
     def __init__(self, layers, divisor):
-        self.network = Network(layers)
+        self.network = layers if isinstance(layers, wiring.Component) else Network(layers)
+        members = self.network.signature.members
+        for name in ("i", "o", "load", "load_restart", "loaded"):
+            if name not in members:
+                raise TypeError(f"the shell's core has no {name!r} member")
         self.divisor = divisor
-        self.in_bytes = -(-self.network.layers[0].in_layout.size // 8)
-        self.out_bytes = -(-self.network.layers[-1].out_layout.size // 8)
+        self.in_bytes, self.out_bytes, self.load_bytes = (
+            -(-len(Value.cast(port.payload)) // 8)
+            for port in (self.network.i, self.network.o, self.network.load))
         super().__init__()
 
     def elaborate(self, platform):
@@ -48,11 +56,12 @@ class SerialShell(wiring.Component):
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), self.loaded.eq(net.loaded)]
 
         # Host -> network: a command byte, then the bytes of one word or beat.
-        width = max(4, self.in_bytes) * 8
+        most = max(self.load_bytes, self.in_bytes)
+        width = most * 8
         data = Signal(width)
-        left = Signal(range(max(4, self.in_bytes) + 1))
+        left = Signal(range(most + 1))
         command = Signal(8)
-        m.d.comb += [net.load.payload.eq(data[width - 32:]),
+        m.d.comb += [net.load.payload.eq(data[width - self.load_bytes * 8:]),
                      net.i.payload.eq(data[width - self.in_bytes * 8:])]
         with m.FSM():
             with m.State("command"):
@@ -60,7 +69,7 @@ class SerialShell(wiring.Component):
                 with m.If(rx.o.valid):
                     m.d.sync += command.eq(rx.o.payload)
                     with m.If(rx.o.payload == LOAD):
-                        m.d.sync += left.eq(4)
+                        m.d.sync += left.eq(self.load_bytes)
                         m.next = "data"
                     with m.If(rx.o.payload == INPUT):
                         m.d.sync += left.eq(self.in_bytes)

@@ -65,9 +65,10 @@ def network_case(graph, configs, pixels, taps=True):
 def dfnt_case(config, x, w, y):
     """The case for a `DFNTConvEngine`: weights (O, C, k, k), images x (N, C, H, W) and
     the outputs they must give, y (N, O, Hout, Wout), all integer tensors."""
-    from bitfab.hls_gen.dfnt import engine_input_rows, engine_load_codes, engine_output_rows
+    from bitfab.hls_gen.conv import load_words
+    from bitfab.hls_gen.dfnt import engine_input_rows, engine_output_rows
     outputs = [config.out_layout.const(row).as_bits() for row in engine_output_rows(config, y)]
-    return {"words": engine_load_codes(config, w),
+    return {"words": load_words("dfnt", config, w),
             "inputs": [config.in_layout.const(row).as_bits()
                        for row in engine_input_rows(config, x)],
             "outputs": {"o": outputs}, "beats_per_item": {"o": config.out_beats}}
@@ -92,9 +93,8 @@ def direct_case(config, x, w, y, padding):
                 for o in range(channels):
                     values = y[image, o, row, col:col + p].tolist()
                     outputs.append(config.out_layout.const(values).as_bits())
-    taps = torch.nn.functional.pad(w.long().flatten(2), (0, config.folds * config.terms - k * k))
-    words = [v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()]
-    return {"words": words, "inputs": inputs, "outputs": {"o": outputs},
+    from bitfab.hls_gen.conv import load_words
+    return {"words": load_words("direct", config, w), "inputs": inputs, "outputs": {"o": outputs},
             "beats_per_item": {"o": channels * out_h * out_w // p}}
 
 

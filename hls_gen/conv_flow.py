@@ -1,0 +1,177 @@
+"""The build flow's steps for an integer convolution layer (`bitfab.hls_gen.conv`).
+
+Same step names and files as `bitfab.hls_gen.flow`, which dispatches here when
+the model is an `IntConv2d` (or golden.json holds one):
+
+    golden     golden.json   the integer layer (weights, padding, widths)
+    map_to_hw  hw.json       the engine chosen (`BuildConfig.engine`) and its config
+    fold       plan.json     the engine's estimate; refused if it exceeds the board
+    emit_rtl   engine.v      Verilog of the engine; weights.json, its load words
+    sim        sim.json      cocotb on real images, every output against the golden layer
+    synth      synth.json    the engine behind the UART shell: yosys + nextpnr + packer
+    report     report.json, report.md
+"""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from .boards import board as find_board
+from .conv import (IntConvLayer, check_engine_fit, conv_images, engine_from_dict,
+                   engine_to_dict, freeze_conv, load_words, select_engine)
+from .errors import BitfabError
+
+__all__ = ["CONV_IMAGE", "image_size"]
+
+CONV_IMAGE = {1: (8, 8)}          # the digits; photo crops otherwise
+PHOTO_IMAGE = (32, 32)
+SIM_IMAGES = 8
+
+
+def _read(out, name):
+    path = Path(out) / name
+    if not path.exists():
+        raise BitfabError(f"{path} is missing: run the step that writes it first")
+    return json.loads(path.read_text())
+
+
+def _write(out, name, value):
+    (Path(out) / name).write_text(json.dumps(value, indent=1) + "\n")
+
+
+def image_size(cfg, layer):
+    if cfg.image is not None:
+        height, width = cfg.image
+    else:
+        height, width = CONV_IMAGE.get(layer.in_channels, PHOTO_IMAGE)
+    return height, width
+
+
+def _layer(cfg):
+    return IntConvLayer.from_dict(_read(cfg.out, "golden.json"))
+
+
+def _engine(kind, config):
+    if kind == "dfnt":
+        from bitfab.rtl.dfnt_conv import DFNTConvEngine
+        return DFNTConvEngine(config)
+    from bitfab.rtl.direct_conv import DirectConvEngine
+    return DirectConvEngine(config)
+
+
+def step_golden(cfg, model, log):
+    layer = freeze_conv(model)
+    _write(cfg.out, "golden.json", layer.to_dict())
+    log(f"golden: {layer.name}: {layer.in_channels} -> {layer.out_channels} channels, "
+        f"{layer.kernel}x{layer.kernel}, padding {layer.padding}, x {layer.x_bits} bits, "
+        f"w {layer.w_bits} bits")
+
+
+def step_map_to_hw(cfg, log):
+    layer = _layer(cfg)
+    height, width = image_size(cfg, layer)
+    kind, config = select_engine(layer, height, width, cfg.engine)
+    _write(cfg.out, "hw.json", {**engine_to_dict(kind, config), "layer": layer.name})
+    log(f"map_to_hw: {layer.name} on the {kind} engine for {height}x{width} images")
+
+
+def step_fold(cfg, log):
+    if cfg.folding is not None:
+        raise BitfabError("--fold sets PE x SIMD of matrix-vector layers; a convolution "
+                          "engine has no such folding")
+    hw = _read(cfg.out, "hw.json")
+    kind, config = engine_from_dict(hw)
+    board = find_board(cfg.board)
+    used = check_engine_fit(hw["layer"], kind, config, board)
+    _write(cfg.out, "plan.json", {**hw, "board": cfg.board, "estimate": {"total": used},
+                                  "cycles": getattr(config, "cycles", None)})
+    log(f"plan: {kind} engine, estimate {used}")
+
+
+def _plan(cfg):
+    return engine_from_dict(_read(cfg.out, "plan.json"))
+
+
+def _key(plan):
+    return hashlib.sha1(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+def _verilog(cfg, plan):
+    path, key = Path(cfg.out) / "engine.v", Path(cfg.out) / "engine.v.plan"
+    if path.exists() and key.exists() and key.read_text() == _key(plan):
+        return path.read_text()
+    return None
+
+
+def step_emit_rtl(cfg, log):
+    from amaranth.back import verilog
+    layer = _layer(cfg)
+    plan = _read(cfg.out, "plan.json")
+    kind, config = engine_from_dict(plan)
+    _write(cfg.out, "weights.json", {"word_bits": config.word_bits,
+                                     "words": load_words(kind, config, layer.weight)})
+    if _verilog(cfg, plan) is not None:
+        log("emit_rtl: plan unchanged, engine.v kept")
+        return
+    (Path(cfg.out) / "engine.v").write_text(verilog.convert(_engine(kind, config), name="engine"))
+    (Path(cfg.out) / "engine.v.plan").write_text(_key(plan))
+
+
+def step_sim(cfg, log):
+    from bitfab.sim.cases import dfnt_case, direct_case, run_case
+    layer = _layer(cfg)
+    plan = _read(cfg.out, "plan.json")
+    kind, config = engine_from_dict(plan)
+    height, width = image_size(cfg, layer)
+    x = conv_images(layer, cfg.sim_images or SIM_IMAGES, height, width)
+    y = layer.execute(x)
+    case = dfnt_case(config, x, layer.weight, y) if kind == "dfnt" else \
+        direct_case(config, x, layer.weight, y, layer.padding)
+    log(f"sim: {len(x)} images through the {kind} engine in {cfg.simulator}")
+    start = time.perf_counter()
+    design = _verilog(cfg, plan) or _engine(kind, config)
+    result = run_case(design, "engine", case, Path(cfg.out) / "sim_build", cfg.seed,
+                      cfg.simulator, cfg.idle, cfg.backpressure, key=plan)
+    result.update(simulator=cfg.simulator, images=len(x),
+                  seconds=round(time.perf_counter() - start, 1))
+    _write(cfg.out, "sim.json", result)
+    log(f"sim: {result['images']} images, {result['mismatches']} mismatches, "
+        f"{result['cycles_per_item']} cycles per image")
+
+
+def step_synth(cfg, log):
+    from .synth import build_bitstream
+    if not cfg.bitstream:
+        log("synth: skipped (no bitstream asked for)")
+        return
+    kind, config = _plan(cfg)
+    _write(cfg.out, "synth.json",
+           build_bitstream(lambda: _engine(kind, config), find_board(cfg.board), cfg.out, log))
+
+
+def step_report(cfg, log):
+    from .flow import report_fields
+    out = Path(cfg.out)
+    plan = _read(out, "plan.json")
+    kind, config = engine_from_dict(plan)
+    report = report_fields(cfg, plan)
+    report["engine"] = kind
+    report["layers"] = [{"name": plan["layer"], "engine": kind, "kernel": config.kernel,
+                         "in_channels": config.in_channels, "out_channels": config.out_channels,
+                         "multipliers": config.length if kind == "dfnt" else config.multipliers,
+                         **({"length": config.length, "b": config.b, "height": config.height,
+                             "width": config.width} if kind == "dfnt" else {})}]
+    _write(out, "report.json", report)
+    (out / "report.md").write_text(format_conv_report(report))
+    return report
+
+
+def format_conv_report(report):
+    from .flow import format_summary
+    lines = format_summary(report)
+    lines += ["", "| layer | engine | kernel | channels | multipliers |", "|---|---|---|---|---|"]
+    lines += [f"| {l['name']} | {l['engine']} | {l['kernel']}x{l['kernel']} | "
+              f"{l['in_channels']} -> {l['out_channels']} | {l['multipliers']} |"
+              for l in report["layers"]]
+    return "\n".join(lines) + "\n"

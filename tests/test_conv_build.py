@@ -1,0 +1,114 @@
+"""An INT8 convolution layer through the build flow: engine selection, the plan's fit
+check, Verilog, cocotb on real images against the golden layer, the report; and the
+errors a bad layer or plan gets."""
+
+import json
+
+import pytest
+import torch
+
+from bitfab.hls_gen.conv import freeze_conv, select_engine
+from bitfab.hls_gen.dfnt import DFNTBoundError
+from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
+from bitfab.hls_gen.flow import BuildConfig, run_flow
+from bitfab.hls_gen.layers import IntConv2d
+from bitfab.hls_gen.plan import PlanError
+from bitfab.sim.runner import simulators
+
+SEED = 20261123
+SIM = (simulators() or ["verilator"])[0]
+
+
+def _layer(in_channels=1, out_channels=2, kernel=5, padding=2, x_bits=8, w_bits=8, seed=SEED):
+    layer = IntConv2d(in_channels, out_channels, kernel, padding=padding, x_bits=x_bits,
+                      w_bits=w_bits)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-128, 128, layer.weight.shape, generator=gen).float())
+    return layer
+
+
+def test_int_conv_module_is_its_golden_model():
+    layer = _layer(in_channels=3)
+    x = torch.randint(-128, 128, (2, 3, 9, 7))
+    golden = freeze_conv(torch.nn.Sequential(layer))
+    assert torch.equal(golden.execute(x), layer(x.float()).round().long())
+    assert golden.weight.dtype == torch.int64 and int(golden.weight.abs().max()) <= 128
+
+
+@pytest.mark.sim
+def test_dfnt_build_to_report(tmp_path):
+    """auto picks the DFNT engine for a 5x5 INT8 layer; 8 digits images, 0 mismatches;
+    then the same golden model on the direct engine (start at map_to_hw)."""
+    out = tmp_path / "conv"
+    report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED),
+                      _layer(), log=lambda *_: None)
+    assert report["engine"] == "dfnt" and report["layers"][0]["multipliers"] == 8
+    assert report["rtl"]["images"] == 8 and report["rtl"]["mismatches"] == 0
+    assert report["cycles_per_image"] > 0 and report["estimate"]["dsps"] == 32
+    assert (out / "engine.v").exists() and json.loads((out / "weights.json").read_text())["words"]
+
+    report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED,
+                                  engine="direct", start_step="map_to_hw"), log=lambda *_: None)
+    assert report["engine"] == "direct" and report["rtl"]["mismatches"] == 0
+    assert report["layers"][0]["multipliers"] == 25
+
+
+def test_auto_takes_direct_for_a_pointwise_kernel():
+    assert select_engine(freeze_conv(_layer(kernel=1, padding=0)), 8, 8)[0] == "direct"
+    assert select_engine(freeze_conv(_layer(kernel=3, padding=1)), 8, 8)[0] == "dfnt"
+
+
+@pytest.mark.parametrize("make,config,error,message", [
+    (lambda: torch.nn.Sequential(_layer(), torch.nn.ReLU()), {}, UnsupportedLayerError,
+     "1 \\(ReLU\\): an integer convolution model holds exactly one IntConv2d"),
+    (lambda: _layer(), {"board": "icebreaker"}, PlanError,
+     "does not fit icebreaker: layer conv on the dfnt engine needs .* luts"),
+    (lambda: _layer(in_channels=64, kernel=7, padding=3, x_bits=16, w_bits=16),
+     {"engine": "dfnt"}, DFNTBoundError, "layer conv: eq. 2.11 bound fails: 64 channels"),
+    (lambda: _layer(), {"folding": [{"pe": 1, "simd": 1}]}, BitfabError,
+     "a convolution engine has no such folding"),
+    (lambda: _layer(padding=0), {"image": [3, 3]}, BitfabError,
+     "layer conv: a 3x3 image padded by 0 is smaller than the 5x5 kernel"),
+])
+def test_bad_layers_and_plans_refused(tmp_path, make, config, error, message):
+    cfg = BuildConfig(out=str(tmp_path), bitstream=False, stop_step="fold", **config)
+    with pytest.raises(error, match=message):
+        run_flow(cfg, make(), log=lambda *_: None)
+
+
+def test_int_conv_parameters_checked():
+    with pytest.raises(ValueError, match="x_bits must be an integer in 2..16, not 1"):
+        IntConv2d(1, 1, 3, x_bits=1)
+    strided = _layer()
+    strided.stride = (2, 2)
+    with pytest.raises(UnsupportedLayerError, match="conv: only stride 1, groups 1, dilation 1"):
+        freeze_conv(strided)
+
+
+def test_cli_builds_a_saved_layer_to_the_plan(tmp_path):
+    from bitfab.hls_gen.cli import main
+    path = tmp_path / "conv.pt"
+    torch.save(_layer(), path)
+    out = tmp_path / "out"
+    assert main(["build", str(path), "--out", str(out), "--stop", "fold", "--engine", "direct",
+                 "--image", "6x7"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["engine"] == "direct" and plan["board"] == "ulx3s-85f"
+    assert main(["build", str(path), "--out", str(out), "--stop", "fold",
+                 "--board", "icebreaker"]) == 2       # the DFNT engine does not fit
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_dfnt_bitstream_for_ulx3s(tmp_path):
+    """`bitfab build` of an INT8 5x5 layer on the DFNT engine, to a ULX3S bitstream."""
+    from bitfab.hls_gen.cli import main
+    path = tmp_path / "conv.pt"
+    torch.save(_layer(), path)
+    out = tmp_path / "out"
+    assert main(["build", str(path), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["engine"] == "dfnt" and report["rtl"]["mismatches"] == 0
+    assert report["dsps"] > 0 and report["fmax_mhz"] > 0
+    assert (out / "build" / "bitfab.bit").stat().st_size > 0
