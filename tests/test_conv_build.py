@@ -38,18 +38,24 @@ def test_int_conv_module_is_its_golden_model():
 
 @pytest.mark.sim
 def test_dfnt_build_to_report(tmp_path):
-    """auto picks the DFNT engine for a 5x5 INT8 layer; 8 digits images, 0 mismatches;
-    then the same golden model on the direct engine (start at map_to_hw)."""
+    """auto picks the DFNT engine for a 5x5 INT8 layer, 3 -> 2 channels; cocotb runs it
+    on 8 crops of scikit-learn's photos (32 x 32, 64 tiles each) with random stalls and
+    backpressure: 0 mismatches against the golden layer (conv2d). Then the same golden
+    model on the direct engine, starting at map_to_hw."""
     out = tmp_path / "conv"
-    report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED),
-                      _layer(), log=lambda *_: None)
+    model = _layer(in_channels=3)
+    with torch.no_grad():
+        model.weight[0, 0] = torch.tensor([-128.0, 127.0, 0.0, -1.0, 1.0]).repeat(5, 1)
+    report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED,
+                                  idle=0.2, backpressure=0.2), model, log=lambda *_: None)
     assert report["engine"] == "dfnt" and report["layers"][0]["multipliers"] == 8
     assert report["rtl"]["images"] == 8 and report["rtl"]["mismatches"] == 0
     assert report["cycles_per_image"] > 0 and report["estimate"]["dsps"] == 32
     assert (out / "engine.v").exists() and json.loads((out / "weights.json").read_text())["words"]
 
     report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED,
-                                  engine="direct", start_step="map_to_hw"), log=lambda *_: None)
+                                  engine="direct", start_step="map_to_hw", sim_images=2),
+                      log=lambda *_: None)
     assert report["engine"] == "direct" and report["rtl"]["mismatches"] == 0
     assert report["layers"][0]["multipliers"] == 25
 
