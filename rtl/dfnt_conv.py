@@ -23,7 +23,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add, \
-    dim1_from_int, dim1_to_int
+    dim1_add_carry, dim1_from_int, dim1_to_int
 from .fnt import FNT
 from .transpose import Transpose
 
@@ -42,7 +42,9 @@ class DFNTEngineConfig:
     `height` x `width` images of `in_channels` signed `x_bits` integers, an
     `out_channels` x `in_channels` x `kernel` x `kernel` signed `w_bits` kernel,
     zero `padding` up to kernel - 1; modulus 2^`b` + 1 and an L = `length` point
-    transform (a power of two, kernel <= L <= 2b).
+    transform (a power of two, kernel <= L <= 2b). `adder` is the diminished-1
+    adder of the transforms and accumulators: ``"carry"`` (carry chains, smaller and
+    faster on an FPGA) or ``"prefix"`` (parallel prefix), see `Dim1Adder`.
     """
 
     in_channels: int
@@ -55,9 +57,12 @@ class DFNTEngineConfig:
     length: int = 8
     x_bits: int = 8
     w_bits: int = 8
+    adder: str = "carry"
 
     def __post_init__(self):
         check_dim1_width(self.b)
+        if self.adder not in ("prefix", "carry"):
+            raise ValueError(f"DFNT engine adder must be prefix or carry, not {self.adder!r}")
         for name in ("in_channels", "out_channels", "kernel", "height", "width", "x_bits",
                      "w_bits"):
             _positive(name, getattr(self, name))
@@ -207,9 +212,9 @@ class DFNTConvEngine(wiring.Component):
             init=[])
         self._loader(m, weights)
 
-        rows = m.submodules.rows = FNT(b, length, stages=levels)
+        rows = m.submodules.rows = FNT(b, length, stages=levels, adder=cfg.adder)
         turn = m.submodules.turn = Transpose(code, length, cfg.tile, fill=zero)
-        columns = m.submodules.columns = FNT(b, length, stages=levels)
+        columns = m.submodules.columns = FNT(b, length, stages=levels, adder=cfg.adder)
         m.d.comb += [rows.i.valid.eq(self.i.valid & self.loaded),
                      self.i.ready.eq(rows.i.ready & self.loaded)]
         for j in range(length):
@@ -221,9 +226,10 @@ class DFNTConvEngine(wiring.Component):
         spectra = self._pointwise(m, columns.o, weights, vector)
 
         inverse_columns = m.submodules.inverse_columns = FNT(b, length, inverse=True,
-                                                             stages=levels)
+                                                             stages=levels, adder=cfg.adder)
         inverse_turn = m.submodules.inverse_turn = Transpose(code, length, length, fill=zero)
-        inverse_rows = m.submodules.inverse_rows = FNT(b, length, inverse=True, stages=levels)
+        inverse_rows = m.submodules.inverse_rows = FNT(b, length, inverse=True, stages=levels,
+                                                       adder=cfg.adder)
         connect(m, spectra, inverse_columns.i)
         connect(m, inverse_columns.o, inverse_turn.i)
         connect(m, inverse_turn.o, inverse_rows.i)
@@ -329,6 +335,8 @@ class DFNTConvEngine(wiring.Component):
             m.d.sync += [held.eq(multiply.o.valid), product.eq(multiply.o.payload)]
         accumulated = data.View(vector, previous.data)
         total = Cat(*[Mux(where.first, product.z[j],
+                          dim1_add_carry(m, product.z[j], accumulated[j], b, name=f"acc{j}")
+                          if cfg.adder == "carry" else
                           dim1_add(m, product.z[j], accumulated[j], b, lambda v: v,
                                    name=f"acc{j}"))
                       for j in range(length)])

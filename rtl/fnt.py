@@ -6,8 +6,8 @@ import math
 from amaranth.hdl import Cat
 from amaranth.lib import data
 
-from .dim1 import _Dim1Unit, _ForwardCuts, check_dim1_width, code_shape, dim1_add, dim1_neg, \
-    dim1_shift_const, prefix_levels
+from .dim1 import Dim1Adder, _Dim1Unit, _ForwardCuts, check_dim1_width, code_shape, dim1_add, \
+    dim1_add_carry, dim1_neg, dim1_shift_const, prefix_levels
 
 __all__ = ["FNTButterfly", "FNT", "butterfly"]
 
@@ -16,9 +16,14 @@ def _no_cut(values):
     return values
 
 
-def butterfly(m, u, v, b, shift, cut=_no_cut, name="bf"):
-    """eq. 2.5/2.6: (u + v 2^shift, u - v 2^shift); the twiddle is wiring."""
+def butterfly(m, u, v, b, shift, cut=_no_cut, name="bf", adder="prefix"):
+    """eq. 2.5/2.6: (u + v 2^shift, u - v 2^shift); the twiddle is wiring. `adder` is
+    ``"prefix"`` (`dim1_add`, `cut` offered its levels) or ``"carry"`` (`dim1_add_carry`,
+    no cut points)."""
     t = dim1_shift_const(v, b, shift)
+    if adder == "carry":
+        return (dim1_add_carry(m, u, t, b, name=f"{name}_sum"),
+                dim1_add_carry(m, u, dim1_neg(t, b), b, name=f"{name}_diff"))
     forward = _ForwardCuts(cut, {"u": u, "t": t})
     total = dim1_add(m, u, t, b, forward, name=f"{name}_sum")
     # The difference's adder takes the operands as carried through the sum's registers.
@@ -70,6 +75,8 @@ class FNT(_Dim1Unit):
         eq. 2.9: twiddles 2^-e and a final 1/L = 2^-log2(L) (wiring).
     stages : int
         0..log2(length): a register after that many evenly spread levels.
+    adder : str
+        The butterflies' adders, ``"prefix"`` or ``"carry"`` (see `Dim1Adder`).
 
     Members
     -------
@@ -81,8 +88,12 @@ class FNT(_Dim1Unit):
     Latency `stages` cycles, one transform per cycle.
     """
 
-    def __init__(self, b, length, inverse=False, stages=0):
+    def __init__(self, b, length, inverse=False, stages=0, adder="prefix"):
         check_dim1_width(b)
+        if adder not in Dim1Adder.STYLES:
+            raise ValueError(f"FNT adder must be one of {', '.join(Dim1Adder.STYLES)}, "
+                             f"not {adder!r}")
+        self.adder = adder
         if not isinstance(length, int) or length < 2 or length & (length - 1) or length > 2 * b:
             raise ValueError(f"FNT length must be a power of two in 2..{2 * b} for b={b} "
                              f"(root 2 has order {2 * b}), not {length!r}")
@@ -109,7 +120,7 @@ class FNT(_Dim1Unit):
                     shift = sign * q * (2 * b // span)          # eq. 2.8: a^q, a = 2^(2b/span)
                     out[group + q], out[group + q + half] = butterfly(
                         m, x[group + q], x[group + q + half], b, shift,
-                        name=f"l{span}_{group + q}")
+                        name=f"l{span}_{group + q}", adder=self.adder)
             live = cut({str(i): value for i, value in enumerate(out)})
             x = [live[str(i)] for i in range(length)]
             span *= 2

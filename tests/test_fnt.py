@@ -23,6 +23,8 @@ def test_parameters_checked():
         FNT(8, 12)
     with pytest.raises(ValueError, match="FNT stages must be in 0..3, not 4"):
         FNT(8, 8, stages=4)
+    with pytest.raises(ValueError, match="FNT adder must be one of prefix, carry, not 'ks'"):
+        FNT(8, 8, adder="ks")
     with pytest.raises(TypeError, match="twiddle shift must be an integer"):
         FNTButterfly(8, 0.5)
     assert FNT(16, 32, stages=5).latency == 5
@@ -33,16 +35,18 @@ def _codes(dim1, rng, count):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("b,length,inverse,stages", [(8, 16, False, 4), (16, 8, True, 1)])
-def test_fnt_cocotb(tmp_path_factory, b, length, inverse, stages):
+@pytest.mark.parametrize("b,length,inverse,stages,adder", [(8, 16, False, 4, "prefix"),
+                                                           (16, 8, True, 1, "carry")])
+def test_fnt_cocotb(tmp_path_factory, b, length, inverse, stages, adder):
     dim1 = Dim1(b)
     rng = random.Random(SEED)
     vectors = [_codes(dim1, rng, length) for _ in range(2000)]
     want = fnt(torch.tensor(vectors), dim1, inverse=inverse).tolist()
     case = {"inputs": pack_lanes([v for vector in vectors for v in vector], b + 1, length),
             "outputs": pack_lanes([v for vector in want for v in vector], b + 1, length)}
-    run_vectors(FNT(b, length, inverse, stages), "fnt", case, tmp_path_factory.getbasetemp() / "sim",
-                SEED, SIM, key=[b, length, inverse, stages])
+    run_vectors(FNT(b, length, inverse, stages, adder), "fnt", case,
+                tmp_path_factory.getbasetemp() / "sim", SEED, SIM,
+                key=[b, length, inverse, stages, adder])
 
 
 @pytest.mark.sim
