@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -122,15 +124,59 @@ def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [
             saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={level}", "OPT_SLOW=-O0",
             f"OPT_GLOBAL={level}"]))
+    cache = _runtime_cache(optimize, waves) if sim == "verilator" else None
+    if cache is not None:
+        _restore_runtime(cache, build_dir)
     try:
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      always=waves, timescale=("1ns", "1ps"), build_args=build_args, waves=waves,
                      log_file=build_dir / "build.log")
+        if cache is not None:
+            _save_runtime(cache, build_dir)
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved
+
+
+# Verilator's runtime and cocotb's main, compiled into every build directory alike:
+# about 13 s of each build at -O0. They are kept once per flags and copied into
+# a new build directory before the build. verilated.mk remakes them whenever the
+# Vtop.mk that Verilator is about to write is newer, so the copies are dated an
+# hour ahead (make then warns of clock skew, harmlessly).
+_RUNTIME = ("verilator", "verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
+
+
+def _runtime_cache(optimize, waves):
+    root = _verilator_root()
+    if root is None:
+        return None
+    key = hashlib.sha1(json.dumps([str(root), os.path.getmtime(root / "bin" / "verilator"),
+                                   optimize, waves]).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"bitfab-verilator-runtime-{os.getuid()}" / key
+
+
+def _restore_runtime(cache, build_dir):
+    for name in _RUNTIME:
+        for suffix in (".o", ".d"):
+            kept, target = cache / f"{name}{suffix}", build_dir / f"{name}{suffix}"
+            if kept.exists() and not target.exists():
+                shutil.copyfile(kept, target)
+                ahead = time.time() + 3600
+                os.utime(target, (ahead, ahead))
+
+
+def _save_runtime(cache, build_dir):
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in _RUNTIME:
+        for suffix in (".o", ".d"):
+            built, kept = build_dir / f"{name}{suffix}", cache / f"{name}{suffix}"
+            if built.exists() and not kept.exists():
+                # Another worker may be saving the same file: write aside, then rename.
+                partial = cache / f".{name}{suffix}.{os.getpid()}"
+                shutil.copyfile(built, partial)
+                os.replace(partial, kept)
 
 
 def run_vectors(component, toplevel, case, build_root, seed, sim="verilator", key=None):
