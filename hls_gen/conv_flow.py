@@ -141,13 +141,15 @@ def step_sim(cfg, log):
 
 
 def step_synth(cfg, log):
-    from .synth import build_bitstream
+    from .synth import PLAIN_ABC, build_bitstream
     if not cfg.bitstream:
         log("synth: skipped (no bitstream asked for)")
         return
     kind, config = _plan(cfg)
+    board = find_board(cfg.board)
+    overrides = PLAIN_ABC if board.family == "ecp5" else None
     _write(cfg.out, "synth.json",
-           build_bitstream(lambda: _engine(kind, config), find_board(cfg.board), cfg.out, log))
+           build_bitstream(lambda: _engine(kind, config), board, cfg.out, log, overrides))
 
 
 def step_report(cfg, log):

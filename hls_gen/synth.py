@@ -17,9 +17,17 @@ from bitfab.rtl.shell import SerialShell
 
 from .errors import BitfabError
 
-__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report"]
+__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report", "PLAIN_ABC"]
 
 BAUD = 115200
+
+# Yosys 0.70's ABC9 (synth_ecp5's only LUT mapper) fails an assertion
+# ("GetSize(conn.first) == GetSize(conn.second)", rtlil.cc:3091) when it
+# reintegrates the DFNT engine. These build overrides stop synth_ecp5 before
+# its LUT mapping, map LUT4s with plain ABC, and resume at the cell mapping.
+PLAIN_ABC = {"synth_opts": "-run :map_luts",
+             "script_after_synth": "techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
+                                   "synth_ecp5 -run map_cells:"}
 
 
 def use_yowasp():
@@ -86,8 +94,9 @@ def parse_nextpnr_report(path, board):
             "clock_constraint_mhz": round(clock["constraint"], 2)}
 
 
-def build_bitstream(layers, board, out_dir, log=print):
+def build_bitstream(layers, board, out_dir, log=print, overrides=None):
     """Synthesise, place, route and pack the shell for `board` into ``out_dir/build``.
+    `overrides` go to `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only).
 
     Returns nextpnr's figures (`parse_nextpnr_report`) plus the bitstream path."""
     use_yowasp()
@@ -96,7 +105,8 @@ def build_bitstream(layers, board, out_dir, log=print):
     start = time.perf_counter()
     log(f"build: yosys + nextpnr for {board.name} in {build_dir} (minutes)")
     platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
-                   do_program=False, nextpnr_opts="--report report.json --timing-allow-fail")
+                   do_program=False, nextpnr_opts="--report report.json --timing-allow-fail",
+                   **(overrides or {}))
     extension = "bit" if board.family == "ecp5" else "bin"
     bitstream = build_dir / f"bitfab.{extension}"
     if not bitstream.exists():
