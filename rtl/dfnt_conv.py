@@ -18,13 +18,14 @@ channels. The weight spectra (the FNT of each flipped, zero-padded kernel,
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out, connect
+from amaranth.lib.wiring import connect
 
 from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add, \
     dim1_add_carry, dim1_from_int, dim1_to_int
 from .fnt import FNT
+from .loader import engine_members, load_rows
 from .transpose import Transpose
 
 __all__ = ["DFNTEngineConfig", "DFNTConvEngine"]
@@ -190,13 +191,8 @@ class DFNTConvEngine(wiring.Component):
         if not isinstance(config, DFNTEngineConfig):
             raise TypeError(f"config must be a DFNTEngineConfig, not {config!r}")
         self.config = config
-        super().__init__({
-            "i": In(stream.Signature(config.in_layout)),
-            "o": Out(stream.Signature(config.out_layout)),
-            "load": In(stream.Signature(unsigned(config.word_bits))),
-            "load_restart": In(1),
-            "loaded": Out(1),
-        })
+        super().__init__(engine_members(config.in_layout, config.out_layout,
+                                        unsigned(config.word_bits)))
 
     def elaborate(self, platform):
         cfg = self.config
@@ -210,7 +206,7 @@ class DFNTConvEngine(wiring.Component):
         weights = m.submodules.weights = memory.Memory(
             shape=unsigned(length * (b + 1)), depth=cfg.out_channels * cfg.in_channels * length,
             init=[])
-        self._loader(m, weights)
+        load_rows(m, self, weights, length, cfg.word_bits)
 
         rows = m.submodules.rows = FNT(b, length, stages=levels, adder=cfg.adder)
         turn = m.submodules.turn = Transpose(code, length, cfg.tile, fill=zero)
@@ -235,29 +231,6 @@ class DFNTConvEngine(wiring.Component):
         connect(m, inverse_turn.o, inverse_rows.i)
         self._overlap_add(m, inverse_rows.o)
         return m
-
-    def _loader(self, m, weights):
-        """Codes from ``load``, `length` to a memory row, rows in address order."""
-        cfg = self.config
-        length, word = cfg.length, cfg.word_bits
-        row = Signal(length * word)
-        count = Signal(range(length))
-        address = Signal(range(weights.depth))
-        port = weights.write_port()
-        m.d.comb += [self.load.ready.eq(~self.loaded),
-                     port.addr.eq(address),
-                     port.data.eq(Cat(row[:(length - 1) * word], self.load.payload))]
-        with m.If(self.load.valid & self.load.ready):
-            m.d.sync += row.word_select(count, word).eq(self.load.payload)
-            with m.If(count == length - 1):
-                m.d.comb += port.en.eq(1)
-                m.d.sync += [count.eq(0), address.eq(address + 1)]
-                with m.If(address == weights.depth - 1):
-                    m.d.sync += [address.eq(0), self.loaded.eq(1)]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
-        with m.If(self.load_restart):
-            m.d.sync += [self.loaded.eq(0), address.eq(0), count.eq(0)]
 
     def _pointwise(self, m, spectra_in, weights, vector):
         """Each input spectrum (L column vectors) times every output channel's weight

@@ -4,9 +4,10 @@ engine is measured against (and the engine for layers too small for the DFNT to 
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+
+from .loader import engine_members, load_rows
 
 __all__ = ["DirectConvConfig", "DirectConvEngine"]
 
@@ -94,13 +95,8 @@ class DirectConvEngine(wiring.Component):
         if not isinstance(config, DirectConvConfig):
             raise TypeError(f"config must be a DirectConvConfig, not {config!r}")
         self.config = config
-        super().__init__({
-            "i": In(stream.Signature(config.in_layout)),
-            "o": Out(stream.Signature(config.out_layout)),
-            "load": In(stream.Signature(signed(config.w_bits))),
-            "load_restart": In(1),
-            "loaded": Out(1),
-        })
+        super().__init__(engine_members(config.in_layout, config.out_layout,
+                                        signed(config.w_bits)))
 
     def elaborate(self, platform):
         cfg = self.config
@@ -110,24 +106,7 @@ class DirectConvEngine(wiring.Component):
             shape=unsigned(terms * cfg.w_bits),
             depth=cfg.out_channels * cfg.in_channels * cfg.folds, init=[])
 
-        # Loader: `terms` weights to a row.
-        row = Signal(terms * cfg.w_bits)
-        count, address = Signal(range(terms)), Signal(range(weights.depth))
-        port = weights.write_port()
-        m.d.comb += [self.load.ready.eq(~self.loaded), port.addr.eq(address),
-                     port.data.eq(Cat(row[:(terms - 1) * cfg.w_bits], self.load.payload)),
-                     port.en.eq(0)]
-        with m.If(self.load.valid & self.load.ready):
-            m.d.sync += row.word_select(count, cfg.w_bits).eq(self.load.payload)
-            with m.If(count == terms - 1):
-                m.d.comb += port.en.eq(1)
-                m.d.sync += [count.eq(0), address.eq(address + 1)]
-                with m.If(address == weights.depth - 1):
-                    m.d.sync += [address.eq(0), self.loaded.eq(1)]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
-        with m.If(self.load_restart):
-            m.d.sync += [self.loaded.eq(0), address.eq(0), count.eq(0)]
+        load_rows(m, self, weights, terms, cfg.w_bits)
 
         # Issue: each patch for every (output channel, fold).
         patch = Signal(cfg.in_layout)
