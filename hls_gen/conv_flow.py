@@ -14,30 +14,19 @@ the model is an `IntConv2d` (or golden.json holds one):
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from .boards import board as find_board
 from .conv import (IntConvLayer, check_engine_fit, conv_images, engine_from_dict,
                    engine_to_dict, freeze_conv, load_words, select_engine)
 from .errors import BitfabError
+from .flow import read_result, simulate, write_result
 
 __all__ = ["CONV_IMAGE", "image_size"]
 
 CONV_IMAGE = {1: (8, 8)}          # the digits; photo crops otherwise
 PHOTO_IMAGE = (32, 32)
 SIM_IMAGES = 8
-
-
-def _read(out, name):
-    path = Path(out) / name
-    if not path.exists():
-        raise BitfabError(f"{path} is missing: run the step that writes it first")
-    return json.loads(path.read_text())
-
-
-def _write(out, name, value):
-    (Path(out) / name).write_text(json.dumps(value, indent=1) + "\n")
 
 
 def image_size(cfg, layer):
@@ -49,7 +38,7 @@ def image_size(cfg, layer):
 
 
 def _layer(cfg):
-    return IntConvLayer.from_dict(_read(cfg.out, "golden.json"))
+    return IntConvLayer.from_dict(read_result(cfg.out, "golden.json"))
 
 
 def _engine(kind, config):
@@ -62,7 +51,7 @@ def _engine(kind, config):
 
 def step_golden(cfg, model, log):
     layer = freeze_conv(model)
-    _write(cfg.out, "golden.json", layer.to_dict())
+    write_result(cfg.out, "golden.json", layer.to_dict())
     log(f"golden: {layer.name}: {layer.in_channels} -> {layer.out_channels} channels, "
         f"{layer.kernel}x{layer.kernel}, padding {layer.padding}, x {layer.x_bits} bits, "
         f"w {layer.w_bits} bits")
@@ -72,7 +61,7 @@ def step_map_to_hw(cfg, log):
     layer = _layer(cfg)
     height, width = image_size(cfg, layer)
     kind, config = select_engine(layer, height, width, cfg.engine)
-    _write(cfg.out, "hw.json", {**engine_to_dict(kind, config), "layer": layer.name})
+    write_result(cfg.out, "hw.json", {**engine_to_dict(kind, config), "layer": layer.name})
     log(f"map_to_hw: {layer.name} on the {kind} engine for {height}x{width} images")
 
 
@@ -80,17 +69,17 @@ def step_fold(cfg, log):
     if cfg.folding is not None:
         raise BitfabError("--fold sets PE x SIMD of matrix-vector layers; a convolution "
                           "engine has no such folding")
-    hw = _read(cfg.out, "hw.json")
+    hw = read_result(cfg.out, "hw.json")
     kind, config = engine_from_dict(hw)
     board = find_board(cfg.board)
     used = check_engine_fit(hw["layer"], kind, config, board)
-    _write(cfg.out, "plan.json", {**hw, "board": cfg.board, "estimate": {"total": used},
+    write_result(cfg.out, "plan.json", {**hw, "board": cfg.board, "estimate": {"total": used},
                                   "cycles": getattr(config, "cycles", None)})
     log(f"plan: {kind} engine, estimate {used}")
 
 
 def _plan(cfg):
-    return engine_from_dict(_read(cfg.out, "plan.json"))
+    return engine_from_dict(read_result(cfg.out, "plan.json"))
 
 
 def _key(plan):
@@ -107,9 +96,9 @@ def _verilog(cfg, plan):
 def step_emit_rtl(cfg, log):
     from amaranth.back import verilog
     layer = _layer(cfg)
-    plan = _read(cfg.out, "plan.json")
+    plan = read_result(cfg.out, "plan.json")
     kind, config = engine_from_dict(plan)
-    _write(cfg.out, "weights.json", {"word_bits": config.word_bits,
+    write_result(cfg.out, "weights.json", {"word_bits": config.word_bits,
                                      "words": load_words(kind, config, layer.weight)})
     if _verilog(cfg, plan) is not None:
         log("emit_rtl: plan unchanged, engine.v kept")
@@ -119,9 +108,9 @@ def step_emit_rtl(cfg, log):
 
 
 def step_sim(cfg, log):
-    from bitfab.sim.cases import dfnt_case, direct_case, run_case
+    from bitfab.sim.cases import dfnt_case, direct_case
     layer = _layer(cfg)
-    plan = _read(cfg.out, "plan.json")
+    plan = read_result(cfg.out, "plan.json")
     kind, config = engine_from_dict(plan)
     height, width = image_size(cfg, layer)
     x = conv_images(layer, cfg.sim_images or SIM_IMAGES, height, width)
@@ -129,15 +118,8 @@ def step_sim(cfg, log):
     case = dfnt_case(config, x, layer.weight, y) if kind == "dfnt" else \
         direct_case(config, x, layer.weight, y, layer.padding)
     log(f"sim: {len(x)} images through the {kind} engine in {cfg.simulator}")
-    start = time.perf_counter()
-    design = _verilog(cfg, plan) or _engine(kind, config)
-    result = run_case(design, "engine", case, Path(cfg.out) / "sim_build", cfg.seed,
-                      cfg.simulator, cfg.idle, cfg.backpressure, key=plan)
-    result.update(simulator=cfg.simulator, images=len(x),
-                  seconds=round(time.perf_counter() - start, 1))
-    _write(cfg.out, "sim.json", result)
-    log(f"sim: {result['images']} images, {result['mismatches']} mismatches, "
-        f"{result['cycles_per_item']} cycles per image")
+    simulate(cfg, _verilog(cfg, plan) or _engine(kind, config), "engine", case, plan, len(x),
+             log)
 
 
 def step_synth(cfg, log):
@@ -148,14 +130,14 @@ def step_synth(cfg, log):
     kind, config = _plan(cfg)
     board = find_board(cfg.board)
     overrides = PLAIN_ABC if board.family == "ecp5" else None
-    _write(cfg.out, "synth.json",
+    write_result(cfg.out, "synth.json",
            build_bitstream(lambda: _engine(kind, config), board, cfg.out, log, overrides))
 
 
 def step_report(cfg, log):
     from .flow import report_fields
     out = Path(cfg.out)
-    plan = _read(out, "plan.json")
+    plan = read_result(out, "plan.json")
     kind, config = engine_from_dict(plan)
     report = report_fields(cfg, plan)
     report["engine"] = kind
@@ -164,7 +146,7 @@ def step_report(cfg, log):
                          "multipliers": config.length if kind == "dfnt" else config.multipliers,
                          **({"length": config.length, "b": config.b, "height": config.height,
                              "width": config.width} if kind == "dfnt" else {})}]
-    _write(out, "report.json", report)
+    write_result(out, "report.json", report)
     (out / "report.md").write_text(format_conv_report(report))
     return report
 

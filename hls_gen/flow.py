@@ -66,14 +66,14 @@ class BuildConfig:
                               f"not {self.image!r}")
 
 
-def _read(out, name):
+def read_result(out, name):
     path = Path(out) / name
     if not path.exists():
         raise BitfabError(f"{path} is missing: run the step that writes it first")
     return json.loads(path.read_text())
 
 
-def _write(out, name, value):
+def write_result(out, name, value):
     (Path(out) / name).write_text(json.dumps(value, indent=1) + "\n")
 
 
@@ -83,39 +83,39 @@ def step_golden(cfg, model, log):
     from .freeze import freeze
     from .ir import Graph
     graph = model if isinstance(model, Graph) else freeze(model)
-    _write(cfg.out, "golden.json", graph_to_dict(graph))
+    write_result(cfg.out, "golden.json", graph_to_dict(graph))
 
 
 def step_map_to_hw(cfg, log):
-    graph = graph_from_dict(_read(cfg.out, "golden.json"))
-    _write(cfg.out, "hw.json", plan_to_dict(map_to_hw(graph), [l.name for l in graph.layers]))
+    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
+    write_result(cfg.out, "hw.json", plan_to_dict(map_to_hw(graph), [l.name for l in graph.layers]))
 
 
 def step_fold(cfg, log):
-    configs, names = plan_from_dict(_read(cfg.out, "hw.json"))
+    configs, names = plan_from_dict(read_result(cfg.out, "hw.json"))
     folded = fold(configs, cfg.folding, names)
     fit = check_fit(folded, find_board(cfg.board), names)
     plan = plan_to_dict(folded, names)
     plan.update(board=cfg.board, estimate=fit,
                 cycles_per_layer=[c.cycles for c in folded])
-    _write(cfg.out, "plan.json", plan)
+    write_result(cfg.out, "plan.json", plan)
     log(f"plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.cycles} cycles)"
                                for n, c in zip(names, folded)))
 
 
 def _plan(cfg):
-    return plan_from_dict(_read(cfg.out, "plan.json"))
+    return plan_from_dict(read_result(cfg.out, "plan.json"))
 
 
 def step_emit_rtl(cfg, log):
     from amaranth.back import verilog
 
     from bitfab.rtl.network import Network
-    graph = graph_from_dict(_read(cfg.out, "golden.json"))
+    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
     configs, _ = _plan(cfg)
     network = Network(configs)
     words = network.pack([load_rows(l, c) for l, c in zip(graph.layers, configs)])
-    _write(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
+    write_result(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
     if _network_verilog(cfg, configs) is not None:
         log("emit_rtl: plan unchanged, network.v kept")
         return
@@ -140,26 +140,32 @@ def _network_verilog(cfg, configs):
 
 def step_sim(cfg, log):
     from bitfab.rtl.network import Network
-    from bitfab.sim.cases import network_case, run_case
+    from bitfab.sim.cases import network_case
 
     from .data import load_digits_split
-    graph = graph_from_dict(_read(cfg.out, "golden.json"))
+    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
     configs, _ = _plan(cfg)
     split = load_digits_split()
     pixels = split.x_test.long().flatten(1)[:cfg.sim_images]
     log(f"sim: {len(pixels)} test images through the generated network in {cfg.simulator}")
+    simulate(cfg, _network_verilog(cfg, configs) or Network(configs), "network",
+             network_case(graph, configs, pixels),
+             plan_to_dict(configs, [l.name for l in graph.layers]), len(pixels), log,
+             optimize=len(pixels) > 100)
+
+
+def simulate(cfg, design, toplevel, case, key, images, log, optimize=False):
+    """Run `case` on `design` in cocotb and write sim.json (mismatches, cycles, ...)."""
+    from bitfab.sim.cases import run_case
     start = time.perf_counter()
-    case = network_case(graph, configs, pixels)
-    design = _network_verilog(cfg, configs) or Network(configs)
-    result = run_case(design, "network", case, Path(cfg.out) / "sim_build", cfg.seed,
-                      cfg.simulator, cfg.idle, cfg.backpressure,
-                      key=plan_to_dict(configs, [l.name for l in graph.layers]),
-                      optimize=len(pixels) > 100)
-    result.update(simulator=cfg.simulator, images=len(pixels),
+    result = run_case(design, toplevel, case, Path(cfg.out) / "sim_build", cfg.seed,
+                      cfg.simulator, cfg.idle, cfg.backpressure, key=key, optimize=optimize)
+    result.update(simulator=cfg.simulator, images=images,
                   seconds=round(time.perf_counter() - start, 1))
-    _write(cfg.out, "sim.json", result)
+    write_result(cfg.out, "sim.json", result)
     log(f"sim: {result['images']} images, {result['mismatches']} mismatches, "
         f"{result['cycles_per_item']} cycles per image")
+    return result
 
 
 def step_synth(cfg, log):
@@ -168,14 +174,14 @@ def step_synth(cfg, log):
         log("synth: skipped (no bitstream asked for)")
         return
     configs, _ = _plan(cfg)
-    _write(cfg.out, "synth.json", build_bitstream(configs, find_board(cfg.board), cfg.out, log))
+    write_result(cfg.out, "synth.json", build_bitstream(configs, find_board(cfg.board), cfg.out, log))
 
 
 def report_fields(cfg, plan):
     """The report's fields every design has: RTL-vs-golden, nextpnr's figures, speed."""
     out = Path(cfg.out)
-    sim = _read(out, "sim.json") if (out / "sim.json").exists() else None
-    synth = _read(out, "synth.json") if cfg.bitstream and (out / "synth.json").exists() else None
+    sim = read_result(out, "sim.json") if (out / "sim.json").exists() else None
+    synth = read_result(out, "synth.json") if cfg.bitstream and (out / "synth.json").exists() else None
     cycles = sim["cycles_per_item"] if sim else None
     fmax = synth["fmax_mhz"] if synth else None
     return {
@@ -198,11 +204,11 @@ def report_fields(cfg, plan):
 
 def step_report(cfg, log):
     out = Path(cfg.out)
-    plan = _read(out, "plan.json")
+    plan = read_result(out, "plan.json")
     report = report_fields(cfg, plan)
     report["layers"] = [{k: layer[k] for k in ("name", "rows", "cols", "pe", "simd", "m", "n_in",
                                                "front", "acc_bits")} for layer in plan["layers"]]
-    _write(out, "report.json", report)
+    write_result(out, "report.json", report)
     (out / "report.md").write_text(format_report(report))
     return report
 
@@ -245,7 +251,7 @@ def _is_conv(cfg, model):
 def run_flow(cfg, model=None, log=print):
     """Run the steps from `cfg.start_step` to `cfg.stop_step`; returns the report if made."""
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    _write(cfg.out, "config.json", asdict(cfg))
+    write_result(cfg.out, "config.json", asdict(cfg))
     steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
     if _is_conv(cfg, model):
         from . import conv_flow
