@@ -195,6 +195,8 @@ def report_fields(cfg, plan):
         "brams": synth and synth["brams"], "dsps": synth and synth["dsps"],
         "fmax_mhz": fmax,
         "clock_constraint_mhz": synth and synth["clock_constraint_mhz"],
+        # The board runs the design at the constraint: below it, the bitstream is unsafe.
+        "timing_met": synth and synth["fmax_mhz"] >= synth["clock_constraint_mhz"],
         "cycles_per_image": cycles,
         "images_per_s": round(fmax * 1e6 / cycles) if fmax and cycles else None,
         "bitstream": synth and synth["bitstream"],
@@ -220,8 +222,8 @@ def format_summary(report):
         rtl = report["rtl"]
         rows.append(("RTL vs golden", f"{rtl['images']} images, {rtl['mismatches']} "
                                       f"mismatches ({rtl['simulator']})"))
-    for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz", "cycles_per_image",
-                "images_per_s", "bitstream"):
+    for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz", "clock_constraint_mhz", "timing_met",
+                "cycles_per_image", "images_per_s", "bitstream"):
         rows.append((key, report[key]))
     lines = ["# bitfab build report", "", "| | |", "|---|---|"]
     return lines + [f"| {k} | {v if v is not None else '-'} |" for k, v in rows]

@@ -51,6 +51,7 @@ def test_dfnt_build_to_report(tmp_path):
     assert report["engine"] == "dfnt" and report["layers"][0]["multipliers"] == 8
     assert report["rtl"]["images"] == 8 and report["rtl"]["mismatches"] == 0
     assert report["cycles_per_image"] > 0 and report["estimate"]["dsps"] == 32
+    assert report["bitstream"] is None and report["timing_met"] is None
     assert (out / "engine.v").exists() and json.loads((out / "weights.json").read_text())["words"]
 
     report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED,
@@ -117,4 +118,5 @@ def test_dfnt_bitstream_for_ulx3s(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "dfnt" and report["rtl"]["mismatches"] == 0
     assert report["dsps"] > 0 and report["fmax_mhz"] > 0
+    assert report["timing_met"] == (report["fmax_mhz"] >= report["clock_constraint_mhz"])
     assert (out / "build" / "bitfab.bit").stat().st_size > 0
