@@ -171,7 +171,8 @@ def load_words(kind, config, weight):
         from .dfnt import engine_load_codes
         return engine_load_codes(config, weight)
     k = config.kernel
-    taps = torch.nn.functional.pad(weight.long().flatten(2), (0, config.folds * config.terms - k * k))
+    taps = torch.nn.functional.pad(weight.long().flatten(2),
+                                   (0, config.folds * config.terms - k * k))
     return [v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()]
 
 

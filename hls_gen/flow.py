@@ -174,7 +174,8 @@ def step_synth(cfg, log):
         log("synth: skipped (no bitstream asked for)")
         return
     configs, _ = _plan(cfg)
-    write_result(cfg.out, "synth.json", build_bitstream(configs, find_board(cfg.board), cfg.out, log))
+    write_result(cfg.out, "synth.json",
+                 build_bitstream(configs, find_board(cfg.board), cfg.out, log))
 
 
 def report_fields(cfg, plan):

@@ -277,8 +277,9 @@ class DFNTConvEngine(wiring.Component):
                      multiply.i.payload.side.eq(issued_side)]
         with m.If(advance):
             m.d.sync += issued_valid.eq(fire)
+        spectra = Array(Array(column.as_value() for column in bank) for bank in banks)
         with m.If(fire):
-            m.d.sync += [issued.eq(Array(Array(v.as_value() for v in bank) for bank in banks)[use_side][k2]),
+            m.d.sync += [issued.eq(spectra[use_side][k2]),
                          issued_side.o.eq(out), issued_side.k2.eq(k2),
                          issued_side.first.eq(channel == 0),
                          issued_side.last.eq(channel == ins - 1),
@@ -308,15 +309,17 @@ class DFNTConvEngine(wiring.Component):
             m.d.sync += [held.eq(multiply.o.valid), product.eq(multiply.o.payload)]
         accumulated = data.View(vector, previous.data)
         total = Cat(*[Mux(where.first, product.z[j],
-                          dim1_add_carry(m, product.z[j], accumulated[j], b, name=f"acc{j}")
-                          if cfg.adder == "carry" else
-                          dim1_add(m, product.z[j], accumulated[j], b, lambda v: v,
-                                   name=f"acc{j}"))
+                          self._add(m, product.z[j], accumulated[j], f"acc{j}"))
                       for j in range(length)])
         m.d.comb += [write.addr.eq(where.o * length + where.k2), write.data.eq(total),
                      write.en.eq(held & ~where.last),
                      result.valid.eq(held & where.last), result.payload.eq(total)]
         return result
+
+    def _add(self, m, x, y, name):
+        if self.config.adder == "carry":
+            return dim1_add_carry(m, x, y, self.config.b, name=name)
+        return dim1_add(m, x, y, self.config.b, lambda values: values, name=name)
 
     def _overlap_add(self, m, pieces):
         """Each output tile's rows added into the output image at the tile's offset,

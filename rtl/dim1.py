@@ -19,9 +19,9 @@ from .popcount import spread, stage
 
 __all__ = ["check_dim1_width", "code_shape", "Dim1Adder", "Dim1Subtractor", "Dim1Negator",
            "Dim1ConstShifter", "Dim1Shifter", "Dim1Multiplier", "Dim1FromInt", "Dim1ToInt",
-           "dim1_add", "dim1_add_carry", "dim1_neg", "dim1_shift_const", "dim1_mul_operand", "dim1_mul_reduce",
-           "dim1_mul_select", "dim1_from_int", "dim1_to_int", "prefix_levels",
-           "Dim1VectorMultiplier"]
+           "Dim1VectorMultiplier", "dim1_add", "dim1_add_carry", "dim1_neg", "dim1_shift_const",
+           "dim1_mul_operand", "dim1_mul_reduce", "dim1_mul_select", "dim1_from_int",
+           "dim1_to_int", "prefix_levels"]
 
 
 def check_dim1_width(b):

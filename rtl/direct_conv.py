@@ -130,7 +130,8 @@ class DirectConvEngine(wiring.Component):
         with m.If(advance):
             m.d.sync += issued.eq(fire)
         with m.If(fire):
-            m.d.sync += [issued_first.eq(channel == 0), issued_last.eq(channel == cfg.in_channels - 1),
+            m.d.sync += [issued_first.eq(channel == 0),
+                         issued_last.eq(channel == cfg.in_channels - 1),
                          issued_out.eq(out), issued_fold.eq(fold), fold.eq(fold + 1)]
             with m.If(fold == cfg.folds - 1):
                 m.d.sync += [fold.eq(0), out.eq(out + 1)]
