@@ -190,19 +190,22 @@ def engine_from_dict(value):
 def estimate_engine(kind, config, board):
     """Resources of an engine before synthesis (the report gives nextpnr's own).
 
-    DFNT: four L-point transforms of (L/2) log2 L butterflies, each two b-bit
-    diminished-1 adders of about 3.5 LUT4 per bit; L modular multipliers of four
-    18x18 DSPs and about 4 LUT4 per bit each; the corner turns' and spectrum
-    buffers' registers; block RAM for the weight spectra, the accumulators and
-    the output image. Direct: one DSP and the adder tree per multiplier.
+    DFNT, fitted to nextpnr's count for b = 32, L = 8, 4 -> 4 channels, 32 x 32
+    (31.7k LUT4, 18.0k FFs, 32 DSPs): four L-point transforms of (L/2) log2 L
+    butterflies, each two carry-select adders of about 5.5 LUT4 per bit; L
+    modular multipliers of four 18x18 DSPs and about 17 LUT4 per bit each; the
+    corner turns' and the spectrum buffer's multiplexers; block RAM for the
+    weight spectra, the accumulators and the output image. Direct: one DSP and
+    the adder tree per multiplier.
     """
     if kind == "dfnt":
         b, length = config.b, config.length
         butterflies = length // 2 * int(math.log2(length))
         code = b + 1
-        luts = 4 * butterflies * 2 * int(3.5 * b) + length * 4 * b + 4 * length * length + 500
+        luts = (4 * butterflies * 2 * int(5.5 * b) + length * 17 * b + 3 * length * length * code
+                + 4000)
         ffs = (4 * int(math.log2(length)) * length * code + 4 * length * length * code
-               + 3 * length * code * 2 + 500)
+               + 3 * length * code * 2 + 6 * length * code + 2000)
         dsps = length * (4 if b > 17 else 1)
         image = config.out_channels * config.out_height * config.out_beats_per_row
         brams = (board.ram_blocks(length * code, config.load_words // length)
