@@ -140,6 +140,14 @@ def check_bound(dim1, channels, kernel, x_bits, w_bits, layer="convolution"):
     return peak
 
 
+def _tiles(x, tile, rows, cols):
+    """(N, C, H, W) -> (N, rows, cols, C, tile, tile): the image zero-extended to whole
+    tiles, in row-major tile order."""
+    n, c, height, width = x.shape
+    x = torch.nn.functional.pad(x, (0, cols * tile - width, 0, rows * tile - height))
+    return x.reshape(n, c, rows, tile, cols, tile).permute(0, 2, 4, 1, 3, 5)
+
+
 @dataclass(frozen=True)
 class DFNTConv:
     """One integer convolution layer computed by the DFNT.
@@ -230,9 +238,8 @@ class DFNTConv:
         n, c, height, width = x.shape
         tile = length - k + 1
         rows, cols = math.ceil(height / tile), math.ceil(width / tile)
-        x = torch.nn.functional.pad(x, (0, cols * tile - width, 0, rows * tile - height))
-        tiles = x.reshape(n, c, rows, tile, cols, tile).permute(0, 2, 4, 1, 3, 5)
-        tiles = torch.nn.functional.pad(tiles, (0, k - 1, 0, k - 1))      # (N, R, Q, C, L, L)
+        tiles = torch.nn.functional.pad(_tiles(x, tile, rows, cols), (0, k - 1, 0, k - 1))
+        # tiles: (N, R, Q, C, L, L)
         spectra = pointwise(fnt2d(dim1.encode(tiles), dim1), spectra_w, dim1)
         pieces = dim1.decode_signed(ifnt2d(spectra, dim1))                # (N, R, Q, O, L, L)
         # Overlap-add: each tile's full linear convolution lands at its own offset.
@@ -268,11 +275,8 @@ def engine_load_codes(config, w):
 def engine_input_rows(config, x):
     """(N, C, H, W) integers -> the engine's input rows: per image, tiles in row-major
     order, channels, then the tile's rows of T values (zeros past the edge)."""
-    tile, rows, cols = config.tile, config.tile_rows, config.tile_cols
-    n, c, height, width = x.shape
-    x = torch.nn.functional.pad(x.long(), (0, cols * tile - width, 0, rows * tile - height))
-    tiles = x.reshape(n, c, rows, tile, cols, tile).permute(0, 2, 4, 1, 3, 5)
-    return tiles.reshape(-1, tile).tolist()
+    tile = config.tile
+    return _tiles(x.long(), tile, config.tile_rows, config.tile_cols).reshape(-1, tile).tolist()
 
 
 def engine_output_rows(config, y):
