@@ -24,9 +24,9 @@ from amaranth.lib.wiring import connect
 
 from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add, \
     dim1_add_carry, dim1_from_int, dim1_to_int
-from .fnt import FNT
+from .fnt import FNT, check_fnt_length
 from .loader import engine_members, load_rows
-from .transpose import Transpose
+from .transpose import PingPong, Transpose
 
 __all__ = ["DFNTEngineConfig", "DFNTConvEngine"]
 
@@ -69,10 +69,7 @@ class DFNTEngineConfig:
             _positive(name, getattr(self, name))
         _positive("padding", self.padding, 0)
         length = self.length
-        if not isinstance(length, int) or length < 2 or length & (length - 1) or \
-                length > 2 * self.b:
-            raise ValueError(f"DFNT engine length must be a power of two in 2..{2 * self.b} "
-                             f"for b={self.b}, not {length!r}")
+        check_fnt_length(self.b, length, "DFNT engine")
         if self.kernel > length:
             raise ValueError(f"a {self.kernel}x{self.kernel} kernel needs a transform length "
                              f">= {self.kernel}, not {length}")
@@ -241,23 +238,8 @@ class DFNTConvEngine(wiring.Component):
         outs, ins = cfg.out_channels, cfg.in_channels
 
         # Two banks of one input spectrum each: one fills while the other is used.
-        banks = [[Signal(vector, name=f"spectrum{k}_{j}") for j in range(length)]
-                 for k in range(2)]
-        full, filled, drained = Signal(2), Signal(2), Signal(2)
-        fill_side, use_side = Signal(), Signal()
-        fill_index = Signal(range(length))
-        m.d.comb += spectra_in.ready.eq(~full.bit_select(fill_side, 1))
-        with m.If(spectra_in.valid & spectra_in.ready):
-            for k in range(2):
-                for j in range(length):
-                    with m.If((fill_side == k) & (fill_index == j)):
-                        m.d.sync += banks[k][j].eq(spectra_in.payload)
-            with m.If(fill_index == length - 1):
-                m.d.comb += filled.bit_select(fill_side, 1).eq(1)
-                m.d.sync += [fill_index.eq(0), fill_side.eq(~fill_side)]
-            with m.Else():
-                m.d.sync += fill_index.eq(fill_index + 1)
-        m.d.sync += full.eq((full | filled) & ~drained)
+        spectrum = PingPong(m, spectra_in, length, "spectrum")
+        use_side = Signal()
 
         # Issue (output channel o, column k2) of input channel c; the weight row
         # arrives from the memory with the registered operands.
@@ -268,7 +250,7 @@ class DFNTConvEngine(wiring.Component):
         issued_side = Signal(side)
         issued_valid = Signal()
         advance = ~issued_valid | multiply.i.ready
-        fire = full.bit_select(use_side, 1) & advance
+        fire = spectrum.full(use_side) & advance
         read = weights.read_port()
         m.d.comb += [read.addr.eq((out * ins + channel) * length + k2), read.en.eq(advance),
                      multiply.i.valid.eq(issued_valid),
@@ -277,7 +259,8 @@ class DFNTConvEngine(wiring.Component):
                      multiply.i.payload.side.eq(issued_side)]
         with m.If(advance):
             m.d.sync += issued_valid.eq(fire)
-        spectra = Array(Array(column.as_value() for column in bank) for bank in banks)
+        spectra = Array(Array(column.as_value() for column in bank)
+                        for bank in spectrum.banks)
         with m.If(fire):
             m.d.sync += [issued.eq(spectra[use_side][k2]),
                          issued_side.o.eq(out), issued_side.k2.eq(k2),
@@ -289,7 +272,7 @@ class DFNTConvEngine(wiring.Component):
                 with m.If(out == outs - 1):
                     m.d.sync += [out.eq(0), use_side.eq(~use_side),
                                  channel.eq(Mux(channel == ins - 1, 0, channel + 1))]
-                    m.d.comb += drained.bit_select(use_side, 1).eq(1)
+                    spectrum.release(use_side)
 
         # Accumulate over input channels; the last channel's sums leave.
         sums = m.submodules.sums = memory.Memory(shape=unsigned(length * (b + 1)),

@@ -9,7 +9,14 @@ from amaranth.lib import data
 from .dim1 import Dim1Adder, _Dim1Unit, _ForwardCuts, check_dim1_width, code_shape, dim1_add, \
     dim1_add_carry, dim1_neg, dim1_shift_const, prefix_levels
 
-__all__ = ["FNTButterfly", "FNT", "butterfly"]
+__all__ = ["FNTButterfly", "FNT", "butterfly", "check_fnt_length"]
+
+
+def check_fnt_length(b, length, what="FNT"):
+    """Root 2 has order 2b modulo 2^b + 1: a transform is a power of two, 2..2b long."""
+    if not isinstance(length, int) or length < 2 or length & (length - 1) or length > 2 * b:
+        raise ValueError(f"{what} length must be a power of two in 2..{2 * b} for b={b} "
+                         f"(root 2 has order {2 * b}), not {length!r}")
 
 
 def _no_cut(values):
@@ -94,9 +101,7 @@ class FNT(_Dim1Unit):
             raise ValueError(f"FNT adder must be one of {', '.join(Dim1Adder.STYLES)}, "
                              f"not {adder!r}")
         self.adder = adder
-        if not isinstance(length, int) or length < 2 or length & (length - 1) or length > 2 * b:
-            raise ValueError(f"FNT length must be a power of two in 2..{2 * b} for b={b} "
-                             f"(root 2 has order {2 * b}), not {length!r}")
+        check_fnt_length(b, length)
         self.length, self.inverse = length, inverse
         layout = data.ArrayLayout(code_shape(b), length)
         self._levels = int(math.log2(length))

@@ -4,7 +4,44 @@ from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Transpose"]
+__all__ = ["Transpose", "PingPong"]
+
+
+class PingPong:
+    """Two banks of `depth` entries (registers) filled in turn from `stream`, one entry
+    per beat: while one bank fills, the other is read. A full bank takes no more
+    beats until its reader calls `release` for it.
+
+    `banks[k][j]` is entry j of bank k (the payload's shape); `full(side)` says bank
+    `side` holds a whole block.
+    """
+
+    def __init__(self, m, stream, depth, name):
+        self.m = m
+        self.banks = [[Signal(stream.payload.shape(), name=f"{name}{k}_{j}")
+                       for j in range(depth)] for k in range(2)]
+        self._full, filled, self._drained = Signal(2), Signal(2), Signal(2)
+        fill_side, index = Signal(), Signal(range(depth))
+        m.d.comb += stream.ready.eq(~self.full(fill_side))
+        with m.If(stream.valid & stream.ready):
+            for k in range(2):
+                for j in range(depth):
+                    with m.If((fill_side == k) & (index == j)):
+                        m.d.sync += self.banks[k][j].eq(stream.payload)
+            with m.If(index == depth - 1):
+                m.d.comb += filled.bit_select(fill_side, 1).eq(1)
+                m.d.sync += [index.eq(0), fill_side.eq(~fill_side)]
+            with m.Else():
+                m.d.sync += index.eq(index + 1)
+        m.d.sync += self._full.eq((self._full | filled) & ~self._drained)
+
+    def full(self, side):
+        return self._full.bit_select(side, 1)
+
+    def release(self, side):
+        """Bank `side` is read out: it fills again from the next cycle (call under the
+        condition that ends the reading)."""
+        self.m.d.comb += self._drained.bit_select(side, 1).eq(1)
 
 
 class Transpose(wiring.Component):
@@ -46,37 +83,22 @@ class Transpose(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         length, rows = self.length, self.rows
-        banks = [[[Signal(self.shape, name=f"bank{k}_r{r}_c{c}") for c in range(length)]
-                  for r in range(rows)] for k in range(2)]
-        full, filled, drained = Signal(2), Signal(2), Signal(2)
-        fill_side, drain_side = Signal(), Signal()
-        row = Signal(range(rows))
+        rows_in = PingPong(m, self.i, rows, "bank")
+        drain_side = Signal()
         column = Signal(range(length))
 
-        m.d.comb += self.i.ready.eq(~full.bit_select(fill_side, 1))
-        with m.If(self.i.valid & self.i.ready):
-            for k in range(2):
-                for r in range(rows):
-                    with m.If((fill_side == k) & (row == r)):
-                        m.d.sync += [banks[k][r][c].eq(self.i.payload[c]) for c in range(length)]
-            with m.If(row == rows - 1):
-                m.d.comb += filled.bit_select(fill_side, 1).eq(1)
-                m.d.sync += [row.eq(0), fill_side.eq(~fill_side)]
-            with m.Else():
-                m.d.sync += row.eq(row + 1)
-
-        m.d.comb += self.o.valid.eq(full.bit_select(drain_side, 1))
+        m.d.comb += self.o.valid.eq(rows_in.full(drain_side))
         for r in range(length):
             if r < rows:
-                element = Array(Array(banks[k][r]) for k in range(2))[drain_side][column]
+                element = Array(Array(rows_in.banks[k][r][c] for c in range(length))
+                                for k in range(2))[drain_side][column]
             else:
                 element = self.fill
             m.d.comb += self.o.payload[r].eq(element)
         with m.If(self.o.valid & self.o.ready):
             with m.If(column == length - 1):
-                m.d.comb += drained.bit_select(drain_side, 1).eq(1)
+                rows_in.release(drain_side)
                 m.d.sync += [column.eq(0), drain_side.eq(~drain_side)]
             with m.Else():
                 m.d.sync += column.eq(column + 1)
-        m.d.sync += full.eq((full | filled) & ~drained)
         return m
