@@ -117,14 +117,25 @@ def dim1_add(m, x, y, b, cut, name="add"):
 def dim1_add_carry(m, x, y, b, name="add"):
     """The same sum by carry select: s0 = x + y and s1 = x + y + 1 on two carry chains;
     the inverted end-around carry picks s1 when s0 has no carry out, and s1's carry
-    out is then the zero flag (x + y = 2^b - 1, so X + Y = F)."""
-    s0 = Signal(b + 1, name=f"{name}_s0")
+    out is then the zero flag (x + y = 2^b - 1, so X + Y = F).
+
+    One LUT level follows the chains. A zero operand's data bits are clear (codes
+    are canonical), so s0 is then already the other operand: the select only has
+    to prefer s0 when either flag is set. s0's chain computes that select itself,
+    one bit above the data: operands (z, 1) there carry out z | c_b.
+    """
+    either = Signal(name=f"{name}_either_zero")
+    s0 = Signal(b + 2, name=f"{name}_s0")
     s1 = Signal(b + 2, name=f"{name}_s1")
-    # Carry-in 1 as a 1 appended below both operands: one chain, no second adder.
-    m.d.comb += [s0.eq(x[:b] + y[:b]), s1.eq(Cat(1, x[:b]) + Cat(1, y[:b]))]
-    total = Mux(s0[b], Cat(s0[:b], Const(0, 1)), s1[1:])
+    m.d.comb += [
+        either.eq(x[b] | y[b]),
+        s0.eq(Cat(x[:b], either) + Cat(y[:b], Const(1, 1))),
+        # Carry-in 1 as a 1 appended below both operands: one chain, no second adder.
+        s1.eq(Cat(1, x[:b]) + Cat(1, y[:b])),
+    ]
+    take_s0 = s0[b + 1]
     result = Signal(b + 1, name=f"{name}_z")
-    m.d.comb += result.eq(Mux(x[b], y, Mux(y[b], x, total)))
+    m.d.comb += result.eq(Mux(take_s0, Cat(s0[:b], x[b] & y[b]), s1[1:]))
     return result
 
 
@@ -179,8 +190,9 @@ class Dim1Adder(_Dim1Unit):
     b : int
         Data bits, 4, 8, 16, 32 or 64.
     stages : int
-        Pipeline registers: ``"prefix"`` 0..ceil(log2 b), one after each prefix
-        level; ``"carry"`` 0 or 1 (an output register).
+        Pipeline registers, 0..ceil(log2 b): ``"prefix"`` puts one after each
+        prefix level; ``"carry"`` has no inner cut point and puts them all at the
+        output (so either style drops in for the other at the same latency).
     style : str
         ``"prefix"``: the parallel-prefix inverted end-around-carry adder
         (`dim1_add`). ``"carry"``: carry select on the FPGA's carry chains
@@ -202,8 +214,9 @@ class Dim1Adder(_Dim1Unit):
         self.style = style
         super().__init__(b, stages, _operands(b), code_shape(b))
 
-    def max_stages_for(self, b):
-        return prefix_levels(b) if self.style == "prefix" else 1
+    @staticmethod
+    def max_stages_for(b):
+        return prefix_levels(b)
 
     def datapath(self, m, payload, cut):
         return self._add(m, payload.x, payload.y, cut)

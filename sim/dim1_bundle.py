@@ -14,13 +14,13 @@ from bitfab.rtl.dim1 import (Dim1Adder, Dim1FromInt, Dim1Multiplier, Dim1Negator
 
 __all__ = ["Dim1Bundle", "TWO_OPERAND", "ONE_OPERAND"]
 
-TWO_OPERAND = ("add", "sub", "mul", "shift")
+TWO_OPERAND = ("add", "add_carry", "sub", "mul", "shift")
 ONE_OPERAND = ("neg", "to_int", "from_int")
 
 
 class Dim1Bundle(wiring.Component):
-    """The two-operand units (add, sub, mul, shift; `stages` = ceil(log2 b), every unit's
-    prefix levels) or the one-operand ones (neg, to_int, from_int; one stage).
+    """The two-operand units (add and add_carry, the adder's two styles; sub, mul, shift;
+    `stages` = ceil(log2 b), every unit's prefix levels) or the one-operand ones (neg, to_int, from_int; one stage).
 
     ``i.payload``: x, y (codes) and k (shift) / x (code) and v (signed b-bit integer).
     ``o.payload``: one member per unit, named after it.
@@ -31,7 +31,9 @@ class Dim1Bundle(wiring.Component):
         self.b, self.two_operand = b, two_operand
         if two_operand:
             self.stages = prefix_levels(b)
-            self.units = {"add": Dim1Adder(b, self.stages), "sub": Dim1Subtractor(b, self.stages),
+            self.units = {"add": Dim1Adder(b, self.stages),
+                          "add_carry": Dim1Adder(b, self.stages, style="carry"),
+                          "sub": Dim1Subtractor(b, self.stages),
                           "mul": Dim1Multiplier(b, self.stages),
                           "shift": Dim1Shifter(b, self.stages)}
             inputs = {"x": shape, "y": shape, "k": unsigned((2 * b - 1).bit_length())}
@@ -49,7 +51,7 @@ class Dim1Bundle(wiring.Component):
         payload = self.i.payload
         for name, unit in self.units.items():
             m.submodules[name] = unit
-            if name in ("add", "sub", "mul"):
+            if name in ("add", "add_carry", "sub", "mul"):
                 m.d.comb += [unit.i.payload.x.eq(payload.x), unit.i.payload.y.eq(payload.y)]
             elif name == "shift":
                 m.d.comb += [unit.i.payload.x.eq(payload.x), unit.i.payload.k.eq(payload.k)]

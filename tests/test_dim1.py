@@ -25,7 +25,7 @@ SEED = 20261123
     (lambda: Dim1ConstShifter(8, 1.5), TypeError, "shift k must be an integer"),
     (lambda: Dim1Adder(8, style="ripple"), ValueError, "style must be one of prefix, carry, "
      "not 'ripple'"),
-    (lambda: Dim1Adder(8, stages=2, style="carry"), ValueError, "stages must be in 0..1, not 2"),
+    (lambda: Dim1Adder(8, stages=4, style="carry"), ValueError, "stages must be in 0..3, not 4"),
     (lambda: Dim1VectorMultiplier(8, 0), ValueError, "vector length must be a positive integer"),
 ])
 def test_parameters_checked(make, error, message):
