@@ -38,7 +38,7 @@ from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
 from bitfab.hls_gen.boards import board
-from bitfab.hls_gen.synth import PLAIN_ABC, parse_nextpnr_report, use_yowasp
+from bitfab.hls_gen.synth import PLAIN_ABC, parse_nextpnr_report, run_plan, use_yowasp
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.dim1 import Dim1Adder
 from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine
@@ -98,7 +98,7 @@ def place_and_route(name, harness, root, ulx3s, target_mhz, seed=1):
                           nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}")
     lpf = f"{name}.lpf"
     plan.files[lpf] = plan.files[lpf].replace("25000000.0 HZ", f"{target_mhz * 1e6:.1f} HZ")
-    plan.execute_local(str(root / name))
+    run_plan(plan, root / name, name)
     figures = parse_nextpnr_report(root / name / "report.json", ulx3s)
     figures["seconds"] = round(time.perf_counter() - start)
     print(f"{name}: {figures}", file=sys.stderr, flush=True)

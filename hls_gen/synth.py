@@ -17,7 +17,8 @@ from bitfab.rtl.shell import SerialShell
 
 from .errors import BitfabError
 
-__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report", "PLAIN_ABC"]
+__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report", "PLAIN_ABC",
+           "free_chain_ends", "run_plan"]
 
 BAUD = 115200
 
@@ -94,6 +95,41 @@ def parse_nextpnr_report(path, board):
             "clock_constraint_mhz": round(clock["constraint"], 2)}
 
 
+def free_chain_ends(netlist):
+    """Open the carry ports yosys tied off at the ends of `bitfab.rtl.carry.Chain`s in a
+    yosys JSON netlist (in place): CIN of each chain's first CCU2C, COUT of its last.
+
+    nextpnr puts a feed-in cell ahead of any chain whose CIN has a net (a constant
+    included) and a feed-out cell after a last COUT with a net: two CCU2C per chain
+    that these chains do not need, since their first half never reads its carry
+    in. Chains yosys made itself (from `+`) are left alone: they read theirs.
+    Returns the number of ports opened."""
+    path = Path(netlist)
+    design = json.loads(path.read_text())
+    opened = 0
+    for module in design["modules"].values():
+        for cell in module.get("cells", {}).values():
+            ends = cell.get("attributes", {}).get("bitfab_chain", "").split()
+            if cell["type"] != "CCU2C" or not ends:
+                continue
+            for end, port in (("head", "CIN"), ("tail", "COUT")):
+                if end in ends and cell["connections"].get(port, ["x"]) != ["x"]:
+                    cell["connections"][port] = ["x"]
+                    opened += 1
+    path.write_text(json.dumps(design))
+    return opened
+
+
+def run_plan(plan, build_dir, name):
+    """Run an Amaranth build plan, with `free_chain_ends` between yosys and nextpnr on ECP5."""
+    script = f"build_{name}.sh"
+    yosys = f'"$YOSYS" -q -l {name}.rpt {name}.ys\n'
+    if script in plan.files and yosys in plan.files[script] and "NEXTPNR_ECP5" in plan.files[script]:
+        step = f'"{sys.executable}" -m bitfab.hls_gen.synth free-chain-ends {name}.json\n'
+        plan.files[script] = plan.files[script].replace(yosys, yosys + step)
+    return plan.execute_local(str(build_dir))
+
+
 def build_bitstream(layers, board, out_dir, log=print, overrides=None):
     """Synthesise, place, route and pack the shell for `board` into ``out_dir/build``.
     `overrides` go to `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only).
@@ -104,9 +140,11 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None):
     build_dir = Path(out_dir) / "build"
     start = time.perf_counter()
     log(f"build: yosys + nextpnr for {board.name} in {build_dir} (minutes)")
-    platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
-                   do_program=False, nextpnr_opts="--report report.json --timing-allow-fail",
-                   **(overrides or {}))
+    plan = platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
+                          do_build=False,
+                          nextpnr_opts="--report report.json --timing-allow-fail",
+                          **(overrides or {}))
+    run_plan(plan, build_dir, "bitfab")
     extension = "bit" if board.family == "ecp5" else "bin"
     bitstream = build_dir / f"bitfab.{extension}"
     if not bitstream.exists():
@@ -114,3 +152,9 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None):
     figures = parse_nextpnr_report(build_dir / "report.json", board)
     figures.update(bitstream=str(bitstream), build_seconds=round(time.perf_counter() - start, 1))
     return figures
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "free-chain-ends":
+        sys.exit("usage: python -m bitfab.hls_gen.synth free-chain-ends NETLIST.json")
+    free_chain_ends(sys.argv[2])

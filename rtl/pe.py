@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .popcount import Front, adder_tree, spread, stage
+from .popcount import Front, adder_tree, count_ones, stage
 
 __all__ = ["PAProcessingElement"]
 
@@ -101,11 +101,9 @@ class PAProcessingElement(wiring.Component):
         for i in range(self.m):
             for j in range(self.n):
                 wi, xj = w[i * simd:(i + 1) * simd], x[j * simd:(j + 1) * simd]
-                bits = wi & xj if self.front is Front.AND else ~(wi ^ xj)
-                count, lane_valid, lane_last = adder_tree(
-                    m, [bits[b] for b in range(simd)], self.tree_levels,
-                    spread(self.popcount_stages, self.tree_levels), advance, valid,
-                    last, name=f"pc{i}_{j}")
+                count, lane_valid, lane_last = count_ones(
+                    m, platform, [(wi[b], xj[b]) for b in range(simd)], self.front,
+                    self.popcount_stages, advance, valid, last, name=f"pc{i}_{j}")
                 counts.append(count)
         valid, last = lane_valid, lane_last
 
