@@ -244,7 +244,8 @@ class DFNTConvEngine(wiring.Component):
         # Issue (output channel o, column k2) of input channel c; the weight row
         # arrives from the memory with the registered operands.
         side = data.StructLayout({"o": range(outs), "k2": range(length), "first": 1, "last": 1})
-        multiply = m.submodules.multiply = Dim1VectorMultiplier(b, length, side.size, stages=3)
+        multiply = m.submodules.multiply = Dim1VectorMultiplier(b, length, side.size, stages=4,
+                                                                   adder=cfg.adder)
         out, k2, channel = Signal(range(outs)), Signal(range(length)), Signal(range(ins))
         issued = Signal(vector)
         issued_side = Signal(side)

@@ -342,11 +342,17 @@ def dim1_mul_operand(x, b):
     return (x[:b] + 1)[:b]
 
 
-def dim1_mul_reduce(m, product, b, cut):
+def dim1_mul_reduce(m, product, b, cut, style="prefix"):
     """The code of a 2b-bit product P mod 2^b + 1: P = Z_h 2^b + Z_l = Z_l - Z_h, whose
-    code Z_l - Z_h - 1 is the inverted end-around-carry sum of Z_l and ~Z_h."""
+    code Z_l - Z_h - 1 is the inverted end-around-carry sum of Z_l and ~Z_h.
+
+    `style` is the adder's (`Dim1Adder`); both operands are codes with the zero
+    flag clear, so either style's proof covers the sum. ``"carry"`` has no cut
+    points."""
     low = Cat(product[:b], Const(0, 1))
     high = Cat(~product[b:2 * b], Const(0, 1))
+    if style == "carry":
+        return dim1_add_carry(m, low, high, b, name="mul_add")
     return dim1_add(m, low, high, b, cut, name="mul_add")
 
 
@@ -369,11 +375,21 @@ class Dim1VectorMultiplier(_Dim1Unit):
     o : Out(stream.Signature(StructLayout({"z": ArrayLayout(unsigned(b + 1), length),
                                            "side": unsigned(side_bits)})))
 
-    `stages` 0..3: after the increments, after the products, after the reduction.
-    Latency `stages` cycles; one vector per cycle.
+    `stages` 0..4: after the increments, after the partial products, after their
+    sum, after the reduction. Operands wider than `PART_BITS` are split in halves,
+    so each partial product fits a DSP (18 x 18 on ECP5) and is registered before
+    the adders that sum them. `adder` is the reduction's adder style
+    (`Dim1Adder`): ``"carry"`` is the faster one on FPGAs. Latency `stages`
+    cycles; one vector per cycle.
     """
 
-    def __init__(self, b, length, side_bits=0, stages=0):
+    PART_BITS = 16
+
+    def __init__(self, b, length, side_bits=0, stages=0, adder="prefix"):
+        if adder not in Dim1Adder.STYLES:
+            raise ValueError(f"adder style must be one of {', '.join(Dim1Adder.STYLES)}, "
+                             f"not {adder!r}")
+        self.adder = adder
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ValueError(f"vector length must be a positive integer, not {length!r}")
         if not isinstance(side_bits, int) or isinstance(side_bits, bool) or side_bits < 0:
@@ -387,19 +403,31 @@ class Dim1VectorMultiplier(_Dim1Unit):
 
     @staticmethod
     def max_stages_for(b):
-        return 3
+        return 4
 
     def datapath(self, m, payload, cut):
         b, lanes = self.b, range(self.length)
-        x = {f"x{j}": payload.x[j] for j in lanes}
-        y = {f"y{j}": payload.y[j] for j in lanes}
-        live = cut({"side": payload.side, **x, **y,
-                    **{f"xn{j}": dim1_mul_operand(payload.x[j], b) for j in lanes},
+        codes = {"side": payload.side, **{f"x{j}": payload.x[j] for j in lanes},
+                 **{f"y{j}": payload.y[j] for j in lanes}}
+        live = cut({**codes, **{f"xn{j}": dim1_mul_operand(payload.x[j], b) for j in lanes},
                     **{f"yn{j}": dim1_mul_operand(payload.y[j], b) for j in lanes}})
-        live = cut({"side": live["side"], **{k: live[k] for k in (*x, *y)},
-                    **{f"p{j}": live[f"xn{j}"] * live[f"yn{j}"] for j in lanes}})
+        half = b // 2 if b > self.PART_BITS else b
+        parts = {}
+        for j in lanes:
+            xn, yn = live[f"xn{j}"], live[f"yn{j}"]
+            pieces = [(xn[:half], 0), (xn[half:], half)] if half < b else [(xn, 0)]
+            for xp, xs in pieces:
+                for yp, ys in ([(yn[:half], 0), (yn[half:], half)] if half < b else [(yn, 0)]):
+                    parts[f"p{j}_{xs + ys}_{xs}"] = xp * yp
+        live = cut({**{k: live[k] for k in codes}, **parts})
+        sums = {}
+        for j in lanes:
+            terms = [live[k] << int(k.split("_")[1]) for k in parts if k.startswith(f"p{j}_")]
+            sums[f"p{j}"] = sum(terms[1:], terms[0])[:2 * b]
+        live = cut({**{k: live[k] for k in codes}, **sums})
         products = [dim1_mul_select(live[f"x{j}"], live[f"y{j}"],
-                                    dim1_mul_reduce(m, live[f"p{j}"], b, lambda v: v), b)
+                                    dim1_mul_reduce(m, live[f"p{j}"], b, lambda v: v,
+                                                    self.adder), b)
                     for j in lanes]
         return Cat(*products, live["side"])
 
