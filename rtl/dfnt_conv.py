@@ -22,8 +22,8 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import connect
 
-from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add, \
-    dim1_add_carry, dim1_from_int, dim1_to_int
+from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add_style, \
+    dim1_from_int, dim1_to_int
 from .fnt import FNT, check_fnt_length
 from .loader import engine_members, load_rows
 from .transpose import PingPong, Transpose
@@ -301,9 +301,8 @@ class DFNTConvEngine(wiring.Component):
         return result
 
     def _add(self, m, x, y, name):
-        if self.config.adder == "carry":
-            return dim1_add_carry(m, x, y, self.config.b, name=name)
-        return dim1_add(m, x, y, self.config.b, lambda values: values, name=name)
+        return dim1_add_style(m, x, y, self.config.b, lambda values: values, self.config.adder,
+                              name)
 
     def _overlap_add(self, m, pieces):
         """Each output tile's rows added into the output image at the tile's offset,

@@ -19,7 +19,8 @@ from .popcount import spread, stage
 
 __all__ = ["check_dim1_width", "code_shape", "Dim1Adder", "Dim1Subtractor", "Dim1Negator",
            "Dim1ConstShifter", "Dim1Shifter", "Dim1Multiplier", "Dim1FromInt", "Dim1ToInt",
-           "Dim1VectorMultiplier", "dim1_add", "dim1_add_carry", "dim1_neg", "dim1_shift_const",
+           "Dim1VectorMultiplier", "ADDER_STYLES", "check_adder_style", "dim1_add",
+           "dim1_add_carry", "dim1_add_style", "dim1_neg", "dim1_shift_const",
            "dim1_mul_operand", "dim1_mul_reduce", "dim1_mul_select", "dim1_from_int",
            "dim1_to_int", "prefix_levels"]
 
@@ -114,6 +115,22 @@ def dim1_add(m, x, y, b, cut, name="add"):
     return result
 
 
+ADDER_STYLES = ("prefix", "carry")
+
+
+def check_adder_style(style, what="adder style"):
+    if style not in ADDER_STYLES:
+        raise ValueError(f"{what} must be one of {', '.join(ADDER_STYLES)}, not {style!r}")
+
+
+def dim1_add_style(m, x, y, b, cut, style, name="add"):
+    """`dim1_add` (``"prefix"``, `cut` offered its levels) or `dim1_add_carry`
+    (``"carry"``, no cut points)."""
+    if style == "carry":
+        return dim1_add_carry(m, x, y, b, name=name)
+    return dim1_add(m, x, y, b, cut, name=name)
+
+
 def dim1_add_carry(m, x, y, b, name="add"):
     """The same sum by carry select: s0 = x + y and s1 = x + y + 1 on two carry chains;
     the inverted end-around carry picks s1 when s0 has no carry out, and s1's carry
@@ -206,11 +223,10 @@ class Dim1Adder(_Dim1Unit):
     Latency `stages` cycles; one sum per cycle.
     """
 
-    STYLES = ("prefix", "carry")
+    STYLES = ADDER_STYLES
 
     def __init__(self, b, stages=0, style="prefix"):
-        if style not in self.STYLES:
-            raise ValueError(f"adder style must be one of {', '.join(self.STYLES)}, not {style!r}")
+        check_adder_style(style)
         self.style = style
         super().__init__(b, stages, _operands(b), code_shape(b))
 
@@ -222,9 +238,7 @@ class Dim1Adder(_Dim1Unit):
         return self._add(m, payload.x, payload.y, cut)
 
     def _add(self, m, x, y, cut):
-        if self.style == "carry":
-            return dim1_add_carry(m, x, y, self.b)
-        return dim1_add(m, x, y, self.b, cut)
+        return dim1_add_style(m, x, y, self.b, cut, self.style)
 
 
 class Dim1Subtractor(Dim1Adder):
@@ -351,9 +365,7 @@ def dim1_mul_reduce(m, product, b, cut, style="prefix"):
     points."""
     low = Cat(product[:b], Const(0, 1))
     high = Cat(~product[b:2 * b], Const(0, 1))
-    if style == "carry":
-        return dim1_add_carry(m, low, high, b, name="mul_add")
-    return dim1_add(m, low, high, b, cut, name="mul_add")
+    return dim1_add_style(m, low, high, b, cut, style, name="mul_add")
 
 
 def dim1_mul_select(x, y, general, b):
@@ -386,9 +398,7 @@ class Dim1VectorMultiplier(_Dim1Unit):
     PART_BITS = 16
 
     def __init__(self, b, length, side_bits=0, stages=0, adder="prefix"):
-        if adder not in Dim1Adder.STYLES:
-            raise ValueError(f"adder style must be one of {', '.join(Dim1Adder.STYLES)}, "
-                             f"not {adder!r}")
+        check_adder_style(adder)
         self.adder = adder
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             raise ValueError(f"vector length must be a positive integer, not {length!r}")
@@ -412,17 +422,19 @@ class Dim1VectorMultiplier(_Dim1Unit):
         live = cut({**codes, **{f"xn{j}": dim1_mul_operand(payload.x[j], b) for j in lanes},
                     **{f"yn{j}": dim1_mul_operand(payload.y[j], b) for j in lanes}})
         half = b // 2 if b > self.PART_BITS else b
-        parts = {}
+
+        def split(value):
+            return [(value[:half], 0), (value[half:], half)] if half < b else [(value, 0)]
+        parts, shifts = {}, {}      # partial product name -> value, -> (lane, shift)
         for j in lanes:
-            xn, yn = live[f"xn{j}"], live[f"yn{j}"]
-            pieces = [(xn[:half], 0), (xn[half:], half)] if half < b else [(xn, 0)]
-            for xp, xs in pieces:
-                for yp, ys in ([(yn[:half], 0), (yn[half:], half)] if half < b else [(yn, 0)]):
-                    parts[f"p{j}_{xs + ys}_{xs}"] = xp * yp
+            for xp, xs in split(live[f"xn{j}"]):
+                for yp, ys in split(live[f"yn{j}"]):
+                    parts[f"p{j}_{xs}_{ys}"] = xp * yp
+                    shifts[f"p{j}_{xs}_{ys}"] = (j, xs + ys)
         live = cut({**{k: live[k] for k in codes}, **parts})
         sums = {}
         for j in lanes:
-            terms = [live[k] << int(k.split("_")[1]) for k in parts if k.startswith(f"p{j}_")]
+            terms = [live[k] << shift for k, (lane, shift) in shifts.items() if lane == j]
             sums[f"p{j}"] = sum(terms[1:], terms[0])[:2 * b]
         live = cut({**{k: live[k] for k in codes}, **sums})
         products = [dim1_mul_select(live[f"x{j}"], live[f"y{j}"],

@@ -6,8 +6,8 @@ import math
 from amaranth.hdl import Cat
 from amaranth.lib import data
 
-from .dim1 import Dim1Adder, _Dim1Unit, _ForwardCuts, check_dim1_width, code_shape, dim1_add, \
-    dim1_add_carry, dim1_neg, dim1_shift_const, prefix_levels
+from .dim1 import _Dim1Unit, _ForwardCuts, check_adder_style, check_dim1_width, code_shape, \
+    dim1_add, dim1_add_carry, dim1_neg, dim1_shift_const, prefix_levels
 
 __all__ = ["FNTButterfly", "FNT", "butterfly", "check_fnt_length"]
 
@@ -97,9 +97,7 @@ class FNT(_Dim1Unit):
 
     def __init__(self, b, length, inverse=False, stages=0, adder="prefix"):
         check_dim1_width(b)
-        if adder not in Dim1Adder.STYLES:
-            raise ValueError(f"FNT adder must be one of {', '.join(Dim1Adder.STYLES)}, "
-                             f"not {adder!r}")
+        check_adder_style(adder, "FNT adder")
         self.adder = adder
         check_fnt_length(b, length)
         self.length, self.inverse = length, inverse

@@ -149,10 +149,15 @@ _CELL = {
 CHAIN_HALVES = 24
 
 
+def _leaves(width):
+    """Full-adder leaves of the carry-chain tree: L leaves and L - 1 adder nodes take
+    3L + (L - 1) input pairs."""
+    return max(1, -(-(width + 1) // 4))
+
+
 def tree_depth(width):
     """Levels of `count_ones`'s carry-chain tree for `width` inputs (<= ceil(log2 width))."""
-    leaves = max(1, -(-(width + 1) // 4))
-    return 1 + math.ceil(math.log2(leaves))
+    return 1 + math.ceil(math.log2(_leaves(width)))
 
 
 def count_ones(m, platform, pairs, front, stages, advance, valid, tags=(), name="pc"):
@@ -182,7 +187,7 @@ def count_ones(m, platform, pairs, front, stages, advance, valid, tags=(), name=
         return count[:count_bits], valid, tags
     depth = tree_depth(width)
     registered = spread(min(stages, depth), depth)
-    leaves = max(1, -(-(width + 1) // 4))
+    leaves = _leaves(width)
     pairs = list(pairs) + [tuple(Const(v, 1) for v in pad)] * (4 * leaves - 1 - width)
     spare = pairs[3 * leaves:]            # one carry-in for each adder node
 
@@ -237,12 +242,12 @@ def _node(a, b, carry_in):
     one half per bit, each LUT the complement-corrected a_i ^ b_i on A, B (D tied 1),
     its generate quarter (C = D = 0) a_i."""
     (a_bits, a_inv), (b_bits, b_inv) = a, b
+    init = lut_init(lambda p, q, c, d: ((p ^ a_inv) ^ (q ^ b_inv)) if d else (p ^ a_inv))
     cells = []
     for i in range(max(len(a_bits), len(b_bits))):
         # A missing bit is a constant whose value, corrected, is 0.
         ai = a_bits[i] if i < len(a_bits) else Const(int(a_inv), 1)
         bi = b_bits[i] if i < len(b_bits) else Const(int(b_inv), 1)
-        init = lut_init(lambda p, q, c, d: ((p ^ a_inv) ^ (q ^ b_inv)) if d else (p ^ a_inv))
         cells.append((init, (ai, bi, Const(0, 1), Const(1, 1))))
     return carry_in, cells
 
