@@ -22,6 +22,10 @@ __all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report", 
 
 BAUD = 115200
 
+# nextpnr's options on every build; `BITFAB_NEXTPNR_OPTS` in the environment adds more
+# (e.g. "--router router2" or "--seed 7") without touching the flow.
+NEXTPNR_OPTS = "--report report.json --timing-allow-fail"
+
 # Yosys 0.70's ABC9 (synth_ecp5's only LUT mapper) fails an assertion
 # ("GetSize(conn.first) == GetSize(conn.second)", rtlil.cc:3091) when it
 # reintegrates the DFNT engine. These build overrides stop synth_ecp5 before
@@ -120,6 +124,11 @@ def free_chain_ends(netlist):
     return opened
 
 
+def nextpnr_opts():
+    """`NEXTPNR_OPTS` plus whatever `BITFAB_NEXTPNR_OPTS` adds."""
+    return " ".join(filter(None, (NEXTPNR_OPTS, os.environ.get("BITFAB_NEXTPNR_OPTS", ""))))
+
+
 def run_plan(plan, build_dir, name):
     """Run an Amaranth build plan, with `free_chain_ends` between yosys and nextpnr on ECP5."""
     script = f"build_{name}.sh"
@@ -142,7 +151,7 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None):
     log(f"build: yosys + nextpnr for {board.name} in {build_dir} (minutes)")
     plan = platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
                           do_build=False,
-                          nextpnr_opts="--report report.json --timing-allow-fail",
+                          nextpnr_opts=nextpnr_opts(),
                           **(overrides or {}))
     run_plan(plan, build_dir, "bitfab")
     extension = "bit" if board.family == "ecp5" else "bin"
