@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from bitfab.sw_driver.weights import check_load_words
+
 from .dfnt import DFNTBoundError, check_bound
 from .dim1 import Dim1
 from .errors import BitfabError, UnsupportedLayerError
@@ -169,11 +171,12 @@ def load_words(kind, config, weight):
     """The words the engine's load port takes for (O, C, k, k) integer weights."""
     if kind == "dfnt":
         from .dfnt import engine_load_codes
-        return engine_load_codes(config, weight)
+        return check_load_words(engine_load_codes(config, weight), [config])
     k = config.kernel
     taps = torch.nn.functional.pad(weight.long().flatten(2),
                                    (0, config.folds * config.terms - k * k))
-    return [v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()]
+    return check_load_words([v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()],
+                            [config])
 
 
 def engine_to_dict(kind, config):

@@ -1,6 +1,7 @@
 """The weight-load stream: what the host writes before the first image.
 
-The words come from the build (``weights.json``, `MVAUConfig.pack`); this
+The words come from the build (``weights.json``: `MVAUConfig.pack`, or a convolution
+engine's `load_words`, 33-bit codes for the b = 32 DFNT engine); this
 module checks them against the plan before anything is sent, so a stream of
 the wrong length or with out-of-range words never reaches the board.
 """

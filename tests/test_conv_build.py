@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from bitfab.hls_gen.conv import freeze_conv, select_engine
+from bitfab.hls_gen.conv import freeze_conv, load_words, select_engine
 from bitfab.hls_gen.dfnt import DFNTBoundError
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
 from bitfab.hls_gen.flow import BuildConfig, run_flow
@@ -91,6 +91,24 @@ def test_int_conv_parameters_checked():
     strided.stride = (2, 2)
     with pytest.raises(UnsupportedLayerError, match="conv: only stride 1, groups 1, dilation 1"):
         freeze_conv(strided)
+
+
+def test_engine_load_words_are_checked():
+    """The DFNT engine's words are b + 1 = 33-bit codes (5 bytes on the wire): a stream of
+    the plan's length passes, one word short or one 34-bit word is refused."""
+    from bitfab.rtl.dfnt_conv import DFNTEngineConfig
+    from bitfab.sw_driver.weights import check_load_words
+    config = DFNTEngineConfig(in_channels=3, out_channels=2, kernel=5, height=8, width=8,
+                              padding=2)
+    weight = _layer(in_channels=3).weight.detach().long()
+    weight[0, 0] = 0                                    # a zero spectrum: code 2^32 (zero flag)
+    words = load_words("dfnt", config, weight)
+    assert len(words) == 2 * 3 * 8 * 8 and words[:64] == [1 << 32] * 64
+    with pytest.raises(ValueError, match="weight stream has 383 words, the plan loads 384 "
+                                         r"\(layer 0: 384\) of 33 bits"):
+        check_load_words(words[:-1], [config])
+    with pytest.raises(ValueError, match="word 5 is 17179869184, not a 33-bit"):
+        check_load_words(words[:5] + [1 << 34] + words[6:], [config])
 
 
 def test_cli_builds_a_saved_layer_to_the_plan(tmp_path):
