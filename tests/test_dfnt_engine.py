@@ -51,11 +51,12 @@ def _run(tmp_path_factory, config, x, w, seed):
 
 
 @pytest.mark.sim
-def test_engine_small_modulus(tmp_path_factory):
+@pytest.mark.parametrize("adder", ["carry", "prefix"])
+def test_engine_small_modulus(tmp_path_factory, adder):
     """b = 16 (F = 65537), 3x3 kernels, 4-bit data, one output channel, no padding,
-    an image of one tile column and several tile rows."""
+    an image of one tile column and several tile rows; with either diminished-1 adder."""
     config = DFNTEngineConfig(in_channels=2, out_channels=1, kernel=3, height=13, width=4,
-                              padding=0, b=16, length=4, x_bits=4, w_bits=4)
+                              padding=0, b=16, length=4, x_bits=4, w_bits=4, adder=adder)
     gen = torch.Generator().manual_seed(SEED + 1)
     x = torch.randint(-8, 8, (3, 2, 13, 4), generator=gen)
     w = torch.randint(-8, 8, (1, 2, 3, 3), generator=gen)
