@@ -130,8 +130,11 @@ def step_synth(cfg, log):
     kind, config = _plan(cfg)
     board = find_board(cfg.board)
     overrides = PLAIN_ABC if board.family == "ecp5" else None
+    # router2 routes the DFNT engine in minutes; router1 had not finished after an hour.
+    router = "router2" if kind == "dfnt" else None
     write_result(cfg.out, "synth.json",
-           build_bitstream(lambda: _engine(kind, config), board, cfg.out, log, overrides))
+           build_bitstream(lambda: _engine(kind, config), board, cfg.out, log, overrides,
+                           router))
 
 
 def step_report(cfg, log):

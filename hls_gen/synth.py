@@ -124,9 +124,10 @@ def free_chain_ends(netlist):
     return opened
 
 
-def nextpnr_opts():
-    """`NEXTPNR_OPTS` plus whatever `BITFAB_NEXTPNR_OPTS` adds."""
-    return " ".join(filter(None, (NEXTPNR_OPTS, os.environ.get("BITFAB_NEXTPNR_OPTS", ""))))
+def nextpnr_opts(router=None):
+    """`NEXTPNR_OPTS`, the router if one is named, and whatever `BITFAB_NEXTPNR_OPTS` adds."""
+    return " ".join(filter(None, (NEXTPNR_OPTS, router and f"--router {router}",
+                                  os.environ.get("BITFAB_NEXTPNR_OPTS", ""))))
 
 
 def run_plan(plan, build_dir, name):
@@ -139,9 +140,10 @@ def run_plan(plan, build_dir, name):
     return plan.execute_local(str(build_dir))
 
 
-def build_bitstream(layers, board, out_dir, log=print, overrides=None):
+def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=None):
     """Synthesise, place, route and pack the shell for `board` into ``out_dir/build``.
-    `overrides` go to `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only).
+    `overrides` go to `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only); `router` is
+    nextpnr's (``"router1"``, its default, or ``"router2"``).
 
     Returns nextpnr's figures (`parse_nextpnr_report`) plus the bitstream path."""
     use_yowasp()
@@ -151,7 +153,7 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None):
     log(f"build: yosys + nextpnr for {board.name} in {build_dir} (minutes)")
     plan = platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
                           do_build=False,
-                          nextpnr_opts=nextpnr_opts(),
+                          nextpnr_opts=nextpnr_opts(router),
                           **(overrides or {}))
     run_plan(plan, build_dir, "bitfab")
     extension = "bit" if board.family == "ecp5" else "bin"

@@ -338,8 +338,12 @@ class MatrixVectorUnit(wiring.Component):
             if segment.name == "coefficients":
                 stores[segment.name] = Signal(segment.shape, name="coefficients")
             else:
+                # Weights always in block RAM, whose address register sits in the
+                # block: a shallow store (10 rows) became LUT RAM, and the next-fold
+                # address fanned out to every LUT RAM cell (60 MHz on ECP5).
+                attrs = {"ram_style": "block"} if segment.name == "weights" else None
                 stores[segment.name] = m.submodules[segment.name] = memory.Memory(
-                    shape=segment.shape, depth=segment.depth, init=[])
+                    shape=segment.shape, depth=segment.depth, init=[], attrs=attrs)
         widest = max(cfg.words_per_row(s) for s in segments)
         row = Signal(widest * word)
         index = Signal(range(len(segments)))

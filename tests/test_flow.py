@@ -78,3 +78,14 @@ def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
     rtlil = plan.files["top.il"]
     assert "EHXPLLL" in rtlil and "uart" in plan.files["top.lpf"]
     assert "FREQUENCY PORT \"clk25_0__io\" 25000000.0 HZ" in plan.files["top.lpf"]
+    # Every layer's weights go to block RAM, however shallow (here 2 and 4 rows).
+    assert rtlil.count('attribute \\ram_style "block"') == len(configs)
+
+
+def test_nextpnr_options(monkeypatch):
+    from bitfab.hls_gen.synth import nextpnr_opts
+    monkeypatch.delenv("BITFAB_NEXTPNR_OPTS", raising=False)
+    assert nextpnr_opts() == "--report report.json --timing-allow-fail"
+    monkeypatch.setenv("BITFAB_NEXTPNR_OPTS", "--seed 7")
+    assert nextpnr_opts("router2") == ("--report report.json --timing-allow-fail "
+                                       "--router router2 --seed 7")
