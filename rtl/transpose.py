@@ -66,8 +66,8 @@ class Transpose(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(shape, length)))
 
     Two banks of registers: one fills while the other drains, so a block takes
-    max(rows, length) cycles; the first column leaves the cycle after its block's
-    last row arrives.
+    max(rows, length) cycles; the first column leaves two cycles after its block's
+    last row arrives (the output is registered).
     """
 
     def __init__(self, shape, length, rows, fill=0):
@@ -87,15 +87,24 @@ class Transpose(wiring.Component):
         drain_side = Signal()
         column = Signal(range(length))
 
-        m.d.comb += self.o.valid.eq(rows_in.full(drain_side))
+        # The column multiplexer feeds an output register: the next unit's first
+        # adders no longer sit behind it (the DFNT engine's critical path ran from
+        # the column counter through this multiplexer into an FNT butterfly).
+        advance = Signal()
+        take = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready),
+                     take.eq(rows_in.full(drain_side) & advance)]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(rows_in.full(drain_side))
         for r in range(length):
             if r < rows:
                 element = Array(Array(rows_in.banks[k][r][c] for c in range(length))
                                 for k in range(2))[drain_side][column]
             else:
                 element = self.fill
-            m.d.comb += self.o.payload[r].eq(element)
-        with m.If(self.o.valid & self.o.ready):
+            with m.If(take):
+                m.d.sync += self.o.payload[r].eq(element)
+        with m.If(take):
             with m.If(column == length - 1):
                 rows_in.release(drain_side)
                 m.d.sync += [column.eq(0), drain_side.eq(~drain_side)]
