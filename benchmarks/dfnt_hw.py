@@ -38,7 +38,8 @@ from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
 from bitfab.hls_gen.boards import board
-from bitfab.hls_gen.synth import PLAIN_ABC, parse_nextpnr_report, run_plan, use_yowasp
+from bitfab.hls_gen.synth import (NEXTPNR_OPTS, PLAIN_ABC, parse_nextpnr_report, run_plan,
+                                  use_yowasp)
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.dim1 import Dim1Adder
 from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine
@@ -95,7 +96,7 @@ def place_and_route(name, harness, root, ulx3s, target_mhz, seed=1):
     start = time.perf_counter()
     plan = platform.build(harness, name=name, build_dir=str(root / name), do_build=False,
                           **PLAIN_ABC,
-                          nextpnr_opts=f"--report report.json --timing-allow-fail --seed {seed}")
+                          nextpnr_opts=f"{NEXTPNR_OPTS} --seed {seed}")
     lpf = f"{name}.lpf"
     plan.files[lpf] = plan.files[lpf].replace("25000000.0 HZ", f"{target_mhz * 1e6:.1f} HZ")
     run_plan(plan, root / name, name)

@@ -23,7 +23,7 @@ from pathlib import Path
 from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal
 
 from bitfab.hls_gen.boards import board
-from bitfab.hls_gen.synth import parse_nextpnr_report, run_plan, use_yowasp
+from bitfab.hls_gen.synth import NEXTPNR_OPTS, parse_nextpnr_report, run_plan, use_yowasp
 from bitfab.rtl.popcount import Front, PopcountTree
 
 WIDTH = 256
@@ -83,7 +83,7 @@ class Harness(Elaboratable):
 def build(kind, root, ulx3s):
     platform = ulx3s.platform_class()()
     plan = platform.build(Harness(kind), name=kind, build_dir=str(root / kind),
-                          do_build=False, nextpnr_opts="--report report.json --timing-allow-fail")
+                          do_build=False, nextpnr_opts=NEXTPNR_OPTS)
     # Ask the router for TARGET_MHZ instead of the 25 MHz oscillator.
     lpf = f"{kind}.lpf"
     plan.files[lpf] = plan.files[lpf].replace("25000000.0 HZ", f"{TARGET_MHZ * 1e6:.1f} HZ")

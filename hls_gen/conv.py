@@ -171,12 +171,13 @@ def load_words(kind, config, weight):
     """The words the engine's load port takes for (O, C, k, k) integer weights."""
     if kind == "dfnt":
         from .dfnt import engine_load_codes
-        return check_load_words(engine_load_codes(config, weight), [config])
-    k = config.kernel
-    taps = torch.nn.functional.pad(weight.long().flatten(2),
-                                   (0, config.folds * config.terms - k * k))
-    return check_load_words([v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()],
-                            [config])
+        words = engine_load_codes(config, weight)
+    else:
+        k = config.kernel
+        taps = torch.nn.functional.pad(weight.long().flatten(2),
+                                       (0, config.folds * config.terms - k * k))
+        words = [v & ((1 << config.w_bits) - 1) for v in taps.flatten().tolist()]
+    return check_load_words(words, [config])
 
 
 def engine_to_dict(kind, config):

@@ -18,7 +18,7 @@ from bitfab.rtl.shell import SerialShell
 from .errors import BitfabError
 
 __all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report", "PLAIN_ABC",
-           "free_chain_ends", "run_plan"]
+           "free_chain_ends", "run_plan", "NEXTPNR_OPTS", "nextpnr_opts"]
 
 BAUD = 115200
 

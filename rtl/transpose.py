@@ -91,20 +91,17 @@ class Transpose(wiring.Component):
         # adders no longer sit behind it (the DFNT engine's critical path ran from
         # the column counter through this multiplexer into an FNT butterfly).
         advance = Signal()
-        take = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready),
-                     take.eq(rows_in.full(drain_side) & advance)]
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         with m.If(advance):
             m.d.sync += self.o.valid.eq(rows_in.full(drain_side))
-        for r in range(length):
-            if r < rows:
-                element = Array(Array(rows_in.banks[k][r][c] for c in range(length))
-                                for k in range(2))[drain_side][column]
-            else:
-                element = self.fill
-            with m.If(take):
+        with m.If(rows_in.full(drain_side) & advance):
+            for r in range(length):
+                if r < rows:
+                    element = Array(Array(rows_in.banks[k][r][c] for c in range(length))
+                                    for k in range(2))[drain_side][column]
+                else:
+                    element = self.fill
                 m.d.sync += self.o.payload[r].eq(element)
-        with m.If(take):
             with m.If(column == length - 1):
                 rows_in.release(drain_side)
                 m.d.sync += [column.eq(0), drain_side.eq(~drain_side)]
