@@ -62,15 +62,43 @@ def map_to_hw(graph):
     return configs
 
 
+def _divisors(value, limit):
+    return [d for d in range(1, min(value, limit) + 1) if value % d == 0]
+
+
 def _largest_divisor(value, limit):
-    return max(d for d in range(1, min(value, limit) + 1) if value % d == 0)
+    return _divisors(value, limit)[-1]
 
 
 def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
-    """A folding that fits the ULX3S 85F for the digits networks: SIMD up to 64 inputs,
-    PE up to 2 rows for PA layers (their merge takes M*N multipliers per row), 8 for XNOR."""
-    return [{"pe": _largest_divisor(c.rows, max_pe_and if c.front == "and" else max_pe_xnor),
-             "simd": _largest_divisor(c.cols, max_simd)} for c in configs]
+    """A folding that fits the ULX3S 85F for the digits networks, balanced as FINN's.
+
+    The slowest layer gets the widest folding (SIMD up to 64 inputs, PE up to 2
+    rows for PA layers, whose merge takes M*N multipliers per row, 8 for XNOR),
+    and sets the cycles per image. Every other layer gets the narrowest folding
+    that is not slower (fewest counted bits, pe*simd, then fewest rows, pe, so
+    fewest multipliers): a faster layer would only wait, while its popcounts and
+    multipliers spread the design across the die. A layer is as slow as its
+    compute (`MVAUConfig.cycles`) or its input (cols / the layer before's pe);
+    the widest folding of each layer is never slower than the target, so every
+    layer finds one.
+    """
+    def cap(c):
+        return max_pe_and if c.front == "and" else max_pe_xnor
+
+    first_beat = _largest_divisor(configs[0].cols, INPUT_BEAT)
+    target = max([configs[0].cols // first_beat]
+                 + [(c.rows // _largest_divisor(c.rows, cap(c)))
+                    * (c.cols // _largest_divisor(c.cols, max_simd)) for c in configs])
+    folding, in_beat = [], first_beat
+    for c in configs:
+        fits = [(pe * simd, pe, simd) for pe in _divisors(c.rows, cap(c))
+                for simd in _divisors(c.cols, max_simd)
+                if max(c.rows // pe * (c.cols // simd), c.cols // in_beat) <= target]
+        _, pe, simd = min(fits)
+        folding.append({"pe": pe, "simd": simd})
+        in_beat = pe
+    return folding
 
 
 def fold(configs, folding=None, names=None):

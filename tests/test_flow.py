@@ -38,7 +38,7 @@ def test_steps_from_and_to_any_step(tmp_path):
     for name in ("golden.json", "hw.json", "plan.json", "network.v", "weights.json"):
         assert (out / name).exists(), name
     plan = json.loads((out / "plan.json").read_text())
-    assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(2, 16), (2, 8)]
+    assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(2, 16), (1, 8)]
     words = json.loads((out / "weights.json").read_text())["words"]
     assert len(words) == sum(c.load_words for c in plan_from_dict(plan)[0]) > 0
     # Refold from the saved hardware graph without redoing the golden step.
@@ -80,6 +80,10 @@ def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
     assert "FREQUENCY PORT \"clk25_0__io\" 25000000.0 HZ" in plan.files["top.lpf"]
     # Every layer's weights go to block RAM, however shallow (here 2 and 4 rows).
     assert rtlil.count('attribute \\ram_style "block"') == len(configs)
+    # Every phi_k product is a MULT18X18D with its input, pipeline and output registers.
+    dsps = [cell for cell in rtlil.split("\n  cell ")[1:] if cell.startswith("\\MULT18X18D")]
+    assert len(dsps) == sum(c.pe * c.m * c.n_in for c in configs)
+    assert all('parameter \\REG_PIPELINE_CLK "CLK0"' in cell for cell in dsps)
 
 
 def test_nextpnr_options(monkeypatch):

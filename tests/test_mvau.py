@@ -10,7 +10,7 @@ from bitfab.hls_gen.boards import board
 from bitfab.hls_gen.fixedpoint import LayerWidths, signed_bits, unsigned_bits
 from bitfab.hls_gen.golden import Geometry
 from bitfab.hls_gen.ir import Graph, PopcountLayer, Thresholds, XnorLayer
-from bitfab.hls_gen.plan import PlanError, check_fit, fold, map_to_hw
+from bitfab.hls_gen.plan import PlanError, check_fit, default_folding, fold, map_to_hw
 from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.runner import simulators
@@ -90,6 +90,27 @@ def test_folding_must_divide():
         fold([config], [{"pe": 2, "simd": 48}])
     with pytest.raises(ValueError, match="pe=3 does not divide rows=10"):
         MVAUConfig(rows=10, cols=128, pe=3)
+
+
+def test_default_folding_balances_the_layers():
+    """The slowest layer at its widest sets the cycles per image; no other layer is
+    wider than it needs to be to keep up (the digits PA and XNOR MLPs)."""
+    def shapes(**kw):
+        return [MVAUConfig(rows=128, cols=64, **kw), MVAUConfig(rows=128, cols=128, **kw),
+                MVAUConfig(rows=10, cols=128, **kw)]
+    pa = fold(shapes(m=4, n_in=5))
+    assert [(c.pe, c.simd) for c in pa] == [(1, 64), (2, 64), (1, 16)]
+    assert [c.cycles for c in pa] == [128, 128, 80]
+    xnor = fold(shapes(front="xnor"))
+    assert [(c.pe, c.simd) for c in xnor] == [(4, 64), (8, 64), (5, 8)]
+    assert max(c.cycles for c in xnor) == 32
+    # Each layer keeps up with its input too: cols / in_beat never exceeds the target.
+    for plan in (pa, xnor):
+        target = max(c.cycles for c in plan)
+        assert all(c.cols // c.in_beat <= target for c in plan)
+    # A layer that is already the slowest keeps the widest folding.
+    assert default_folding([MVAUConfig(rows=10, cols=128, m=4, n_in=5)]) == [
+        {"pe": 2, "simd": 64}]
 
 
 def test_plan_too_big_for_the_board_is_refused():
