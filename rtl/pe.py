@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import dsp
+from .dsp import registered_product
 from .popcount import Front, adder_tree, count_ones, stage
 
 __all__ = ["PAProcessingElement"]
@@ -50,18 +52,19 @@ class PAProcessingElement(wiring.Component):
         ``w`` holds base i's SIMD bits at ``[i*simd, (i+1)*simd)``, ``x`` plane j's
         at ``[j*simd, (j+1)*simd)``; ``last`` marks the row's final fold.
     coef : In(ArrayLayout(signed(coef_bits), m*n))
-        phi_k with k = i*n + j; held steady while folds are in flight (the PE
-        keeps a registered copy beside its multipliers).
+        phi_k with k = i*n + j; held steady while folds are in flight (each
+        multiplier registers it beside its count).
     o : Out(stream.Signature(signed(acc_bits)))
         The row's sum, one per ``last`` fold.
 
-    Latency is ``popcount_stages + 2 + sum_stages + 1`` cycles from a ``last`` fold
-    to its sum (`latency`): two registers after each phi_k product, which on ECP5
-    is a DSP block away from the logic; throughput one fold per cycle. The
+    Latency is ``popcount_stages + product_stages + sum_stages + 1`` cycles from a
+    ``last`` fold to its sum (`latency`): each phi_k product takes three, the input,
+    pipeline and output registers of its DSP block on ECP5 (`bitfab.rtl.dsp`), and
+    the XNOR front's ``2 * count - SIMD`` two; throughput one fold per cycle. The
     pipeline stalls as a whole while ``o.valid`` is high and ``o.ready`` low.
     """
 
-    PRODUCT_STAGES = 2
+    XNOR_PRODUCT_STAGES = 2
 
     def __init__(self, *, m, n, simd, front=Front.AND, coef_bits=16, acc_bits=32,
                  popcount_stages=None):
@@ -94,8 +97,12 @@ class PAProcessingElement(wiring.Component):
         super().__init__(members)
 
     @property
+    def product_stages(self):
+        return dsp.LATENCY if self.front is Front.AND else self.XNOR_PRODUCT_STAGES
+
+    @property
     def latency(self):
-        return self.popcount_stages + self.PRODUCT_STAGES + self.sum_stages + 1
+        return self.popcount_stages + self.product_stages + self.sum_stages + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -115,17 +122,15 @@ class PAProcessingElement(wiring.Component):
         valid, last = lane_valid, lane_last
 
         if self.front is Front.AND:
-            # eq. 3.19: merge alpha_i * beta_j (phi_k, fixed point) with each count.
-            # The coefficients' copy and the product registers sit by the DSP blocks:
-            # without them the coefficient's route, the DSP and the route back
-            # limited the hidden layer to 88.75 MHz on ECP5.
-            coef = Signal.like(self.coef)
-            m.d.sync += coef.eq(self.coef)
-            products = [counts[k] * coef[k] for k in range(self.m * self.n)]
+            # eq. 3.19: merge alpha_i * beta_j (phi_k, fixed point) with each count, in
+            # DSP blocks whose own registers take the operands and hold the products.
+            products = [registered_product(m, platform, self.coef[k], counts[k], advance,
+                                           f"product{k}") for k in range(self.m * self.n)]
         else:
             products = [(counts[0] << 1) - simd]
-        for s in range(self.PRODUCT_STAGES):
-            products = [stage(m, p, advance, f"product{s}_{k}") for k, p in enumerate(products)]
+        for s in range(self.product_stages):
+            if self.front is Front.XNOR:
+                products = [stage(m, products[0], advance, f"product{s}_0")]
             valid = stage(m, valid, advance, f"product{s}_valid")
             last = [stage(m, last[0], advance, f"product{s}_last")]
         total, valid, last = adder_tree(m, products, self.sum_levels,
