@@ -140,12 +140,15 @@ def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
             os.environ["MAKEFLAGS"] = saved
 
 
-# Verilator's runtime and cocotb's main, compiled into every build directory alike:
-# about 13 s of each build at -O0. They are kept once per flags and copied into
-# a new build directory before the build. verilated.mk remakes them whenever the
-# Vtop.mk that Verilator is about to write is newer, so the copies are dated an
-# hour ahead (make then warns of clock skew, harmlessly).
-_RUNTIME = ("verilator", "verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
+# Verilator's runtime, compiled into every build directory alike: most of each
+# build's fixed cost at -O0. It is kept once per flags and copied into a new
+# build directory before the build. verilated.mk remakes it whenever the Vtop.mk
+# that Verilator is about to write is newer, so the copies are dated an hour
+# ahead (make then warns of clock skew, harmlessly). cocotb's main
+# (verilator.cpp) is not kept: it includes the design's Vtop.h, and a main
+# compiled for another design's ports allocates the wrong size of Vtop (the
+# whole network, whose taps add ports, corrupted the heap and aborted at exit).
+_RUNTIME = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
 
 
 def _runtime_cache(optimize, waves):
