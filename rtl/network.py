@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mvau import MatrixVectorUnit, MVAUConfig
+from .skid import SkidBuffer
 
 __all__ = ["Network"]
 
@@ -16,7 +17,8 @@ class Network(wiring.Component):
     Members
     -------
     i : In(stream.Signature(layers[0].in_layout))
-        Input elements (pixels as bit planes), ``in_beat`` per beat.
+        Input elements (pixels as bit planes), ``in_beat`` per beat, through a
+        `SkidBuffer` (registered in both directions).
     o : Out(stream.Signature(layers[-1].out_layout))
         Class scores, ``pe`` per beat.
     load : In(stream.Signature(unsigned(word_bits)))
@@ -73,7 +75,13 @@ class Network(wiring.Component):
         units = [MatrixVectorUnit(c) for c in self.layers]
         for k, unit in enumerate(units):
             m.submodules[f"layer{k}"] = unit
-        wiring.connect(m, wiring.flipped(self.i), units[0].i)
+        # Inputs enter through a skid buffer: the producer's handshake (on a board, the
+        # serial shell's state machine) stays out of the first layer's buffer enables,
+        # which were the hidden layer's critical path on ECP5 once its products moved
+        # into the DSP blocks.
+        entry = m.submodules.entry = SkidBuffer(self.layers[0].in_layout)
+        wiring.connect(m, wiring.flipped(self.i), entry.i)
+        wiring.connect(m, entry.o, units[0].i)
         for a, b in zip(units, units[1:]):
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, units[-1].o, wiring.flipped(self.o))
