@@ -26,6 +26,7 @@ from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add_s
     dim1_from_int, dim1_to_int
 from .fnt import FNT, check_fnt_length
 from .loader import engine_members, load_rows
+from .skid import SkidBuffer
 from .transpose import PingPong, Transpose
 
 __all__ = ["DFNTEngineConfig", "DFNTConvEngine"]
@@ -275,22 +276,28 @@ class DFNTConvEngine(wiring.Component):
                                  channel.eq(Mux(channel == ins - 1, 0, channel + 1))]
                     spectrum.release(use_side)
 
+        # Skid buffers on both sides of the accumulator: its stall (a finished sum
+        # waiting for the inverse transform) would otherwise reach the multiplier's
+        # and the issue stage's clock enables in the same cycle.
+        products = m.submodules.products = SkidBuffer(multiply.o.payload.shape())
+        connect(m, multiply.o, products.i)
+
         # Accumulate over input channels; the last channel's sums leave.
         sums = m.submodules.sums = memory.Memory(shape=unsigned(length * (b + 1)),
                                                  depth=outs * length, init=[])
         write = sums.write_port()
         previous = sums.read_port(transparent_for=(write,))
-        product = Signal(multiply.o.payload.shape())
+        product = Signal(products.o.payload.shape())
         held = Signal()
         result = stream.Signature(vector).create()
         where = data.View(side, product.side)
         taken = ~held | ~where.last | result.ready
-        incoming = data.View(side, multiply.o.payload.side)
-        m.d.comb += [multiply.o.ready.eq(taken),
+        incoming = data.View(side, products.o.payload.side)
+        m.d.comb += [products.o.ready.eq(taken),
                      previous.addr.eq(incoming.o * length + incoming.k2),
                      previous.en.eq(taken)]
         with m.If(taken):
-            m.d.sync += [held.eq(multiply.o.valid), product.eq(multiply.o.payload)]
+            m.d.sync += [held.eq(products.o.valid), product.eq(products.o.payload)]
         accumulated = data.View(vector, previous.data)
         total = Cat(*[Mux(where.first, product.z[j],
                           self._add(m, product.z[j], accumulated[j], f"acc{j}"))
@@ -298,7 +305,9 @@ class DFNTConvEngine(wiring.Component):
         m.d.comb += [write.addr.eq(where.o * length + where.k2), write.data.eq(total),
                      write.en.eq(held & ~where.last),
                      result.valid.eq(held & where.last), result.payload.eq(total)]
-        return result
+        finished = m.submodules.finished = SkidBuffer(vector)
+        connect(m, result, finished.i)
+        return finished.o
 
     def _add(self, m, x, y, name):
         return dim1_add_style(m, x, y, self.config.b, lambda values: values, self.config.adder,
