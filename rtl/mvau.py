@@ -326,7 +326,7 @@ class MatrixVectorUnit(wiring.Component):
     def fifo_depth(pe_latency):
         """Room for every row group between issue and the FIFO (register, PE, output
         register, encoder or scale), so issue runs at full rate: a power of two."""
-        return 1 << (pe_latency + 4).bit_length()
+        return 1 << (pe_latency + 2 + ActivationEncoder.LATENCY).bit_length()
 
     def _loader(self, m):
         """Write the load stream's words into the stores; return them by name."""
