@@ -4,6 +4,8 @@ Ports follow Amaranth's Verilog names: a stream member ``i`` becomes
 ``i__valid``, ``i__ready`` and ``i__payload`` (the payload's bits flattened).
 """
 
+import logging
+
 from cocotb.triggers import ReadOnly, RisingEdge
 
 __all__ = ["value_of", "StreamSource", "StreamSink", "exchange"]
@@ -71,18 +73,30 @@ class StreamSink:
         return got
 
 
-async def exchange(source, payloads, sink, count, taps=(), cycles=None):
+# Cycles without a transfer on either stream after which `exchange` gives up: a design
+# that loses a beat then fails with its outputs short instead of hanging the suite.
+STALL_LIMIT = 100_000
+
+
+async def exchange(source, payloads, sink, count, taps=(), cycles=None,
+                   stall_limit=STALL_LIMIT):
     """Send `payloads` through `source` while taking `count` beats from `sink` (either
     may be None) and recording every transfer on `taps` ((valid, payload, list)
     handles), all in one loop: two triggers a cycle however many streams there are,
     since cocotb's cost is per trigger. Stalls and backpressure as the source and
-    sink are configured; a beat, once offered, is held until taken.
+    sink are configured; a beat, once offered, is held until taken. Stops early
+    after `stall_limit` cycles in which neither stream moved.
 
     Returns the sink's beats; `cycles` (a list) gets the cycle of each.
     """
-    sent, got, offered, cycle = 0, [], False, 0
+    sent, got, offered, cycle, quiet = 0, [], False, 0, 0
     clk = (source or sink).clk
     while (source is not None and sent < len(payloads)) or (sink is not None and len(got) < count):
+        quiet += 1
+        if quiet > stall_limit:
+            logging.getLogger("bitfab.sim").warning("no transfer for %d cycles: %d of %d sent, %d of %d taken",
+                             stall_limit, sent, len(payloads), len(got), count)
+            break
         if source is not None and not offered:
             if sent < len(payloads) and not (source.idle and source.rng.random() < source.idle):
                 source.valid.value = 1
@@ -96,8 +110,9 @@ async def exchange(source, payloads, sink, count, taps=(), cycles=None):
             sink.ready.value = int(ready)
         await ReadOnly()
         if offered and source.ready.value:
-            sent, offered = sent + 1, False
+            sent, offered, quiet = sent + 1, False, 0
         if ready and sink.valid.value:
+            quiet = 0
             got.append(value_of(sink.payload))
             if cycles is not None:
                 cycles.append(cycle)
