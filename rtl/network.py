@@ -1,6 +1,6 @@
 """A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, ResetInserter, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -89,15 +89,21 @@ class Network(wiring.Component):
             m.d.comb += [getattr(self, f"tap{k}_valid").eq(unit.o.valid & unit.o.ready),
                          getattr(self, f"tap{k}_payload").eq(unit.o.payload)]
 
-        # Words go to the first layer still loading.
+        # Words go to the first layer still loading, through a skid buffer of their own
+        # (the producer's handshake into every layer's loader was the whole PA MLP's
+        # critical path on ECP5 once the encoders were pipelined), emptied by a
+        # restart so that no word from before it is loaded after it.
+        loading = SkidBuffer(unsigned(self.word_bits))
+        m.submodules.loading = ResetInserter(self.load_restart)(loading)
+        wiring.connect(m, wiring.flipped(self.load), loading.i)
         earlier_loaded = 1
         for unit in units:
             selected = earlier_loaded & ~unit.loaded
-            m.d.comb += [unit.load.valid.eq(self.load.valid & selected),
-                         unit.load.payload.eq(self.load.payload),
+            m.d.comb += [unit.load.valid.eq(loading.o.valid & selected),
+                         unit.load.payload.eq(loading.o.payload),
                          unit.load_restart.eq(self.load_restart)]
             with m.If(selected):
-                m.d.comb += self.load.ready.eq(unit.load.ready)
+                m.d.comb += loading.o.ready.eq(unit.load.ready)
             earlier_loaded = earlier_loaded & unit.loaded
         m.d.comb += self.loaded.eq(earlier_loaded)
         return m
