@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import connect
 
 from .dim1 import Dim1VectorMultiplier, check_dim1_width, code_shape, dim1_add_style, \
@@ -252,29 +251,16 @@ class DFNTConvEngine(wiring.Component):
         issued = Signal(vector)
         issued_side = Signal(side)
         issued_valid = Signal()
-        # The issue stage and the multiplier never stall (no ready chain into their
-        # clock enables): products land in a FIFO, and a row issues only while the
-        # FIFO has room for every product in flight (credits, as in the MVAU). Room
-        # is judged a cycle early, with one slot of margin for the row issued
-        # meanwhile.
-        products = m.submodules.products = SyncFIFOBuffered(
-            width=multiply.o.payload.shape().size,
-            depth=1 << (multiply.latency + 2).bit_length())
-        in_flight = Signal(range(products.depth + 1))
-        room = Signal()
-        fire = spectrum.full(use_side) & room
-        m.d.sync += [in_flight.eq(in_flight + fire - products.w_en),
-                     room.eq(products.level + in_flight < products.depth - 1)]
+        advance = ~issued_valid | multiply.i.ready
+        fire = spectrum.full(use_side) & advance
         read = weights.read_port()
-        m.d.comb += [read.addr.eq((out * ins + channel) * length + k2),
+        m.d.comb += [read.addr.eq((out * ins + channel) * length + k2), read.en.eq(advance),
                      multiply.i.valid.eq(issued_valid),
                      multiply.i.payload.x.eq(issued),
                      multiply.i.payload.y.eq(read.data),
-                     multiply.i.payload.side.eq(issued_side),
-                     multiply.o.ready.eq(1),
-                     products.w_en.eq(multiply.o.valid),
-                     products.w_data.eq(multiply.o.payload)]
-        m.d.sync += issued_valid.eq(fire)
+                     multiply.i.payload.side.eq(issued_side)]
+        with m.If(advance):
+            m.d.sync += issued_valid.eq(fire)
         spectra = Array(Array(column.as_value() for column in bank)
                         for bank in spectrum.banks)
         with m.If(fire):
@@ -290,22 +276,28 @@ class DFNTConvEngine(wiring.Component):
                                  channel.eq(Mux(channel == ins - 1, 0, channel + 1))]
                     spectrum.release(use_side)
 
+        # Skid buffers on both sides of the accumulator: its stall (a finished sum
+        # waiting for the inverse transform) would otherwise reach the multiplier's
+        # and the issue stage's clock enables in the same cycle.
+        products = m.submodules.products = SkidBuffer(multiply.o.payload.shape())
+        connect(m, multiply.o, products.i)
+
         # Accumulate over input channels; the last channel's sums leave.
         sums = m.submodules.sums = memory.Memory(shape=unsigned(length * (b + 1)),
                                                  depth=outs * length, init=[])
         write = sums.write_port()
         previous = sums.read_port(transparent_for=(write,))
-        product = Signal(multiply.o.payload.shape())
+        product = Signal(products.o.payload.shape())
         held = Signal()
         result = stream.Signature(vector).create()
         where = data.View(side, product.side)
         taken = ~held | ~where.last | result.ready
-        incoming = data.View(side, data.View(multiply.o.payload.shape(), products.r_data).side)
-        m.d.comb += [products.r_en.eq(taken),
+        incoming = data.View(side, products.o.payload.side)
+        m.d.comb += [products.o.ready.eq(taken),
                      previous.addr.eq(incoming.o * length + incoming.k2),
                      previous.en.eq(taken)]
         with m.If(taken):
-            m.d.sync += [held.eq(products.r_rdy), product.eq(products.r_data)]
+            m.d.sync += [held.eq(products.o.valid), product.eq(products.o.payload)]
         accumulated = data.View(vector, previous.data)
         total = Cat(*[Mux(where.first, product.z[j],
                           self._add(m, product.z[j], accumulated[j], f"acc{j}"))
@@ -313,7 +305,6 @@ class DFNTConvEngine(wiring.Component):
         m.d.comb += [write.addr.eq(where.o * length + where.k2), write.data.eq(total),
                      write.en.eq(held & ~where.last),
                      result.valid.eq(held & where.last), result.payload.eq(total)]
-        # A finished sum waiting for the inverse transform stalls only this stage.
         finished = m.submodules.finished = SkidBuffer(vector)
         connect(m, result, finished.i)
         return finished.o
