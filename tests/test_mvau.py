@@ -67,6 +67,18 @@ CASES = {
 @pytest.mark.sim
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_mvau_cocotb(tmp_path_factory, name):
+    _run_layer(tmp_path_factory, name, MatrixVectorUnit, "mvau")
+
+
+@pytest.mark.sim
+def test_network_of_one_layer_cocotb(tmp_path_factory):
+    """A layer behind the network's input and load skid buffers: `loaded` rises a
+    cycle later than the unit's own."""
+    from bitfab.rtl.network import Network
+    _run_layer(tmp_path_factory, "pa_codes", lambda config: Network([config]), "network")
+
+
+def _run_layer(tmp_path_factory, name, top, toplevel):
     kind, rows, cols, m, n, n_out, scale_bits, pe, simd = CASES[name]
     gen = torch.Generator().manual_seed(SEED)
     layer = random_layer(gen, kind, rows, cols, m, n, n_out, scale_bits=scale_bits)
@@ -76,7 +88,7 @@ def test_mvau_cocotb(tmp_path_factory, name):
     codes = torch.randint(0, high, (items, cols), generator=gen)
     [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd}])
     case = network_case(graph, [config], codes, taps=False)
-    result = run_case(MatrixVectorUnit(config), "mvau", case,
+    result = run_case(top(config), toplevel, case,
                       tmp_path_factory.getbasetemp() / "sim", SEED, (simulators() or
                       ["verilator"])[0], idle=0.3, backpressure=0.3, key=[name])
     assert result["items"] == items and result["mismatches"] == 0
