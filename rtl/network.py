@@ -22,11 +22,14 @@ class Network(wiring.Component):
     o : Out(stream.Signature(layers[-1].out_layout))
         Class scores, ``pe`` per beat.
     load : In(stream.Signature(unsigned(word_bits)))
-        Every layer's stores, layer after layer (`load_words` words in all).
+        Every layer's stores, layer after layer (`load_words` words in all),
+        through a `SkidBuffer`.
     load_restart : In(1)
-        Start loading again from the first layer's first store.
+        Start loading again from the first layer's first store; words still
+        held in the load skid buffer are dropped.
     loaded : Out(1)
-        All layers are loaded.
+        All layers are loaded: one cycle later, counted from the last word taken,
+        than a lone unit's flag (the word passes the load skid buffer first).
     tap<k>_valid, tap<k>_payload : Out
         Layer k's output as it leaves the layer (valid marks a transfer), so a
         testbench can check every layer, not only the scores.

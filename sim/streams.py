@@ -94,8 +94,9 @@ async def exchange(source, payloads, sink, count, taps=(), cycles=None,
     while (source is not None and sent < len(payloads)) or (sink is not None and len(got) < count):
         quiet += 1
         if quiet > stall_limit:
-            logging.getLogger("bitfab.sim").warning("no transfer for %d cycles: %d of %d sent, %d of %d taken",
-                             stall_limit, sent, len(payloads), len(got), count)
+            logging.getLogger("bitfab.sim").warning(
+                "no transfer for %d cycles: %d of %d sent, %d of %d taken",
+                stall_limit, sent, len(payloads), len(got), count)
             break
         if source is not None and not offered:
             if sent < len(payloads) and not (source.idle and source.rng.random() < source.idle):
