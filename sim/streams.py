@@ -18,7 +18,8 @@ def value_of(handle):
 
 
 class StreamSource:
-    """Drives ``<name>__valid/payload`` from a list, idling with probability `idle`."""
+    """Drives ``<name>__valid/payload`` from a list (through `exchange`), idling with
+    probability `idle`."""
 
     def __init__(self, dut, name, rng, idle=0.0):
         self.clk = dut.clk
@@ -28,25 +29,10 @@ class StreamSource:
         self.rng, self.idle = rng, idle
         self.valid.value = 0
 
-    async def send(self, payloads):
-        for payload in payloads:
-            while self.idle and self.rng.random() < self.idle:
-                self.valid.value = 0
-                await RisingEdge(self.clk)
-            self.valid.value = 1
-            self.payload.value = payload
-            while True:
-                await ReadOnly()
-                accepted = bool(self.ready.value)
-                await RisingEdge(self.clk)
-                if accepted:
-                    break
-        self.valid.value = 0
-
 
 class StreamSink:
-    """Takes ``<name>__payload`` transfers, holding ``ready`` low with probability
-    `backpressure`; records the cycle of each transfer."""
+    """Takes ``<name>__payload`` transfers (through `exchange`), holding ``ready`` low
+    with probability `backpressure`."""
 
     def __init__(self, dut, name, rng, backpressure=0.0):
         self.clk = dut.clk
@@ -55,22 +41,6 @@ class StreamSink:
         self.payload = getattr(dut, f"{name}__payload")
         self.rng, self.backpressure = rng, backpressure
         self.ready.value = 0
-
-    async def receive(self, count, cycles=None):
-        got = []
-        cycle = 0
-        while len(got) < count:
-            ready = not (self.backpressure and self.rng.random() < self.backpressure)
-            self.ready.value = int(ready)
-            await ReadOnly()
-            if ready and self.valid.value:
-                got.append(value_of(self.payload))
-                if cycles is not None:
-                    cycles.append(cycle)
-            await RisingEdge(self.clk)
-            cycle += 1
-        self.ready.value = 0
-        return got
 
 
 # Cycles without a transfer on either stream after which `exchange` gives up: a design
