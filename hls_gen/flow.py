@@ -150,16 +150,15 @@ def step_sim(cfg, log):
     log(f"sim: {len(pixels)} test images through the generated network in {cfg.simulator}")
     simulate(cfg, _network_verilog(cfg, configs) or Network(configs), "network",
              network_case(graph, configs, pixels),
-             plan_to_dict(configs, [l.name for l in graph.layers]), len(pixels), log,
-             optimize=len(pixels) > 100)
+             plan_to_dict(configs, [l.name for l in graph.layers]), len(pixels), log)
 
 
-def simulate(cfg, design, toplevel, case, key, images, log, optimize=False):
+def simulate(cfg, design, toplevel, case, key, images, log):
     """Run `case` on `design` in cocotb and write sim.json (mismatches, cycles, ...)."""
     from bitfab.sim.cases import run_case
     start = time.perf_counter()
     result = run_case(design, toplevel, case, Path(cfg.out) / "sim_build", cfg.seed,
-                      cfg.simulator, cfg.idle, cfg.backpressure, key=key, optimize=optimize)
+                      cfg.simulator, cfg.idle, cfg.backpressure, key=key)
     result.update(simulator=cfg.simulator, images=images,
                   seconds=round(time.perf_counter() - start, 1))
     write_result(cfg.out, "sim.json", result)

@@ -99,7 +99,7 @@ def direct_case(config, x, w, y, padding):
 
 
 def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,
-             backpressure=0.0, key=None, optimize=False):
+             backpressure=0.0, key=None):
     """Run `case` through the stream bench; returns its result (mismatches, cycles, ...).
 
     Raises, naming the seed, the first mismatch and the wave dump, if any beat differs.
@@ -115,7 +115,7 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
               "backpressure": backpressure}
     try:
         run_bench(component, toplevel, "bitfab.sim.stream_tb", params, build_root, seed, sim,
-                  key=key, optimize=optimize)
+                  key=key)
     except RuntimeError as error:
         detail = json.loads(result_path.read_text()) if result_path.exists() else {}
         raise RuntimeError(f"{error}; first mismatch: {detail.get('first_mismatch')}") from error

