@@ -2,6 +2,7 @@
 backpressure; and, in Amaranth's simulator, one beat per cycle with no stalls."""
 
 import random
+from pathlib import Path
 
 import pytest
 from amaranth.sim import Simulator
@@ -19,6 +20,22 @@ def test_skid_buffer_cocotb(tmp_path_factory):
     beats = [rng.getrandbits(13) for _ in range(3000)]
     run_vectors(SkidBuffer(13), "skid", {"inputs": beats, "outputs": beats},
                 tmp_path_factory.getbasetemp() / "sim", SEED, SIM)
+
+
+@pytest.mark.sim
+def test_a_mismatch_names_seed_index_values_and_leaves_waves(tmp_path):
+    """The failure path every bench relies on: one golden value off by one."""
+    rng = random.Random(SEED)
+    beats = [rng.getrandbits(13) for _ in range(200)]
+    wrong = beats[:57] + [beats[57] ^ 1] + beats[58:]
+    with pytest.raises(RuntimeError) as failure:
+        run_vectors(SkidBuffer(13), "skid", {"inputs": beats, "outputs": wrong},
+                    tmp_path, SEED, SIM)
+    message = str(failure.value)
+    assert (f"seed {SEED}: first mismatch at output 57: rtl {beats[57]}, golden "
+            f"{wrong[57]}") in message
+    dump = message.split("wave dump: ")[1].split(";")[0]
+    assert dump.startswith(str(tmp_path)) and Path(dump).stat().st_size > 0
 
 
 def test_full_rate_and_registered_ready():
