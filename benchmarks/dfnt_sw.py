@@ -14,6 +14,7 @@ The last line printed is one JSON object of the figures.
 """
 
 import json
+import platform
 import sys
 import time
 
@@ -36,6 +37,15 @@ def best_of(fn, runs=2):
         elapsed = time.perf_counter() - start
         best = elapsed if best is None else min(best, elapsed)
     return best, result
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor()
 
 
 def main():
@@ -72,7 +82,11 @@ def main():
               f"({t_ready:7.3f} s with weight spectra ready), {mismatches} mismatches",
               file=sys.stderr)
     summary = {
-        "benchmark": "dfnt_sw", "threads": 1, "modulus": "2^32+1", "configs": rows,
+        "benchmark": "dfnt_sw", "threads": 1, "modulus": "2^32+1",
+        # torch's integer conv2d is vectorised only where the CPU allows: figures from
+        # two hosts compare only with these two fields equal.
+        "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": _cpu_model(), "configs": rows,
         "mismatches": sum(r["mismatches"] for r in rows),
         "outputs": sum(r["outputs"] for r in rows),
         "total_s": {key: round(value, 3) for key, value in totals.items()},
