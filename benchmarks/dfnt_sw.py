@@ -84,7 +84,7 @@ def main():
     summary = {
         "benchmark": "dfnt_sw", "threads": 1, "modulus": "2^32+1",
         # torch's integer conv2d is vectorised only where the CPU allows: figures from
-        # two hosts compare only with these two fields equal.
+        # two hosts compare only where torch and cpu_capability are equal.
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu": _cpu_model(), "configs": rows,
         "mismatches": sum(r["mismatches"] for r in rows),

