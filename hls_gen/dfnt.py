@@ -13,6 +13,12 @@ F = 2^b + 1 with root 2, the golden model of the DFNT hardware:
   channels in the transform domain, one inverse transform per output tile,
   overlap-add for images larger than a tile. Exact whenever eq. 2.11 holds,
   and `check_bound` refuses a layer whose integer widths cannot guarantee it.
+
+A residue mod F is unique, so the same transforms and sums computed another way
+give the same codes: `DFNTConv.correlate`, the software DFNT, works on residues
+with exact modular matrix products (`fnt2d_residues`, `pointwise_accumulate`)
+and is checked against `DFNTConv.correlate_dim1`, which does every step in
+diminished-1 codes as the engine does.
 """
 
 import math
@@ -24,7 +30,8 @@ from .dim1 import Dim1, is_power_of_two
 from .errors import WidthOverflowError
 
 __all__ = ["DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
-           "pointwise_accumulate", "pointwise_accumulate_dim1", "check_bound",
+           "transform_matrix", "fnt2d_residues", "pointwise_accumulate",
+           "pointwise_accumulate_dim1", "check_bound", "WeightSpectra",
            "DFNTConv", "dfnt_conv2d", "engine_layer", "engine_load_codes", "engine_input_rows",
            "engine_output_rows"]
 
@@ -92,33 +99,185 @@ def pointwise_accumulate_dim1(x, w, dim1):
     return total
 
 
-def _mulmod_sum(a, b, modulus):
-    """(a @ b) mod F for residues a, b < 2^33, exact: 17-bit limbs in float64 (each limb
-    product sum < 2^53 while the inner dimension is < 2^19) and 2^32 = -1 for b = 32.
-    """
-    shift = 17
-    limb = (1 << shift) - 1
-    ah, al = (a >> shift).double(), (a & limb).double()
-    bh, bl = (b >> shift).double(), (b & limb).double()
-    high = torch.matmul(ah, bh).long() % modulus
-    middle = (torch.matmul(ah, bl).long() + torch.matmul(al, bh).long()) % modulus
-    low = torch.matmul(al, bl).long() % modulus
-    return (((high << shift) % modulus << shift) + (middle << shift) + low) % modulus
+# float64 holds every integer of magnitude up to 2^53: a matrix product of integers
+# is exact while each of its sums stays there (the order of the additions, and
+# fused multiply-adds, change nothing).
+_EXACT = 1 << 53
+
+
+# The reductions below work in place, on int64 tensors their callers own: a fresh
+# tensor of this size costs more in page faults than the arithmetic on it.
+def _fold(x, bound, dim1):
+    """Same residues, smaller: high * 2^b + low = low - high (2^b = -1). |x| <= bound
+    in, x (folded) and its bound out."""
+    high = x >> dim1.b
+    x &= dim1.mask
+    x -= high
+    return x, (1 << dim1.b) + (bound >> dim1.b) + 1
+
+
+def _reduced(x, bound, dim1):
+    """Fold until |x| <= 2^(b+2), the form residues travel in between the steps here."""
+    while bound > 1 << (dim1.b + 2):
+        x, bound = _fold(x, bound, dim1)
+    return x, bound
+
+
+def _add_modulus_if_negative(x, dim1):
+    sign = x >> 63                                              # -1 where negative
+    sign &= dim1.modulus
+    x += sign
+
+
+def _canonical(x, bound, dim1):
+    """Residues 0..2^b of x, |x| <= bound < 2^63."""
+    x, bound = _fold(*_reduced(x, bound, dim1), dim1)          # now -4 <= x < 2^b + 4
+    _add_modulus_if_negative(x, dim1)                          # 0 <= x < F + 3
+    x -= dim1.modulus
+    _add_modulus_if_negative(x, dim1)
+    return x
+
+
+def _digits(m, terms, x_bound, dim1):
+    """A matrix of residues (int64, 0..2^b), centred in -(F-1)/2..(F-1)/2 and cut into
+    balanced base-2^s digits (float64, lowest first), s as wide as keeps a product
+    of `terms` terms with |x| <= x_bound exact. Returns (s, digits)."""
+    limit = (_EXACT - 1) // (x_bound * terms)
+    if limit < 2:
+        raise ValueError(f"{terms} terms of up to {x_bound} are too many for exact "
+                         f"float64 products")
+    shift = limit.bit_length()                                    # 2^(s-1) <= limit
+    half = 1 << (shift - 1)
+    m = torch.where(m > dim1.modulus // 2, m - dim1.modulus, m)
+    digits = []
+    while not digits or bool(m.any()):
+        digit = m + half
+        digit &= (1 << shift) - 1
+        digit -= half                                             # -half <= digit < half
+        digits.append(digit.double())
+        m -= digit
+        m >>= shift
+    return shift, digits
+
+
+def _shifted(x, bound, shift, dim1):
+    """x * 2^shift, reduced between steps short enough not to overflow int64."""
+    while shift:
+        step = min(shift, 62 - bound.bit_length())
+        x <<= step
+        x, bound = _reduced(x, bound << step, dim1)
+        shift -= step
+    return x, bound
+
+
+def _mod_matmul(x, x_bound, shift, digits, dim1):
+    """(x @ M) mod F for float64 integers x, |x| <= x_bound, and M given by its
+    `_digits` (made for at least this x_bound): the int64 result, |.| <= 2^(b+2), and
+    its bound. The digits' products are added highest first, Horner's way."""
+    part_bound = x_bound * (1 << (shift - 1)) * digits[0].shape[-2]
+    product, total, bound = None, None, 0
+    for digit in reversed(digits):
+        product = torch.matmul(x, digit, out=product)
+        part, bound_k = _reduced(product.long(), part_bound, dim1)
+        if total is None:
+            total, bound = part, bound_k
+        else:
+            total, bound = _shifted(total, bound, shift, dim1)
+            total += part
+            total, bound = _reduced(total, bound + bound_k, dim1)
+    return total, bound
+
+
+def _as_float(x):
+    """int64 -> float64 (exact below 2^53), contiguous, in one pass."""
+    return x.to(torch.float64, memory_format=torch.contiguous_format)
+
+
+def transform_matrix(dim1, length, inverse=False):
+    """The L x L matrix of eq. 2.4 (eq. 2.9 with its 1/L when `inverse`) as residues:
+    entry (k, n) is a^(kn) with a = 2^(2b/L), a^-1 for the inverse. Symmetric."""
+    check_length(dim1, length)
+    f = dim1.modulus
+    root = pow(2, 2 * dim1.b // length, f)
+    scale = 1
+    if inverse:
+        root, scale = pow(root, -1, f), pow(length, -1, f)
+    return torch.tensor([[scale * pow(root, k * n, f) % f for n in range(length)]
+                         for k in range(length)], dtype=torch.int64)
+
+
+def _fnt2d(x, bound, dim1, inverse=False):
+    """Eq. 2.10 as exact modular matrix products over the last two dimensions, on int64
+    x with |x| <= bound <= 2^(b+2): each pass transforms the columns and transposes
+    (T is symmetric), so two give T X T. Returns (result, its bound)."""
+    length = x.shape[-1]
+    if x.shape[-2] != length:
+        raise ValueError(f"want square L x L tiles, not {tuple(x.shape[-2:])}")
+    matrix = transform_matrix(dim1, length, inverse)
+    for _ in range(2):
+        shift, digits = _digits(matrix, length, bound, dim1)
+        flat, bound = _mod_matmul(_as_float(x.transpose(-1, -2)).reshape(-1, length), bound,
+                                  shift, digits, dim1)
+        x = flat.reshape(x.shape)
+    return x, bound
+
+
+def fnt2d_residues(values, dim1, inverse=False):
+    """The residues (0..2^b) of `fnt2d` on the codes of `values` (any int64 integers,
+    |values| < 2^63), computed as exact modular matrix products: the software DFNT's
+    transform."""
+    if dim1.b > 32:
+        raise ValueError(f"tensors are limited to b <= 32, not b={dim1.b}")
+    x = values.to(torch.int64, copy=True)
+    bound = max(1, int(x.abs().max())) if x.numel() else 1
+    y, bound = _fnt2d(*_reduced(x, bound, dim1), dim1, inverse)
+    return _canonical(y, bound, dim1)
+
+
+def _per_bin(x):
+    """(..., C, L, L) -> (L*L, B, C) float64, B the product of the leading dimensions:
+    one matrix per frequency bin, contiguous (a batched matmul over a permuted view
+    ran 25x slower than over a contiguous copy)."""
+    channels, rows, cols = x.shape[-3:]
+    return _as_float(x.reshape(-1, channels, rows * cols).permute(2, 0, 1))
+
+
+@dataclass(frozen=True)
+class WeightSpectra:
+    """A layer's transformed weights, ready for `DFNTConv.correlate`: per frequency bin
+    a (C, O) matrix of residues as its `_digits`, made for inputs |x| <= x_bound."""
+
+    length: int
+    out_channels: int
+    x_bound: int
+    shift: int
+    digits: tuple
+
+    @classmethod
+    def of(cls, residues, dim1):
+        """From (O, C, L, L) residues 0..2^b, for inputs reduced to 2^(b+2)."""
+        out_channels, channels, length = residues.shape[:3]
+        per_bin = residues.reshape(out_channels, channels, length * length).permute(2, 1, 0)
+        x_bound = 1 << (dim1.b + 2)
+        shift, digits = _digits(per_bin.contiguous(), channels, x_bound, dim1)
+        return cls(length, out_channels, x_bound, shift, tuple(digits))
+
+    def accumulate(self, xs, x_bound, dim1):
+        """Per bin, the products with (bins, B, C) inputs summed over the channels:
+        (bins, B, O) and its bound."""
+        if x_bound > self.x_bound:
+            raise ValueError(f"inputs up to {x_bound}, the spectra were cut for {self.x_bound}")
+        return _mod_matmul(xs, x_bound, self.shift, self.digits, dim1)
 
 
 def pointwise_accumulate(x, w, dim1):
-    """Same result as `pointwise_accumulate_dim1`, computed as one exact modular
-    matrix product per frequency bin (the residue of a sum is unique, so the codes
-    are identical); this is the fast path of the software DFNT.
+    """Same result as `pointwise_accumulate_dim1`, computed as one exact modular matrix
+    product per frequency bin (the residue of a sum is unique); codes in, codes out.
     """
-    if x.shape[-3] >= 1 << 19:
-        raise ValueError(f"at most {(1 << 19) - 1} input channels, not {x.shape[-3]}")
-    lead, (channels, rows, cols) = x.shape[:-3], x.shape[-3:]
-    # Contiguous per bin: a batched matmul over the permuted views ran 25x slower than
-    # over contiguous copies (0.8 s -> 0.03 s per limb product, plus one copy).
-    xs = dim1.decode(x).reshape(-1, channels, rows * cols).permute(2, 0, 1).contiguous()
-    ws = dim1.decode(w).reshape(w.shape[0], channels, rows * cols).permute(2, 1, 0).contiguous()
-    ys = _mulmod_sum(xs, ws, dim1.modulus)                                     # (bins, B, O)
+    lead, (rows, cols) = x.shape[:-3], x.shape[-2:]
+    spectra = WeightSpectra.of(dim1.decode(w), dim1)
+    ys, bound = spectra.accumulate(_per_bin(dim1.decode(x)), dim1.modulus, dim1)
+    ys = _canonical(ys, bound, dim1)
     return dim1.encode(ys.permute(1, 2, 0).reshape(*lead, w.shape[0], rows, cols))
 
 
@@ -203,11 +362,19 @@ class DFNTConv:
                                  f"outside the declared signed {bits}-bit range {lo}..{hi}")
 
     def weights(self, w, length):
-        """Transform the (O, C, k, k) weights once: flipped (correlation), zero-padded."""
+        """Transform the (O, C, k, k) weights once, flipped (correlation) and zero-padded,
+        with the diminished-1 butterflies: the codes the engine loads."""
         dim1 = self.dim1
-        flipped = w.long().flip(-1, -2)
-        padded = torch.nn.functional.pad(flipped, (0, length - self.kernel, 0, length - self.kernel))
-        return fnt2d(dim1.encode(padded), dim1)
+        return fnt2d(dim1.encode(self._padded_kernels(w, length)), dim1)
+
+    def spectra(self, w, length):
+        """The same transform as `weights`, for the software DFNT (`correlate`)."""
+        return WeightSpectra.of(fnt2d_residues(self._padded_kernels(w, length), self.dim1),
+                                self.dim1)
+
+    def _padded_kernels(self, w, length):
+        padded = (0, length - self.kernel, 0, length - self.kernel)
+        return torch.nn.functional.pad(w.long().flip(-1, -2), padded)
 
     def __call__(self, x, w):
         if x.dim() != 4 or w.dim() != 4:
@@ -219,33 +386,65 @@ class DFNTConv:
                              f"got x {tuple(x.shape)}, w {tuple(w.shape)}")
         self.check_data("x", x, self.x_bits)
         self.check_data("w", w, self.w_bits)
-        dim1, k = self.dim1, self.kernel
-        # The tiles cover the unpadded image; the full linear convolution they give
-        # holds every output for a padding up to k - 1 (more is explicit zeros).
+        x, pad = self._padded(x)
+        length = self.transform_length(*x.shape[-2:])
+        return self._crop(self.correlate(x, self.spectra(w, length)), x, pad)
+
+    def _padded(self, x):
+        """The tiles cover the unpadded image; the full linear convolution they give holds
+        every output for a padding up to k - 1, so only more is added as zeros. Returns
+        the image and the padding left to cut."""
+        k = self.kernel
         extra = max(0, self.padding - (k - 1))
         x = torch.nn.functional.pad(x.long(), (extra,) * 4)
         pad = self.padding - extra
-        n, c, height, width = x.shape
+        height, width = x.shape[-2:]
         if min(height, width) + 2 * pad < k:
             raise ValueError(f"padded image {height + 2 * pad}x{width + 2 * pad} is smaller than "
                              f"the {k}x{k} kernel")
-        length = self.transform_length(height, width)
-        return self.correlate(x, self.weights(w, length), length)[
-            :, :, k - 1 - pad:height + pad, k - 1 - pad:width + pad]
+        return x, pad
 
-    def correlate(self, x, spectra_w, length, pointwise=pointwise_accumulate):
-        """Full linear convolution of x with the flipped kernels whose transform is
-        `spectra_w` (see `weights`): (N, O, H + k - 1, W + k - 1)."""
-        dim1, k = self.dim1, self.kernel
-        n, c, height, width = x.shape
+    def _crop(self, full, x, pad):
+        k, (height, width) = self.kernel, x.shape[-2:]
+        return full[:, :, k - 1 - pad:height + pad, k - 1 - pad:width + pad]
+
+    def correlate(self, x, spectra):
+        """Full linear convolution of x (N, C, H, W) with the flipped kernels whose
+        transform is `spectra` (see `spectra`): (N, O, H + k - 1, W + k - 1)."""
+        dim1, length = self.dim1, spectra.length
+        tiles, geometry = self._tile(x, length)                       # (N, R, Q, C, L, L)
+        bound = max(1, int(tiles.abs().max())) if tiles.numel() else 1
+        xs, bound = _fnt2d(*_reduced(tiles, bound, dim1), dim1)
+        ys, bound = spectra.accumulate(_per_bin(xs), bound, dim1)    # (bins, N*R*Q, O)
+        ys = ys.permute(1, 2, 0).reshape(*tiles.shape[:3], spectra.out_channels, length, length)
+        pieces, bound = _fnt2d(ys, bound, dim1, inverse=True)
+        pieces = _canonical(pieces, bound, dim1)
+        pieces = torch.where(pieces > dim1.modulus // 2, pieces - dim1.modulus, pieces)
+        return self._overlap_add(pieces, x, length, geometry)
+
+    def correlate_dim1(self, x, w, length):
+        """`correlate` with every step in diminished-1 codes, as the engine computes:
+        the butterflies of `fnt2d` and the multiply-accumulate of
+        `pointwise_accumulate_dim1`. Slow; the reference for `correlate`."""
+        dim1 = self.dim1
+        tiles, geometry = self._tile(x, length)
+        spectra = pointwise_accumulate_dim1(fnt2d(dim1.encode(tiles), dim1),
+                                            self.weights(w, length), dim1)
+        return self._overlap_add(dim1.decode_signed(ifnt2d(spectra, dim1)), x, length, geometry)
+
+    def _tile(self, x, length):
+        """(N, R, Q, C, L, L) tiles of T = L - k + 1 rows and columns, zero-extended."""
+        k = self.kernel
         tile = length - k + 1
-        rows, cols = math.ceil(height / tile), math.ceil(width / tile)
-        tiles = torch.nn.functional.pad(_tiles(x, tile, rows, cols), (0, k - 1, 0, k - 1))
-        # tiles: (N, R, Q, C, L, L)
-        spectra = pointwise(fnt2d(dim1.encode(tiles), dim1), spectra_w, dim1)
-        pieces = dim1.decode_signed(ifnt2d(spectra, dim1))                # (N, R, Q, O, L, L)
-        # Overlap-add: each tile's full linear convolution lands at its own offset.
-        full = torch.zeros(n, spectra_w.shape[0], rows * tile + k - 1, cols * tile + k - 1,
+        rows, cols = math.ceil(x.shape[-2] / tile), math.ceil(x.shape[-1] / tile)
+        return torch.nn.functional.pad(_tiles(x.long(), tile, rows, cols),
+                                       (0, k - 1, 0, k - 1)), (tile, rows, cols)
+
+    def _overlap_add(self, pieces, x, length, geometry):
+        """Each tile's full linear convolution (N, R, Q, O, L, L) added at its offset."""
+        k, (tile, rows, cols) = self.kernel, geometry
+        n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+        full = torch.zeros(n, pieces.shape[3], rows * tile + k - 1, cols * tile + k - 1,
                            dtype=torch.int64)
         for r in range(rows):
             for q in range(cols):

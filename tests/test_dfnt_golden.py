@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bitfab.hls_gen.dfnt import (DFNTBoundError, DFNTConv, check_bound, dfnt_conv2d, fnt,
-                                 fnt2d, ifnt, ifnt2d, pointwise_accumulate,
+                                 fnt2d, fnt2d_residues, ifnt, ifnt2d, pointwise_accumulate,
                                  pointwise_accumulate_dim1)
 from bitfab.hls_gen.dim1 import Dim1
 
@@ -114,6 +114,38 @@ def test_fnt_equals_its_definition_and_inverts(b):
         length *= 2
     image = torch.randint(0, f, (2, 8, 8), generator=generator)
     assert torch.equal(dim1.decode(ifnt2d(fnt2d(dim1.encode(image), dim1), dim1)), image)
+
+
+@pytest.mark.parametrize("b", [4, 8, 16, 32])
+def test_residue_transform_equals_the_butterflies(b):
+    """The software DFNT's matrix-product transform gives the residues of the
+    diminished-1 butterflies, forward and inverse, at every length, zeros included."""
+    dim1 = Dim1(b)
+    generator = torch.Generator().manual_seed(SEED + b)
+    length = 2
+    while length <= 2 * b:
+        x = torch.randint(0, dim1.modulus, (3, length, length), generator=generator)
+        x[0, 0] = 0
+        x[1] = 0
+        x[2, :, -1] = dim1.modulus - 1
+        for inverse in (False, True):
+            want = dim1.decode(fnt2d(dim1.encode(x), dim1, inverse))
+            assert torch.equal(fnt2d_residues(x, dim1, inverse), want), (b, length, inverse)
+        length *= 2
+    assert torch.equal(fnt2d_residues(fnt2d_residues(x, dim1), dim1, inverse=True), x)
+
+
+@pytest.mark.parametrize("k,size,length,b,bits", [(3, 9, 8, 32, 8), (5, 11, 8, 32, 8),
+                                                  (3, 7, 4, 16, 4), (2, 6, 16, 8, 2)])
+def test_software_dfnt_equals_the_dim1_computation(k, size, length, b, bits):
+    """`correlate` (residues, matrix products) against `correlate_dim1` (every step in
+    diminished-1 codes, the engine's arithmetic), several tiles overlap-added."""
+    generator = torch.Generator().manual_seed(SEED + size)
+    x, w = _random_layer(generator, 2, 2, 3, k, size, bits)
+    layer = DFNTConv(channels=2, kernel=k, b=b, x_bits=bits, w_bits=bits, length=length)
+    fast = layer.correlate(x, layer.spectra(w, length))
+    assert torch.equal(fast, layer.correlate_dim1(x, w, length))
+    assert torch.equal(fast, torch.nn.functional.conv2d(x, w, padding=k - 1))
 
 
 def _random_layer(generator, n, c, o, k, size, bits):
