@@ -16,8 +16,9 @@ F = 2^b + 1 with root 2, the golden model of the DFNT hardware:
 
 A residue mod F is unique, so the same transforms and sums computed another way
 give the same codes: `DFNTConv.correlate`, the software DFNT, works on residues
-with exact modular matrix products (`fnt2d_residues`, `pointwise_accumulate`)
-and is checked against `DFNTConv.correlate_dim1`, which does every step in
+with exact modular matrix products in float64 (`fnt2d_residues` and
+`pointwise_accumulate` expose its transform and its channel sums) and is
+checked against `DFNTConv.correlate_dim1`, which does every step in
 diminished-1 codes as the engine does.
 """
 
