@@ -125,6 +125,27 @@ def test_default_folding_balances_the_layers():
         {"pe": 2, "simd": 64}]
 
 
+def test_estimate_follows_nextpnr_on_the_digits_pa_mlp():
+    """The plan's estimate against nextpnr's figures for the demo's PA MLP bitstream
+    (ULX3S 85F, `pytest -m slow tests/test_build.py` on 2026-11-24: 15,373 LUTs,
+    19,558 FFs, 36 DP16KD, 80 MULT18X18D, the serial shell included). Memories and
+    DSPs are exact; LUTs and FFs within a fifth: an estimate well under the build
+    would let a plan that cannot fit reach synthesis."""
+    common = dict(m=4, n_in=5, front="and", coef_bits=16, word_bits=32)
+    configs = [
+        MVAUConfig(rows=128, cols=64, pe=1, simd=64, acc_bits=25, output="codes", n_out=5,
+                   threshold_bits=25, in_beat=8, **common),
+        MVAUConfig(rows=128, cols=128, pe=2, simd=64, acc_bits=24, output="codes", n_out=5,
+                   threshold_bits=24, in_beat=1, **common),
+        MVAUConfig(rows=10, cols=128, pe=1, simd=16, acc_bits=24, output="scores", n_out=1,
+                   logit_bits=24, in_beat=2, **common),
+    ]
+    total = check_fit(configs, board("ulx3s-85f"))["total"]
+    assert (total["brams"], total["dsps"]) == (36, 80)
+    assert 0.8 <= total["luts"] / 15373 <= 1.2, total
+    assert 0.8 <= total["ffs"] / 19558 <= 1.2, total
+
+
 def test_plan_too_big_for_the_board_is_refused():
     configs = fold([MVAUConfig(rows=128, cols=64, m=4, n_in=5, n_out=5),
                     MVAUConfig(rows=10, cols=128, m=4, n_in=5, output="scores")])
