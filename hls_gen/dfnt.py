@@ -124,6 +124,12 @@ def _reduced(x, bound, dim1):
     return x, bound
 
 
+def _reduced_input(x, dim1):
+    """`_reduced` for integers of unknown size (|x| < 2^63), their bound measured."""
+    bound = max(1, int(x.abs().max())) if x.numel() else 1
+    return _reduced(x, bound, dim1)
+
+
 def _add_modulus_if_negative(x, dim1):
     sign = x >> 63                                              # -1 where negative
     sign &= dim1.modulus
@@ -149,7 +155,7 @@ def _digits(m, terms, x_bound, dim1):
                          f"float64 products")
     shift = limit.bit_length()                                    # 2^(s-1) <= limit
     half = 1 << (shift - 1)
-    m = torch.where(m > dim1.modulus // 2, m - dim1.modulus, m)
+    m = dim1.centred(m)
     digits = []
     while not digits or bool(m.any()):
         digit = m + half
@@ -229,9 +235,7 @@ def fnt2d_residues(values, dim1, inverse=False):
     transform."""
     if dim1.b > 32:
         raise ValueError(f"tensors are limited to b <= 32, not b={dim1.b}")
-    x = values.to(torch.int64, copy=True)
-    bound = max(1, int(x.abs().max())) if x.numel() else 1
-    y, bound = _fnt2d(*_reduced(x, bound, dim1), dim1, inverse)
+    y, bound = _fnt2d(*_reduced_input(values.to(torch.int64, copy=True), dim1), dim1, inverse)
     return _canonical(y, bound, dim1)
 
 
@@ -414,13 +418,11 @@ class DFNTConv:
         transform is `spectra` (see `spectra`): (N, O, H + k - 1, W + k - 1)."""
         dim1, length = self.dim1, spectra.length
         tiles, geometry = self._tile(x, length)                       # (N, R, Q, C, L, L)
-        bound = max(1, int(tiles.abs().max())) if tiles.numel() else 1
-        xs, bound = _fnt2d(*_reduced(tiles, bound, dim1), dim1)
+        xs, bound = _fnt2d(*_reduced_input(tiles, dim1), dim1)
         ys, bound = spectra.accumulate(_per_bin(xs), bound, dim1)    # (bins, N*R*Q, O)
         ys = ys.permute(1, 2, 0).reshape(*tiles.shape[:3], spectra.out_channels, length, length)
         pieces, bound = _fnt2d(ys, bound, dim1, inverse=True)
-        pieces = _canonical(pieces, bound, dim1)
-        pieces = torch.where(pieces > dim1.modulus // 2, pieces - dim1.modulus, pieces)
+        pieces = dim1.centred(_canonical(pieces, bound, dim1))
         return self._overlap_add(pieces, x, length, geometry)
 
     def correlate_dim1(self, x, w, length):

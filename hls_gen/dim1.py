@@ -90,7 +90,10 @@ class Dim1:
 
     def decode_signed(self, code):
         """Code -> the residue's representative in -(2^b)/2 .. 2^b / 2 (eq. 2.11's range)."""
-        residue = self.decode(code)
+        return self.centred(self.decode(code))
+
+    def centred(self, residue):
+        """Residue 0..2^b -> its representative in -(2^b)/2 .. 2^b / 2."""
         return _where(residue > self.modulus // 2, residue - self.modulus, residue)
 
     # -- Algorithm 1 -------------------------------------------------------------------
