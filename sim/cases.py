@@ -104,7 +104,7 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
 
     Raises, naming the seed, the first mismatch and the wave dump, if any beat differs.
     """
-    build_root = Path(build_root)
+    build_root = Path(build_root).resolve()   # the simulator runs elsewhere
     build_root.mkdir(parents=True, exist_ok=True)
     tag = f"{toplevel}_{seed}_{random.Random(json.dumps(case['words'][:64])).getrandbits(32):08x}"
     case_path = build_root / f"case_{tag}.json"

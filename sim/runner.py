@@ -65,7 +65,8 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     _use_simulator(sim)
     key = hashlib.sha1(json.dumps([toplevel, params if key is None else key],
                                   sort_keys=True).encode()).hexdigest()[:12]
-    build_dir = Path(build_root) / f"{sim}_{toplevel}_{key}"
+    # Absolute: the simulator's tools run in other directories (`bitfab build --out b`).
+    build_dir = Path(build_root).resolve() / f"{sim}_{toplevel}_{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{toplevel}.v"
     text = component if isinstance(component, str) else verilog.convert(component, name=toplevel)

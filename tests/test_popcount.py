@@ -49,6 +49,17 @@ def test_popcount_cocotb(tmp_path_factory, sim, width, front, stages):
         pytest.fail(f"{sim} {params} seed={SEED}: {error}")
 
 
+@pytest.mark.sim
+def test_bench_in_a_relative_directory(tmp_path, monkeypatch):
+    """`bitfab build --out b` hands the runner a relative path; the simulator's tools run
+    in other directories, so it must still find its sources."""
+    monkeypatch.chdir(tmp_path)
+    params = {"width": 3, "front": "xnor", "stages": 1, "vectors": 200}
+    run_bench(PopcountTree(3, Front.XNOR, 1), "popcount_tree", "bitfab.sim.popcount_tb",
+              params, "sim", seed=SEED)
+    assert list(tmp_path.glob("sim/verilator_popcount_tree_*/popcount_tree.v"))
+
+
 class _ICE40:
     """Stands in for an iCE40 platform: `count_ones` builds the plain adder tree there."""
     family = "iCE40"
