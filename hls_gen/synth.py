@@ -7,6 +7,8 @@ oscillator and the clock is constrained there, so nextpnr routes for it.
 
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,8 +19,9 @@ from bitfab.rtl.shell import SerialShell
 
 from .errors import BitfabError
 
-__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report", "PLAIN_ABC",
-           "free_chain_ends", "run_plan", "NEXTPNR_OPTS", "nextpnr_opts"]
+__all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report",
+           "yosys_flip_flops", "PLAIN_ABC", "free_chain_ends", "run_plan", "NEXTPNR_OPTS",
+           "nextpnr_opts"]
 
 BAUD = 115200
 
@@ -99,6 +102,17 @@ def parse_nextpnr_report(path, board):
             "clock_constraint_mhz": round(clock["constraint"], 2)}
 
 
+def yosys_flip_flops(log):
+    """Flip-flops in the last cell statistics of a yosys log (its last ``=== ... ===``
+    section, the design hierarchy's totals when there is one): the sum over the
+    flip-flop cells, SB_DFF* on iCE40, TRELLIS_FF on ECP5."""
+    stats = Path(log).read_text(errors="replace").split("\n=== ")[-1]
+    counts = re.findall(r"^\s+(\d+)\s+(?:SB_DFF\w*|TRELLIS_FF)\s*$", stats, re.MULTILINE)
+    if not counts:
+        raise BitfabError(f"{log}: no flip-flop count in yosys's cell statistics")
+    return sum(map(int, counts))
+
+
 def free_chain_ends(netlist):
     """Open the carry ports yosys tied off at the ends of `bitfab.rtl.carry.Chain`s in a
     yosys JSON netlist (in place): CIN of each chain's first CCU2C, COUT of its last.
@@ -137,7 +151,17 @@ def run_plan(plan, build_dir, name):
     if script in plan.files and yosys in plan.files[script] and "NEXTPNR_ECP5" in plan.files[script]:
         step = f'"{sys.executable}" -m bitfab.hls_gen.synth free-chain-ends {name}.json\n'
         plan.files[script] = plan.files[script].replace(yosys, yosys + step)
-    return plan.execute_local(str(build_dir))
+    try:
+        return plan.execute_local(str(build_dir))
+    except subprocess.CalledProcessError as error:
+        # The tools wrote their reasons to their logs (yosys: .rpt, nextpnr: .tim).
+        lines = [line.strip() for log in (f"{name}.rpt", f"{name}.tim")
+                 if (Path(build_dir) / log).exists()
+                 for line in (Path(build_dir) / log).read_text(errors="replace").splitlines()
+                 if line.startswith("ERROR")]
+        raise BitfabError(f"the toolchain failed (exit status {error.returncode}) in "
+                          f"{build_dir}: " + ("; ".join(lines) or f"see {name}.rpt and "
+                                              f"{name}.tim there")) from None
 
 
 def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=None):
@@ -145,7 +169,8 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=No
     `overrides` go to `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only); `router` is
     nextpnr's (``"router1"``, its default, or ``"router2"``).
 
-    Returns nextpnr's figures (`parse_nextpnr_report`) plus the bitstream path."""
+    Returns nextpnr's figures (`parse_nextpnr_report`; flip-flops from yosys where
+    nextpnr does not count them) plus the bitstream path."""
     use_yowasp()
     platform = board.platform_class()()
     build_dir = Path(out_dir) / "build"
@@ -161,6 +186,8 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=No
     if not bitstream.exists():
         raise BitfabError(f"the toolchain finished but wrote no {bitstream}")
     figures = parse_nextpnr_report(build_dir / "report.json", board)
+    if "ffs" not in board.bels:
+        figures["ffs"] = yosys_flip_flops(build_dir / "bitfab.rpt")
     figures.update(bitstream=str(bitstream), build_seconds=round(time.perf_counter() - start, 1))
     return figures
 

@@ -93,3 +93,37 @@ def test_nextpnr_options(monkeypatch):
     monkeypatch.setenv("BITFAB_NEXTPNR_OPTS", "--seed 7")
     assert nextpnr_opts("router2") == ("--report report.json --timing-allow-fail "
                                        "--router router2 --seed 7")
+
+
+def test_a_toolchain_failure_names_the_tools_errors(tmp_path):
+    """nextpnr (or yosys) failing ends the build with their ERROR lines, not a
+    subprocess traceback."""
+    from amaranth.build.run import BuildPlan
+
+    from bitfab.hls_gen.synth import run_plan
+    plan = BuildPlan("build_bitfab")
+    plan.add_file("build_bitfab.sh",
+                  "echo 'Info: placing' > bitfab.tim\n"
+                  "echo \"ERROR: Unable to place cell 'x', no BELs remaining\" >> bitfab.tim\n"
+                  "exit 1\n")
+    with pytest.raises(BitfabError, match=r"the toolchain failed \(exit status 1\) in .*: "
+                                          r"ERROR: Unable to place cell 'x', no BELs remaining$"):
+        run_plan(plan, tmp_path, "bitfab")
+
+
+def test_flip_flops_come_from_yosys_s_last_statistics(tmp_path):
+    """On iCE40 nextpnr counts logic cells, not flip-flops: the report takes them from
+    the design hierarchy's totals in yosys's log, summed over the SB_DFF kinds."""
+    from bitfab.hls_gen.synth import yosys_flip_flops
+    module = ("=== bitfab ===\n\n     2027   SB_LUT4\n      139   SB_DFF\n"
+              "     1316   SB_DFFESR\n")
+    hierarchy = ("=== design hierarchy ===\n\n       37 bitfab\n      290   SB_CARRY\n"
+                 "      139   SB_DFF\n       63   SB_DFFE\n     1316   SB_DFFESR\n"
+                 "      568   SB_DFFSR\n     2027   SB_LUT4\n")
+    log = tmp_path / "bitfab.rpt"
+    log.write_text("2.50. Printing statistics.\n\n" + module + "\n" + hierarchy +
+                   "\n2.51. Executing CHECK pass.\n")
+    assert yosys_flip_flops(log) == 139 + 63 + 1316 + 568
+    log.write_text("no statistics here\n")
+    with pytest.raises(BitfabError, match="no flip-flop count"):
+        yosys_flip_flops(log)
