@@ -114,6 +114,23 @@ class MVAUConfig:
         """Cycles to compute one vector, once its input is buffered."""
         return self.groups * self.folds
 
+    def processing_element(self):
+        """One of the unit's `pe` processing elements."""
+        return PAProcessingElement(m=self.m, n=self.n_in, simd=self.simd, front=self._front,
+                                   coef_bits=self.coef_bits, acc_bits=self.acc_bits)
+
+    @property
+    def _front(self):
+        return Front.AND if self.front == "and" else Front.XNOR
+
+    @property
+    def fifo_depth(self):
+        """The output FIFO: room for every row group between issue and the FIFO
+        (register, PE, output register, encoder or scale), so issue runs at full
+        rate; a power of two."""
+        latency = self.processing_element().latency
+        return 1 << (latency + 2 + ActivationEncoder.LATENCY).bit_length()
+
     @property
     def in_layout(self):
         return data.ArrayLayout(unsigned(self.n_in), self.in_beat)
@@ -231,14 +248,11 @@ class MatrixVectorUnit(wiring.Component):
         # the encoder never stall (no clock-enable fanout, no ready chain across
         # layers): a fold issues only while the output FIFO has room for every
         # row group already in flight (credits).
-        front = Front.AND if cfg.front == "and" else Front.XNOR
-        pes = [PAProcessingElement(m=cfg.m, n=cfg.n_in, simd=cfg.simd, front=front,
-                                   coef_bits=cfg.coef_bits, acc_bits=cfg.acc_bits)
-               for _ in range(cfg.pe)]
+        pes = [cfg.processing_element() for _ in range(cfg.pe)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=cfg.out_layout.size,
-                                                   depth=self.fifo_depth(pes[0].latency))
+                                                   depth=cfg.fifo_depth)
         in_flight = Signal(range(fifo.depth + 1))
         address = Signal(range(cfg.cycles))
         fold = Signal(range(cfg.folds))
@@ -321,12 +335,6 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
         return m
-
-    @staticmethod
-    def fifo_depth(pe_latency):
-        """Room for every row group between issue and the FIFO (register, PE, output
-        register, encoder or scale), so issue runs at full rate: a power of two."""
-        return 1 << (pe_latency + 2 + ActivationEncoder.LATENCY).bit_length()
 
     def _loader(self, m):
         """Write the load stream's words into the stores; return them by name."""
