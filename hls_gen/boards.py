@@ -13,7 +13,11 @@ class Board:
     """A dev board: where its platform lives, what its FPGA holds, how nextpnr names it.
 
     `resources` maps luts/ffs/brams/dsps to the device's totals; `bels` maps
-    the same keys to nextpnr's cell names in ``--report`` utilization.
+    the same keys to nextpnr's cell names in ``--report`` utilization. On
+    iCE40 a logic cell holds a LUT and a flip-flop: ``luts`` counts cells
+    (ICESTORM_LC), and flip-flops, which nextpnr does not count apart, come
+    from yosys's cell statistics (`yosys_flip_flops`); products are logic there (synth_ice40 runs
+    without ``-dsp``: the UP5K's 8 MAC16s are fewer than one PA layer's M x N).
     """
 
     name: str
@@ -22,16 +26,21 @@ class Board:
     resources: dict
     bels: dict
     clock_mhz: float          # the design's clock, from a PLL off the board oscillator
-    ram_width: int            # block RAM: widest port and depth at that width
-    ram_depth: int
+    ram_shapes: tuple         # block RAM: its (width, depth) configurations
+    placeable: dict = None    # fraction of a resource a design can fill and still place
 
     def platform_class(self):
         module, name = self.platform.split(":")
         return getattr(importlib.import_module(module), name)
 
+    def usable(self, key):
+        """How much of resource `key` a plan may take."""
+        return int(self.resources[key] * (self.placeable or {}).get(key, 1))
+
     def ram_blocks(self, width, depth):
-        """Block RAMs a width x depth memory takes (tiles side by side and stacked)."""
-        return -(-width // self.ram_width) * -(-depth // self.ram_depth)
+        """Block RAMs a width x depth memory takes: tiles side by side and stacked, in
+        the block's configuration that takes fewest."""
+        return min(-(-width // w) * -(-depth // d) for w, d in self.ram_shapes)
 
 
 BOARDS = {
@@ -40,13 +49,17 @@ BOARDS = {
         resources={"luts": 83640, "ffs": 83640, "brams": 208, "dsps": 156},
         bels={"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "brams": "DP16KD",
               "dsps": "MULT18X18D"},
-        clock_mhz=100.0, ram_width=36, ram_depth=512),
+        clock_mhz=100.0,
+        ram_shapes=((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))),
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
         resources={"luts": 5280, "ffs": 5280, "brams": 30, "dsps": 8},
-        bels={"luts": "ICESTORM_LC", "ffs": "ICESTORM_LC", "brams": "ICESTORM_RAM",
+        bels={"luts": "ICESTORM_LC", "brams": "ICESTORM_RAM",
               "dsps": "ICESTORM_DSP"},
-        clock_mhz=12.0, ram_width=16, ram_depth=256),
+        clock_mhz=12.0, ram_shapes=((16, 256), (8, 512), (4, 1024), (2, 2048)),
+        # nextpnr-ice40 found no legal placement for the digits XNOR MLP (hidden 32) at
+        # 4,623 cells (88%): a logic tile's 8 cells share one clock enable and reset.
+        placeable={"luts": 0.8}),
 }
 
 

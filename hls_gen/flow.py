@@ -27,7 +27,8 @@ from pathlib import Path
 from .boards import board as find_board
 from .errors import BitfabError
 from .ir import graph_from_dict, graph_to_dict
-from .plan import (check_fit, fold, load_rows, map_to_hw, plan_from_dict, plan_to_dict)
+from .plan import (check_fit, fitting_folding, fold, load_rows, map_to_hw, plan_from_dict,
+                   plan_to_dict)
 
 __all__ = ["STEPS", "BuildConfig", "run_flow"]
 
@@ -93,8 +94,11 @@ def step_map_to_hw(cfg, log):
 
 def step_fold(cfg, log):
     configs, names = plan_from_dict(read_result(cfg.out, "hw.json"))
-    folded = fold(configs, cfg.folding, names)
-    fit = check_fit(folded, find_board(cfg.board), names)
+    if cfg.folding is None:
+        folded, fit = fitting_folding(configs, find_board(cfg.board), names)
+    else:
+        folded = fold(configs, cfg.folding, names)
+        fit = check_fit(folded, find_board(cfg.board), names)
     plan = plan_to_dict(folded, names)
     plan.update(board=cfg.board, estimate=fit,
                 cycles_per_layer=[c.cycles for c in folded])

@@ -16,8 +16,8 @@ from bitfab.rtl.mvau import MVAUConfig
 from .errors import BitfabError, UnsupportedLayerError
 from .ir import PopcountLayer, XnorLayer
 
-__all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "estimate", "check_fit",
-           "load_rows", "plan_to_dict", "plan_from_dict"]
+__all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "estimate",
+           "check_fit", "load_rows", "plan_to_dict", "plan_from_dict"]
 
 # The host writes this many pixels per input beat (at most).
 INPUT_BEAT = 8
@@ -71,7 +71,8 @@ def _largest_divisor(value, limit):
 
 
 def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
-    """A folding that fits the ULX3S 85F for the digits networks, balanced as FINN's.
+    """A folding balanced as FINN's, within the caps (the defaults fit the digits
+    networks on the ULX3S 85F; `fitting_folding` narrows them for smaller boards).
 
     The slowest layer gets the widest folding (SIMD up to 64 inputs, PE up to 2
     rows for PA layers, whose merge takes M*N multipliers per row, 8 for XNOR),
@@ -99,6 +100,28 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
         folding.append({"pe": pe, "simd": simd})
         in_beat = pe
     return folding
+
+
+# The default folding's caps (max SIMD, max PE of AND layers, of XNOR layers), widest
+# first: `fitting_folding` takes the first whose plan fits the board.
+FOLDING_CAPS = [(64, 2, 8), (64, 1, 4), (32, 1, 2), (16, 1, 1), (8, 1, 1), (4, 1, 1),
+                (2, 1, 1), (1, 1, 1)]
+
+
+def fitting_folding(configs, board, names=None):
+    """The default folding at the widest `FOLDING_CAPS` whose plan fits `board`.
+
+    Returns the folded configs and their `check_fit` estimate; a network that
+    does not fit even at PE = SIMD = 1 is refused, naming the layer and the
+    resource."""
+    for caps in FOLDING_CAPS:
+        folded = fold(configs, default_folding(configs, *caps), names)
+        try:
+            return folded, check_fit(folded, board, names)
+        except PlanError as error:
+            overrun = error
+    raise PlanError(f"{overrun.args[0].split(';')[0]}, even folded to PE = SIMD = 1 "
+                    f"everywhere; choose a larger board") from None
 
 
 def fold(configs, folding=None, names=None):
@@ -134,6 +157,9 @@ def estimate(config, board):
     RAM port. Against nextpnr on the digits PA MLP (ULX3S 85F): 12,825 LUTs
     estimated for 15,373 (the shell and skid buffers not counted), 19,008 FFs for
     19,558.
+
+    On iCE40 (`_ice40_cells`) the products are logic and ``luts`` counts logic
+    cells, as nextpnr's ICESTORM_LC does.
     """
     c = config
     terms = c.m * c.n_in
@@ -144,10 +170,46 @@ def estimate(config, board):
     ffs = (2 * c.cols * c.n_in + c.simd * c.n_in + 2 * c.pe * c.m * c.simd
            + lanes * (2 * c.simd + 2 * c.acc_bits) + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
-    dsps = c.pe * terms * (c.front == "and") + c.pe * bool(c.scale_bits)
+    products = [(c.coef_bits, c.simd.bit_length())] * (c.pe * terms * (c.front == "and"))
+    products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
-    return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": dsps}
+    if board.family == "ice40":
+        return {**_ice40_cells(c, board, luts, ffs, products), "dsps": 0,
+                "brams": brams + _ice40_fifo_brams(c, board)}
+    return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}
+
+
+def _ice40_cells(c, board, luts, ffs, products):
+    """An ECP5 estimate (`luts`, `ffs`) moved to the iCE40, where a logic cell is a LUT4
+    and a flip-flop: returns logic cells as ``luts`` and ``ffs``.
+
+    What differs there: products are array multipliers in logic (a LUT per
+    partial product bit, their three registers in flip-flops); the popcounts
+    are plain adder trees, not carry-chain cells (0.6 LUT and 1.5 FF more per
+    counted bit); wide multiplexers have no PFUMX, so the input buffers'
+    multiplexer costs two LUTs more per buffer bit; there is no LUT RAM, so a
+    small output FIFO is flip-flops and a multiplexer (`_ice40_fifo_brams`). A
+    LUT and the flip-flop it feeds share a cell: about three pairs per counted
+    bit (the popcount pipelines); the handshakes and loader take about 130
+    cells per layer more than the ECP5 estimate's constants. Calibrated on the
+    digits XNOR MLP at three foldings (UP5K, yosys 0.70 + nextpnr-ice40):
+    9,407, 7,556 and 6,008 cells placed (all over the device's 5,280) for
+    9,309, 7,532 and 5,991 estimated.
+    """
+    counted = c.pe * c.m * c.n_in * c.simd
+    fifo = c.fifo_depth * c.out_layout.size * (not _ice40_fifo_brams(c, board))
+    luts += (sum(a * b for a, b in products) + counted * 6 // 10 + 2 * c.cols * c.n_in
+             + fifo)
+    ffs += sum(3 * (a + b) for a, b in products) + counted * 3 // 2 + fifo
+    return {"luts": luts + ffs - 3 * counted + 130, "ffs": ffs}
+
+
+def _ice40_fifo_brams(c, board):
+    """Block RAMs of the output FIFO on iCE40: yosys puts a FIFO of more than 256 bits
+    there (the scores layer's, 16 x 24 bits) and a smaller one in flip-flops."""
+    bits = c.fifo_depth * c.out_layout.size
+    return board.ram_blocks(c.out_layout.size, c.fifo_depth) if bits > 256 else 0
 
 
 def check_fit(configs, board, names=None):
@@ -162,11 +224,13 @@ def check_fit(configs, board, names=None):
         layers.append({"name": name, **used})
         for key, value in used.items():
             total[key] += value
-            if total[key] > board.resources[key]:
+            if total[key] > board.usable(key):
+                placeable = (f" ({board.usable(key)} placeable)"
+                             if board.usable(key) < board.resources[key] else "")
                 raise PlanError(
                     f"plan does not fit {board.name}: layer {name} brings {key} to "
-                    f"{total[key]} (estimated), the device has {board.resources[key]}; "
-                    f"lower this layer's pe/simd or choose a larger board")
+                    f"{total[key]} (estimated), the device has {board.resources[key]}"
+                    f"{placeable}; lower this layer's pe/simd or choose a larger board")
     return {"layers": layers, "total": total}
 
 

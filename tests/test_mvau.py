@@ -10,7 +10,8 @@ from bitfab.hls_gen.boards import board
 from bitfab.hls_gen.fixedpoint import LayerWidths, signed_bits, unsigned_bits
 from bitfab.hls_gen.golden import Geometry
 from bitfab.hls_gen.ir import Graph, PopcountLayer, Thresholds, XnorLayer
-from bitfab.hls_gen.plan import PlanError, check_fit, default_folding, fold, map_to_hw
+from bitfab.hls_gen.plan import (PlanError, check_fit, default_folding, estimate, fitting_folding,
+                                 fold, map_to_hw)
 from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.runner import simulators
@@ -144,6 +145,60 @@ def test_estimate_follows_nextpnr_on_the_digits_pa_mlp():
     assert (total["brams"], total["dsps"]) == (36, 80)
     assert 0.8 <= total["luts"] / 15373 <= 1.2, total
     assert 0.8 <= total["ffs"] / 19558 <= 1.2, total
+
+
+def digits_xnor_mlp(hidden, folding):
+    """The digits XNOR MLP's units (64 -> hidden -> hidden -> 10) with the widths the
+    demo's freezer gives them, folded (PE, SIMD) per layer."""
+    first = dict(m=2, n_in=5, front="and", coef_bits=6, acc_bits=12, n_out=1,
+                 threshold_bits=12)
+    acc_bits = hidden.bit_length() + 1          # -hidden..hidden
+    xnor = dict(front="xnor", acc_bits=acc_bits, n_out=1, threshold_bits=acc_bits)
+    shapes = [MVAUConfig(rows=hidden, cols=64, **first),
+              MVAUConfig(rows=hidden, cols=hidden, **xnor),
+              MVAUConfig(rows=10, cols=hidden, front="xnor", acc_bits=acc_bits,
+                         output="scores", logit_bits=acc_bits + 15, scale_bits=16)]
+    return fold(shapes, folding and [{"pe": pe, "simd": simd} for pe, simd in folding])
+
+
+def test_estimate_follows_nextpnr_on_the_ice40():
+    """iCE40 logic cells (a LUT4 and a flip-flop each; nextpnr's ICESTORM_LC) for the
+    digits XNOR MLP, placed for the iCEBreaker on 2026-11-24 (`bitfab build --board
+    icebreaker --fold ...`): at 128 hidden units and three foldings (all over the
+    UP5K's 5,280) 9,407, 7,556 and 6,008 cells, 23, 15 and 14 block RAMs, cells
+    within a tenth; at 24 hidden units, folded to PE = SIMD = 1, 3,662 cells and 8
+    block RAMs, where the estimate errs high, by at most 15%. Block RAMs exact; no
+    DSPs (products in logic)."""
+    for hidden, folding, cells, brams, high in (
+            (128, ((1, 64), (2, 64), (1, 16)), 9407, 23, 1.1),
+            (128, ((1, 32), (2, 32), (1, 8)), 7556, 15, 1.1),
+            (128, ((1, 8), (1, 16), (1, 2)), 6008, 14, 1.1),
+            (24, ((1, 1), (1, 1), (1, 1)), 3662, 8, 1.15)):
+        total = {key: sum(estimate(c, board("icebreaker"))[key]
+                          for c in digits_xnor_mlp(hidden, folding))
+                 for key in ("luts", "brams", "dsps")}
+        assert (total["brams"], total["dsps"]) == (brams, 0), (folding, total)
+        assert 0.9 <= total["luts"] / cells <= high, (folding, total)
+
+
+def test_default_folding_narrows_to_fit_the_board():
+    """The default folding is the widest that fits: the ULX3S takes the digits XNOR
+    MLP at its widest, the iCEBreaker a narrower one that fits, or none at all."""
+    wide = digits_xnor_mlp(24, None)
+    folded, fit = fitting_folding(wide, board("ulx3s-85f"))
+    assert folded == wide
+    folded, fit = fitting_folding(wide, board("icebreaker"))
+    assert fit["total"]["luts"] <= 0.8 * 5280
+    assert sum(c.pe * c.simd for c in folded) < sum(c.pe * c.simd for c in wide)
+    with pytest.raises(PlanError, match=r"does not fit icebreaker: layer 0 brings luts to "
+                                        r"\d+ \(estimated\), the device has 5280 \(4224 "
+                                        r"placeable\); lower this layer's pe/simd"):
+        check_fit(wide, board("icebreaker"), ["0", "1", "2"])
+    with pytest.raises(PlanError, match=r"does not fit icebreaker: layer \d brings luts to "
+                                        r"\d+ \(estimated\), the device has 5280 \(4224 "
+                                        r"placeable\), even folded to PE = SIMD = 1 "
+                                        r"everywhere; choose a larger board"):
+        fitting_folding(digits_xnor_mlp(128, None), board("icebreaker"), ["0", "1", "2"])
 
 
 def test_plan_too_big_for_the_board_is_refused():
