@@ -1,5 +1,6 @@
-"""The bitstream (slow: place and route takes tens of minutes on 2 cores): the demo's
-PA MLP built for the ULX3S 85F, its report's figures read back from nextpnr."""
+"""Bitstreams (slow: place and route takes tens of minutes on 2 cores): the demo's PA
+MLP built for the ULX3S 85F, a small XNOR MLP for the iCEBreaker, their reports'
+figures read back from nextpnr."""
 
 import json
 import subprocess
@@ -27,3 +28,40 @@ def test_demo_bitstream_for_ulx3s(tmp_path):
     assert report["luts"] == nextpnr["utilization"]["TRELLIS_COMB"]["used"]
     assert report["dsps"] == nextpnr["utilization"]["MULT18X18D"]["used"]
     assert report["images_per_s"] == round(report["fmax_mhz"] * 1e6 / report["cycles_per_image"])
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_small_xnor_mlp_bitstream_for_icebreaker(tmp_path):
+    """The iCEBreaker (UP5K) where the plan fits: a digits XNOR MLP with 24 hidden units,
+    the default folding narrowed until the estimate fits, a bitstream, nextpnr's figures."""
+    import torch
+
+    from bitfab.hls_gen.data import load_digits_split
+    from bitfab.hls_gen.flow import BuildConfig, run_flow
+    from bitfab.hls_gen.freeze import freeze
+    from bitfab.hls_gen.models import ModelSpec, build_model
+    from bitfab.hls_gen.train import TrainConfig, init_from, train
+
+    split = load_digits_split()
+    models = {}
+    for kind in ("float", "xnor"):
+        torch.manual_seed(0)
+        models[kind] = build_model(ModelSpec("mlp", kind, hidden=24), split.pixel_bits,
+                                   split.pixel_scale)
+        if kind == "xnor":
+            init_from(models[kind], models["float"])
+        train(models[kind], split.x_train, split.y_train, (64,),
+              TrainConfig(lr=1e-3 if kind == "xnor" else 3e-3))
+    report = run_flow(BuildConfig(out=str(tmp_path), board="icebreaker"),
+                      freeze(models["xnor"]), log=print)
+    assert report["rtl"]["mismatches"] == 0 and report["rtl"]["images"] == 450
+    assert Path(report["bitstream"]).suffix == ".bin" and Path(report["bitstream"]).stat().st_size
+    nextpnr = json.loads((Path(report["bitstream"]).parent / "report.json").read_text())
+    assert report["luts"] == nextpnr["utilization"]["ICESTORM_LC"]["used"] <= 5280
+    assert report["brams"] == nextpnr["utilization"]["ICESTORM_RAM"]["used"]
+    assert 0 < report["ffs"] < report["luts"], report    # flip-flops share cells with LUTs
+    assert report["dsps"] == 0 and report["timing_met"], report
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["estimate"]["total"]["brams"] == report["brams"]
+    assert 0.8 <= plan["estimate"]["total"]["luts"] / report["luts"] <= 1.2, plan["estimate"]
