@@ -10,37 +10,12 @@ import random
 from pathlib import Path
 
 from bitfab.hls_gen.plan import load_rows
+from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.weights import check_load_words
 
 from .runner import run_bench
 
-__all__ = ["element_values", "output_beats", "input_beats", "network_case", "dfnt_case",
-           "direct_case", "run_case"]
-
-
-def element_values(codes, encoding):
-    """Activation codes -> the planes each element carries, as an integer."""
-    if encoding == "onehot":
-        return [[1 << (c - 1) if c else 0 for c in row] for row in codes]
-    return [list(row) for row in codes]     # bit planes of a pixel, or a sign bit
-
-
-def output_beats(config, values):
-    """(items, rows) golden codes or scores -> the unit's output beats."""
-    rows = values.tolist()
-    if config.output == "codes":
-        rows = element_values(rows, "onehot")
-    layout = config.out_layout
-    return [layout.const(row[g * config.pe:(g + 1) * config.pe]).as_bits()
-            for row in rows for g in range(config.groups)]
-
-
-def input_beats(config, codes, encoding):
-    """(items, cols) input codes -> input beats of `config.in_beat` elements."""
-    layout, beat = config.in_layout, config.in_beat
-    return [layout.const(row[b:b + beat]).as_bits()
-            for row in element_values(codes.tolist(), encoding)
-            for b in range(0, config.cols, beat)]
+__all__ = ["network_case", "dfnt_case", "direct_case", "run_case"]
 
 
 def network_case(graph, configs, pixels, taps=True):

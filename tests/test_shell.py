@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 from bitfab.hls_gen.ir import Graph
 from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
 from bitfab.rtl.shell import INPUT, LOAD, RESTART, SerialShell
-from bitfab.sim.cases import input_beats, output_beats
+from bitfab.sw_driver.beats import input_beats, output_beats
 from test_mvau import random_layer
 
 DIVISOR = 4
