@@ -1,13 +1,13 @@
 """A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
 
-from amaranth.hdl import Module, ResetInserter, unsigned
+from amaranth.hdl import ClockSignal, Instance, Module, ResetInserter, ResetSignal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mvau import MatrixVectorUnit, MVAUConfig
 from .skid import SkidBuffer
 
-__all__ = ["Network"]
+__all__ = ["Network", "NetworkInstance"]
 
 
 class Network(wiring.Component):
@@ -109,4 +109,24 @@ class Network(wiring.Component):
                 m.d.comb += loading.o.ready.eq(unit.load.ready)
             earlier_loaded = earlier_loaded & unit.loaded
         m.d.comb += self.loaded.eq(earlier_loaded)
+        return m
+
+
+class NetworkInstance(Network):
+    """A `Network` of `layers` already written to Verilog as module `module` (the build's
+    ``network.v``), instantiated by name: the same members, none of the minutes
+    that converting a whole network takes. Its Verilog must be given to the
+    simulator or synthesiser beside this component's."""
+
+    def __init__(self, layers, module="network"):
+        super().__init__(layers)
+        self.module = module
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+        for path, member, value in self.signature.flatten(self):
+            direction = "i" if member.flow == wiring.In else "o"
+            ports[f"{direction}_{'__'.join(map(str, path))}"] = value
+        m.submodules.network = Instance(self.module, **ports)
         return m

@@ -51,14 +51,15 @@ def _use_simulator(sim):
 
 
 def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
-              key=None):
+              key=None, waves_on_failure=True):
     """Build `component` (an Amaranth component, or its Verilog text already written
     with `toplevel` as the module name) and run the cocotb `test_module` against it.
 
     Each (simulator, toplevel, key) gets its own build directory under
     `build_root` (`key` defaults to `params`), so parallel runs never share one.
     If a cocotb test fails, the same seed runs again with waves on and the error
-    names the dump. Returns the build directory.
+    names the dump (unless `waves_on_failure` is false: a bench that serves a
+    host cannot run twice). Returns the build directory.
     """
     from cocotb_tools.runner import get_runner
 
@@ -79,17 +80,24 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     log = build_dir / "sim.log"
     _build(runner, sim, source, toplevel, build_dir, waves=False)
     if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
+        if not waves_on_failure:
+            raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
+                               f"{_last_assertion(log) or 'see the log'}; log: {log}")
         # Same seed again, with waves, so the failure can be looked at.
         _build(runner, sim, source, toplevel, build_dir, waves=True)
         _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
-        failure = [line.strip() for line in log.read_text(errors="replace").splitlines()
-                   if "AssertionError" in line] if log.exists() else []
         raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
-                           f"{failure[-1] if failure else 'see the log'}; wave dump: "
+                           f"{_last_assertion(log) or 'see the log'}; wave dump: "
                            f"{', '.join(dumps) or 'none written'}; log: {log}")
     return build_dir
+
+
+def _last_assertion(log):
+    failure = [line.strip() for line in log.read_text(errors="replace").splitlines()
+               if "AssertionError" in line] if log.exists() else []
+    return failure[-1] if failure else None
 
 
 def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):

@@ -1,4 +1,6 @@
-"""Host driver and wire protocol for streaming weights and images to a board.
+"""Host driver and wire protocol: weights and images down a serial link to a board (real,
+or `bitfab.sim.board.SimulatedBoard`), outputs back.
 
-Empty until the host driver issue lands.
+`protocol` is the shell's byte format, `beats` how items become stream beats,
+`weights` checks a load stream against the plan, `host` drives a link.
 """

@@ -15,8 +15,9 @@ from bitfab.hls_gen.synth import BoardTop, use_yowasp
 from test_mvau import random_layer
 
 
-def small_graph():
-    gen = torch.Generator().manual_seed(3)
+def small_graph(seed=3):
+    """Two PA layers (16 3-bit pixels -> 8 -> 4 scores), random weights from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
     hidden = random_layer(gen, "pa", 8, 16, m=2, n=3, n_out=3, coef_bits=6)
     hidden.input_encoding, hidden.input_planes = "bitplanes", 3
     scores = random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)

@@ -1,0 +1,89 @@
+"""The host driver: weights and inputs down a serial link, outputs back.
+
+A link is anything with pyserial's ``write``, ``read(n)`` (returning what came
+within its timeout) and ``close``: `open_link` opens a board's serial port
+(``/dev/ttyUSB1``) or a simulated board's ``socket://`` URL alike.
+"""
+
+import time
+
+from .beats import input_beats, scores_from_beats
+from .protocol import WireError, WireFormat, decode_outputs, encode_inputs, encode_load
+from .weights import check_load_words
+
+__all__ = ["BAUD", "Host", "open_link"]
+
+# The bitstream's UART (`bitfab.hls_gen.synth`).
+BAUD = 115200
+
+
+def open_link(port, baud=BAUD, timeout=2.0):
+    """A serial port or pyserial URL, opened for `Host`."""
+    import serial
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=timeout)
+    except (serial.SerialException, ValueError) as error:
+        raise WireError(f"cannot open {port}: {error}") from None
+
+
+class Host:
+    """Drives a board through `link` in the `WireFormat` `wire`.
+
+    The line has no flow control: the shell drops bytes it has no room for
+    while the network stalls. So at most `window` items are in flight: item k
+    goes down only once item k - window's outputs are back. A reply that does
+    not come within `timeout` seconds, or comes out of step, raises `WireError`
+    naming the item and the byte counts.
+    """
+
+    def __init__(self, link, wire, timeout=2.0, window=2):
+        if not isinstance(wire, WireFormat):
+            raise TypeError(f"wire must be a WireFormat, not {wire!r}")
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive integer, not {window!r}")
+        self.link, self.wire, self.timeout, self.window = link, wire, timeout, window
+
+    def load(self, words, layers=None):
+        """Restart loading and write `words` (checked against `layers`' plan if given)."""
+        if layers is not None:
+            check_load_words(words, layers)
+        self.link.write(encode_load(words, self.wire))
+        self.link.flush()
+
+    def run(self, items, out_beats):
+        """Stream `items` (each a list of input beats); returns each item's `out_beats`
+        output beats."""
+        frames = [encode_inputs(beats, self.wire) for beats in items]   # all checked first
+        results = []
+        for k, frame in enumerate(frames):
+            if k - len(results) >= self.window:
+                results.append(self._item(len(results), out_beats))
+            self.link.write(frame)
+            self.link.flush()
+        while len(results) < len(frames):
+            results.append(self._item(len(results), out_beats))
+        time.sleep(0.1)
+        extra = getattr(self.link, "in_waiting", 0)
+        if extra:
+            raise WireError(f"the board sent {extra} bytes after the last item's outputs: "
+                            f"the line is out of step")
+        return results
+
+    def scores(self, layers, codes, encoding):
+        """(items, cols) first-layer input codes -> each item's scores from the board."""
+        beats = input_beats(layers[0], codes, encoding)
+        per_item = layers[0].cols // layers[0].in_beat
+        items = [beats[k:k + per_item] for k in range(0, len(beats), per_item)]
+        outputs = self.run(items, layers[-1].groups)
+        return [scores_from_beats(layers[-1], beats)[0] for beats in outputs]
+
+    def _item(self, index, out_beats):
+        want = out_beats * self.wire.out_bytes
+        data = bytearray()
+        deadline = time.monotonic() + self.timeout
+        while len(data) < want and time.monotonic() < deadline:
+            data += self.link.read(want - len(data))
+        if len(data) < want:
+            raise WireError(f"item {index}: {len(data)} of its {want} output bytes came "
+                            f"within {self.timeout} s")
+        return decode_outputs(bytes(data), self.wire)

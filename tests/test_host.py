@@ -1,0 +1,118 @@
+"""The host driver and its wire protocol: frames checked before they are sent, replies by
+their length, and a whole session against the simulated board (the shell's Verilog
+in Verilator behind a TCP port), weights changed on the running board."""
+
+import pytest
+import torch
+
+from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
+from bitfab.rtl.network import Network, NetworkInstance
+from bitfab.sim.board import SimulatedBoard, shell_verilog
+from bitfab.sw_driver.host import Host, open_link
+from bitfab.sw_driver.protocol import (WireError, WireFormat, decode_outputs, encode_inputs,
+                                       encode_load)
+from test_flow import small_graph
+
+WIRE = WireFormat.of_widths(load_bits=32, in_bits=12, out_bits=20)
+
+
+def test_frames_are_checked_before_they_are_sent():
+    assert (WIRE.load_bytes, WIRE.in_bytes, WIRE.out_bytes) == (4, 2, 3)
+    assert encode_load([0x04030201], WIRE) == b"RL\x01\x02\x03\x04"
+    assert encode_inputs([0xABC, 1], WIRE) == b"I\xbc\x0aI\x01\x00"
+    with pytest.raises(WireError, match=r"input beat 1 is 4096, not a 12-bit unsigned"):
+        encode_inputs([0, 1 << 12], WIRE)
+    with pytest.raises(WireError, match=r"load word 0 is -1, not a 32-bit unsigned"):
+        encode_load([-1], WIRE)
+
+
+def test_replies_are_checked_by_their_length_and_width():
+    assert decode_outputs(b"\x01\x00\x00\xff\xff\x0f", WIRE) == [1, 0xFFFFF]
+    with pytest.raises(WireError, match="5 bytes from the board are not whole output beats "
+                                        "of 3 bytes"):
+        decode_outputs(b"\x01" * 5, WIRE)
+    with pytest.raises(WireError, match=r"output beat 0 is 0x100000, wider than the plan's "
+                                        r"20 bits: the line is out of step"):
+        decode_outputs(b"\x00\x00\x10", WIRE)
+
+
+class FakeBoard:
+    """A link whose board answers each complete item (`beats` input frames) with one
+    output beat, its input beats' sum; it records the most items ever in flight."""
+
+    def __init__(self, beats, silent=False, extra=b""):
+        self.beats, self.silent, self.extra = beats, silent, extra
+        self.frames, self.reply, self.most_in_flight, self.in_flight = [], bytearray(), 0, 0
+
+    def write(self, data):
+        for k in range(0, len(data), 1 + WIRE.in_bytes):
+            if data[k:k + 1] == b"I":
+                self.frames.append(int.from_bytes(data[k + 1:k + 1 + WIRE.in_bytes], "little"))
+        if data[:1] == b"I" and len(self.frames) % self.beats == 0:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            if not self.silent:
+                total = sum(self.frames[-self.beats:])
+                self.reply += total.to_bytes(WIRE.out_bytes, "little")
+
+    def flush(self):
+        pass
+
+    def read(self, n):
+        data, self.reply = bytes(self.reply[:n]), self.reply[n:]
+        self.in_flight -= len(data) // WIRE.out_bytes
+        if not self.reply:
+            self.reply, self.extra = bytearray(self.extra), b""
+        return data
+
+    @property
+    def in_waiting(self):
+        return len(self.reply)
+
+
+def test_host_keeps_a_window_of_items_in_flight():
+    items = [[k, 2 * k, 3 * k] for k in range(10)]
+    board = FakeBoard(beats=3)
+    got = Host(board, WIRE, timeout=0.2, window=2).run(items, out_beats=1)
+    assert got == [[6 * k] for k in range(10)]
+    assert board.most_in_flight == 2
+
+
+def test_host_names_the_item_whose_reply_does_not_come():
+    with pytest.raises(WireError, match=r"item 0: 0 of its 3 output bytes came within 0.2 s"):
+        Host(FakeBoard(beats=1, silent=True), WIRE, timeout=0.2).run([[1], [2]], out_beats=1)
+    with pytest.raises(WireError, match="the board sent 3 bytes after the last item's outputs"):
+        Host(FakeBoard(beats=1, extra=b"\x00" * 3), WIRE, timeout=0.2).run([[1]], out_beats=1)
+
+
+def test_a_port_that_does_not_open_is_named():
+    with pytest.raises(WireError, match="cannot open /dev/bitfab-no-such-port"):
+        open_link("/dev/bitfab-no-such-port")
+
+
+@pytest.mark.sim
+def test_weights_change_on_the_simulated_board(tmp_path):
+    """One design, two sets of weights: each loaded over the serial line into the same
+    running (simulated) board, every score equal to its golden model's."""
+    graphs = [small_graph(seed) for seed in (3, 4)]
+    configs = fold(map_to_hw(graphs[0]))
+    assert fold(map_to_hw(graphs[1])) == configs
+    design = shell_verilog(NetworkInstance(configs),
+                           network_v=_verilog(Network(configs), "network"))
+    pixels = torch.randint(0, 8, (12, 16), generator=torch.Generator().manual_seed(5))
+    wants = [graph.run(pixels)[0].tolist() for graph in graphs]
+    assert wants[0] != wants[1]
+    with SimulatedBoard(design, tmp_path) as board:
+        link = open_link(board.url, timeout=30)
+        host = Host(link, WireFormat.of_layers(configs), timeout=60)
+        for graph, want in zip(graphs, wants):
+            words = Network(configs).pack([load_rows(l, c)
+                                           for l, c in zip(graph.layers, configs)])
+            host.load(words, configs)
+            assert host.scores(configs, pixels, graph.layers[0].input_encoding) == want
+        link.close()
+
+
+def _verilog(component, name):
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name)
