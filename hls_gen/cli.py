@@ -86,6 +86,19 @@ def _sim(args):
     _build(args)
 
 
+def _run(args):
+    from .deploy import run_on_board
+    from .ir import Graph
+    model = None
+    if args.model is not None:
+        model = _load_model(args.model)
+        if not isinstance(model, Graph):
+            raise BitfabError(f"--model {args.model}: expected a network's golden model "
+                              f"(.json, as the demo or a build writes)")
+    run_on_board(args.build, args.port, model, args.images, args.timeout)
+    print(f"run: {args.build}/run.json")
+
+
 def parser():
     top = argparse.ArgumentParser(prog="bitfab", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -134,14 +147,31 @@ def parser():
                          help="first step (earlier results are read from --out)")
         cmd.add_argument("--stop", choices=STEPS, default=None, help="last step")
         cmd.set_defaults(run=run)
+
+    run = commands.add_parser(
+        "run", help="load a build's weights into the board over its serial port, classify "
+                    "the digits test images there, compare with the golden model")
+    run.add_argument("build", help="a bitfab build's output directory (its --out)")
+    run.add_argument("--port", default="sim",
+                     help="the board's serial port (/dev/ttyUSB1), a pyserial URL, or sim: "
+                          "the build's Verilog under the serial shell in Verilator (default)")
+    run.add_argument("--model", default=None,
+                     help="another golden model (.json) of the same plan to load instead of "
+                          "the build's: new weights, same bitstream")
+    run.add_argument("--images", type=int, default=None,
+                     help="test images to run (default: all)")
+    run.add_argument("--timeout", type=float, default=None,
+                     help="seconds to wait for an image's scores (default: 2, sim: 120)")
+    run.set_defaults(run=_run)
     return top
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    from bitfab.sw_driver.protocol import WireError
     try:
         args.run(args)
-    except (BitfabError, ValueError) as error:
+    except (BitfabError, ValueError, WireError) as error:
         print(f"bitfab {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -120,7 +120,7 @@ def step_emit_rtl(cfg, log):
     network = Network(configs)
     words = network.pack([load_rows(l, c) for l, c in zip(graph.layers, configs)])
     write_result(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
-    if _network_verilog(cfg, configs) is not None:
+    if network_verilog(cfg.out, configs) is not None:
         log("emit_rtl: plan unchanged, network.v kept")
         return
     text = verilog.convert(network, name="network")
@@ -132,11 +132,11 @@ def _plan_key(configs):
     return hashlib.sha1(json.dumps([asdict(c) for c in configs], sort_keys=True).encode()).hexdigest()
 
 
-def _network_verilog(cfg, configs):
+def network_verilog(out, configs):
     """network.v if it was written for this plan, else None. The weights are loaded at
     run time, so the Verilog depends on the plan alone and an unchanged plan keeps it
     (converting the network takes minutes)."""
-    verilog_path, key_path = Path(cfg.out) / "network.v", Path(cfg.out) / "network.v.plan"
+    verilog_path, key_path = Path(out) / "network.v", Path(out) / "network.v.plan"
     if verilog_path.exists() and key_path.exists() and key_path.read_text() == _plan_key(configs):
         return verilog_path.read_text()
     return None
@@ -152,7 +152,7 @@ def step_sim(cfg, log):
     split = load_digits_split()
     pixels = split.x_test.long().flatten(1)[:cfg.sim_images]
     log(f"sim: {len(pixels)} test images through the generated network in {cfg.simulator}")
-    simulate(cfg, _network_verilog(cfg, configs) or Network(configs), "network",
+    simulate(cfg, network_verilog(cfg.out, configs) or Network(configs), "network",
              network_case(graph, configs, pixels),
              plan_to_dict(configs, [l.name for l in graph.layers]), len(pixels), log)
 

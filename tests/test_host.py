@@ -5,6 +5,10 @@ in Verilator behind a TCP port), weights changed on the running board."""
 import pytest
 import torch
 
+from bitfab.hls_gen.deploy import run_on_board
+from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.flow import BuildConfig, run_flow
+from bitfab.hls_gen.ir import Graph
 from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
@@ -12,6 +16,7 @@ from bitfab.sw_driver.host import Host, open_link
 from bitfab.sw_driver.protocol import (WireError, WireFormat, decode_outputs, encode_inputs,
                                        encode_load)
 from test_flow import small_graph
+from test_mvau import random_layer
 
 WIRE = WireFormat.of_widths(load_bits=32, in_bits=12, out_bits=20)
 
@@ -113,6 +118,38 @@ def test_weights_change_on_the_simulated_board(tmp_path):
         link.close()
 
 
+def digits_graph(seed, hidden=8):
+    """A small random network for the digits (64 pixels in 5 bit planes -> `hidden` ->
+    10 scores)."""
+    gen = torch.Generator().manual_seed(seed)
+    first = random_layer(gen, "pa", hidden, 64, m=2, n=5, n_out=1, coef_bits=6)
+    first.input_encoding, first.input_planes = "bitplanes", 5
+    return Graph(5, 1.0, [first, random_layer(gen, "xnor", 10, hidden)])
+
+
+@pytest.mark.sim
+def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
+    """`bitfab run` on a build (its network.v under the shell, in Verilator): the build's
+    weights, then another model of the same plan, each score equal to the golden
+    model's; a model of another shape is refused before anything is sent."""
+    out = tmp_path / "build"
+    run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), digits_graph(1),
+             log=lambda _: None)
+    for model in (None, digits_graph(2)):
+        result = run_on_board(out, "sim", model, images=6, log=print)
+        assert (result["images"], result["mismatches"]) == (6, 0), result
+        assert result["accuracy"] == result["golden_accuracy"]
+    with pytest.raises(BitfabError, match=r"layer \w+: rows is 16 in the model, 8 in the "
+                                          r"build's plan; the bitstream cannot take it"):
+        run_on_board(out, "sim", digits_graph(3, hidden=16), images=6)
+
+
 def _verilog(component, name):
     from amaranth.back import verilog
     return verilog.convert(component, name=name)
+
+
+def test_bitfab_run_without_a_build_says_what_is_missing(tmp_path, capsys):
+    from bitfab.hls_gen.cli import main
+    assert main(["run", str(tmp_path), "--images", "1"]) == 2
+    assert "plan.json is missing: run the step that writes it first" in capsys.readouterr().err
