@@ -86,17 +86,36 @@ def _sim(args):
     _build(args)
 
 
+def _golden(path):
+    """--model: a network's golden model, or None for the build's own."""
+    from .ir import Graph
+    if path is None:
+        return None
+    model = _load_model(path)
+    if not isinstance(model, Graph):
+        raise BitfabError(f"--model {path}: expected a network's golden model (.json, as "
+                          f"the demo or a build writes)")
+    return model
+
+
+def _deploy(args):
+    from .deploy import deploy_weights
+    deploy_weights(args.build, args.port, _golden(args.model), args.timeout)
+
+
 def _run(args):
     from .deploy import run_on_board
-    from .ir import Graph
-    model = None
-    if args.model is not None:
-        model = _load_model(args.model)
-        if not isinstance(model, Graph):
-            raise BitfabError(f"--model {args.model}: expected a network's golden model "
-                              f"(.json, as the demo or a build writes)")
-    run_on_board(args.build, args.port, model, args.images, args.timeout)
+    run_on_board(args.build, args.port, _golden(args.model), args.images, args.timeout,
+                 load=not args.no_load)
     print(f"run: {args.build}/run.json")
+
+
+def _board(args):
+    from .deploy import serve_board
+    try:
+        serve_board(args.build)
+    except KeyboardInterrupt:
+        print("board: stopped")
 
 
 def parser():
@@ -148,21 +167,36 @@ def parser():
         cmd.add_argument("--stop", choices=STEPS, default=None, help="last step")
         cmd.set_defaults(run=run)
 
+    board_help = ("the board's serial port (/dev/ttyUSB1), or a pyserial URL (the "
+                  "socket:// that `bitfab board` prints)")
+    model_help = ("another golden model (.json) of the same plan instead of the build's: "
+                  "new weights, same bitstream")
+    deploy = commands.add_parser(
+        "deploy", help="load a build's weights into the board over its serial port")
     run = commands.add_parser(
-        "run", help="load a build's weights into the board over its serial port, classify "
-                    "the digits test images there, compare with the golden model")
-    run.add_argument("build", help="a bitfab build's output directory (its --out)")
+        "run", help="load a build's weights into the board, classify the digits test "
+                    "images there, compare every score with the golden model")
+    for cmd in (deploy, run):
+        cmd.add_argument("build", help="a bitfab build's output directory (its --out)")
+        cmd.add_argument("--model", default=None, help=model_help)
+        cmd.add_argument("--timeout", type=float, default=None,
+                         help="seconds to wait for a reply (default: 2; 120 from a simulated "
+                              "board)")
+    deploy.add_argument("--port", required=True, help=board_help)
+    deploy.set_defaults(run=_deploy)
     run.add_argument("--port", default="sim",
-                     help="the board's serial port (/dev/ttyUSB1), a pyserial URL, or sim: "
-                          "the build's Verilog under the serial shell in Verilator (default)")
-    run.add_argument("--model", default=None,
-                     help="another golden model (.json) of the same plan to load instead of "
-                          "the build's: new weights, same bitstream")
+                     help=board_help + ", or sim: the build's Verilog under the serial "
+                                       "shell in Verilator, for this command (default)")
     run.add_argument("--images", type=int, default=None,
                      help="test images to run (default: all)")
-    run.add_argument("--timeout", type=float, default=None,
-                     help="seconds to wait for an image's scores (default: 2, sim: 120)")
+    run.add_argument("--no-load", action="store_true",
+                     help="the board holds the weights already (bitfab deploy)")
     run.set_defaults(run=_run)
+    board = commands.add_parser(
+        "board", help="a simulated board for a build (its Verilog under the serial shell, "
+                      "in Verilator) on a TCP port, until Ctrl-C")
+    board.add_argument("build", help="a bitfab build's output directory (its --out)")
+    board.set_defaults(run=_board)
     return top
 
 

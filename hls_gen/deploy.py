@@ -1,11 +1,14 @@
-"""``bitfab run``: a build's weights and the digits test images down a serial link to the
-board, its scores back, each compared with the golden model.
+"""``bitfab deploy``, ``run`` and ``board``: a build's weights and the digits test images
+down a serial link to the board, its scores back, each compared with the golden
+model.
 
-The bitstream holds no weights: they go down first (`Host.load`), so another
-model of the same plan (retrained, refrozen: ``--model``) runs on the same
-bitstream. The port is a board's serial device or ``sim``, the build's own
-Verilog under the serial shell in Verilator (`bitfab.sim.board`), which the
-host drives over the same protocol.
+The bitstream holds no weights: they go down first (`deploy_weights`, or
+`run_on_board` before the images), so another model of the same plan
+(retrained, refrozen: ``--model``) runs on the same bitstream. The port is a
+board's serial device, a pyserial URL, or ``sim``: the build's own Verilog under
+the serial shell in Verilator (`bitfab.sim.board`), which the host drives over
+the same protocol. ``bitfab board`` keeps such a simulated board running for
+several commands, as a powered board stays loaded between them.
 """
 
 import time
@@ -17,7 +20,18 @@ from .flow import network_verilog, read_result, write_result
 from .ir import graph_from_dict
 from .plan import fold, load_rows, map_to_hw, plan_from_dict
 
-__all__ = ["run_on_board", "check_same_plan"]
+__all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",
+           "check_same_plan"]
+
+# Seconds to wait for a reply from a board, and from a simulated one (``sim``, or
+# ``bitfab board``'s socket://), which runs far slower than the wire.
+TIMEOUT_S, SIM_TIMEOUT_S = 2.0, 120.0
+
+
+def _timeout(port, timeout):
+    if timeout is not None:
+        return timeout
+    return SIM_TIMEOUT_S if port == "sim" or port.startswith("socket://") else TIMEOUT_S
 
 
 def check_same_plan(graph, configs, names):
@@ -36,71 +50,113 @@ def check_same_plan(graph, configs, names):
                                   f"cannot take it: build the model instead")
 
 
-def run_on_board(out, port="sim", model=None, images=None, timeout=None, log=print):
-    """Load the weights of `model` (a frozen graph; default the build's golden.json) into
-    the board at `port`, stream `images` digits test images (default all), and
-    write ``out/run.json``: mismatches against the golden model, accuracy, speed."""
-    import torch
-
-    from bitfab.rtl.network import NetworkInstance
-    from bitfab.sw_driver.host import Host, open_link
-    from bitfab.sw_driver.protocol import WireFormat
-
-    from .data import load_digits_split
+def _plan(out):
     plan = read_result(out, "plan.json")
     if "layers" not in plan:
         raise BitfabError(f"{Path(out) / 'plan.json'} is not a network's plan (a convolution "
-                          f"engine's?): bitfab run drives networks")
-    configs, names = plan_from_dict(plan)
+                          f"engine's?): bitfab deploy, run and board drive networks")
+    return plan_from_dict(plan)
+
+
+def _build(out, model):
+    """The build's plan and the model to load, checked against it."""
+    configs, names = _plan(out)
     graph = model if model is not None else graph_from_dict(read_result(out, "golden.json"))
     check_same_plan(graph, configs, names)
-    words = [w for layer, config in zip(graph.layers, configs)
-             for w in config.pack(load_rows(layer, config))]
+    return configs, graph
+
+
+def _words(graph, configs):
+    """`graph`'s load stream for the plan `configs`."""
+    return [w for layer, config in zip(graph.layers, configs)
+            for w in config.pack(load_rows(layer, config))]
+
+
+def simulated_board(out, sessions=1, log=print):
+    """A `SimulatedBoard` of the build in `out`, serving `sessions` hosts (0: no end)."""
+    from amaranth.back import verilog
+
+    from bitfab.rtl.network import Network, NetworkInstance
+    from bitfab.sim.board import SimulatedBoard, shell_verilog
+    configs, _ = _plan(out)
+    text = network_verilog(out, configs)
+    if text is None:
+        log("network.v is not this plan's; converting the network (minutes)")
+        text = verilog.convert(Network(configs), name="network")
+    log("the simulated board: the build's Verilog under the serial shell, in Verilator")
+    return SimulatedBoard(shell_verilog(NetworkInstance(configs), text),
+                          Path(out) / "board_sim", sessions=sessions)
+
+
+def _session(url, configs, timeout, work):
+    """`work(host)` over a link to `url`, closed after."""
+    from bitfab.sw_driver.host import Host, open_link
+    from bitfab.sw_driver.protocol import WireFormat
+    with open_link(url, timeout=min(timeout, TIMEOUT_S)) as link:
+        return work(Host(link, WireFormat.of_layers(configs), timeout=timeout))
+
+
+def deploy_weights(out, port, model=None, timeout=None, log=print):
+    """Load `model`'s weights (default the build's golden.json) into the board at `port`
+    and leave them there."""
+    if port == "sim":
+        raise BitfabError("a simulated board started for one command forgets its weights "
+                          "when the command ends: start one with `bitfab board BUILD` and "
+                          "deploy to the URL it prints")
+    configs, graph = _build(out, model)
+    words = _words(graph, configs)
+    _session(port, configs, _timeout(port, timeout), lambda host: host.load(words, configs))
+    log(f"deploy: {len(words)} load words to {port}")
+    return len(words)
+
+
+def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=True,
+                 log=print):
+    """Load the weights of `model` (a frozen graph; default the build's golden.json) into
+    the board at `port` (unless `load` is false: deployed before), stream `images`
+    digits test images (default all), and write ``out/run.json``: mismatches
+    against `model`, accuracy, speed."""
+    import torch
+
+    from .data import load_digits_split
+    configs, graph = _build(out, model)
+    words = _words(graph, configs)
     split = load_digits_split()
     pixels = split.x_test.long().flatten(1)[:images]
     labels = split.y_test[:images]
     golden = graph.run(pixels)[0]
 
-    def session(url, seconds):
-        link = open_link(url, timeout=min(seconds, 2.0))
-        try:
-            host = Host(link, WireFormat.of_layers(configs), timeout=seconds)
-            log(f"run: {len(words)} load words, then {len(pixels)} images, to {url}")
-            start = time.perf_counter()
+    def work(host):
+        log(f"run: {len(words) if load else 'no'} load words, then {len(pixels)} images")
+        start = time.perf_counter()
+        if load:
             host.load(words, configs)
-            scores = host.scores(configs, pixels, graph.layers[0].input_encoding)
-            return scores, time.perf_counter() - start
-        finally:
-            link.close()
+        scores = host.scores(configs, pixels, graph.layers[0].input_encoding)
+        return scores, time.perf_counter() - start
 
     if port == "sim":
-        from bitfab.sim.board import SimulatedBoard, shell_verilog
-        log("run: the simulated board (the build's Verilog under the serial shell, "
-            "in Verilator)")
-        design = shell_verilog(NetworkInstance(configs), _network_v(out, configs, log))
-        with SimulatedBoard(design, Path(out) / "board_sim") as board:
-            scores, seconds = session(board.url, timeout or 120.0)
+        if not load:
+            raise BitfabError("--no-load needs a board that holds weights: `bitfab board "
+                              "BUILD` and its URL, or a real board")
+        with simulated_board(out, log=log) as board:
+            scores, seconds = _session(board.url, configs, _timeout(port, timeout), work)
     else:
-        scores, seconds = session(port, timeout or 2.0)
+        scores, seconds = _session(port, configs, _timeout(port, timeout), work)
     scores = torch.tensor(scores)
     wrong = (scores != golden).any(dim=1)
     result = {"port": port, "images": len(pixels), "mismatches": int(wrong.sum()),
               "first_mismatch": int(wrong.nonzero()[0]) if wrong.any() else None,
               "accuracy": (scores.argmax(1) == labels).float().mean().item(),
               "golden_accuracy": (golden.argmax(1) == labels).float().mean().item(),
-              "load_words": len(words), "seconds": round(seconds, 2)}
+              "load_words": len(words) if load else 0, "seconds": round(seconds, 2)}
     write_result(out, "run.json", result)
     log(f"run: {result['images']} images, {result['mismatches']} score mismatches against "
         f"the golden model, accuracy {100 * result['accuracy']:.1f}%, {seconds:.1f} s")
     return result
 
 
-def _network_v(out, configs, log):
-    text = network_verilog(out, configs)
-    if text is None:
-        from amaranth.back import verilog
-
-        from bitfab.rtl.network import Network
-        log("run: network.v is not this plan's; converting the network (minutes)")
-        text = verilog.convert(Network(configs), name="network")
-    return text
+def serve_board(out, log=print):
+    """The build's simulated board, serving hosts one after another until interrupted."""
+    with simulated_board(out, sessions=0, log=log) as board:
+        log(f"board: listening at {board.url} (Ctrl-C stops it)")
+        board.wait()

@@ -36,11 +36,13 @@ def shell_verilog(core, network_v=None, divisor=DIVISOR):
 class SimulatedBoard:
     """Runs `bitfab.sim.board_tb` on `design` (Verilog text with a top module ``board``:
     `shell_verilog`) in a thread; `url` is ``socket://127.0.0.1:PORT`` once it
-    listens. Leaving the ``with`` block waits for the bench, which ends when the
-    host closes its link, and raises if it failed."""
+    listens. It serves `sessions` host connections one after the other (0: until
+    the process ends), the design running on between them; leaving the ``with``
+    block waits for the last to close, and raises if the bench failed."""
 
-    def __init__(self, design, build_root, sim="verilator", divisor=DIVISOR, start_within_s=600):
-        self.design, self.sim, self.divisor = design, sim, divisor
+    def __init__(self, design, build_root, sim="verilator", divisor=DIVISOR, sessions=1,
+                 start_within_s=600):
+        self.design, self.sim, self.divisor, self.sessions = design, sim, divisor, sessions
         self.build_root = Path(build_root).resolve()
         self.start_within_s = start_within_s
         self.url = None
@@ -51,7 +53,8 @@ class SimulatedBoard:
         port_file = self.build_root / f"port.{os.getpid()}.{id(self)}"
         port_file.unlink(missing_ok=True)
         key = hashlib.sha1(self.design.encode()).hexdigest()[:12]
-        params = {"divisor": self.divisor, "port_file": str(port_file)}
+        params = {"divisor": self.divisor, "port_file": str(port_file),
+                  "sessions": self.sessions}
 
         def serve():
             try:
@@ -76,10 +79,16 @@ class SimulatedBoard:
         port_file.unlink()
         return self
 
+    def wait(self):
+        """Until the bench ends (with ``sessions=0``, until the process is interrupted)."""
+        self._thread.join()
+
     def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False        # the simulator, a child, ends with this process
         self._thread.join(timeout=120)
         if self._thread.is_alive():
             raise RuntimeError("the simulated board did not stop after the host closed")
-        if self._error is not None and exc[0] is None:
+        if self._error is not None:
             raise RuntimeError(f"the simulated board failed: {self._error}") from self._error
         return False

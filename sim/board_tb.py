@@ -1,11 +1,13 @@
 """The simulated board's cocotb side: a `SerialShell` in the simulator behind a TCP port.
 
-BITFAB_PARAMS gives the shell's clock divisor and a file to write the port
-to. The bench listens on 127.0.0.1, takes one connection (the host, e.g.
-pyserial's ``socket://`` URL), and bit-bangs every byte it receives onto the
-shell's ``rx`` pin at the shell's baud (8N1, low bit first); every byte the
-shell sends on ``tx`` goes back over the connection. It ends when the host
-closes the connection, once ``tx`` has been idle for a few bytes.
+BITFAB_PARAMS gives the shell's clock divisor, a file to write the port to
+and how many host sessions to serve (0: until killed). The bench listens on
+127.0.0.1 and serves one connection at a time (the host, e.g. pyserial's
+``socket://`` URL): every byte it receives goes onto the shell's ``rx`` pin at
+the shell's baud (8N1, low bit first), every byte the shell sends on ``tx``
+goes back over the connection. A session ends when the host closes its
+connection; the design keeps running between sessions, weights loaded, as a
+powered board does between two programs that open its port.
 """
 
 import json
@@ -21,9 +23,12 @@ from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 PERIOD_NS = 10
+PARENT = os.getppid()
 
 
 def _readable(sock):
+    # The bench ends if the process that started it does (no host will come back).
+    assert os.getppid() == PARENT, "the process that started the simulated board ended"
     return bool(select.select([sock], [], [], 0)[0])
 
 
@@ -43,13 +48,7 @@ async def serve(dut):
     partial = Path(PARAMS["port_file"] + ".partial")      # listening already
     partial.write_text(str(server.getsockname()[1]))
     os.replace(partial, PARAMS["port_file"])
-    deadline = time.monotonic() + PARAMS.get("accept_within_s", 60)
-    while not _readable(server):
-        assert time.monotonic() < deadline, "no host connected"
-        await Timer(10 * bit_ns, unit="ns")
-    conn, _ = server.accept()
-    server.close()
-    sent = {"bytes": 0, "last_ns": 0}
+    host = {"conn": None, "sent": 0}
 
     async def transmit():
         """The shell's tx pin -> the connection, one byte per start bit."""
@@ -61,11 +60,32 @@ async def serve(dut):
             for k in range(8):
                 byte |= int(dut.tx.value) << k
                 await Timer(bit_ns, unit="ns")
-            assert int(dut.tx.value) == 1, f"byte {sent['bytes']} from the shell has no stop bit"
-            conn.sendall(bytes([byte]))
-            sent["bytes"] += 1
+            assert int(dut.tx.value) == 1, f"byte {host['sent']} from the shell has no stop bit"
+            try:                # with no host connected, the byte is lost, as on a wire
+                host["conn"] and host["conn"].sendall(bytes([byte]))
+            except OSError:
+                pass
+            host["sent"] += 1
 
     cocotb.start_soon(transmit())
+    sessions = PARAMS.get("sessions", 1)
+    served = 0
+    while not sessions or served < sessions:
+        deadline = time.monotonic() + PARAMS.get("accept_within_s", 60)
+        while not _readable(server):
+            assert sessions == 0 or time.monotonic() < deadline, "no host connected"
+            await Timer(10 * bit_ns, unit="ns")
+        host["conn"], _ = server.accept()
+        received = await _receive(dut, host["conn"], bit_ns)
+        host["conn"].close()
+        host["conn"] = None
+        served += 1
+        dut._log.info(f"session {served}: the host sent {received} bytes")
+    server.close()
+
+
+async def _receive(dut, conn, bit_ns):
+    """Bytes from `conn` onto the rx pin until the host closes; returns how many."""
     received = 0
     while True:
         if not _readable(conn):
@@ -73,11 +93,9 @@ async def serve(dut):
             continue
         chunk = conn.recv(65536)
         if not chunk:
-            break
+            return received
         for byte in chunk:
             for level in [0, *((byte >> k) & 1 for k in range(8)), 1]:
                 dut.rx.value = level
                 await Timer(bit_ns, unit="ns")
         received += len(chunk)
-    conn.close()
-    dut._log.info(f"host sent {received} bytes, the shell {sent['bytes']}")

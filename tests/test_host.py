@@ -5,7 +5,7 @@ in Verilator behind a TCP port), weights changed on the running board."""
 import pytest
 import torch
 
-from bitfab.hls_gen.deploy import run_on_board
+from bitfab.hls_gen.deploy import deploy_weights, run_on_board, simulated_board
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.flow import BuildConfig, run_flow
 from bitfab.hls_gen.ir import Graph
@@ -131,7 +131,9 @@ def digits_graph(seed, hidden=8):
 def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
     """`bitfab run` on a build (its network.v under the shell, in Verilator): the build's
     weights, then another model of the same plan, each score equal to the golden
-    model's; a model of another shape is refused before anything is sent."""
+    model's; a model of another shape is refused before anything is sent. Then
+    `bitfab board`'s kind of board: `deploy` in one session, `run --no-load` in the
+    next, the weights still there."""
     out = tmp_path / "build"
     run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), digits_graph(1),
              log=lambda _: None)
@@ -142,6 +144,13 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
     with pytest.raises(BitfabError, match=r"layer \w+: rows is 16 in the model, 8 in the "
                                           r"build's plan; the bitstream cannot take it"):
         run_on_board(out, "sim", digits_graph(3, hidden=16), images=6)
+    with pytest.raises(BitfabError, match="start one with `bitfab board BUILD`"):
+        deploy_weights(out, "sim")
+    with simulated_board(out, sessions=2) as board:
+        assert deploy_weights(out, board.url, digits_graph(2)) == result["load_words"]
+        again = run_on_board(out, board.url, digits_graph(2), images=6, timeout=30,
+                             load=False)
+    assert (again["mismatches"], again["load_words"]) == (0, 0), again
 
 
 def _verilog(component, name):
