@@ -115,7 +115,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     """Load the weights of `model` (a frozen graph; default the build's golden.json) into
     the board at `port` (unless `load` is false: deployed before), stream `images`
     digits test images (default all), and write ``out/run.json``: mismatches
-    against `model`, accuracy, speed."""
+    against `model`, accuracy, speed. Any mismatch then raises, naming the first."""
     import torch
 
     from .data import load_digits_split
@@ -152,6 +152,12 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     write_result(out, "run.json", result)
     log(f"run: {result['images']} images, {result['mismatches']} score mismatches against "
         f"the golden model, accuracy {100 * result['accuracy']:.1f}%, {seconds:.1f} s")
+    if wrong.any():
+        k = result["first_mismatch"]
+        raise BitfabError(f"the board's scores differ from the golden model's on "
+                          f"{result['mismatches']} of {len(pixels)} images (first: test image "
+                          f"{k}, board {scores[k].tolist()}, golden {golden[k].tolist()}); "
+                          f"{Path(out) / 'run.json'}")
     return result
 
 

@@ -133,7 +133,7 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
     weights, then another model of the same plan, each score equal to the golden
     model's; a model of another shape is refused before anything is sent. Then
     `bitfab board`'s kind of board: `deploy` in one session, `run --no-load` in the
-    next, the weights still there."""
+    next, the weights still there (and a run against another model fails)."""
     out = tmp_path / "build"
     run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), digits_graph(1),
              log=lambda _: None)
@@ -146,10 +146,15 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
         run_on_board(out, "sim", digits_graph(3, hidden=16), images=6)
     with pytest.raises(BitfabError, match="start one with `bitfab board BUILD`"):
         deploy_weights(out, "sim")
-    with simulated_board(out, sessions=2) as board:
+    with simulated_board(out, sessions=3) as board:
         assert deploy_weights(out, board.url, digits_graph(2)) == result["load_words"]
         again = run_on_board(out, board.url, digits_graph(2), images=6, timeout=30,
                              load=False)
+        # The board holds model 2's weights; the build's own model disagrees.
+        with pytest.raises(BitfabError, match=r"the board's scores differ from the golden "
+                                              r"model's on \d of 6 images \(first: test "
+                                              r"image \d, board \["):
+            run_on_board(out, board.url, images=6, timeout=30, load=False)
     assert (again["mismatches"], again["load_words"]) == (0, 0), again
 
 
