@@ -180,7 +180,7 @@ def parser():
         cmd.add_argument("build", help="a bitfab build's output directory (its --out)")
         cmd.add_argument("--model", default=None, help=model_help)
         cmd.add_argument("--timeout", type=float, default=None,
-                         help="seconds to wait for a reply (default: 2; 120 from a simulated "
+                         help="seconds to wait for a reply (default: 2; 600 from a simulated "
                               "board)")
     deploy.add_argument("--port", required=True, help=board_help)
     deploy.set_defaults(run=_deploy)

@@ -25,7 +25,8 @@ __all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",
 
 # Seconds to wait for a reply from a board, and from a simulated one (``sim``, or
 # ``bitfab board``'s socket://), which runs far slower than the wire.
-TIMEOUT_S, SIM_TIMEOUT_S = 2.0, 120.0
+TIMEOUT_S, SIM_TIMEOUT_S = 2.0, 600.0
+OPTIMIZE_ABOVE_WORDS = 500
 
 
 def _timeout(port, timeout):
@@ -83,9 +84,13 @@ def simulated_board(out, sessions=1, log=print):
     if text is None:
         log("network.v is not this plan's; converting the network (minutes)")
         text = verilog.convert(Network(configs), name="network")
-    log("the simulated board: the build's Verilog under the serial shell, in Verilator")
+    # A network of more than a few hundred load words runs long enough over the line
+    # that an optimised simulator pays for its longer build.
+    optimize = sum(c.load_words for c in configs) > OPTIMIZE_ABOVE_WORDS
+    log(f"the simulated board: the build's Verilog under the serial shell, in Verilator"
+        f"{' (-O1)' if optimize else ''}")
     return SimulatedBoard(shell_verilog(NetworkInstance(configs), text),
-                          Path(out) / "board_sim", sessions=sessions)
+                          Path(out) / "board_sim", sessions=sessions, optimize=optimize)
 
 
 def _session(url, configs, timeout, work):

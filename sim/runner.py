@@ -51,7 +51,7 @@ def _use_simulator(sim):
 
 
 def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
-              key=None, waves_on_failure=True):
+              key=None, waves_on_failure=True, optimize=False):
     """Build `component` (an Amaranth component, or its Verilog text already written
     with `toplevel` as the module name) and run the cocotb `test_module` against it.
 
@@ -59,7 +59,9 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     `build_root` (`key` defaults to `params`), so parallel runs never share one.
     If a cocotb test fails, the same seed runs again with waves on and the error
     names the dump (unless `waves_on_failure` is false: a bench that serves a
-    host cannot run twice). Returns the build directory.
+    host cannot run twice). Verilator compiles without optimisation unless
+    `optimize` (-O1: for long runs, such as a simulated board's). Returns the
+    build directory.
     """
     from cocotb_tools.runner import get_runner
 
@@ -78,13 +80,13 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     env = {"BITFAB_PARAMS": json.dumps(params)}
     # The simulator's and compiler's chatter goes to log files beside the build.
     log = build_dir / "sim.log"
-    _build(runner, sim, source, toplevel, build_dir, waves=False)
+    _build(runner, sim, source, toplevel, build_dir, waves=False, optimize=optimize)
     if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
         if not waves_on_failure:
             raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
                                f"{_last_assertion(log) or 'see the log'}; log: {log}")
         # Same seed again, with waves, so the failure can be looked at.
-        _build(runner, sim, source, toplevel, build_dir, waves=True)
+        _build(runner, sim, source, toplevel, build_dir, waves=True, optimize=optimize)
         _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
@@ -117,7 +119,7 @@ def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
     return tests > 0 and failed == 0
 
 
-def _build(runner, sim, source, toplevel, build_dir, waves):
+def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
     # Amaranth's Verilog trips Verilator's WIDTH lint.
     build_args = (["-Wno-fatal", *_top_ports_only(build_dir, toplevel)]
                   if sim == "verilator" else [])
@@ -126,13 +128,14 @@ def _build(runner, sim, source, toplevel, build_dir, waves):
     # files. cocotb runs make itself, so the fix goes in through MAKEFLAGS.
     saved = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
-        # The generated C++ is large and run briefly: compiled without optimisation.
-        # (The whole PA MLP on 450 images: build 68 s + run 18 s at -O0, 111 s + 6 s
-        # at -O1.)
+        # The generated C++ is large and, in a bench, run briefly: compiled without
+        # optimisation. (The whole PA MLP on 450 images: build 68 s + run 18 s at
+        # -O0, 111 s + 6 s at -O1.)
+        opt = "-O1" if optimize else "-O0"
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [
-            saved, "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0", "OPT_SLOW=-O0",
-            "OPT_GLOBAL=-O0"]))
-    cache = _runtime_cache(waves) if sim == "verilator" else None
+            saved, "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt}", f"OPT_SLOW={opt}",
+            f"OPT_GLOBAL={opt}"]))
+    cache = _runtime_cache(waves, optimize) if sim == "verilator" else None
     if cache is not None:
         _restore_runtime(cache, build_dir)
     try:
@@ -173,12 +176,12 @@ def _top_ports_only(build_dir, toplevel):
 _RUNTIME = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
 
 
-def _runtime_cache(waves):
+def _runtime_cache(waves, optimize):
     root = _verilator_root()
     if root is None:
         return None
     key = hashlib.sha1(json.dumps([str(root), os.path.getmtime(root / "bin" / "verilator"),
-                                   waves]).encode()).hexdigest()[:12]
+                                   waves, optimize]).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"bitfab-verilator-runtime-{os.getuid()}" / key
 
 
