@@ -97,8 +97,9 @@ def _session(url, configs, timeout, work):
     """`work(host)` over a link to `url`, closed after."""
     from bitfab.sw_driver.host import Host, open_link
     from bitfab.sw_driver.protocol import WireFormat
-    with open_link(url, timeout=min(timeout, TIMEOUT_S)) as link:
-        return work(Host(link, WireFormat.of_layers(configs), timeout=timeout))
+    link = open_link(url, timeout=min(timeout, TIMEOUT_S))
+    with Host(link, WireFormat.of_layers(configs), timeout=timeout) as host:
+        return work(host)
 
 
 def deploy_weights(out, port, model=None, timeout=None, log=print):

@@ -27,7 +27,8 @@ def open_link(port, baud=BAUD, timeout=2.0):
 
 
 class Host:
-    """Drives a board through `link` in the `WireFormat` `wire`.
+    """Drives a board through `link` in the `WireFormat` `wire`; as a context manager it
+    closes the link on leaving.
 
     The line has no flow control: the shell drops bytes it has no room for
     while the network stalls. So at most `window` items are in flight: item k
@@ -42,6 +43,15 @@ class Host:
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive integer, not {window!r}")
         self.link, self.wire, self.timeout, self.window = link, wire, timeout, window
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.link.close()
 
     def load(self, words, layers=None):
         """Restart loading and write `words` (checked against `layers`' plan if given)."""

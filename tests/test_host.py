@@ -108,14 +108,13 @@ def test_weights_change_on_the_simulated_board(tmp_path):
     wants = [graph.run(pixels)[0].tolist() for graph in graphs]
     assert wants[0] != wants[1]
     with SimulatedBoard(design, tmp_path) as board:
-        link = open_link(board.url, timeout=30)
-        host = Host(link, WireFormat.of_layers(configs), timeout=60)
-        for graph, want in zip(graphs, wants):
-            words = Network(configs).pack([load_rows(l, c)
-                                           for l, c in zip(graph.layers, configs)])
-            host.load(words, configs)
-            assert host.scores(configs, pixels, graph.layers[0].input_encoding) == want
-        link.close()
+        with Host(open_link(board.url, timeout=30), WireFormat.of_layers(configs),
+                  timeout=60) as host:
+            for graph, want in zip(graphs, wants):
+                words = Network(configs).pack([load_rows(l, c)
+                                               for l, c in zip(graph.layers, configs)])
+                host.load(words, configs)
+                assert host.scores(configs, pixels, graph.layers[0].input_encoding) == want
 
 
 def digits_graph(seed, hidden=8):
