@@ -125,6 +125,8 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     import torch
 
     from .data import load_digits_split
+    if images is not None and (not isinstance(images, int) or images < 1):
+        raise BitfabError(f"images must be a positive number of test images, not {images!r}")
     configs, graph = _build(out, model)
     words = _words(graph, configs)
     split = load_digits_split()
