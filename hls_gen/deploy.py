@@ -93,6 +93,17 @@ def simulated_board(out, sessions=1, log=print):
                           Path(out) / "board_sim", sessions=sessions, optimize=optimize)
 
 
+def _link_bound(configs):
+    """Bytes per image on the line and the images/s a UART at `BAUD` (8N1: 10 bits a
+    byte) carries: a board's bound, far below what its network computes."""
+    from bitfab.sw_driver.host import BAUD
+    from bitfab.sw_driver.protocol import WireFormat
+    per_image = WireFormat.of_layers(configs).item_bytes(configs[0].cols // configs[0].in_beat,
+                                                        configs[-1].groups)
+    return {"wire_bytes_per_image": per_image,
+            "link_images_per_s": round(BAUD / 10 / per_image, 1), "baud": BAUD}
+
+
 def _session(url, configs, timeout, work):
     """`work(host)` over a link to `url`, closed after."""
     from bitfab.sw_driver.host import Host, open_link
@@ -156,7 +167,8 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
               "first_mismatch": int(wrong.nonzero()[0]) if wrong.any() else None,
               "accuracy": (scores.argmax(1) == labels).float().mean().item(),
               "golden_accuracy": (golden.argmax(1) == labels).float().mean().item(),
-              "load_words": len(words) if load else 0, "seconds": round(seconds, 2)}
+              "load_words": len(words) if load else 0, "seconds": round(seconds, 2),
+              **_link_bound(configs)}
     write_result(out, "run.json", result)
     log(f"run: {result['images']} images, {result['mismatches']} score mismatches against "
         f"the golden model, accuracy {100 * result['accuracy']:.1f}%, {seconds:.1f} s")

@@ -44,6 +44,12 @@ class WireFormat:
                              configs[-1].out_layout.size)
 
 
+    def item_bytes(self, in_beats, out_beats):
+        """Bytes on the line, both ways, for an item of `in_beats` input beats and
+        `out_beats` output beats (each input beat behind its command byte)."""
+        return in_beats * (1 + self.in_bytes) + out_beats * self.out_bytes
+
+
 def _frames(command, values, bits, size, what):
     out = bytearray()
     for index, value in enumerate(values):

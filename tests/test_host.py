@@ -23,6 +23,7 @@ WIRE = WireFormat.of_widths(load_bits=32, in_bits=12, out_bits=20)
 
 def test_frames_are_checked_before_they_are_sent():
     assert (WIRE.load_bytes, WIRE.in_bytes, WIRE.out_bytes) == (4, 2, 3)
+    assert WIRE.item_bytes(in_beats=8, out_beats=10) == 8 * 3 + 10 * 3
     assert encode_load([0x04030201], WIRE) == b"RL\x01\x02\x03\x04"
     assert encode_inputs([0xABC, 1], WIRE) == b"I\xbc\x0aI\x01\x00"
     with pytest.raises(WireError, match=r"input beat 1 is 4096, not a 12-bit unsigned"):
@@ -139,6 +140,10 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
     for model in (None, digits_graph(2)):
         result = run_on_board(out, "sim", model, images=6, log=print)
         assert (result["images"], result["mismatches"]) == (6, 0), result
+        # Per image, 8 input beats of 8 pixels in 5 planes (40 bits: a command byte and
+        # 5) and 2 output beats of 5 scores of 5 bits (25 bits: 4 bytes): 56 bytes,
+        # 205.7 images/s at 11,520 bytes/s.
+        assert (result["wire_bytes_per_image"], result["link_images_per_s"]) == (56, 205.7)
         assert result["accuracy"] == result["golden_accuracy"]
     with pytest.raises(BitfabError, match=r"layer \w+: rows is 16 in the model, 8 in the "
                                           r"build's plan; the bitstream cannot take it"):
