@@ -96,7 +96,7 @@ def simulated_board(out, sessions=1, log=print):
 def _link_bound(configs):
     """Bytes per image on the line and the images/s a UART at `BAUD` (8N1: 10 bits a
     byte) carries: a board's bound, far below what its network computes."""
-    from bitfab.sw_driver.host import BAUD
+    from bitfab.rtl.shell import BAUD
     from bitfab.sw_driver.protocol import WireFormat
     per_image = WireFormat.of_layers(configs).item_bytes(configs[0].cols // configs[0].in_beat,
                                                         configs[-1].groups)

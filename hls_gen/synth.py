@@ -15,15 +15,13 @@ from pathlib import Path
 
 from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 
-from bitfab.rtl.shell import SerialShell
+from bitfab.rtl.shell import BAUD, SerialShell
 
 from .errors import BitfabError
 
 __all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report",
            "yosys_flip_flops", "PLAIN_ABC", "free_chain_ends", "run_plan", "NEXTPNR_OPTS",
            "nextpnr_opts"]
-
-BAUD = 115200
 
 # nextpnr's options on every build; `BITFAB_NEXTPNR_OPTS` in the environment adds more
 # (e.g. "--router router2" or "--seed 7") without touching the flow.

@@ -14,9 +14,12 @@ from amaranth.lib.wiring import In, Out
 from .network import Network
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["SerialShell", "LOAD", "RESTART", "INPUT"]
+__all__ = ["SerialShell", "LOAD", "RESTART", "INPUT", "BAUD"]
 
 LOAD, RESTART, INPUT = ord("L"), ord("R"), ord("I")
+# The line rate on a board (8N1): the build sets the divisor from it, the host opens
+# the port at it.
+BAUD = 115200
 
 
 class SerialShell(wiring.Component):

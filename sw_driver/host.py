@@ -7,14 +7,13 @@ within its timeout) and ``close``: `open_link` opens a board's serial port
 
 import time
 
+from bitfab.rtl.shell import BAUD
+
 from .beats import input_beats, scores_from_beats
 from .protocol import WireError, WireFormat, decode_outputs, encode_inputs, encode_load
 from .weights import check_load_words
 
-__all__ = ["BAUD", "Host", "open_link"]
-
-# The bitstream's UART (`bitfab.hls_gen.synth`).
-BAUD = 115200
+__all__ = ["Host", "open_link"]
 
 
 def open_link(port, baud=BAUD, timeout=2.0):
