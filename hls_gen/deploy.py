@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import BitfabError
 from .flow import network_verilog, read_result, write_result
 from .ir import graph_from_dict
-from .plan import fold, load_rows, map_to_hw, plan_from_dict
+from .plan import fold, load_stream, map_to_hw, plan_from_dict
 
 __all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",
            "check_same_plan"]
@@ -65,12 +65,6 @@ def _build(out, model):
     graph = model if model is not None else graph_from_dict(read_result(out, "golden.json"))
     check_same_plan(graph, configs, names)
     return configs, graph
-
-
-def _words(graph, configs):
-    """`graph`'s load stream for the plan `configs`."""
-    return [w for layer, config in zip(graph.layers, configs)
-            for w in config.pack(load_rows(layer, config))]
 
 
 def simulated_board(out, sessions=1, log=print):
@@ -121,7 +115,7 @@ def deploy_weights(out, port, model=None, timeout=None, log=print):
                           "when the command ends: start one with `bitfab board BUILD` and "
                           "deploy to the URL it prints")
     configs, graph = _build(out, model)
-    words = _words(graph, configs)
+    words = load_stream(graph, configs)
     _session(port, configs, _timeout(port, timeout), lambda host: host.load(words, configs))
     log(f"deploy: {len(words)} load words to {port}")
     return len(words)
@@ -139,7 +133,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     if images is not None and (not isinstance(images, int) or images < 1):
         raise BitfabError(f"images must be a positive number of test images, not {images!r}")
     configs, graph = _build(out, model)
-    words = _words(graph, configs)
+    words = load_stream(graph, configs)
     split = load_digits_split()
     pixels = split.x_test.long().flatten(1)[:images]
     labels = split.y_test[:images]

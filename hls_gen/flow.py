@@ -27,7 +27,7 @@ from pathlib import Path
 from .boards import board as find_board
 from .errors import BitfabError
 from .ir import graph_from_dict, graph_to_dict
-from .plan import (check_fit, fitting_folding, fold, load_rows, map_to_hw, plan_from_dict,
+from .plan import (check_fit, fitting_folding, fold, load_stream, map_to_hw, plan_from_dict,
                    plan_to_dict)
 
 __all__ = ["STEPS", "BuildConfig", "run_flow"]
@@ -118,7 +118,7 @@ def step_emit_rtl(cfg, log):
     graph = graph_from_dict(read_result(cfg.out, "golden.json"))
     configs, _ = _plan(cfg)
     network = Network(configs)
-    words = network.pack([load_rows(l, c) for l, c in zip(graph.layers, configs)])
+    words = load_stream(graph, configs)
     write_result(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
     if network_verilog(cfg.out, configs) is not None:
         log("emit_rtl: plan unchanged, network.v kept")

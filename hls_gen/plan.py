@@ -17,7 +17,7 @@ from .errors import BitfabError, UnsupportedLayerError
 from .ir import PopcountLayer, XnorLayer
 
 __all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "estimate",
-           "check_fit", "load_rows", "plan_to_dict", "plan_from_dict"]
+           "check_fit", "load_rows", "load_stream", "plan_to_dict", "plan_from_dict"]
 
 # The host writes this many pixels per input beat (at most).
 INPUT_BEAT = 8
@@ -264,6 +264,16 @@ def load_rows(layer, config):
         scale = layer.channel_scale.tolist()
         rows["scales"] = [scale[g * c.pe:(g + 1) * c.pe] for g in range(c.groups)]
     return rows
+
+
+def load_stream(graph, configs):
+    """The whole load stream of `graph` for the plan `configs`: each layer's
+    `load_rows`, packed (`MVAUConfig.pack`), layer after layer, as the network's
+    load port takes them."""
+    if len(graph.layers) != len(configs):
+        raise PlanError(f"{len(graph.layers)} layers for a plan of {len(configs)}")
+    return [word for layer, config in zip(graph.layers, configs)
+            for word in config.pack(load_rows(layer, config))]
 
 
 def plan_to_dict(configs, names):

@@ -66,13 +66,6 @@ class Network(wiring.Component):
     def load_words(self):
         return sum(c.load_words for c in self.layers)
 
-    def pack(self, rows_per_layer):
-        """The load stream: each layer's `MVAUConfig.pack` in order."""
-        if len(rows_per_layer) != len(self.layers):
-            raise ValueError(f"{len(rows_per_layer)} layers of rows for a network of "
-                             f"{len(self.layers)}")
-        return [w for c, rows in zip(self.layers, rows_per_layer) for w in c.pack(rows)]
-
     def elaborate(self, platform):
         m = Module()
         units = [MatrixVectorUnit(c) for c in self.layers]

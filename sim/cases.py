@@ -9,7 +9,7 @@ import json
 import random
 from pathlib import Path
 
-from bitfab.hls_gen.plan import load_rows
+from bitfab.hls_gen.plan import load_stream
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.weights import check_load_words
 
@@ -30,8 +30,7 @@ def network_case(graph, configs, pixels, taps=True):
     outputs["o"], per_item["o"] = outputs[f"tap{len(configs) - 1}"], configs[-1].groups
     if not taps:
         outputs = {"o": outputs["o"]}
-    words = check_load_words([w for layer, config in zip(graph.layers, configs)
-                              for w in config.pack(load_rows(layer, config))], configs)
+    words = check_load_words(load_stream(graph, configs), configs)
     encoding = graph.layers[0].input_encoding
     return {"words": words, "inputs": input_beats(configs[0], pixels.flatten(1), encoding),
             "outputs": outputs, "beats_per_item": per_item}

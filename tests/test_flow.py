@@ -10,7 +10,8 @@ from bitfab.hls_gen.boards import board
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.flow import BuildConfig, run_flow
 from bitfab.hls_gen.ir import Graph, graph_from_dict, graph_to_dict
-from bitfab.hls_gen.plan import PlanError, fold, map_to_hw, plan_from_dict
+from bitfab.hls_gen.plan import (PlanError, fold, load_rows, load_stream, map_to_hw,
+                                 plan_from_dict)
 from bitfab.hls_gen.synth import BoardTop, use_yowasp
 from test_mvau import random_layer
 
@@ -128,3 +129,14 @@ def test_flip_flops_come_from_yosys_s_last_statistics(tmp_path):
     log.write_text("no statistics here\n")
     with pytest.raises(BitfabError, match="no flip-flop count"):
         yosys_flip_flops(log)
+
+
+def test_load_stream_is_every_layer_s_words_in_order():
+    graph = small_graph()
+    configs = fold(map_to_hw(graph))
+    words = load_stream(graph, configs)
+    assert words == [w for layer, config in zip(graph.layers, configs)
+                     for w in config.pack(load_rows(layer, config))]
+    assert len(words) == sum(c.load_words for c in configs)
+    with pytest.raises(PlanError, match="1 layers for a plan of 2"):
+        load_stream(Graph(3, 1.0, graph.layers[:1]), configs)

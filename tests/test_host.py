@@ -9,7 +9,7 @@ from bitfab.hls_gen.deploy import deploy_weights, run_on_board, simulated_board
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.flow import BuildConfig, run_flow
 from bitfab.hls_gen.ir import Graph
-from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
+from bitfab.hls_gen.plan import fold, load_stream, map_to_hw
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link
@@ -112,9 +112,7 @@ def test_weights_change_on_the_simulated_board(tmp_path):
         with Host(open_link(board.url, timeout=30), WireFormat.of_layers(configs),
                   timeout=60) as host:
             for graph, want in zip(graphs, wants):
-                words = Network(configs).pack([load_rows(l, c)
-                                               for l, c in zip(graph.layers, configs)])
-                host.load(words, configs)
+                host.load(load_stream(graph, configs), configs)
                 assert host.scores(configs, pixels, graph.layers[0].input_encoding) == want
 
 
