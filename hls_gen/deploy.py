@@ -132,6 +132,9 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     from .data import load_digits_split
     if images is not None and (not isinstance(images, int) or images < 1):
         raise BitfabError(f"images must be a positive number of test images, not {images!r}")
+    if port == "sim" and not load:
+        raise BitfabError("--no-load needs a board that holds weights: `bitfab board "
+                          "BUILD` and its URL, or a real board")
     configs, graph = _build(out, model)
     words = load_stream(graph, configs)
     split = load_digits_split()
@@ -148,9 +151,6 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
         return scores, time.perf_counter() - start
 
     if port == "sim":
-        if not load:
-            raise BitfabError("--no-load needs a board that holds weights: `bitfab board "
-                              "BUILD` and its URL, or a real board")
         with simulated_board(out, log=log) as board:
             scores, seconds = _session(board.url, configs, _timeout(port, timeout), work)
     else:

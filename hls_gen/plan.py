@@ -224,9 +224,9 @@ def check_fit(configs, board, names=None):
         layers.append({"name": name, **used})
         for key, value in used.items():
             total[key] += value
-            if total[key] > board.usable(key):
-                placeable = (f" ({board.usable(key)} placeable)"
-                             if board.usable(key) < board.resources[key] else "")
+            usable = board.usable(key)
+            if total[key] > usable:
+                placeable = f" ({usable} placeable)" if usable < board.resources[key] else ""
                 raise PlanError(
                     f"plan does not fit {board.name}: layer {name} brings {key} to "
                     f"{total[key]} (estimated), the device has {board.resources[key]}"

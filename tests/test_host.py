@@ -171,3 +171,5 @@ def test_bitfab_run_without_a_build_says_what_is_missing(tmp_path, capsys):
     assert "plan.json is missing: run the step that writes it first" in capsys.readouterr().err
     assert main(["run", str(tmp_path), "--images", "0"]) == 2
     assert "images must be a positive number of test images, not 0" in capsys.readouterr().err
+    assert main(["run", str(tmp_path), "--no-load"]) == 2
+    assert "--no-load needs a board that holds weights" in capsys.readouterr().err
