@@ -175,12 +175,13 @@ def estimate(config, board):
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
     if board.family == "ice40":
-        return {**_ice40_cells(c, board, luts, ffs, products), "dsps": 0,
-                "brams": brams + _ice40_fifo_brams(c, board)}
+        fifo_brams = _ice40_fifo_brams(c, board)
+        return {**_ice40_cells(c, luts, ffs, products, fifo_brams), "dsps": 0,
+                "brams": brams + fifo_brams}
     return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}
 
 
-def _ice40_cells(c, board, luts, ffs, products):
+def _ice40_cells(c, luts, ffs, products, fifo_brams):
     """An ECP5 estimate (`luts`, `ffs`) moved to the iCE40, where a logic cell is a LUT4
     and a flip-flop: returns logic cells as ``luts`` and ``ffs``.
 
@@ -189,7 +190,7 @@ def _ice40_cells(c, board, luts, ffs, products):
     are plain adder trees, not carry-chain cells (0.6 LUT and 1.5 FF more per
     counted bit); wide multiplexers have no PFUMX, so the input buffers'
     multiplexer costs two LUTs more per buffer bit; there is no LUT RAM, so a
-    small output FIFO is flip-flops and a multiplexer (`_ice40_fifo_brams`). A
+    small output FIFO (none of `fifo_brams`) is flip-flops and a multiplexer. A
     LUT and the flip-flop it feeds share a cell: about three pairs per counted
     bit (the popcount pipelines); the handshakes and loader take about 130
     cells per layer more than the ECP5 estimate's constants. Calibrated on the
@@ -198,7 +199,7 @@ def _ice40_cells(c, board, luts, ffs, products):
     9,309, 7,532 and 5,991 estimated.
     """
     counted = c.pe * c.m * c.n_in * c.simd
-    fifo = c.fifo_depth * c.out_layout.size * (not _ice40_fifo_brams(c, board))
+    fifo = c.fifo_depth * c.out_layout.size * (not fifo_brams)
     luts += (sum(a * b for a, b in products) + counted * 6 // 10 + 2 * c.cols * c.n_in
              + fifo)
     ffs += sum(3 * (a + b) for a, b in products) + counted * 3 // 2 + fifo
