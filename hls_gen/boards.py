@@ -25,7 +25,8 @@ class Board:
     family: str               # "ecp5" or "ice40"
     resources: dict
     bels: dict
-    clock_mhz: float          # the design's clock, from a PLL off the board oscillator
+    clock_mhz: float          # the design's default clock (`bitfab.hls_gen.clocks`)
+    oscillator_mhz: float     # the board's oscillator, the PLL's reference
     ram_shapes: tuple         # block RAM: its (width, depth) configurations
     placeable: dict = None    # fraction of a resource a design can fill and still place
 
@@ -49,14 +50,14 @@ BOARDS = {
         resources={"luts": 83640, "ffs": 83640, "brams": 208, "dsps": 156},
         bels={"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "brams": "DP16KD",
               "dsps": "MULT18X18D"},
-        clock_mhz=100.0,
+        clock_mhz=100.0, oscillator_mhz=25.0,
         ram_shapes=((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))),
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
         resources={"luts": 5280, "ffs": 5280, "brams": 30, "dsps": 8},
         bels={"luts": "ICESTORM_LC", "brams": "ICESTORM_RAM",
               "dsps": "ICESTORM_DSP"},
-        clock_mhz=12.0, ram_shapes=((16, 256), (8, 512), (4, 1024), (2, 2048)),
+        clock_mhz=12.0, oscillator_mhz=12.0, ram_shapes=((16, 256), (8, 512), (4, 1024), (2, 2048)),
         # nextpnr-ice40 found no legal placement for the digits XNOR MLP (hidden 32) at
         # 4,623 cells (88%): a logic tile's 8 cells share one clock enable and reset.
         placeable={"luts": 0.8}),

@@ -70,7 +70,7 @@ def _build(args, stop="report", bitstream=True):
     from .flow import BuildConfig, run_flow
     cfg = BuildConfig(out=args.out, board=args.board, folding=args.fold,
                       simulator=args.simulator, sim_images=args.images,
-                      engine=args.engine, image=args.image,
+                      engine=args.engine, image=args.image, clock_mhz=args.clock_mhz,
                       bitstream=bitstream and not args.no_bitstream,
                       start_step=args.start, stop_step=stop if args.stop is None else args.stop)
     model = _load_model(args.model) if cfg.start_step == "golden" else None
@@ -79,6 +79,13 @@ def _build(args, stop="report", bitstream=True):
         from .flow import format_report
         print(format_report(report))
         print(f"report: {args.out}/report.json")
+        if report["timing_met"] is False and not args.timing_allow_fail:
+            raise BitfabError(
+                f"timing not met: the design routes at {report['fmax_mhz']} MHz, below the "
+                f"{report['clock_constraint_mhz']} MHz clock its bitstream runs at, where "
+                f"it may compute wrong results. Rebuild at a clock it meets "
+                f"(--clock-mhz {int(report['fmax_mhz'])} --start synth keeps the earlier "
+                f"steps), or keep this bitstream with --timing-allow-fail")
 
 
 def _sim(args):
@@ -158,6 +165,12 @@ def parser():
         cmd.add_argument("--image", type=_image, default=None,
                          help="convolution layers: image size to build for, e.g. 32x32 "
                               "(default: 8x8 digits for one channel, 32x32 photo crops else)")
+        cmd.add_argument("--clock-mhz", type=float, default=None,
+                         help="the design clock, made by the board's PLL (default: the "
+                              "board's, 100 MHz on the ULX3S and 12 on the iCEBreaker; "
+                              "50 MHz for convolution engines on the ULX3S)")
+        cmd.add_argument("--timing-allow-fail", action="store_true",
+                         help="exit 0 even when post-route fmax is below the clock")
         cmd.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
         cmd.add_argument("--images", type=int, default=None,
                          help="test images to simulate (default: all)")

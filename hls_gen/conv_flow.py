@@ -17,16 +17,21 @@ import json
 from pathlib import Path
 
 from .boards import board as find_board
+from .clocks import design_clock
 from .conv import (IntConvLayer, check_engine_fit, conv_images, engine_from_dict,
                    engine_to_dict, freeze_conv, load_words, select_engine)
 from .errors import BitfabError
 from .flow import read_result, simulate, write_result
 
-__all__ = ["CONV_IMAGE", "image_size"]
+__all__ = ["CONV_IMAGE", "ENGINE_CLOCK_MHZ", "image_size"]
 
 CONV_IMAGE = {1: (8, 8)}          # the digits; photo crops otherwise
 PHOTO_IMAGE = (32, 32)
 SIM_IMAGES = 8
+# The engines' default clock where it differs from the board's: on the ULX3S the DFNT
+# engine routes at 61 to 64 MHz and a 3x3 direct engine at 54 (README), short of the
+# networks' 100 MHz.
+ENGINE_CLOCK_MHZ = {"ulx3s-85f": 50.0}
 
 
 def image_size(cfg, layer):
@@ -132,9 +137,10 @@ def step_synth(cfg, log):
     overrides = PLAIN_ABC if board.family == "ecp5" else None
     # router2 routes the DFNT engine in minutes; router1 had not finished after an hour.
     router = "router2" if kind == "dfnt" else None
+    mhz = cfg.clock_mhz if cfg.clock_mhz is not None else ENGINE_CLOCK_MHZ.get(board.name)
     write_result(cfg.out, "synth.json",
            build_bitstream(lambda: _engine(kind, config), board, cfg.out, log, overrides,
-                           router))
+                           router, design_clock(board, mhz)))
 
 
 def step_report(cfg, log):

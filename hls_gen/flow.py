@@ -25,6 +25,7 @@ from pathlib import Path
 
 
 from .boards import board as find_board
+from .clocks import design_clock
 from .errors import BitfabError
 from .ir import graph_from_dict, graph_to_dict
 from .plan import (check_fit, fitting_folding, fold, load_stream, map_to_hw, plan_from_dict,
@@ -52,13 +53,18 @@ class BuildConfig:
     stop_step: str = "report"
     engine: str = "auto"               # convolution layers: auto, dfnt or direct
     image: list | None = None          # convolution layers: [height, width] to build for
+    clock_mhz: float | None = None     # the design clock; None: the board's (networks) or
+                                       # the engine's (`conv_flow.ENGINE_CLOCK_MHZ`)
 
     def __post_init__(self):
         for name in ("start_step", "stop_step"):
             if getattr(self, name) not in STEPS:
                 raise BitfabError(f"{name} {getattr(self, name)!r} is not a step; steps: "
                                   f"{', '.join(STEPS)}")
-        find_board(self.board)
+        if self.clock_mhz is not None:
+            design_clock(find_board(self.board), self.clock_mhz)   # a clock the PLL makes
+        else:
+            find_board(self.board)
         if self.engine not in ("auto", "dfnt", "direct"):
             raise BitfabError(f"engine must be auto, dfnt or direct, not {self.engine!r}")
         if self.image is not None and (len(self.image) != 2 or not all(
@@ -177,8 +183,10 @@ def step_synth(cfg, log):
         log("synth: skipped (no bitstream asked for)")
         return
     configs, _ = _plan(cfg)
+    board = find_board(cfg.board)
     write_result(cfg.out, "synth.json",
-                 build_bitstream(configs, find_board(cfg.board), cfg.out, log))
+                 build_bitstream(configs, board, cfg.out, log,
+                                 clock=design_clock(board, cfg.clock_mhz)))
 
 
 def report_fields(cfg, plan):
@@ -203,6 +211,9 @@ def report_fields(cfg, plan):
         "timing_met": synth and synth["fmax_mhz"] >= synth["clock_constraint_mhz"],
         "cycles_per_image": cycles,
         "images_per_s": round(fmax * 1e6 / cycles) if fmax and cycles else None,
+        # What the bitstream computes on the board, at the clock it runs at.
+        "images_per_s_at_clock": (round(synth["clock_constraint_mhz"] * 1e6 / cycles)
+                                  if synth and cycles else None),
         "bitstream": synth and synth["bitstream"],
         "estimate": plan["estimate"]["total"],
     }
@@ -227,7 +238,7 @@ def format_summary(report):
         rows.append(("RTL vs golden", f"{rtl['images']} images, {rtl['mismatches']} "
                                       f"mismatches ({rtl['simulator']})"))
     for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz", "clock_constraint_mhz", "timing_met",
-                "cycles_per_image", "images_per_s", "bitstream"):
+                "cycles_per_image", "images_per_s", "images_per_s_at_clock", "bitstream"):
         rows.append((key, report[key]))
     lines = ["# bitfab build report", "", "| | |", "|---|---|"]
     return lines + [f"| {k} | {v if v is not None else '-'} |" for k, v in rows]

@@ -1,8 +1,9 @@
 """Bitstreams with the yowasp-* tools and amaranth-boards, and nextpnr's own report.
 
-The board top is the `SerialShell` (UART in, UART out, the "loaded" LED). On
-ECP5 a PLL makes the design clock (`Board.clock_mhz`) from the 25 MHz
-oscillator and the clock is constrained there, so nextpnr routes for it.
+The board top is the `SerialShell` (UART in, UART out, the "loaded" LED). A
+PLL makes the design clock (`clocks.design_clock`: the board's default or
+the build's ``clock_mhz``) from the oscillator; nextpnr derives the clock's
+constraint from the PLL's dividers and routes for it.
 """
 
 import json
@@ -17,6 +18,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 
 from bitfab.rtl.shell import BAUD, SerialShell
 
+from .clocks import design_clock
 from .errors import BitfabError
 
 __all__ = ["use_yowasp", "BoardTop", "build_bitstream", "parse_nextpnr_report",
@@ -49,34 +51,41 @@ def use_yowasp():
 
 
 class BoardTop(Elaboratable):
-    """The shell on a board: PLL (ECP5), UART pins, LED 0 lit once loaded. `layers` is
-    the shell's core: a list of `MVAUConfig`, or a function making a core component."""
+    """The shell on a board: the design clock (`clocks.Clock`: a PLL off the oscillator,
+    or the oscillator itself), UART pins, LED 0 lit once loaded. `layers` is the shell's
+    core: a list of `MVAUConfig`, or a function making a core component."""
 
-    def __init__(self, layers, board):
+    def __init__(self, layers, board, clock=None):
         self.layers, self.board = layers, board
+        self.clock = design_clock(board) if clock is None else clock
 
     def elaborate(self, platform):
         m = Module()
-        if self.board.family == "ecp5":
-            mhz = self.board.clock_mhz
-            if mhz != 100.0:
-                raise BitfabError(f"the ECP5 PLL here is set for 100 MHz, not {mhz}")
+        clock = self.clock
+        if clock.pll is not None:
             m.domains.sync = sync = ClockDomain("sync")
-            clk25 = platform.request("clk25", 0)
             locked = Signal()
-            # 25 MHz * 4 = 100 MHz; VCO 600 MHz (ecppll -i 25 -o 100).
-            m.submodules.pll = Instance(
-                "EHXPLLL",
-                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
-                p_CLKI_DIV=1, p_CLKFB_DIV=4, p_CLKOP_DIV=6, p_CLKOP_CPHASE=2,
-                p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
-                i_CLKI=clk25.i, i_CLKFB=sync.clk, i_RST=0, i_STDBY=0, i_PHASESEL0=0,
-                i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0,
-                i_PLLWAKESYNC=0, i_ENCLKOP=0, o_CLKOP=sync.clk, o_LOCK=locked)
+            params = {f"p_{name}": value for name, value in clock.params}
+            if self.board.family == "ecp5":
+                oscillator = platform.request(platform.default_clk, 0)
+                m.submodules.pll = Instance(
+                    "EHXPLLL", **params,
+                    i_CLKI=oscillator.i, i_CLKFB=sync.clk, i_RST=0, i_STDBY=0,
+                    i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0,
+                    i_PHASELOADREG=0, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                    o_CLKOP=sync.clk, o_LOCK=locked)
+            else:
+                # SB_PLL40_PAD takes the oscillator's pin itself, before any buffer.
+                oscillator = platform.request(platform.default_clk, 0, dir="-")
+                m.submodules.pll = Instance(
+                    "SB_PLL40_PAD", **params,
+                    i_PACKAGEPIN=oscillator.io, i_RESETB=1, i_BYPASS=0,
+                    o_PLLOUTGLOBAL=sync.clk, o_LOCK=locked)
             m.d.comb += sync.rst.eq(~locked)   # held in reset until the PLL locks
-            platform.add_clock_constraint(sync.clk, mhz * 1e6)
-        divisor = round(self.board.clock_mhz * 1e6 / BAUD)
+            # No constraint on sync.clk: nextpnr derives the PLL output's from its
+            # dividers and the oscillator's constraint (Amaranth's name for the net
+            # did not reach nextpnr, which warned and ignored it).
+        divisor = clock.divisor(BAUD)
         core = self.layers() if callable(self.layers) else self.layers
         shell = m.submodules.shell = SerialShell(core, divisor)
         uart = platform.request("uart", 0)
@@ -85,17 +94,19 @@ class BoardTop(Elaboratable):
         return m
 
 
-def parse_nextpnr_report(path, board):
-    """luts/ffs/brams/dsps used and post-route fmax (MHz) from nextpnr's --report JSON."""
+def parse_nextpnr_report(path, board, mhz=None):
+    """luts/ffs/brams/dsps used and post-route fmax (MHz) from nextpnr's --report JSON,
+    for the clock constrained nearest `mhz` (default: the board's)."""
+    mhz = board.clock_mhz if mhz is None else mhz
     report = json.loads(Path(path).read_text())
     used = {key: report["utilization"].get(bel, {}).get("used", 0)
             for key, bel in board.bels.items()}
     clocks = report.get("fmax", {})
     if not clocks:
         raise BitfabError(f"{path}: nextpnr reported no clock")
-    # The design clock is the constrained one nearest the board's design clock.
+    # The design clock is the constrained one nearest the one asked for.
     name, clock = min(clocks.items(),
-                      key=lambda item: abs(item[1]["constraint"] - board.clock_mhz))
+                      key=lambda item: abs(item[1]["constraint"] - mhz))
     return {**used, "fmax_mhz": round(clock["achieved"], 2), "clock": name,
             "clock_constraint_mhz": round(clock["constraint"], 2)}
 
@@ -162,19 +173,23 @@ def run_plan(plan, build_dir, name):
                                               f"{name}.tim there")) from None
 
 
-def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=None):
-    """Synthesise, place, route and pack the shell for `board` into ``out_dir/build``.
-    `overrides` go to `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only); `router` is
-    nextpnr's (``"router1"``, its default, or ``"router2"``).
+def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=None,
+                    clock=None):
+    """Synthesise, place, route and pack the shell for `board` into ``out_dir/build``,
+    at `clock` (a `clocks.Clock`; default the board's). `overrides` go to
+    `Platform.build` (e.g. `PLAIN_ABC`, ECP5 only); `router` is nextpnr's
+    (``"router1"``, its default, or ``"router2"``).
 
     Returns nextpnr's figures (`parse_nextpnr_report`; flip-flops from yosys where
     nextpnr does not count them) plus the bitstream path."""
+    clock = design_clock(board) if clock is None else clock
     use_yowasp()
     platform = board.platform_class()()
     build_dir = Path(out_dir) / "build"
     start = time.perf_counter()
-    log(f"build: yosys + nextpnr for {board.name} in {build_dir} (minutes)")
-    plan = platform.build(BoardTop(layers, board), name="bitfab", build_dir=str(build_dir),
+    log(f"build: yosys + nextpnr for {board.name} at {clock.mhz:.6g} MHz in {build_dir} "
+        f"(minutes)")
+    plan = platform.build(BoardTop(layers, board, clock), name="bitfab", build_dir=str(build_dir),
                           do_build=False,
                           nextpnr_opts=nextpnr_opts(router),
                           **(overrides or {}))
@@ -183,7 +198,7 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=No
     bitstream = build_dir / f"bitfab.{extension}"
     if not bitstream.exists():
         raise BitfabError(f"the toolchain finished but wrote no {bitstream}")
-    figures = parse_nextpnr_report(build_dir / "report.json", board)
+    figures = parse_nextpnr_report(build_dir / "report.json", board, clock.mhz)
     if "ffs" not in board.bels:
         figures["ffs"] = yosys_flip_flops(build_dir / "bitfab.rpt")
     figures.update(bitstream=str(bitstream), build_seconds=round(time.perf_counter() - start, 1))
