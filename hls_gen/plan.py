@@ -116,12 +116,11 @@ def fitting_folding(configs, board, names=None):
     resource."""
     for caps in FOLDING_CAPS:
         folded = fold(configs, default_folding(configs, *caps), names)
-        try:
-            return folded, check_fit(folded, board, names)
-        except PlanError as error:
-            overrun = error
-    raise PlanError(f"{overrun.args[0].split(';')[0]}, even folded to PE = SIMD = 1 "
-                    f"everywhere; choose a larger board") from None
+        fit, overrun = _fit(folded, board, names)
+        if overrun is None:
+            return folded, fit
+    raise PlanError(_overrun_text(board, *overrun) + ", even folded to PE = SIMD = 1 "
+                    "everywhere; choose a larger board")
 
 
 def fold(configs, folding=None, names=None):
@@ -213,26 +212,38 @@ def _ice40_fifo_brams(c, board):
     return board.ram_blocks(c.out_layout.size, c.fifo_depth) if bits > 256 else 0
 
 
-def check_fit(configs, board, names=None):
-    """Refuse a plan whose estimate exceeds the board, naming the layer and the resource.
-
-    Returns the per-layer estimates and their total."""
+def _fit(configs, board, names=None):
+    """The per-layer estimates and their total, and the first overrun: (layer name,
+    resource, running total) where the total passes what `board` can hold, or None."""
     names = names or [f"layer{k}" for k in range(len(configs))]
     total = {key: 0 for key in board.resources}
-    layers = []
+    layers, overrun = [], None
     for name, config in zip(names, configs):
         used = estimate(config, board)
         layers.append({"name": name, **used})
         for key, value in used.items():
             total[key] += value
-            usable = board.usable(key)
-            if total[key] > usable:
-                placeable = f" ({usable} placeable)" if usable < board.resources[key] else ""
-                raise PlanError(
-                    f"plan does not fit {board.name}: layer {name} brings {key} to "
-                    f"{total[key]} (estimated), the device has {board.resources[key]}"
-                    f"{placeable}; lower this layer's pe/simd or choose a larger board")
-    return {"layers": layers, "total": total}
+            if overrun is None and total[key] > board.usable(key):
+                overrun = (name, key, total[key])
+    return {"layers": layers, "total": total}, overrun
+
+
+def _overrun_text(board, name, key, total):
+    usable = board.usable(key)
+    placeable = f" ({usable} placeable)" if usable < board.resources[key] else ""
+    return (f"plan does not fit {board.name}: layer {name} brings {key} to {total} "
+            f"(estimated), the device has {board.resources[key]}{placeable}")
+
+
+def check_fit(configs, board, names=None):
+    """Refuse a plan whose estimate exceeds the board, naming the layer and the resource.
+
+    Returns the per-layer estimates and their total."""
+    fit, overrun = _fit(configs, board, names)
+    if overrun is not None:
+        raise PlanError(_overrun_text(board, *overrun) + "; lower this layer's pe/simd or "
+                        "choose a larger board")
+    return fit
 
 
 def _pack_bits(bits):
