@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
 
 from bitfab.rtl.shell import BAUD, SerialShell
 
@@ -67,7 +68,8 @@ class BoardTop(Elaboratable):
             locked = Signal()
             params = {f"p_{name}": value for name, value in clock.params}
             if self.board.family == "ecp5":
-                oscillator = platform.request(platform.default_clk, 0)
+                oscillator = m.submodules.oscillator = io.Buffer(
+                    "i", platform.request(platform.default_clk, 0, dir="-"))
                 m.submodules.pll = Instance(
                     "EHXPLLL", **params,
                     i_CLKI=oscillator.i, i_CLKFB=sync.clk, i_RST=0, i_STDBY=0,
@@ -88,9 +90,11 @@ class BoardTop(Elaboratable):
         divisor = clock.divisor(BAUD)
         core = self.layers() if callable(self.layers) else self.layers
         shell = m.submodules.shell = SerialShell(core, divisor)
-        uart = platform.request("uart", 0)
-        led = platform.request("led", 0)
-        m.d.comb += [shell.rx.eq(uart.rx.i), uart.tx.o.eq(shell.tx), led.o.eq(shell.loaded)]
+        uart = platform.request("uart", 0, dir="-")
+        rx = m.submodules.rx = io.Buffer("i", uart.rx)
+        tx = m.submodules.tx = io.Buffer("o", uart.tx)
+        led = m.submodules.led = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.d.comb += [shell.rx.eq(rx.i), tx.o.eq(shell.tx), led.o.eq(shell.loaded)]
         return m
 
 
