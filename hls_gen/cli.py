@@ -82,7 +82,7 @@ def _build(args, stop="report", bitstream=True):
         if report["timing_met"] is False and not args.timing_allow_fail:
             raise BitfabError(
                 f"timing not met: the design routes at {report['fmax_mhz']} MHz, below the "
-                f"{report['clock_constraint_mhz']} MHz clock its bitstream runs at, where "
+                f"{report['clock_mhz']} MHz clock its bitstream runs at, where "
                 f"it may compute wrong results. Rebuild at a clock it meets "
                 f"(--clock-mhz {int(report['fmax_mhz'])} --start synth keeps the earlier "
                 f"steps), or keep this bitstream with --timing-allow-fail")

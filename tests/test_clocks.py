@@ -102,16 +102,24 @@ def test_board_top_clocks_the_shell_from_the_pll():
 
 
 @pytest.mark.synth
-def test_ice40_bitstream_at_a_pll_clock(tmp_path):
-    """nextpnr derives the design clock from the PLL's dividers and routes for it."""
+def test_ice40_bitstream_at_a_pll_clock_routed_for_more(tmp_path):
+    """The PLL makes 24 MHz; nextpnr routes the design clock for 30 (its own constraint
+    on the net overrides the one it derives from the PLL)."""
     configs = fold(map_to_hw(small_graph()), [{"pe": 1, "simd": 4}, {"pe": 1, "simd": 2}])
     figures = build_bitstream(configs, ICEBREAKER, tmp_path, log=print,
-                              clock=design_clock(ICEBREAKER, 24))
-    assert figures["clock_constraint_mhz"] == pytest.approx(24.0, abs=0.05)
-    assert figures["fmax_mhz"] > 24 and Path(figures["bitstream"]).stat().st_size > 0
+                              clock=design_clock(ICEBREAKER, 24), route_mhz=30)
+    assert figures["clock_mhz"] == 24.0 and figures["clock_constraint_mhz"] == 30.0
+    assert figures["fmax_mhz"] > 30 and Path(figures["bitstream"]).stat().st_size > 0
     timing = (tmp_path / "build" / "bitfab.tim").read_text()
-    assert "Derived frequency constraint of 24.0 MHz" in timing
+    assert "constraining clock net 'clk' to 30.00 MHz" in timing
+    assert "Input frequency of PLL 'pll' is constrained to 12.0 MHz" in timing
     assert "ignoring clock constraint" not in timing
+
+
+def test_route_constraints_name_the_design_clock_net():
+    from bitfab.hls_gen.synth import route_constraint
+    assert route_constraint(ULX3S, 100) == {"add_preferences": 'FREQUENCY NET "clk" 100 MHz;'}
+    assert route_constraint(ICEBREAKER, 30) == {"add_constraints": "set_frequency clk 30"}
 
 
 def test_build_exits_nonzero_when_timing_is_not_met(tmp_path):
@@ -121,7 +129,8 @@ def test_build_exits_nonzero_when_timing_is_not_met(tmp_path):
     run_flow(BuildConfig(out=str(out), stop_step="fold"), small_graph(), log=lambda _: None)
     (out / "synth.json").write_text(json.dumps({
         "luts": 1, "ffs": 1, "brams": 0, "dsps": 0, "fmax_mhz": 87.6, "clock": "clk",
-        "clock_constraint_mhz": 100.0, "bitstream": str(out / "bitfab.bit")}))
+        "clock_constraint_mhz": 100.0, "clock_mhz": 100.0,
+        "bitstream": str(out / "bitfab.bit")}))
     bitfab = [sys.executable, "-m", "bitfab.hls_gen.cli", "build", "--out", str(out),
               "--start", "report", "--no-bitstream"]
     # Without a bitstream asked for, there is no timing to meet.
