@@ -24,8 +24,8 @@ from .clocks import design_clock
 from .errors import BitfabError
 
 __all__ = ["use_yowasp", "BoardTop", "build_bitstream", "route_constraint",
-           "parse_nextpnr_report", "yosys_flip_flops", "PLAIN_ABC", "free_chain_ends", "run_plan", "NEXTPNR_OPTS",
-           "nextpnr_opts"]
+           "parse_nextpnr_report", "yosys_flip_flops", "PLAIN_ABC", "free_chain_ends",
+           "run_plan", "NEXTPNR_OPTS", "nextpnr_opts"]
 
 # nextpnr's options on every build; `BITFAB_NEXTPNR_OPTS` in the environment adds more
 # (e.g. "--router router2" or "--seed 7") without touching the flow.
