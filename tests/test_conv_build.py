@@ -137,6 +137,8 @@ def test_dfnt_bitstream_for_ulx3s(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "dfnt" and report["rtl"]["mismatches"] == 0
     assert report["dsps"] > 0 and report["fmax_mhz"] > 0
-    assert report["clock_constraint_mhz"] == 50.0 and report["timing_met"], report
+    # Run at 50 MHz, routed for the board's 100.
+    assert report["clock_mhz"] == 50.0 and report["clock_constraint_mhz"] == 100.0, report
+    assert report["timing_met"] and report["fmax_mhz"] >= 50.0, report
     assert report["images_per_s_at_clock"] == round(50e6 / report["cycles_per_image"])
     assert (out / "build" / "bitfab.bit").stat().st_size > 0
