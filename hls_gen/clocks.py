@@ -76,9 +76,10 @@ def _ice40_settings(oscillator):
     return settings
 
 
-# family: (primitive, its settings, the VCO frequency preferred among equal outputs)
+# family: (primitive, its settings, the VCO frequency preferred among equal outputs:
+# ecppll's 600 MHz; icepll keeps the first setting it finds)
 _PLLS = {"ecp5": ("EHXPLLL", _ecp5_settings, ECP5_LIMITS, 600.0),
-         "ice40": ("SB_PLL40_PAD", _ice40_settings, ICE40_LIMITS, 800.0)}
+         "ice40": ("SB_PLL40_PAD", _ice40_settings, ICE40_LIMITS, None)}
 
 
 def design_clock(board, mhz=None):
@@ -103,5 +104,5 @@ def design_clock(board, mhz=None):
     if not below:
         raise BitfabError(f"clock {mhz:g} MHz: the {board.name} PLL's lowest clock from the "
                           f"{oscillator:g} MHz oscillator is {min(s[0] for s in settings):g} MHz")
-    fout, _, params = min(below, key=lambda s: (mhz - s[0], abs(s[1] - vco_mid)))
+    fout, _, params = min(below, key=lambda s: (mhz - s[0], abs(s[1] - (vco_mid or s[1]))))
     return Clock(fout, oscillator, primitive, params)
