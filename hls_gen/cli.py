@@ -166,9 +166,10 @@ def parser():
                          help="convolution layers: image size to build for, e.g. 32x32 "
                               "(default: 8x8 digits for one channel, 32x32 photo crops else)")
         cmd.add_argument("--clock-mhz", type=float, default=None,
-                         help="the design clock, made by the board's PLL (default: the "
-                              "board's, 100 MHz on the ULX3S and 12 on the iCEBreaker; "
-                              "50 MHz for convolution engines on the ULX3S)")
+                         help="the clock the design runs at, made by the board's PLL "
+                              "(default: the board's, 100 MHz on the ULX3S and 12 on the "
+                              "iCEBreaker; 50 MHz for convolution engines on the ULX3S); "
+                              "nextpnr routes for at least the board's default")
         cmd.add_argument("--timing-allow-fail", action="store_true",
                          help="exit 0 even when post-route fmax is below the clock")
         cmd.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
