@@ -84,21 +84,22 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
         if not waves_on_failure:
             raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
-                               f"{_last_assertion(log) or 'see the log'}; log: {log}")
+                               f"{_failure(log) or 'see the log'}; log: {log}")
         # Same seed again, with waves, so the failure can be looked at.
         _build(runner, sim, source, toplevel, build_dir, waves=True, optimize=optimize)
         _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
         raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
-                           f"{_last_assertion(log) or 'see the log'}; wave dump: "
+                           f"{_failure(log) or 'see the log'}; wave dump: "
                            f"{', '.join(dumps) or 'none written'}; log: {log}")
     return build_dir
 
 
-def _last_assertion(log):
+def _failure(log):
+    """The log's last failed assertion: the bench's, or the design's own (``$fatal``)."""
     failure = [line.strip() for line in log.read_text(errors="replace").splitlines()
-               if "AssertionError" in line] if log.exists() else []
+               if "AssertionError" in line or "%Fatal" in line] if log.exists() else []
     return failure[-1] if failure else None
 
 
@@ -110,7 +111,7 @@ def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
         results = runner.test(hdl_toplevel=toplevel, test_module=test_module,
                               build_dir=build_dir, extra_env=env, seed=seed, waves=waves,
                               log_file=log)
-    except SystemExit:
+    except (SystemExit, RuntimeError):   # a failed test; the simulator itself stopped
         return False
     try:
         tests, failed = get_results(results)
