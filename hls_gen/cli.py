@@ -71,6 +71,7 @@ def _build(args, stop="report", bitstream=True):
     cfg = BuildConfig(out=args.out, board=args.board, folding=args.fold,
                       simulator=args.simulator, sim_images=args.images,
                       engine=args.engine, image=args.image, clock_mhz=args.clock_mhz,
+                      netlist_images=args.netlist_images,
                       bitstream=bitstream and not args.no_bitstream,
                       start_step=args.start, stop_step=stop if args.stop is None else args.stop)
     model = _load_model(args.model) if cfg.start_step == "golden" else None
@@ -175,6 +176,10 @@ def parser():
         cmd.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
         cmd.add_argument("--images", type=int, default=None,
                          help="test images to simulate (default: all)")
+        cmd.add_argument("--netlist-images", type=int, default=0, metavar="N",
+                         help="also run the first N test images through the network as "
+                              "yosys maps it for the ECP5 (post-synthesis simulation; "
+                              "default 0: skipped)")
         cmd.add_argument("--no-bitstream", action="store_true", help="skip synthesis")
         cmd.add_argument("--start", choices=STEPS, default="golden",
                          help="first step (earlier results are read from --out)")

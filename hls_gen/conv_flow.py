@@ -127,6 +127,10 @@ def step_sim(cfg, log):
              log)
 
 
+def step_netlist(cfg, log):
+    log("netlist: post-synthesis simulation covers networks only")
+
+
 def step_synth(cfg, log):
     from .synth import PLAIN_ABC, build_bitstream
     if not cfg.bitstream:

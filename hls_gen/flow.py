@@ -10,6 +10,8 @@ any step (`BuildConfig.start_step` / `stop_step`).
                              (`PlanError`) if the estimate exceeds the board
     emit_rtl   network.v     Verilog of the datapath; weights.json, the load words
     sim        sim.json      cocotb on the digits test split, every layer checked
+    netlist    netlist.json  the same on the network as yosys maps it for the ECP5
+                             (`bitfab.sim.netlist`), when `netlist_images` > 0
     synth      synth.json    yosys + nextpnr + packer: nextpnr's own figures
     report     report.json, report.md
 
@@ -33,7 +35,7 @@ from .plan import (check_fit, fitting_folding, fold, load_stream, map_to_hw, pla
 
 __all__ = ["STEPS", "BuildConfig", "run_flow"]
 
-STEPS = ["golden", "map_to_hw", "fold", "emit_rtl", "sim", "synth", "report"]
+STEPS = ["golden", "map_to_hw", "fold", "emit_rtl", "sim", "netlist", "synth", "report"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class BuildConfig:
     image: list | None = None          # convolution layers: [height, width] to build for
     clock_mhz: float | None = None     # the design clock; None: the board's (networks) or
                                        # the engine's (`conv_flow.ENGINE_CLOCK_MHZ`)
+    netlist_images: int = 0            # test images through the post-synthesis netlist
 
     def __post_init__(self):
         for name in ("start_step", "stop_step"):
@@ -65,6 +68,12 @@ class BuildConfig:
             design_clock(find_board(self.board), self.clock_mhz)   # a clock the PLL makes
         else:
             find_board(self.board)
+        if not isinstance(self.netlist_images, int) or self.netlist_images < 0:
+            raise BitfabError(f"netlist_images must be a count of images, not "
+                              f"{self.netlist_images!r}")
+        if self.netlist_images and find_board(self.board).family != "ecp5":
+            raise BitfabError(f"post-synthesis simulation models ECP5 cells; board "
+                              f"{self.board} is {find_board(self.board).family}")
         if self.engine not in ("auto", "dfnt", "direct"):
             raise BitfabError(f"engine must be auto, dfnt or direct, not {self.engine!r}")
         if self.image is not None and (len(self.image) != 2 or not all(
@@ -177,6 +186,34 @@ def simulate(cfg, design, toplevel, case, key, images, log):
     return result
 
 
+def step_netlist(cfg, log):
+    """The first `netlist_images` test images through the network as the bitstream flow's
+    yosys script maps it for the ECP5, against the golden model (`bitfab.sim.netlist`)."""
+    if not cfg.netlist_images:
+        log("netlist: skipped (no netlist images asked for)")
+        return
+    from bitfab.rtl.network import Network
+    from bitfab.sim.cases import network_case, run_case
+    from bitfab.sim.netlist import synthesize
+
+    from .data import load_digits_split
+    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
+    configs, _ = _plan(cfg)
+    pixels = load_digits_split().x_test.long().flatten(1)[:cfg.netlist_images]
+    log(f"netlist: yosys maps the network for {cfg.board}, then {len(pixels)} test images "
+        f"through the netlist in {cfg.simulator}")
+    start = time.perf_counter()
+    build = Path(cfg.out) / "netlist_build"
+    netlist = synthesize(Network(configs), "network", build,
+                         find_board(cfg.board).platform_class()())
+    result = run_case(netlist, "network", network_case(graph, configs, pixels), build,
+                      cfg.seed, cfg.simulator, cfg.idle, cfg.backpressure)
+    result.update(simulator=cfg.simulator, images=len(pixels),
+                  seconds=round(time.perf_counter() - start, 1))
+    write_result(cfg.out, "netlist.json", result)
+    log(f"netlist: {result['images']} images, {result['mismatches']} mismatches")
+
+
 def step_synth(cfg, log):
     from .synth import build_bitstream
     if not cfg.bitstream:
@@ -193,6 +230,8 @@ def report_fields(cfg, plan):
     """The report's fields every design has: RTL-vs-golden, nextpnr's figures, speed."""
     out = Path(cfg.out)
     sim = read_result(out, "sim.json") if (out / "sim.json").exists() else None
+    netlist = (read_result(out, "netlist.json")
+               if cfg.netlist_images and (out / "netlist.json").exists() else None)
     synth = read_result(out, "synth.json") if cfg.bitstream and (out / "synth.json").exists() else None
     cycles = sim["cycles_per_item"] if sim else None
     fmax = synth["fmax_mhz"] if synth else None
@@ -205,6 +244,10 @@ def report_fields(cfg, plan):
                  "beats_checked": sim["beats_checked"],
                  "golden_vs_rtl_agreement": 1 - sim["items_mismatched"] / sim["images"]}
                 if sim else None),
+        # The same bench on the netlist yosys maps (`step_netlist`), when asked for.
+        "netlist": ({"images": netlist["images"], "mismatches": netlist["mismatches"],
+                     "simulator": netlist["simulator"], "seed": netlist["seed"],
+                     "beats_checked": netlist["beats_checked"]} if netlist else None),
         "luts": synth and synth["luts"], "ffs": synth and synth["ffs"],
         "brams": synth and synth["brams"], "dsps": synth and synth["dsps"],
         "fmax_mhz": fmax,
@@ -239,6 +282,10 @@ def format_summary(report):
         rtl = report["rtl"]
         rows.append(("RTL vs golden", f"{rtl['images']} images, {rtl['mismatches']} "
                                       f"mismatches ({rtl['simulator']})"))
+    if report.get("netlist"):
+        net = report["netlist"]
+        rows.append(("netlist vs golden", f"{net['images']} images, {net['mismatches']} "
+                                          f"mismatches (post-synthesis, {net['simulator']})"))
     for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz", "clock_mhz", "clock_constraint_mhz",
                 "timing_met",
                 "cycles_per_image", "images_per_s", "images_per_s_at_clock", "bitstream"):
@@ -274,6 +321,9 @@ def run_flow(cfg, model=None, log=print):
     write_result(cfg.out, "config.json", asdict(cfg))
     steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
     if _is_conv(cfg, model):
+        if cfg.netlist_images:
+            raise BitfabError("post-synthesis simulation covers networks, not convolution "
+                              "engines: leave netlist_images at 0")
         from . import conv_flow
         functions = vars(conv_flow)
     else:

@@ -97,3 +97,21 @@ def test_the_models_replace_yosys_black_boxes():
     for cell in ("DP16KD", "MULT18X18D", "LUT4", "CCU2C", "TRELLIS_FF"):
         assert len(re.findall(rf"^module {cell}\(", models, re.MULTILINE)) == 1, cell
     assert "(* blackbox *)" not in models
+
+
+def test_the_build_flow_reports_the_netlist_against_the_golden_model(tmp_path):
+    from bitfab.hls_gen.flow import BuildConfig, run_flow
+    out = tmp_path / "build"
+    report = run_flow(BuildConfig(out=str(out), sim_images=12, netlist_images=12,
+                                  bitstream=False), digits_graph(5), log=lambda _: None)
+    assert report["netlist"]["images"] == 12 and report["netlist"]["mismatches"] == 0
+    assert report["netlist"]["beats_checked"] == report["rtl"]["beats_checked"] > 0
+    assert "| netlist vs golden | 12 images, 0 mismatches" in (out / "report.md").read_text()
+
+
+def test_netlist_images_are_checked_before_any_work(tmp_path):
+    from bitfab.hls_gen.flow import BuildConfig
+    with pytest.raises(BitfabError, match="models ECP5 cells; board icebreaker is ice40"):
+        BuildConfig(out=str(tmp_path), board="icebreaker", netlist_images=5)
+    with pytest.raises(BitfabError, match="netlist_images must be a count of images, not -1"):
+        BuildConfig(out=str(tmp_path), netlist_images=-1)
