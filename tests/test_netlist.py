@@ -1,8 +1,10 @@
 """Post-synthesis simulation (`bitfab.sim.netlist`): a network as yosys maps it for the
 ECP5 (MULT18X18D products, CCU2C popcount chains, block and distributed RAM, LUT4s)
-runs the stream bench against the golden model, and a netlist that computes
-something else, or uses a cell configuration the models do not cover, fails."""
+runs the stream bench against the golden model through the build flow, and a cell
+configuration the models do not cover stops the simulation. (A netlist computing
+something else is caught: `test_pe_encoder.test_pe_netlist_cocotb`.)"""
 
+import json
 import re
 
 import pytest
@@ -10,86 +12,70 @@ import pytest
 from bitfab.hls_gen.boards import board
 from bitfab.hls_gen.data import load_digits_split
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.plan import fitting_folding, map_to_hw
+from bitfab.hls_gen.flow import BuildConfig, run_flow
+from bitfab.hls_gen.plan import fitting_folding, map_to_hw, plan_from_dict
 from bitfab.hls_gen.synth import PLAIN_ABC
 from bitfab.rtl.network import Network
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.netlist import cell_models, synthesize
+from bitfab.sim.runner import run_vectors
 from test_host import digits_graph
+from test_pe_encoder import pe_case
 
 pytestmark = [pytest.mark.sim, pytest.mark.synth]
 
 SEED = 20261124
 
 
-def _design():
+def test_the_flow_runs_the_mapped_network_against_the_golden_model(tmp_path):
+    """`bitfab build --netlist-images`: a PA + XNOR network on 40 test digits, under
+    random stalls and backpressure, as yosys maps it (its phi_k products in DSPs,
+    popcounts in carry chains, weights in block and distributed RAM)."""
+    out = tmp_path / "build"
+    graph = digits_graph(5)
+    run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), graph, log=lambda _: None)
+    report = run_flow(BuildConfig(out=str(out), start_step="netlist", netlist_images=40,
+                                  idle=0.2, backpressure=0.2, bitstream=False, seed=SEED),
+                      log=lambda _: None)
+    configs, _ = plan_from_dict(json.loads((out / "plan.json").read_text()))
+    pixels = load_digits_split().x_test.long().flatten(1)[:40]
+    case = network_case(graph, configs, pixels)
+    assert report["netlist"] == {"images": 40, "mismatches": 0, "simulator": "verilator",
+                                 "seed": SEED, "beats_checked":
+                                 sum(len(v) for v in case["outputs"].values())}
+    assert "| netlist vs golden | 40 images, 0 mismatches" in (out / "report.md").read_text()
+    netlist = (out / "netlist_build" / "network_netlist.v").read_text()
+    for cell in ("MULT18X18D", "CCU2C", "DP16KD", "TRELLIS_DPR16X4", "LUT4", "TRELLIS_FF"):
+        assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
+
+
+@pytest.mark.slow
+def test_plain_abc_mapping_matches_too(tmp_path):
+    """The LUT mapping the convolution engines are built with (`PLAIN_ABC`)."""
     graph = digits_graph(5)
     ulx3s = board("ulx3s-85f")
     configs, _ = fitting_folding(map_to_hw(graph), ulx3s, [l.name for l in graph.layers])
     pixels = load_digits_split().x_test.long().flatten(1)[:40]
-    return graph, configs, ulx3s.platform_class()(), network_case(graph, configs, pixels)
-
-
-@pytest.fixture(scope="module")
-def design():
-    return _design()
-
-
-@pytest.fixture(scope="module")
-def netlist(design, tmp_path_factory):
-    _, configs, platform, _ = design
-    return synthesize(Network(configs), "network", tmp_path_factory.mktemp("synth"), platform)
-
-
-def _cells(netlist, name):
-    return len(re.findall(rf"^\s+{name} ", netlist, re.MULTILINE))
-
-
-def test_the_netlist_holds_the_vendor_cells(netlist):
-    # The PA layer's phi_k products in DSPs, popcounts in carry chains, weights in RAM.
-    for cell in ("MULT18X18D", "CCU2C", "DP16KD", "LUT4", "TRELLIS_FF"):
-        assert _cells(netlist, cell) > 0, cell
-
-
-def test_the_mapped_network_matches_the_golden_model(design, netlist, tmp_path):
-    _, _, _, case = design
-    result = run_case(netlist, "network", case, tmp_path, SEED, idle=0.2, backpressure=0.2)
-    assert result["mismatches"] == 0 and result["items"] == 40
-    assert result["beats_checked"] == sum(len(v) for v in case["outputs"].values())
-
-
-@pytest.mark.slow
-def test_plain_abc_mapping_matches_too(design, tmp_path):
-    """The LUT mapping the convolution engines are built with (`PLAIN_ABC`)."""
-    _, configs, platform, case = design
-    text = synthesize(Network(configs), "network", tmp_path / "synth", platform, PLAIN_ABC)
+    text = synthesize(Network(configs), "network", tmp_path / "synth",
+                      ulx3s.platform_class()(), PLAIN_ABC)
+    case = network_case(graph, configs, pixels)
     assert run_case(text, "network", case, tmp_path, SEED)["mismatches"] == 0
 
 
-def test_a_netlist_computing_something_else_is_caught(design, netlist, tmp_path):
-    """Tie every DSP's clock enable low: its registers never load, every product is 0."""
-    _, _, _, case = design
-    wrong = netlist.replace(".CE0(1'h1)", ".CE0(1'h0)")
-    assert wrong != netlist
-    with pytest.raises(RuntimeError, match=rf"seed {SEED}: [1-9]\d* mismatches; first"):
-        run_case(wrong, "network", case, tmp_path, SEED)
-
-
-def test_a_cell_configuration_without_a_model_stops_the_simulation(design, netlist, tmp_path):
-    _, _, _, case = design
+def test_a_cell_configuration_without_a_model_stops_the_simulation(tmp_path):
+    pe, case = pe_case("and", 2, 3, 5, 1, 12, 0)
+    netlist = synthesize(pe, "pa_pe", tmp_path / "synth", board("ulx3s-85f").platform_class()())
     wrong = netlist.replace('.MULT_BYPASS("DISABLED")', '.MULT_BYPASS("ENABLED")', 1)
     assert wrong != netlist
     with pytest.raises(RuntimeError, match="failed") as failure:
-        run_case(wrong, "network", case, tmp_path, SEED)
-    log = re.search(r"log: ([^;\s]+)", str(failure.value)).group(1)
-    assert "bitfab's MULT18X18D model covers" in open(log).read()
+        run_vectors(wrong, "pa_pe", case, tmp_path / "sim", SEED)
+    assert "bitfab's MULT18X18D model covers" in str(failure.value)
 
 
-def test_only_ecp5_netlists_are_simulated(design, tmp_path):
-    _, configs, _, _ = design
+def test_only_ecp5_netlists_are_simulated(tmp_path):
+    pe, _ = pe_case("and", 2, 3, 5, 1, 12, 0)
     with pytest.raises(BitfabError, match="models ECP5 cells; .* is not an ECP5 platform"):
-        synthesize(Network(configs), "network", tmp_path,
-                   board("icebreaker").platform_class()())
+        synthesize(pe, "pa_pe", tmp_path, board("icebreaker").platform_class()())
 
 
 def test_the_models_replace_yosys_black_boxes():
@@ -99,18 +85,7 @@ def test_the_models_replace_yosys_black_boxes():
     assert "(* blackbox *)" not in models
 
 
-def test_the_build_flow_reports_the_netlist_against_the_golden_model(tmp_path):
-    from bitfab.hls_gen.flow import BuildConfig, run_flow
-    out = tmp_path / "build"
-    report = run_flow(BuildConfig(out=str(out), sim_images=12, netlist_images=12,
-                                  bitstream=False), digits_graph(5), log=lambda _: None)
-    assert report["netlist"]["images"] == 12 and report["netlist"]["mismatches"] == 0
-    assert report["netlist"]["beats_checked"] == report["rtl"]["beats_checked"] > 0
-    assert "| netlist vs golden | 12 images, 0 mismatches" in (out / "report.md").read_text()
-
-
 def test_netlist_images_are_checked_before_any_work(tmp_path):
-    from bitfab.hls_gen.flow import BuildConfig
     with pytest.raises(BitfabError, match="models ECP5 cells; board icebreaker is ice40"):
         BuildConfig(out=str(tmp_path), board="icebreaker", netlist_images=5)
     with pytest.raises(BitfabError, match="netlist_images must be a count of images, not -1"):

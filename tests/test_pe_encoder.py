@@ -39,9 +39,8 @@ PE_CASES = [("and", 4, 5, 8, 3, 8, None), ("and", 2, 3, 5, 1, 12, 0),
             ("and", 8, 7, 8, 3, 16, 3), ("xnor", 1, 1, 32, 4, 0, None)]
 
 
-@pytest.mark.sim
-@pytest.mark.parametrize("front,m,n,simd,folds,coef_bits,stages", PE_CASES)
-def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages):
+def pe_case(front, m, n, simd, folds, coef_bits, stages):
+    """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel."""
     gen = torch.Generator().manual_seed(SEED)
     k = simd * folds
     top = 1 << max(coef_bits - 1, 0)
@@ -68,8 +67,34 @@ def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages
     if front == "and":
         coef_layout = data.ArrayLayout(signed(coef_bits), m * n)
         case["static"] = {"coef": coef_layout.const(coef.flatten().tolist()).as_bits()}
+    return pe, case
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("front,m,n,simd,folds,coef_bits,stages", PE_CASES)
+def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages):
+    pe, case = pe_case(front, m, n, simd, folds, coef_bits, stages)
     run_vectors(tmp_path_factory, pe, "pa_pe", ["pe", front, m, n, simd, folds, coef_bits,
                                                 stages], case)
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+def test_pe_netlist_cocotb(tmp_path):
+    """The PE as yosys maps it for the ECP5 (`bitfab.sim.netlist`: its phi_k products in
+    MULT18X18Ds with their three registers, its popcounts in CCU2C chains), under the
+    same stalls and backpressure; and the same netlist with each DSP's pipeline register
+    taken out, which the bench must catch (the products then arrive a cycle early)."""
+    from bitfab.hls_gen.boards import board
+    from bitfab.sim.netlist import synthesize
+    pe, case = pe_case("and", 4, 5, 8, 3, 8, None)
+    netlist = synthesize(pe, "pa_pe", tmp_path / "synth",
+                         board("ulx3s-85f").platform_class()())
+    assert netlist.count("MULT18X18D #(") == 4 * 5
+    runner.run_vectors(netlist, "pa_pe", case, tmp_path / "sim", SEED, key="netlist")
+    early = netlist.replace('.REG_PIPELINE_CLK("CLK0")', '.REG_PIPELINE_CLK("NONE")')
+    with pytest.raises(RuntimeError, match=f"seed {SEED}: first mismatch at output"):
+        runner.run_vectors(early, "pa_pe", case, tmp_path / "sim", SEED, key="early")
 
 
 def encoder_vectors(channels, n, acc_bits, threshold_bits, rng, exhaustive):
