@@ -76,8 +76,8 @@ def _ice40_settings(oscillator):
     return settings
 
 
-# family: (primitive, its settings, the VCO frequency preferred among equal outputs:
-# ecppll's 600 MHz; icepll keeps the first setting it finds)
+# family: (primitive, its settings, its limits, the VCO frequency preferred among equal
+# outputs: ecppll's 600 MHz; icepll keeps the first setting it finds)
 _PLLS = {"ecp5": ("EHXPLLL", _ecp5_settings, ECP5_LIMITS, 600.0),
          "ice40": ("SB_PLL40_PAD", _ice40_settings, ICE40_LIMITS, None)}
 
