@@ -5,9 +5,10 @@ one): signed integer inputs and weights (INT8 by default), stride 1. `freeze_con
 turns it into an `IntConvLayer`, the golden model: `execute` is the exact
 integer convolution. `select_engine` maps it to a hardware engine:
 
-- ``dfnt``: `bitfab.rtl.dfnt_conv.DFNTConvEngine`, modulus 2^32 + 1, L = 8
-  point transforms for kernels up to 7x7 (16 beyond), exact while eq. 2.11
-  holds, which is checked from the integer widths;
+- ``dfnt``: `bitfab.rtl.dfnt_conv.DFNTConvEngine`, modulus 2^b + 1 for the
+  narrowest b of `DFNT_WIDTHS` whose eq. 2.11 bound the layer's integer widths
+  guarantee (b = 16 for narrow layers, 32 for INT8), L = 8 point transforms for
+  kernels up to 7x7 (16 beyond);
 - ``direct``: `bitfab.rtl.direct_conv.DirectConvEngine`, one output per cycle;
 - ``auto``: the DFNT engine whenever eq. 2.11 holds and the kernel is 3x3 or
   larger (a 1x1 or 2x2 kernel has nothing for the transform to save).
@@ -29,7 +30,10 @@ __all__ = ["IntConvLayer", "freeze_conv", "is_conv_model", "select_engine", "eng
            "estimate_engine", "check_engine_fit", "conv_images", "load_words", "ENGINES"]
 
 ENGINES = ("auto", "dfnt", "direct")
-DFNT_B = 32
+# The moduli 2^b + 1 the compiler picks from, narrowest first. At b = 16 every code,
+# adder and transform is half as wide as at 32 and a modular multiplier is one
+# 18x18 DSP instead of four 16x16 partial products.
+DFNT_WIDTHS = (16, 32)
 
 
 @dataclass
@@ -124,15 +128,28 @@ def freeze_conv(model):
                         module.w_bits)
 
 
-def _dfnt_length(kernel):
+def _dfnt_length(layer, b):
     """8 for kernels up to 7x7, else the next power of two that leaves a tile of 2 or more."""
-    length = 8
+    kernel, length = layer.kernel, 8
     while length - kernel + 1 < 2:
         length *= 2
-    if length > 2 * DFNT_B:
-        raise DFNTBoundError(f"a {kernel}x{kernel} kernel needs a transform longer than "
-                             f"2b = {2 * DFNT_B}")
+    if length > 2 * b:
+        raise DFNTBoundError(f"layer {layer.name}: a {kernel}x{kernel} kernel needs a "
+                             f"transform longer than 2b = {2 * b}")
     return length
+
+
+def _dfnt_shape(layer):
+    """(b, L) at the narrowest b of `DFNT_WIDTHS` where eq. 2.11 holds for `layer` and
+    its kernel's transform fits; the widest b's `DFNTBoundError` when none does."""
+    for b in DFNT_WIDTHS:
+        try:
+            check_bound(Dim1(b), layer.in_channels, layer.kernel, layer.x_bits, layer.w_bits,
+                        f"layer {layer.name}")
+            return b, _dfnt_length(layer, b)
+        except DFNTBoundError:
+            if b == DFNT_WIDTHS[-1]:
+                raise
 
 
 def select_engine(layer, height, width, engine="auto"):
@@ -150,9 +167,7 @@ def select_engine(layer, height, width, engine="auto"):
                           f"{layer.padding} is smaller than the {k}x{k} kernel")
     if engine in ("auto", "dfnt"):
         try:
-            check_bound(Dim1(DFNT_B), layer.in_channels, k, layer.x_bits, layer.w_bits,
-                        f"layer {layer.name}")
-            length = _dfnt_length(k)
+            b, length = _dfnt_shape(layer)
         except DFNTBoundError:
             if engine == "dfnt":
                 raise
@@ -160,7 +175,7 @@ def select_engine(layer, height, width, engine="auto"):
             if engine == "dfnt" or k >= 3:
                 return "dfnt", DFNTEngineConfig(
                     in_channels=layer.in_channels, out_channels=layer.out_channels, kernel=k,
-                    height=height, width=width, padding=layer.padding, b=DFNT_B, length=length,
+                    height=height, width=width, padding=layer.padding, b=b, length=length,
                     x_bits=layer.x_bits, w_bits=layer.w_bits)
     return "direct", DirectConvConfig(in_channels=layer.in_channels,
                                       out_channels=layer.out_channels, kernel=k,

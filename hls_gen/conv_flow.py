@@ -8,12 +8,15 @@ the model is an `IntConv2d` (or golden.json holds one):
     fold       plan.json     the engine's estimate; refused if it exceeds the board
     emit_rtl   engine.v      Verilog of the engine; weights.json, its load words
     sim        sim.json      cocotb on real images, every output against the golden layer
+    netlist    netlist.json  the same on the engine as yosys maps it for the ECP5
+                             (`bitfab.sim.netlist`), when `netlist_images` > 0
     synth      synth.json    the engine behind the UART shell: yosys + nextpnr + packer
     report     report.json, report.md
 """
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from .boards import board as find_board
@@ -112,39 +115,63 @@ def step_emit_rtl(cfg, log):
     (Path(cfg.out) / "engine.v.plan").write_text(_key(plan))
 
 
-def step_sim(cfg, log):
+def _conv_case(cfg, count):
+    """(kind, config, plan, case, images): `count` real images for the planned engine
+    and the golden layer's outputs for them."""
     from bitfab.sim.cases import dfnt_case, direct_case
     layer = _layer(cfg)
     plan = read_result(cfg.out, "plan.json")
     kind, config = engine_from_dict(plan)
     height, width = image_size(cfg, layer)
-    x = conv_images(layer, cfg.sim_images or SIM_IMAGES, height, width)
+    x = conv_images(layer, count, height, width)
     y = layer.execute(x)
     case = dfnt_case(config, x, layer.weight, y) if kind == "dfnt" else \
         direct_case(config, x, layer.weight, y, layer.padding)
-    log(f"sim: {len(x)} images through the {kind} engine in {cfg.simulator}")
-    simulate(cfg, _verilog(cfg, plan) or _engine(kind, config), "engine", case, plan, len(x),
+    return kind, config, plan, case, len(x)
+
+
+def step_sim(cfg, log):
+    kind, config, plan, case, images = _conv_case(cfg, cfg.sim_images or SIM_IMAGES)
+    log(f"sim: {images} images through the {kind} engine in {cfg.simulator}")
+    simulate(cfg, _verilog(cfg, plan) or _engine(kind, config), "engine", case, plan, images,
              log)
 
 
+def _overrides(board):
+    from .synth import PLAIN_ABC
+    return PLAIN_ABC if board.family == "ecp5" else None
+
+
 def step_netlist(cfg, log):
-    log("netlist: post-synthesis simulation covers networks only")
+    """The first `netlist_images` images through the engine as the bitstream flow's yosys
+    script (plain ABC, `step_synth`) maps it for the ECP5, against the golden layer."""
+    if not cfg.netlist_images:
+        log("netlist: skipped (no netlist images asked for)")
+        return
+    from bitfab.sim.netlist import synthesize
+    kind, config, _, case, images = _conv_case(cfg, cfg.netlist_images)
+    board = find_board(cfg.board)
+    log(f"netlist: yosys maps the {kind} engine for {cfg.board}, then {images} images "
+        f"through the netlist in {cfg.simulator}")
+    start = time.perf_counter()     # the step's time includes yosys's
+    netlist = synthesize(_engine(kind, config), "engine", Path(cfg.out) / "netlist_build",
+                         board.platform_class()(), _overrides(board))
+    simulate(cfg, netlist, "engine", case, None, images, log, "netlist", start)
 
 
 def step_synth(cfg, log):
-    from .synth import PLAIN_ABC, build_bitstream
+    from .synth import build_bitstream
     if not cfg.bitstream:
         log("synth: skipped (no bitstream asked for)")
         return
     kind, config = _plan(cfg)
     board = find_board(cfg.board)
-    overrides = PLAIN_ABC if board.family == "ecp5" else None
     # router2 routes the DFNT engine in minutes; router1 had not finished after an hour.
     router = "router2" if kind == "dfnt" else None
     mhz = cfg.clock_mhz if cfg.clock_mhz is not None else ENGINE_CLOCK_MHZ.get(board.name)
     write_result(cfg.out, "synth.json",
-           build_bitstream(lambda: _engine(kind, config), board, cfg.out, log, overrides,
-                           router, design_clock(board, mhz)))
+                 build_bitstream(lambda: _engine(kind, config), board, cfg.out, log,
+                                 _overrides(board), router, design_clock(board, mhz)))
 
 
 def step_report(cfg, log):

@@ -316,9 +316,6 @@ def run_flow(cfg, model=None, log=print):
     write_result(cfg.out, "config.json", asdict(cfg))
     steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
     if _is_conv(cfg, model):
-        if cfg.netlist_images:
-            raise BitfabError("post-synthesis simulation covers networks, not convolution "
-                              "engines: leave netlist_images at 0")
         from . import conv_flow
         functions = vars(conv_flow)
     else:

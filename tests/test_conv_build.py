@@ -3,6 +3,7 @@ check, Verilog, cocotb on real images against the golden layer, the report; and 
 errors a bad layer or plan gets."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -64,6 +65,44 @@ def test_dfnt_build_to_report(tmp_path):
 def test_auto_takes_direct_for_a_pointwise_kernel():
     assert select_engine(freeze_conv(_layer(kernel=1, padding=0)), 8, 8)[0] == "direct"
     assert select_engine(freeze_conv(_layer(kernel=3, padding=1)), 8, 8)[0] == "dfnt"
+
+
+def test_dfnt_modulus_is_the_narrowest_the_bound_allows():
+    """b = 16 wherever eq. 2.11 holds modulo 2^16 + 1 (peak <= 32768), else b = 32; and
+    b = 32 for a kernel whose transform is longer than 2 x 16 points."""
+    def shape(**widths):
+        layer = freeze_conv(_layer(**{"kernel": 3, "padding": 1, **widths}))
+        _, config = select_engine(layer, 40, 40, "dfnt")
+        return config.b, config.length
+    assert shape(x_bits=6, w_bits=4) == (16, 8)           # 9 x 2^5 x 2^3 = 2304
+    assert shape(x_bits=8, w_bits=5) == (16, 8)           # 9 x 2^7 x 2^4 = 18432
+    assert shape(x_bits=8, w_bits=6) == (32, 8)           # 36864 > 32768
+    assert shape(x_bits=8, w_bits=8) == (32, 8)           # INT8
+    assert shape(x_bits=2, w_bits=2, kernel=33, padding=0) == (32, 64)
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("engine,beats", [
+    ("direct", 2 * 8 * 8),      # one output per beat
+    ("dfnt", 2 * 8),            # an image row of 8 outputs per beat
+])
+def test_engine_netlist_matches_the_golden_layer(tmp_path, engine, beats):
+    """`bitfab build --netlist-images 8`: a 3x3 layer (1 -> 2 channels, 6-bit digits,
+    4-bit weights, so b = 16 on the DFNT engine) as yosys maps it for the ECP5, with
+    plain ABC as its bitstream is, on 8 test digits under random stalls and
+    backpressure: every output equals the golden layer's."""
+    out = tmp_path / engine
+    model = _layer(kernel=3, padding=1, x_bits=6, w_bits=4)
+    report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator="verilator",
+                                  seed=SEED, engine=engine, sim_images=2, netlist_images=8,
+                                  idle=0.2, backpressure=0.2), model, log=lambda *_: None)
+    assert report["engine"] == engine and report["rtl"]["mismatches"] == 0
+    assert report["netlist"] == {"images": 8, "mismatches": 0, "simulator": "verilator",
+                                 "seed": SEED, "beats_checked": 8 * beats}
+    assert "| netlist vs golden | 8 images, 0 mismatches" in (out / "report.md").read_text()
+    netlist = (out / "netlist_build" / "engine_netlist.v").read_text()
+    for cell in ("MULT18X18D", "CCU2C", "TRELLIS_DPR16X4", "LUT4", "TRELLIS_FF"):
+        assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
 
 
 @pytest.mark.parametrize("make,config,error,message", [
@@ -142,3 +181,19 @@ def test_dfnt_bitstream_for_ulx3s(tmp_path):
     assert report["timing_met"] and report["fmax_mhz"] >= 50.0, report
     assert report["images_per_s_at_clock"] == round(50e6 / report["cycles_per_image"])
     assert (out / "build" / "bitfab.bit").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_int8_dfnt_netlist_matches_the_golden_layer(tmp_path):
+    """The netlist step on the INT8 DFNT engine (b = 32, 5x5, 3 -> 2 channels, 32 x 32
+    photo crops; 32 MULT18X18D, 16 DP16KD): 2 crops, 0 mismatches, about 6 minutes."""
+    out = tmp_path / "int8"
+    report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator="verilator",
+                                  seed=SEED, sim_images=1, netlist_images=2, idle=0.2,
+                                  backpressure=0.2), _layer(in_channels=3), log=lambda *_: None)
+    assert report["engine"] == "dfnt" and report["layers"][0]["b"] == 32
+    assert report["netlist"]["images"] == 2 and report["netlist"]["mismatches"] == 0
+    assert report["netlist"]["beats_checked"] == 2 * 2 * 32 * 4   # rows of 8 outputs
+    netlist = (out / "netlist_build" / "engine_netlist.v").read_text()
+    assert re.search(r"^\s+DP16KD ", netlist, re.MULTILINE)
