@@ -178,7 +178,7 @@ def parser():
                          help="test images to simulate (default: all)")
         cmd.add_argument("--netlist-images", type=int, default=0, metavar="N",
                          help="also run the first N test images through the network or "
-                              "engine as yosys maps it for the ECP5 (post-synthesis "
+                              "engine as yosys maps it for the board (post-synthesis "
                               "simulation; default 0: skipped)")
         cmd.add_argument("--no-bitstream", action="store_true", help="skip synthesis")
         cmd.add_argument("--start", choices=STEPS, default="golden",

