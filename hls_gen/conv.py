@@ -214,8 +214,10 @@ def estimate_engine(kind, config, board):
     butterflies, each two carry-select adders of about 5.5 LUT4 per bit; L
     modular multipliers of four 18x18 DSPs and about 17 LUT4 per bit each; the
     corner turns' and the spectrum buffer's multiplexers; block RAM for the
-    weight spectra, the accumulators and the output image. Direct: one DSP and
-    the adder tree per multiplier.
+    weight spectra, the accumulators and the output image. At b = 16 (3x3, 1 -> 2
+    channels, 8 x 8) the same terms give 17,888 LUTs and 8 DSPs where nextpnr placed
+    16,263 LUTs, UART shell included, and 8 DSPs. Direct: one DSP and the adder
+    tree per multiplier.
     """
     if kind == "dfnt":
         b, length = config.b, config.length
