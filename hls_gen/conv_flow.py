@@ -70,7 +70,8 @@ def step_map_to_hw(cfg, log):
     height, width = image_size(cfg, layer)
     kind, config = select_engine(layer, height, width, cfg.engine)
     write_result(cfg.out, "hw.json", {**engine_to_dict(kind, config), "layer": layer.name})
-    log(f"map_to_hw: {layer.name} on the {kind} engine for {height}x{width} images")
+    detail = f" (modulus 2^{config.b} + 1, L = {config.length})" if kind == "dfnt" else ""
+    log(f"map_to_hw: {layer.name} on the {kind} engine{detail} for {height}x{width} images")
 
 
 def step_fold(cfg, log):
@@ -195,7 +196,9 @@ def format_conv_report(report):
     from .flow import format_summary
     lines = format_summary(report)
     lines += ["", "| layer | engine | kernel | channels | multipliers |", "|---|---|---|---|---|"]
-    lines += [f"| {l['name']} | {l['engine']} | {l['kernel']}x{l['kernel']} | "
+    def engine(l):
+        return f"{l['engine']} mod 2^{l['b']} + 1" if "b" in l else l["engine"]
+    lines += [f"| {l['name']} | {engine(l)} | {l['kernel']}x{l['kernel']} | "
               f"{l['in_channels']} -> {l['out_channels']} | {l['multipliers']} |"
               for l in report["layers"]]
     return "\n".join(lines) + "\n"

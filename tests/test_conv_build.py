@@ -99,7 +99,9 @@ def test_engine_netlist_matches_the_golden_layer(tmp_path, engine, beats):
     assert report["engine"] == engine and report["rtl"]["mismatches"] == 0
     assert report["netlist"] == {"images": 8, "mismatches": 0, "simulator": "verilator",
                                  "seed": SEED, "beats_checked": 8 * beats}
-    assert "| netlist vs golden | 8 images, 0 mismatches" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "| netlist vs golden | 8 images, 0 mismatches" in markdown
+    assert f"| conv | {'dfnt mod 2^16 + 1' if engine == 'dfnt' else 'direct'} | 3x3 |" in markdown
     netlist = (out / "netlist_build" / "engine_netlist.v").read_text()
     for cell in ("MULT18X18D", "CCU2C", "TRELLIS_DPR16X4", "LUT4", "TRELLIS_FF"):
         assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
