@@ -16,7 +16,6 @@ the model is an `IntConv2d` (or golden.json holds one):
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from .boards import board as find_board
@@ -24,7 +23,7 @@ from .clocks import design_clock
 from .conv import (IntConvLayer, check_engine_fit, conv_images, engine_from_dict,
                    engine_to_dict, freeze_conv, load_words, select_engine)
 from .errors import BitfabError
-from .flow import read_result, simulate, write_result
+from .flow import read_result, simulate, simulate_netlist, write_result
 
 __all__ = ["CONV_IMAGE", "ENGINE_CLOCK_MHZ", "image_size"]
 
@@ -149,15 +148,11 @@ def step_netlist(cfg, log):
     if not cfg.netlist_images:
         log("netlist: skipped (no netlist images asked for)")
         return
-    from bitfab.sim.netlist import synthesize
     kind, config, _, case, images = _conv_case(cfg, cfg.netlist_images)
-    board = find_board(cfg.board)
     log(f"netlist: yosys maps the {kind} engine for {cfg.board}, then {images} images "
         f"through the netlist in {cfg.simulator}")
-    start = time.perf_counter()     # the step's time includes yosys's
-    netlist = synthesize(_engine(kind, config), "engine", Path(cfg.out) / "netlist_build",
-                         board.platform_class()(), _overrides(board))
-    simulate(cfg, netlist, "engine", case, None, images, log, "netlist", start)
+    simulate_netlist(cfg, _engine(kind, config), "engine", case, images, log,
+                     _overrides(find_board(cfg.board)))
 
 
 def step_synth(cfg, log):

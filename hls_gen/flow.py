@@ -196,14 +196,21 @@ def step_netlist(cfg, log):
         log("netlist: skipped (no netlist images asked for)")
         return
     from bitfab.rtl.network import Network
-    from bitfab.sim.netlist import synthesize
     _, configs, case, images = _network_case(cfg, cfg.netlist_images)
     log(f"netlist: yosys maps the network for {cfg.board}, then {images} test images "
         f"through the netlist in {cfg.simulator}")
-    start = time.perf_counter()     # the step's time includes yosys's
-    netlist = synthesize(Network(configs), "network", Path(cfg.out) / "netlist_build",
-                         find_board(cfg.board).platform_class()())
-    simulate(cfg, netlist, "network", case, None, images, log, "netlist", start)
+    simulate_netlist(cfg, Network(configs), "network", case, images, log)
+
+
+def simulate_netlist(cfg, design, toplevel, case, images, log, overrides=None):
+    """`simulate` on `design` as the bitstream flow's yosys script (with `overrides`)
+    maps it for the board (`bitfab.sim.netlist`): builds in ``netlist_build``, writes
+    ``netlist.json``, and its seconds include yosys's."""
+    from bitfab.sim.netlist import synthesize
+    start = time.perf_counter()
+    netlist = synthesize(design, toplevel, Path(cfg.out) / "netlist_build",
+                         find_board(cfg.board).platform_class()(), overrides)
+    return simulate(cfg, netlist, toplevel, case, None, images, log, "netlist", start)
 
 
 def step_synth(cfg, log):
