@@ -116,8 +116,9 @@ def deploy_weights(out, port, model=None, timeout=None, log=print):
                           "deploy to the URL it prints")
     configs, graph = _build(out, model)
     words = load_stream(graph, configs)
-    _session(port, configs, _timeout(port, timeout), lambda host: host.load(words, configs))
-    log(f"deploy: {len(words)} load words to {port}")
+    status = _session(port, configs, _timeout(port, timeout),
+                      lambda host: host.load(words, configs))
+    log(f"deploy: {len(words)} load words to {port}, taken whole (CRC {status.crc:#06x})")
     return len(words)
 
 
@@ -147,6 +148,9 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
         start = time.perf_counter()
         if load:
             host.load(words, configs)
+        elif not host.status().loaded:
+            raise BitfabError(f"the board at {port} holds no weights: `bitfab deploy` "
+                              f"them first, or run without --no-load")
         scores = host.scores(configs, pixels, graph.layers[0].input_encoding)
         return scores, time.perf_counter() - start
 

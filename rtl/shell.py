@@ -2,21 +2,34 @@
 
 Bytes from the host, little-endian: ``'L'`` + `load_bytes` bytes (4 for a
 `Network`) writes one load word,
-``'R'`` restarts loading, ``'I'`` + `in_bytes` bytes is one input beat; any
-other command byte is ignored. Every output beat goes back as `out_bytes`
-bytes. (The host driver builds its framed protocol on top of this.)
+``'R'`` restarts loading, ``'I'`` + `in_bytes` bytes is one input beat, ``'C'``
+asks for the load status; any other command byte is ignored. Every output beat
+goes back as `out_bytes` bytes, the status as `STATUS_BYTES` bytes (`STATUS`).
+(The host driver builds its protocol on top of this.)
+
+The load status lets the host prove that the weights arrived as it sent them,
+since the line has neither flow control nor parity: since the last ``'R'``,
+the CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, the one
+Python's ``binascii.crc_hqx(data, 0xFFFF)`` computes) of every load frame's data
+bytes as received, the load words the core took, whether it is loaded, and the
+bytes the receiver lost to a bad stop bit or to an overrun.
 """
 
-from amaranth.hdl import Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .network import Network
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["SerialShell", "LOAD", "RESTART", "INPUT", "BAUD"]
+__all__ = ["SerialShell", "LOAD", "RESTART", "INPUT", "CHECK", "BAUD", "STATUS",
+           "STATUS_BYTES", "CRC_POLY", "CRC_INIT"]
 
-LOAD, RESTART, INPUT = ord("L"), ord("R"), ord("I")
+LOAD, RESTART, INPUT, CHECK = ord("L"), ord("R"), ord("I"), ord("C")
+# The load status's fields, low byte first: (name, bytes). Counts saturate.
+STATUS = (("crc", 2), ("words", 3), ("loaded", 1), ("framing_errors", 1), ("overruns", 1))
+STATUS_BYTES = sum(size for _, size in STATUS)
+CRC_POLY, CRC_INIT = 0x1021, 0xFFFF
 # The line rate on a board (8N1): the build sets the divisor from it, the host opens
 # the port at it.
 BAUD = 115200
@@ -58,6 +71,39 @@ class SerialShell(wiring.Component):
         tx = m.submodules.tx = UARTTransmitter(self.divisor)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), self.loaded.eq(net.loaded)]
 
+        # The load status, reset by 'R'.
+        fields = {name: Signal(8 * size, name=f"status_{name}",
+                               init=CRC_INIT if name == "crc" else 0)
+                  for name, size in STATUS}
+        crc, words = fields["crc"], fields["words"]
+        m.d.comb += fields["loaded"].eq(net.loaded)
+        restart = Signal()
+        for name, strobe in (("framing_errors", rx.framing_error), ("overruns", rx.overrun)):
+            count = fields[name]
+            with m.If(strobe & (count != (1 << len(count)) - 1)):
+                m.d.sync += count.eq(count + 1)
+        with m.If(net.load.valid & net.load.ready & (words != (1 << len(words)) - 1)):
+            m.d.sync += words.eq(words + 1)
+        with m.If(restart):
+            m.d.sync += [crc.eq(CRC_INIT), words.eq(0), fields["framing_errors"].eq(0),
+                         fields["overruns"].eq(0)]
+        m.d.comb += net.load_restart.eq(restart)
+
+        # Network -> host: each output beat as out_bytes bytes, low first, or the
+        # status once asked for (between items: the host asks after a load).
+        checking = Signal()
+        out = Signal(max(self.out_bytes, STATUS_BYTES) * 8)
+        sending = Signal(range(max(self.out_bytes, STATUS_BYTES) + 1))
+        m.d.comb += [net.o.ready.eq((sending == 0) & ~checking), tx.i.payload.eq(out[:8]),
+                     tx.i.valid.eq(sending != 0)]
+        with m.If(net.o.valid & net.o.ready):
+            m.d.sync += [out.eq(net.o.payload), sending.eq(self.out_bytes)]
+        with m.Elif(checking & (sending == 0)):
+            m.d.sync += [out.eq(Cat(*fields.values())), sending.eq(STATUS_BYTES),
+                         checking.eq(0)]
+        with m.Elif(tx.i.valid & tx.i.ready):
+            m.d.sync += [out.eq(out >> 8), sending.eq(sending - 1)]
+
         # Host -> network: a command byte, then the bytes of one word or beat.
         most = max(self.load_bytes, self.in_bytes)
         width = most * 8
@@ -78,32 +124,40 @@ class SerialShell(wiring.Component):
                         m.d.sync += left.eq(self.in_bytes)
                         m.next = "data"
                     with m.If(rx.o.payload == RESTART):
-                        m.d.comb += net.load_restart.eq(1)
+                        m.d.comb += restart.eq(1)
+                    with m.If(rx.o.payload == CHECK):
+                        m.d.sync += checking.eq(1)
             with m.State("data"):
                 m.d.comb += rx.o.ready.eq(1)
                 with m.If(rx.o.valid):
                     # Bytes arrive low first and shift down from the top.
                     m.d.sync += [data.eq((data >> 8) | (rx.o.payload << (width - 8))),
                                  left.eq(left - 1)]
+                    with m.If(command == LOAD):
+                        m.d.sync += crc.eq(_crc_byte(crc, rx.o.payload))
                     with m.If(left == 1):
                         m.next = "deliver"
             with m.State("deliver"):
                 with m.If(command == LOAD):
-                    m.d.comb += net.load.valid.eq(1)
-                    with m.If(net.load.ready):
+                    m.d.comb += net.load.valid.eq(~net.loaded)
+                    # A word beyond the core's plan is dropped, not waited on: the
+                    # status then shows fewer words taken than sent.
+                    with m.If(net.load.ready | net.loaded):
                         m.next = "command"
                 with m.Else():
-                    m.d.comb += net.i.valid.eq(1)
-                    with m.If(net.i.ready):
+                    # An input beat before the weights is dropped too, so that the
+                    # shell still hears the 'R' and 'L' that load them.
+                    m.d.comb += net.i.valid.eq(net.loaded)
+                    with m.If(net.i.ready | ~net.loaded):
                         m.next = "command"
-
-        # Network -> host: each output beat as out_bytes bytes, low first.
-        out = Signal(self.out_bytes * 8)
-        sending = Signal(range(self.out_bytes + 1))
-        m.d.comb += [net.o.ready.eq(sending == 0), tx.i.payload.eq(out[:8]),
-                     tx.i.valid.eq(sending != 0)]
-        with m.If(net.o.valid & net.o.ready):
-            m.d.sync += [out.eq(net.o.payload), sending.eq(self.out_bytes)]
-        with m.Elif(tx.i.valid & tx.i.ready):
-            m.d.sync += [out.eq(out >> 8), sending.eq(sending - 1)]
         return m
+
+
+def _crc_byte(crc, byte):
+    """CRC-16 `crc` after one more `byte`, most significant bit first (as
+    ``binascii.crc_hqx``): eight shift-and-XOR steps, unrolled."""
+    value = crc ^ Cat(Const(0, 8), byte)
+    for _ in range(8):
+        shifted = (value << 1)[:16]
+        value = Mux(value[15], shifted ^ CRC_POLY, shifted)
+    return value

@@ -15,7 +15,8 @@ def _check_divisor(divisor):
 
 class UARTReceiver(wiring.Component):
     """Samples ``rx`` mid-bit, `divisor` clock cycles per bit; a byte whose stop bit
-    is 0 is dropped and counted in ``framing_errors``.
+    is 0 is dropped and flagged on ``framing_error``, a byte that replaces one not yet
+    taken is flagged on ``overrun``.
 
     Members
     -------
@@ -23,13 +24,18 @@ class UARTReceiver(wiring.Component):
         The serial line (idle high); synchronised here with two flip-flops.
     o : Out(stream.Signature(unsigned(8)))
         Received bytes. A byte not taken before the next one completes is lost.
-    framing_errors : Out(8)
-        Bytes dropped for a bad stop bit (wraps).
+    framing_error : Out(1)
+        High for one cycle when a byte is dropped for a stop bit of 0 (a wrong baud
+        or a corrupted line).
+    overrun : Out(1)
+        High for one cycle when a byte completes while ``o`` still holds the one
+        before, which is lost (the sender did not wait).
     """
 
     rx: In(1, init=1)
     o: Out(stream.Signature(unsigned(8)))
-    framing_errors: Out(8)
+    framing_error: Out(1)
+    overrun: Out(1)
 
     def __init__(self, divisor):
         _check_divisor(divisor)
@@ -46,6 +52,7 @@ class UARTReceiver(wiring.Component):
         shift = Signal(9)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
+        m.d.sync += [self.framing_error.eq(0), self.overrun.eq(0)]
         with m.FSM():
             with m.State("idle"):
                 with m.If(~rx):
@@ -60,10 +67,11 @@ class UARTReceiver(wiring.Component):
                         # The middle of the stop bit: decide now, so the next start
                         # bit, half a bit away, is seen in time.
                         with m.If(rx):
-                            m.d.sync += [self.o.payload.eq(shift[1:]), self.o.valid.eq(1)]
+                            m.d.sync += [self.o.payload.eq(shift[1:]), self.o.valid.eq(1),
+                                         self.overrun.eq(self.o.valid & ~self.o.ready)]
                             m.next = "idle"
                         with m.Else():
-                            m.d.sync += self.framing_errors.eq(self.framing_errors + 1)
+                            m.d.sync += self.framing_error.eq(1)
                             m.next = "wait"
                 with m.Else():
                     m.d.sync += timer.eq(timer - 1)

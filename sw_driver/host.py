@@ -10,7 +10,8 @@ import time
 from bitfab.rtl.shell import BAUD
 
 from .beats import input_beats, scores_from_beats
-from .protocol import WireError, WireFormat, decode_outputs, encode_inputs, encode_load
+from .protocol import (CHECK, STATUS_BYTES, WireError, WireFormat, decode_outputs,
+                       decode_status, encode_inputs, encode_load, load_crc)
 from .weights import check_load_words
 
 __all__ = ["Host", "open_link"]
@@ -53,11 +54,22 @@ class Host:
         self.link.close()
 
     def load(self, words, layers=None):
-        """Restart loading and write `words` (checked against `layers`' plan if given)."""
+        """Restart loading, write `words` (checked against `layers`' plan if given), then
+        ask the board what it took: a load that did not arrive whole and unchanged, or
+        a board of another plan, raises `WireError` (`LoadStatus.check`). Returns the
+        `LoadStatus`."""
         if layers is not None:
             check_load_words(words, layers)
         self.link.write(encode_load(words, self.wire))
+        status = self.status()
+        status.check(len(words), load_crc(words, self.wire))
+        return status
+
+    def status(self):
+        """The board's `LoadStatus` (ask between items, not while outputs are due)."""
+        self.link.write(bytes([CHECK]))
         self.link.flush()
+        return decode_status(self._read(STATUS_BYTES, "the load status"))
 
     def run(self, items, out_beats):
         """Stream `items` (each a list of input beats); returns each item's `out_beats`
@@ -87,12 +99,15 @@ class Host:
         return [scores_from_beats(layers[-1], beats)[0] for beats in outputs]
 
     def _item(self, index, out_beats):
-        want = out_beats * self.wire.out_bytes
+        data = self._read(out_beats * self.wire.out_bytes, f"item {index}'s output")
+        return decode_outputs(data, self.wire)
+
+    def _read(self, want, what):
         data = bytearray()
         deadline = time.monotonic() + self.timeout
         while len(data) < want and time.monotonic() < deadline:
             data += self.link.read(want - len(data))
         if len(data) < want:
-            raise WireError(f"item {index}: {len(data)} of its {want} output bytes came "
-                            f"within {self.timeout} s")
-        return decode_outputs(bytes(data), self.wire)
+            raise WireError(f"{what}: {len(data)} of {want} bytes came within "
+                            f"{self.timeout} s")
+        return bytes(data)

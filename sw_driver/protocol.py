@@ -2,18 +2,22 @@
 
 Host to board, integers little-endian: ``'R'`` restarts loading, ``'L'`` and
 `WireFormat.load_bytes` bytes write one load word, ``'I'`` and `in_bytes` bytes
-send one input beat. Board to host: every output beat as `out_bytes` bytes, low
-byte first. The line has no flow control and the board ignores unknown command
-bytes, so the host checks every frame before it sends it (`encode_load`,
-`encode_inputs`) and every reply by its length (`decode_outputs`); `Host` keeps
-few enough items in flight that the board never drops a byte.
+send one input beat, ``'C'`` asks for the load status. Board to host: every
+output beat as `out_bytes` bytes, low byte first, and the status as
+`STATUS_BYTES` bytes. The line has no flow control and the board ignores unknown
+command bytes, so the host checks every frame before it sends it (`encode_load`,
+`encode_inputs`), every reply by its length (`decode_outputs`), and every load
+by the board's status (`LoadStatus.check`: the words it took and their CRC);
+`Host` keeps few enough items in flight that the board never drops a byte.
 """
 
+import binascii
 from dataclasses import dataclass
 
-from bitfab.rtl.shell import INPUT, LOAD, RESTART
+from bitfab.rtl.shell import CHECK, CRC_INIT, INPUT, LOAD, RESTART, STATUS, STATUS_BYTES
 
-__all__ = ["WireError", "WireFormat", "encode_load", "encode_inputs", "decode_outputs"]
+__all__ = ["WireError", "WireFormat", "LoadStatus", "encode_load", "encode_inputs",
+           "decode_outputs", "decode_status", "load_crc", "CHECK", "STATUS_BYTES"]
 
 
 class WireError(Exception):
@@ -65,9 +69,71 @@ def encode_load(words, wire):
                                       "load word")
 
 
+def load_crc(words, wire):
+    """The CRC the board computes over `words`' load frames (their data bytes, as
+    sent): CRC-16/CCITT-FALSE, which is ``binascii.crc_hqx`` from 0xFFFF."""
+    data = b"".join(word.to_bytes(wire.load_bytes, "little") for word in words)
+    return binascii.crc_hqx(data, CRC_INIT)
+
+
+@dataclass(frozen=True)
+class LoadStatus:
+    """The board's answer to ``'C'``, counting from the last ``'R'`` (`rtl.shell.STATUS`):
+    the CRC of the load frames it received, the load words its core took, whether
+    the core is loaded, and bytes its receiver lost (bad stop bit; overrun)."""
+
+    crc: int
+    words: int
+    loaded: int
+    framing_errors: int
+    overruns: int
+
+    def check(self, words, crc):
+        """Raise `WireError` unless this is the status of a clean load of `words` words
+        whose CRC is `crc`."""
+        lost = []
+        if self.framing_errors:
+            lost.append(f"{self.framing_errors} bytes with a bad stop bit (a wrong baud "
+                        f"or a noisy line)")
+        if self.overruns:
+            lost.append(f"{self.overruns} bytes overrun (sent faster than taken)")
+        if lost:
+            raise WireError(f"load check: the board's receiver lost {' and '.join(lost)}; "
+                            f"load again")
+        if self.words < words and self.loaded:
+            raise WireError(f"load check: the board's network was loaded after {self.words} "
+                            f"of the {words} load words: it runs a bitstream of another "
+                            f"plan (its build is not this one)")
+        if self.words != words:
+            raise WireError(f"load check: the board took {self.words} of the {words} load "
+                            f"words: bytes were lost on the line; load again")
+        if self.crc != crc:
+            raise WireError(f"load check: the board's CRC of the load words is "
+                            f"{self.crc:#06x}, the host sent {crc:#06x}: bytes changed on "
+                            f"the line; load again")
+        if not self.loaded:
+            raise WireError(f"load check: the board's network is not loaded after all "
+                            f"{words} load words: it runs a bitstream of another plan "
+                            f"(its build is not this one)")
+
+
 def encode_inputs(beats, wire):
     """One ``'I'`` frame per input beat."""
     return _frames(INPUT, beats, wire.in_bits, wire.in_bytes, "input beat")
+
+
+def decode_status(data):
+    """The board's `STATUS_BYTES` bytes after ``'C'`` -> `LoadStatus`."""
+    if len(data) != STATUS_BYTES:
+        raise WireError(f"the load status is {STATUS_BYTES} bytes, {len(data)} came")
+    fields, at = {}, 0
+    for name, size in STATUS:
+        fields[name] = int.from_bytes(data[at:at + size], "little")
+        at += size
+    if fields["loaded"] > 1:
+        raise WireError(f"the load status's loaded byte is {fields['loaded']}, not 0 or 1: "
+                        f"the line is out of step")
+    return LoadStatus(**fields)
 
 
 def decode_outputs(data, wire):

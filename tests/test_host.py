@@ -15,7 +15,7 @@ from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link
 from bitfab.sw_driver.protocol import (WireError, WireFormat, decode_outputs, encode_inputs,
-                                       encode_load)
+                                       decode_status, encode_load, load_crc)
 from test_flow import small_graph
 from test_mvau import random_layer
 
@@ -86,10 +86,17 @@ def test_host_keeps_a_window_of_items_in_flight():
 
 
 def test_host_names_the_item_whose_reply_does_not_come():
-    with pytest.raises(WireError, match=r"item 0: 0 of its 3 output bytes came within 0.2 s"):
+    with pytest.raises(WireError, match=r"item 0's output: 0 of 3 bytes came within 0.2 s"):
         Host(FakeBoard(beats=1, silent=True), WIRE, timeout=0.2).run([[1], [2]], out_beats=1)
     with pytest.raises(WireError, match="the board sent 3 bytes after the last item's outputs"):
         Host(FakeBoard(beats=1, extra=b"\x00" * 3), WIRE, timeout=0.2).run([[1]], out_beats=1)
+
+
+def test_a_load_is_checked_by_the_board_status():
+    with pytest.raises(WireError, match=r"the load status: 0 of 8 bytes came within 0.2 s"):
+        Host(FakeBoard(beats=1), WIRE, timeout=0.2).load([1, 2])
+    with pytest.raises(WireError, match=r"the load status's loaded byte is 7, not 0 or 1"):
+        decode_status(bytes([0, 0, 2, 0, 0, 7, 0, 0]))
 
 
 def test_a_port_that_does_not_open_is_named():
@@ -109,12 +116,38 @@ def test_weights_change_on_the_simulated_board(tmp_path):
     pixels = torch.randint(0, 8, (12, 16), generator=torch.Generator().manual_seed(5))
     wants = [graph.run(pixels)[0].tolist() for graph in graphs]
     assert wants[0] != wants[1]
+    words = load_stream(graphs[0], configs)
+    wire = WireFormat.of_layers(configs)
     with SimulatedBoard(design, tmp_path) as board:
-        with Host(open_link(board.url, timeout=30), WireFormat.of_layers(configs),
-                  timeout=60) as host:
+        link = open_link(board.url, timeout=30)
+        # A bit changed on the line (byte 9: word 1's third) is caught by the board's
+        # CRC; the next load, whole, goes through.
+        with pytest.raises(WireError, match=rf"the board's CRC of the load words is 0x[0-9a-f]"
+                                            rf"{{4}}, the host sent {load_crc(words, wire):#06x}"):
+            Host(ChangedByte(link, at=9), wire, timeout=60).load(words, configs)
+        with Host(link, wire, timeout=60) as host:
             for graph, want in zip(graphs, wants):
-                host.load(load_stream(graph, configs), configs)
+                status = host.load(load_stream(graph, configs), configs)
+                assert (status.words, status.loaded) == (len(words), 1)
                 assert host.scores(configs, pixels, graph.layers[0].input_encoding) == want
+
+
+class ChangedByte:
+    """A link that flips bit 4 of the byte written at offset `at` (counting from its
+    first write), as a noisy line would."""
+
+    def __init__(self, link, at):
+        self.link, self.at, self.written = link, at, 0
+
+    def write(self, data):
+        data = bytearray(data)
+        if 0 <= self.at - self.written < len(data):
+            data[self.at - self.written] ^= 0x10
+        self.written += len(data)
+        self.link.write(bytes(data))
+
+    def __getattr__(self, name):
+        return getattr(self.link, name)
 
 
 def digits_graph(seed, hidden=8):
@@ -158,7 +191,10 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
         run_on_board(out, "sim", digits_graph(3, hidden=16), images=6)
     with pytest.raises(BitfabError, match="start one with `bitfab board BUILD`"):
         deploy_weights(out, "sim")
-    with simulated_board(out, sessions=3) as board:
+    with simulated_board(out, sessions=4) as board:
+        with pytest.raises(BitfabError, match=r"the board at socket://\S+ holds no weights: "
+                                              r"`bitfab deploy` them first"):
+            run_on_board(out, board.url, images=6, timeout=30, load=False)
         assert deploy_weights(out, board.url, digits_graph(2)) == result["load_words"]
         again = run_on_board(out, board.url, digits_graph(2), images=6, timeout=30,
                              load=False)

@@ -1,48 +1,62 @@
 """The UART shell: load words and input beats over a serial line, scores back, in
-Amaranth's simulator against the golden model (a one-layer network, divisor 4)."""
+Amaranth's simulator against the golden model (a one-layer network, divisor 4); and
+its load status, which lets the host prove that the weights arrived as sent."""
 
+import binascii
+
+import pytest
 import torch
 from amaranth.sim import Simulator
 
 from bitfab.hls_gen.ir import Graph
 from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
-from bitfab.rtl.shell import INPUT, LOAD, RESTART, SerialShell
+from bitfab.rtl.shell import CHECK, INPUT, LOAD, RESTART, STATUS_BYTES, SerialShell
 from bitfab.sw_driver.beats import input_beats, output_beats
+from bitfab.sw_driver.protocol import WireError, WireFormat, decode_status, load_crc
 from test_mvau import random_layer
 
 DIVISOR = 4
 
 
-def test_shell_round_trip():
-    gen = torch.Generator().manual_seed(7)
+def one_layer(seed=7):
+    """A one-layer network's config, load words, three images' input beats and the
+    golden model's output beats for them."""
+    gen = torch.Generator().manual_seed(seed)
     layer = random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)
     graph = Graph(3, 1.0, [layer])
     [config] = fold(map_to_hw(graph), [{"pe": 2, "simd": 4}])
     codes = torch.randint(0, 4, (3, 8), generator=gen)
     logits, _ = graph.run(codes)
     words = config.pack(load_rows(layer, config))
-    beats = input_beats(config, codes, "onehot")
-    want = output_beats(config, logits)
-    shell = SerialShell([config], DIVISOR)
-    in_bytes, out_bytes = shell.in_bytes, shell.out_bytes
-    message = [RESTART, ord("x")]        # an unknown command byte is ignored
-    for word in words:
-        message += [LOAD, *word.to_bytes(4, "little")]
-    for beat in beats:
-        message += [INPUT, *beat.to_bytes(in_bytes, "little")]
+    return config, words, input_beats(config, codes, "onehot"), output_beats(config, logits)
+
+
+def frames(command, values, size):
+    return [b for value in values for b in (command, *value.to_bytes(size, "little"))]
+
+
+def serial_line(shell, message, reply_bytes=None, bad_stop=(), tail_bytes=0):
+    """Drive `message` into the shell's receiver: bytes (those at the indices in
+    `bad_stop` with a stop bit of 0) and ``None``s (the line idle for a byte's time).
+    Return the first `reply_bytes` bytes the shell sends, or with `reply_bytes` None
+    all it sends until `tail_bytes` byte times after the message."""
     received = []
 
     async def host(ctx):
-        for byte in message:
-            for level in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+        for index, byte in enumerate(message):
+            stop = 0 if index in bad_stop else 1
+            bits = [1] * 10 if byte is None else [0, *((byte >> k) & 1 for k in range(8)), stop]
+            for level in bits:
                 ctx.set(shell.rx, level)
                 await ctx.tick().repeat(DIVISOR)
-        # Time for every output byte (10 bits each) and the pipeline, then stop.
-        await ctx.tick().repeat(len(want) * out_bytes * 10 * DIVISOR + 200)
+            ctx.set(shell.rx, 1)
+        # Time for every reply byte (10 bits each) and the pipeline, then stop.
+        await ctx.tick().repeat((reply_bytes or tail_bytes) * 10 * DIVISOR + 200)
 
     async def listen(ctx):
-        while len(received) < len(want) * out_bytes:
-            await ctx.tick().until(shell.tx == 0)            # start bit
+        while reply_bytes is None or len(received) < reply_bytes:
+            while ctx.get(shell.tx):                         # start bit
+                await ctx.tick()
             await ctx.tick().repeat(DIVISOR + DIVISOR // 2)  # middle of bit 0
             byte = 0
             for k in range(8):
@@ -56,6 +70,101 @@ def test_shell_round_trip():
     sim.add_testbench(host)
     sim.add_testbench(listen, background=True)
     sim.run()
-    got = [int.from_bytes(bytes(received[k:k + out_bytes]), "little")
-           for k in range(0, len(received), out_bytes)]
+    if reply_bytes is not None:
+        assert len(received) == reply_bytes, f"{len(received)} of {reply_bytes} reply bytes"
+    return bytes(received)
+
+
+def test_shell_round_trip():
+    config, words, beats, want = one_layer()
+    shell = SerialShell([config], DIVISOR)
+    wire = WireFormat.of_layers([config])
+    out_bytes = shell.out_bytes
+    message = [RESTART, ord("x")]        # an unknown command byte is ignored
+    message += frames(LOAD, words, 4) + [CHECK] + frames(INPUT, beats, shell.in_bytes)
+    reply = serial_line(shell, message, STATUS_BYTES + len(want) * out_bytes)
+    status = decode_status(reply[:STATUS_BYTES])
+    assert (status.words, status.loaded, status.framing_errors, status.overruns) == (
+        len(words), 1, 0, 0)
+    # The board's CRC against Python's own CRC-16/CCITT-FALSE of the bytes sent.
+    sent = b"".join(w.to_bytes(4, "little") for w in words)
+    assert status.crc == binascii.crc_hqx(sent, 0xFFFF) == load_crc(words, wire)
+    status.check(len(words), load_crc(words, wire))
+    got = [int.from_bytes(reply[k:k + out_bytes], "little")
+           for k in range(STATUS_BYTES, len(reply), out_bytes)]
     assert got == want
+
+
+def test_the_load_status_shows_what_went_wrong_on_the_line():
+    """Four loads into one running shell, each checked ('C') after it: a data byte
+    changed, a byte with a bad stop bit, more words than the plan (a board of another
+    plan: the shell drops them rather than hang), and fewer. Input beats sent before
+    the weights are dropped too, and the last load still classifies correctly."""
+    config, words, beats, want = one_layer()
+    shell = SerialShell([config], DIVISOR)
+    wire = WireFormat.of_layers([config])
+    n = len(words)
+    good = frames(LOAD, words, 4)
+    changed = list(good)
+    changed[5 * 2 + 3] ^= 0x10                       # a bit of word 2's third byte
+    extra = frames(LOAD, [0x12345678, 0x9ABCDEF0], 4)
+    message = frames(INPUT, beats[:2], shell.in_bytes)  # before any weights: dropped
+    message += [RESTART, *changed, CHECK]
+    framing_at = len(message) + 1 + 5 * 3            # word 3's command byte
+    message += [RESTART, *good, CHECK]
+    message += [RESTART, *good, *extra, CHECK]
+    message += [RESTART, *good[:5 * (n - 1)], CHECK]
+    message += [RESTART, *good, CHECK, *frames(INPUT, beats, shell.in_bytes)]
+    reply = serial_line(shell, message, 5 * STATUS_BYTES + len(want) * shell.out_bytes,
+                        bad_stop={framing_at})
+    changed_s, framing_s, extra_s, short_s, clean_s = (
+        decode_status(reply[k * STATUS_BYTES:(k + 1) * STATUS_BYTES]) for k in range(5))
+    crc = load_crc(words, wire)
+
+    assert (changed_s.words, changed_s.loaded) == (n, 1) and changed_s.crc != crc
+    with pytest.raises(WireError, match=rf"CRC of the load words is {changed_s.crc:#06x}, "
+                                        rf"the host sent {crc:#06x}: bytes changed"):
+        changed_s.check(n, crc)
+
+    # Word 3's 'L' is lost and the receiver finds its frames again only some bytes
+    # later (the next start bit runs on from the bad stop bit): words short.
+    assert framing_s.framing_errors >= 1
+    assert framing_s.words < n and not framing_s.loaded
+    with pytest.raises(WireError, match=rf"lost {framing_s.framing_errors} bytes with a bad "
+                                        rf"stop bit"):
+        framing_s.check(n, crc)
+
+    assert (extra_s.words, extra_s.loaded, extra_s.framing_errors) == (n, 1, 0)
+    assert extra_s.crc == load_crc(words + [0x12345678, 0x9ABCDEF0], wire)
+    with pytest.raises(WireError, match=rf"loaded after {n} of the {n + 2} load words: it "
+                                        rf"runs a bitstream of another plan"):
+        extra_s.check(n + 2, extra_s.crc)
+
+    assert (short_s.words, short_s.loaded) == (n - 1, 0)
+    with pytest.raises(WireError, match=rf"not loaded after all {n - 1} load words"):
+        short_s.check(n - 1, load_crc(words[:n - 1], wire))
+
+    clean_s.check(n, crc)
+    got = [int.from_bytes(reply[k:k + shell.out_bytes], "little")
+           for k in range(5 * STATUS_BYTES, len(reply), shell.out_bytes)]
+    assert got == want
+
+
+def test_the_load_status_counts_bytes_sent_faster_than_the_network_takes_them():
+    """Input beats back to back with no room on the line: the network stalls behind the
+    transmitter, the receiver overruns, and the status says so."""
+    config, words, beats, want = one_layer()
+    shell = SerialShell([config], DIVISOR)
+    items = 60
+    message = [RESTART, *frames(LOAD, words, 4)]
+    message += frames(INPUT, [0] * (len(beats) // 3 * items), shell.in_bytes)
+    # Idle until every output that got through is out, then ask.
+    message += [None] * (items * len(want) // 3 * shell.out_bytes) + [CHECK]
+    reply = serial_line(shell, message, tail_bytes=STATUS_BYTES + 2)
+    outputs = len(reply) - STATUS_BYTES
+    assert 0 < outputs < items * len(want) // 3 * shell.out_bytes
+    status = decode_status(reply[-STATUS_BYTES:])
+    assert (status.words, status.loaded, status.framing_errors) == (len(words), 1, 0)
+    assert status.overruns > 0
+    with pytest.raises(WireError, match=rf"lost {status.overruns} bytes overrun"):
+        status.check(len(words), load_crc(words, WireFormat.of_layers([config])))
