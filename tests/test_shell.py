@@ -16,6 +16,7 @@ from bitfab.sw_driver.protocol import WireError, WireFormat, decode_status, load
 from test_mvau import random_layer
 
 DIVISOR = 4
+EXTRA = [0x12345678, 0x9ABCDEF0, 0x0BADCAFE]   # load words beyond the plan
 
 
 def one_layer(seed=7):
@@ -107,7 +108,7 @@ def test_the_load_status_shows_what_went_wrong_on_the_line():
     good = frames(LOAD, words, 4)
     changed = list(good)
     changed[5 * 2 + 3] ^= 0x10                       # a bit of word 2's third byte
-    extra = frames(LOAD, [0x12345678, 0x9ABCDEF0], 4)
+    extra = frames(LOAD, EXTRA, 4)
     message = frames(INPUT, beats[:2], shell.in_bytes)  # before any weights: dropped
     message += [RESTART, *changed, CHECK]
     framing_at = len(message) + 1 + 5 * 3            # word 3's command byte
@@ -135,10 +136,10 @@ def test_the_load_status_shows_what_went_wrong_on_the_line():
         framing_s.check(n, crc)
 
     assert (extra_s.words, extra_s.loaded, extra_s.framing_errors) == (n, 1, 0)
-    assert extra_s.crc == load_crc(words + [0x12345678, 0x9ABCDEF0], wire)
-    with pytest.raises(WireError, match=rf"loaded after {n} of the {n + 2} load words: it "
+    assert extra_s.crc == load_crc(words + EXTRA, wire)
+    with pytest.raises(WireError, match=rf"loaded after {n} of the {n + 3} load words: it "
                                         rf"runs a bitstream of another plan"):
-        extra_s.check(n + 2, extra_s.crc)
+        extra_s.check(n + 3, extra_s.crc)
 
     assert (short_s.words, short_s.loaded) == (n - 1, 0)
     with pytest.raises(WireError, match=rf"not loaded after all {n - 1} load words"):
