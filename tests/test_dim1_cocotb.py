@@ -1,7 +1,8 @@
 """The diminished-1 units, pipelined, in cocotb against the golden model, with random
 input stalls and output backpressure: every two-operand unit exhaustively for b <= 8
 (all (x, y) code pairs, every shift k for every x), 100k seeded random vectors for
-b = 16 and 32. The units of one width share a build (`Dim1Bundle`), and sixteen
+b = 16 and 32, and at b = 64 (t = 6, the widest the blocks take) against the golden
+model on Python integers, which int64 tensors cannot hold. The units of one width share a build (`Dim1Bundle`), and sixteen
 copies run side by side (`Lanes`), so one beat carries sixteen vectors."""
 
 import itertools
@@ -20,6 +21,7 @@ SEED = 20261123
 SIM = (simulators() or ["verilator"])[0]
 LANES = 16
 RANDOM_VECTORS = 100_000
+WIDE_VECTORS = 20_000
 
 
 def _pack(values, widths):
@@ -92,3 +94,21 @@ def test_one_operand_units(tmp_path_factory, b):
                for c, v in zip(codes, values)]
     assert len(ONE_OPERAND) == len(outputs[0])
     _run(tmp_path_factory, b, False, list(zip(codes, values)), outputs)
+
+
+@pytest.mark.sim
+def test_units_at_b_64(tmp_path_factory):
+    b = 64
+    golden = Dim1(b)
+    xs, ys = _codes(b, WIDE_VECTORS, 4), _codes(b, WIDE_VECTORS, 5)
+    pairs = list(zip(xs, ys[2:] + ys[:2])) + list(itertools.product(xs[:5], ys[:5]))
+    vectors = [(x, y, y % (2 * b)) for x, y in pairs]
+    outputs = [(golden.add(x, y), golden.add(x, y), golden.sub(x, y), golden.mul(x, y),
+                golden.mul_pow2(x, k)) for x, y, k in vectors]
+    _run(tmp_path_factory, b, True, vectors, outputs)
+    rng = random.Random(SEED + 6)
+    values = [rng.randrange(-(1 << b - 1), 1 << b - 1) for _ in xs]
+    values[:2] = [-(1 << b - 1), (1 << b - 1) - 1]
+    outputs = [(golden.neg(c), golden.decode_signed(c), golden.encode(v))
+               for c, v in zip(xs, values)]
+    _run(tmp_path_factory, b, False, list(zip(xs, values)), outputs)
