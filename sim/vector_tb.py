@@ -5,7 +5,10 @@ BITFAB_PARAMS names a JSON case file: ``inputs`` (payload integers for ``i``),
 optional ``static`` map of other input ports to hold (e.g. a PE's ``coef``),
 and ``signed_bits`` to show values signed in messages. Random input stalls and
 output backpressure throughout; a failure names the seed, the first
-mismatching index and both values.
+mismatching index and both values. An output payload that packs many vectors
+(`bitfab.sim.lanes`) can be described by ``fields``, [name, bits] pairs of one
+vector's result, low first, repeated ``lanes`` times: a failure then names the
+vector (output index * lanes + lane) and the field, with both values.
 """
 
 import json
@@ -44,6 +47,23 @@ async def outputs_match_golden(dut):
     got = await exchange(source, case["inputs"], sink, len(want))
     bits = case.get("signed_bits", 0)
     for index, (w, g) in enumerate(zip(want, got, strict=True)):
+        if g != w and "fields" in case:
+            where, g, w = _first_field(g, w, case["fields"], case.get("lanes", 1))
+            raise AssertionError(f"seed {seed}: first mismatch at output {index}, vector "
+                                 f"{index * case.get('lanes', 1) + where[0]}, {where[1]}: "
+                                 f"rtl {g}, golden {w}")
         assert g == w, (f"seed {seed}: first mismatch at output {index}: rtl "
                         f"{_signed(g, bits)}, golden {_signed(w, bits)}")
     dut._log.info("%d outputs, 0 mismatches (seed %d)", len(want), seed)
+
+
+def _first_field(got, want, fields, lanes):
+    """((lane, field name), rtl value, golden value) of the lowest field that differs."""
+    at = 0
+    for lane in range(lanes):
+        for name, width in fields:
+            g, w = (value >> at & ((1 << width) - 1) for value in (got, want))
+            if g != w:
+                return (lane, name), g, w
+            at += width
+    return (lanes, "padding"), got >> at, want >> at

@@ -40,8 +40,10 @@ def _run(tmp_path_factory, b, two_operand, vectors, outputs):
     lanes = Lanes(lambda: Dim1Bundle(b, two_operand), LANES)
     bundle = lanes.units[0]
     in_widths, out_widths = _widths(bundle.i.payload.shape()), _widths(bundle.o.payload.shape())
+    names = TWO_OPERAND if two_operand else ONE_OPERAND
     case = {"inputs": pack_lanes(_pack(vectors, in_widths), lanes.in_bits, LANES),
-            "outputs": pack_lanes(_pack(outputs, out_widths), lanes.out_bits, LANES)}
+            "outputs": pack_lanes(_pack(outputs, out_widths), lanes.out_bits, LANES),
+            "fields": list(zip(names, out_widths, strict=True)), "lanes": LANES}
     run_vectors(lanes, f"dim1_bundle{'2' if two_operand else '1'}", case,
                 tmp_path_factory.getbasetemp() / "sim", SEED, SIM,
                 key=[b, two_operand, len(vectors)])
