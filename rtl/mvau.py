@@ -128,7 +128,8 @@ class MVAUConfig:
         """The output FIFO: room for every row group between issue and the FIFO
         (register, PE, output register, encoder or scale), so issue runs at full
         rate; a power of two."""
-        latency = self.processing_element().latency
+        latency = PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
+                                                 front=self._front)
         return 1 << (latency + 2 + ActivationEncoder.LATENCY).bit_length()
 
     @property

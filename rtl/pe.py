@@ -78,14 +78,14 @@ class PAProcessingElement(wiring.Component):
             _positive_int("coef_bits", coef_bits)
         self.m, self.n, self.simd, self.front = m, n, simd, front
         self.coef_bits, self.acc_bits = coef_bits, acc_bits
-        self.tree_levels = max(1, math.ceil(math.log2(simd)))
+        self.tree_levels = _tree_levels(simd)
         if popcount_stages is None:
             popcount_stages = self.tree_levels
         if not isinstance(popcount_stages, int) or not 0 <= popcount_stages <= self.tree_levels:
             raise ValueError(f"popcount_stages must be in 0..{self.tree_levels} for simd "
                              f"{simd}, not {popcount_stages!r}")
         self.popcount_stages = popcount_stages
-        self.sum_levels = math.ceil(math.log2(m * n)) if m * n > 1 else 0
+        self.sum_levels = _sum_levels(m, n)
         self.sum_stages = self.sum_levels   # every merge level registered (timing)
         members = {
             "i": In(stream.Signature(data.StructLayout({
@@ -103,6 +103,15 @@ class PAProcessingElement(wiring.Component):
     @property
     def latency(self):
         return self.popcount_stages + self.product_stages + self.sum_stages + 1
+
+    @classmethod
+    def latency_of(cls, *, m, n, simd, front, popcount_stages=None):
+        """`latency` of the PE these parameters make, without making one (a component
+        made and never elaborated draws Amaranth's UnusedElaboratable warning)."""
+        if popcount_stages is None:
+            popcount_stages = _tree_levels(simd)
+        product = dsp.LATENCY if front is Front.AND else cls.XNOR_PRODUCT_STAGES
+        return popcount_stages + product + _sum_levels(m, n) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -145,3 +154,12 @@ class PAProcessingElement(wiring.Component):
                 m.d.sync += [acc.eq(Mux(fresh, total, acc + total)), fresh.eq(last[0])]
         m.d.comb += self.o.payload.eq(acc)
         return m
+
+
+def _tree_levels(simd):
+    return max(1, math.ceil(math.log2(simd)))
+
+
+def _sum_levels(m, n):
+    """Adder levels merging the M x N products (each registered: `sum_stages`)."""
+    return math.ceil(math.log2(m * n)) if m * n > 1 else 0

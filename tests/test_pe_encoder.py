@@ -39,6 +39,38 @@ PE_CASES = [("and", 4, 5, 8, 3, 8, None), ("and", 2, 3, 5, 1, 12, 0),
             ("and", 8, 7, 8, 3, 16, 3), ("xnor", 1, 1, 32, 4, 0, None)]
 
 
+@pytest.mark.parametrize("front,m,n,simd,folds,coef_bits,stages", PE_CASES)
+def test_latency_of_is_the_latency_of_the_pe_it_describes(front, m, n, simd, folds, coef_bits,
+                                                          stages):
+    pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
+                             popcount_stages=stages)
+    assert PAProcessingElement.latency_of(m=m, n=n, simd=simd, front=Front(front),
+                                          popcount_stages=stages) == pe.latency
+    pe.elaborate(None)
+
+
+def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
+    """Planning reads a PE's latency (`MVAUConfig.fifo_depth`) without making a PE that
+    is then dropped: each drew Amaranth's UnusedElaboratable warning in builds."""
+    from test_mvau import random_layer
+
+    from bitfab.hls_gen.ir import Graph
+    from bitfab.hls_gen.plan import fold, map_to_hw
+    made, init = [], PAProcessingElement.__init__
+
+    def counted(self, **kwargs):
+        made.append(kwargs)
+        init(self, **kwargs)
+
+    monkeypatch.setattr(PAProcessingElement, "__init__", counted)
+    gen = torch.Generator().manual_seed(SEED)
+    graph = Graph(3, 1.0, [random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)])
+    [config] = fold(map_to_hw(graph))
+    latency = config.processing_element().latency
+    assert config.fifo_depth == 1 << (latency + 2 + ActivationEncoder.LATENCY).bit_length()
+    assert len(made) == 1       # the one just made here
+
+
 def pe_case(front, m, n, simd, folds, coef_bits, stages):
     """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel."""
     gen = torch.Generator().manual_seed(SEED)
