@@ -34,7 +34,8 @@ def test_demo_bitstream_for_ulx3s(tmp_path):
 @pytest.mark.synth
 def test_small_xnor_mlp_bitstream_for_icebreaker(tmp_path):
     """The iCEBreaker (UP5K) where the plan fits: a digits XNOR MLP with 24 hidden units,
-    the default folding narrowed until the estimate fits, a bitstream, nextpnr's figures."""
+    the default folding narrowed until the estimate fits, its iCE40 netlist against the
+    golden model, a bitstream, nextpnr's figures."""
     import torch
 
     from bitfab.hls_gen.data import load_digits_split
@@ -53,9 +54,11 @@ def test_small_xnor_mlp_bitstream_for_icebreaker(tmp_path):
             init_from(models[kind], models["float"])
         train(models[kind], split.x_train, split.y_train, (64,),
               TrainConfig(lr=1e-3 if kind == "xnor" else 3e-3))
-    report = run_flow(BuildConfig(out=str(tmp_path), board="icebreaker"),
+    report = run_flow(BuildConfig(out=str(tmp_path), board="icebreaker", netlist_images=20),
                       freeze(models["xnor"]), log=print)
     assert report["rtl"]["mismatches"] == 0 and report["rtl"]["images"] == 450
+    # The netlist synth_ice40 maps, in Verilator, on the same bench.
+    assert (report["netlist"]["images"], report["netlist"]["mismatches"]) == (20, 0), report
     assert Path(report["bitstream"]).suffix == ".bin" and Path(report["bitstream"]).stat().st_size
     nextpnr = json.loads((Path(report["bitstream"]).parent / "report.json").read_text())
     assert report["luts"] == nextpnr["utilization"]["ICESTORM_LC"]["used"] <= 5280
