@@ -3,16 +3,18 @@
 Bytes from the host, little-endian: ``'L'`` + `load_bytes` bytes (4 for a
 `Network`) writes one load word,
 ``'R'`` restarts loading, ``'I'`` + `in_bytes` bytes is one input beat, ``'C'``
-asks for the load status; any other command byte is ignored. Every output beat
-goes back as `out_bytes` bytes, the status as `STATUS_BYTES` bytes (`STATUS`).
-(The host driver builds its protocol on top of this.)
+asks for the status; any other command byte is ignored. Every output beat goes
+back as `out_bytes` bytes, the status as `STATUS_BYTES` bytes (`STATUS`). (The
+host driver builds its protocol on top of this.)
 
-The load status lets the host prove that the weights arrived as it sent them,
-since the line has neither flow control nor parity: since the last ``'R'``,
-the CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, the one
-Python's ``binascii.crc_hqx(data, 0xFFFF)`` computes) of every load frame's data
-bytes as received, the load words the core took, whether it is loaded, and the
-bytes the receiver lost to a bad stop bit or to an overrun.
+The status lets the host prove that weights, inputs and outputs crossed the
+line as they were sent, since it has neither flow control nor parity. Since
+the last ``'R'``: the CRC-16/CCITT-FALSE (polynomial 0x1021, initial value
+0xFFFF, the one Python's ``binascii.crc_hqx(data, 0xFFFF)`` computes) of every
+load frame's data bytes as received, the load words the core took, whether it
+is loaded. Since the last ``'R'`` or status: the bytes the receiver lost to a
+bad stop bit or to an overrun, the CRC of the input frames' data bytes as
+received, and the CRC of the output bytes sent.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
@@ -23,11 +25,14 @@ from .network import Network
 from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["SerialShell", "LOAD", "RESTART", "INPUT", "CHECK", "BAUD", "STATUS",
-           "STATUS_BYTES", "CRC_POLY", "CRC_INIT"]
+           "STATUS_BYTES", "WINDOW", "CRC_POLY", "CRC_INIT"]
 
 LOAD, RESTART, INPUT, CHECK = ord("L"), ord("R"), ord("I"), ord("C")
-# The load status's fields, low byte first: (name, bytes). Counts saturate.
-STATUS = (("crc", 2), ("words", 3), ("loaded", 1), ("framing_errors", 1), ("overruns", 1))
+# The status's fields, low byte first: (name, bytes). Counts saturate. The fields from
+# framing_errors on restart after each status (`WINDOW`).
+STATUS = (("crc", 2), ("words", 3), ("loaded", 1), ("framing_errors", 1), ("overruns", 1),
+          ("in_crc", 2), ("out_crc", 2))
+WINDOW = ("framing_errors", "overruns", "in_crc", "out_crc")
 STATUS_BYTES = sum(size for _, size in STATUS)
 CRC_POLY, CRC_INIT = 0x1021, 0xFFFF
 # The line rate on a board (8N1): the build sets the divisor from it, the host opens
@@ -71,38 +76,43 @@ class SerialShell(wiring.Component):
         tx = m.submodules.tx = UARTTransmitter(self.divisor)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), self.loaded.eq(net.loaded)]
 
-        # The load status, reset by 'R'.
+        # The status: load fields reset by 'R', window fields by 'R' and by each status.
         fields = {name: Signal(8 * size, name=f"status_{name}",
-                               init=CRC_INIT if name == "crc" else 0)
+                               init=CRC_INIT if name.endswith("crc") else 0)
                   for name, size in STATUS}
         crc, words = fields["crc"], fields["words"]
         m.d.comb += fields["loaded"].eq(net.loaded)
-        restart = Signal()
+        restart, reported = Signal(), Signal()
         for name, strobe in (("framing_errors", rx.framing_error), ("overruns", rx.overrun)):
             count = fields[name]
             with m.If(strobe & (count != (1 << len(count)) - 1)):
                 m.d.sync += count.eq(count + 1)
         with m.If(net.load.valid & net.load.ready & (words != (1 << len(words)) - 1)):
             m.d.sync += words.eq(words + 1)
-        with m.If(restart):
-            m.d.sync += [crc.eq(CRC_INIT), words.eq(0), fields["framing_errors"].eq(0),
-                         fields["overruns"].eq(0)]
-        m.d.comb += net.load_restart.eq(restart)
 
         # Network -> host: each output beat as out_bytes bytes, low first, or the
-        # status once asked for (between items: the host asks after a load).
-        checking = Signal()
+        # status once asked for (between items: the host asks after a load or a run).
+        checking, status_out = Signal(), Signal()
         out = Signal(max(self.out_bytes, STATUS_BYTES) * 8)
         sending = Signal(range(max(self.out_bytes, STATUS_BYTES) + 1))
         m.d.comb += [net.o.ready.eq((sending == 0) & ~checking), tx.i.payload.eq(out[:8]),
                      tx.i.valid.eq(sending != 0)]
         with m.If(net.o.valid & net.o.ready):
-            m.d.sync += [out.eq(net.o.payload), sending.eq(self.out_bytes)]
+            m.d.sync += [out.eq(net.o.payload), sending.eq(self.out_bytes), status_out.eq(0)]
         with m.Elif(checking & (sending == 0)):
             m.d.sync += [out.eq(Cat(*fields.values())), sending.eq(STATUS_BYTES),
-                         checking.eq(0)]
+                         status_out.eq(1), checking.eq(0)]
+            m.d.comb += reported.eq(1)
         with m.Elif(tx.i.valid & tx.i.ready):
             m.d.sync += [out.eq(out >> 8), sending.eq(sending - 1)]
+            with m.If(~status_out):
+                m.d.sync += fields["out_crc"].eq(_crc_byte(fields["out_crc"], tx.i.payload))
+        with m.If(restart | reported):
+            m.d.sync += [fields[name].eq(CRC_INIT if name.endswith("crc") else 0)
+                         for name in WINDOW]
+        with m.If(restart):
+            m.d.sync += [crc.eq(CRC_INIT), words.eq(0)]
+        m.d.comb += net.load_restart.eq(restart)
 
         # Host -> network: a command byte, then the bytes of one word or beat.
         most = max(self.load_bytes, self.in_bytes)
@@ -135,6 +145,9 @@ class SerialShell(wiring.Component):
                                  left.eq(left - 1)]
                     with m.If(command == LOAD):
                         m.d.sync += crc.eq(_crc_byte(crc, rx.o.payload))
+                    with m.Else():
+                        m.d.sync += fields["in_crc"].eq(_crc_byte(fields["in_crc"],
+                                                                  rx.o.payload))
                     with m.If(left == 1):
                         m.next = "deliver"
             with m.State("deliver"):

@@ -10,7 +10,7 @@ import time
 from bitfab.rtl.shell import BAUD
 
 from .beats import input_beats, scores_from_beats
-from .protocol import (CHECK, STATUS_BYTES, WireError, WireFormat, decode_outputs,
+from .protocol import (CHECK, STATUS_BYTES, WireError, WireFormat, crc, decode_outputs,
                        decode_status, encode_inputs, encode_load, load_crc)
 from .weights import check_load_words
 
@@ -56,38 +56,44 @@ class Host:
     def load(self, words, layers=None):
         """Restart loading, write `words` (checked against `layers`' plan if given), then
         ask the board what it took: a load that did not arrive whole and unchanged, or
-        a board of another plan, raises `WireError` (`LoadStatus.check`). Returns the
-        `LoadStatus`."""
+        a board of another plan, raises `WireError` (`BoardStatus.check_load`).
+        Returns the `BoardStatus`."""
         if layers is not None:
             check_load_words(words, layers)
         self.link.write(encode_load(words, self.wire))
         status = self.status()
-        status.check(len(words), load_crc(words, self.wire))
+        status.check_load(len(words), load_crc(words, self.wire))
         return status
 
     def status(self):
-        """The board's `LoadStatus` (ask between items, not while outputs are due)."""
+        """The board's `BoardStatus`, which restarts its line counts and stream CRCs
+        (ask between items, not while outputs are due)."""
         self.link.write(bytes([CHECK]))
         self.link.flush()
-        return decode_status(self._read(STATUS_BYTES, "the load status"))
+        return decode_status(self._read(STATUS_BYTES, "the board's status"))
 
     def run(self, items, out_beats):
         """Stream `items` (each a list of input beats); returns each item's `out_beats`
-        output beats."""
+        output beats, once the board's status shows that the inputs it received and
+        the outputs it sent are those the host sent and read (`BoardStatus.check_run`)."""
         frames = [encode_inputs(beats, self.wire) for beats in items]   # all checked first
-        results = []
+        self.status()      # a window of its own for this run's line counts and CRCs
+        results, read = [], bytearray()
         for k, frame in enumerate(frames):
             if k - len(results) >= self.window:
-                results.append(self._item(len(results), out_beats))
+                results.append(self._item(len(results), out_beats, read))
             self.link.write(frame)
             self.link.flush()
         while len(results) < len(frames):
-            results.append(self._item(len(results), out_beats))
+            results.append(self._item(len(results), out_beats, read))
         time.sleep(0.1)
         extra = getattr(self.link, "in_waiting", 0)
         if extra:
             raise WireError(f"the board sent {extra} bytes after the last item's outputs: "
                             f"the line is out of step")
+        sent = b"".join(beat.to_bytes(self.wire.in_bytes, "little")
+                        for beats in items for beat in beats)
+        self.status().check_run(crc(sent), crc(read))
         return results
 
     def scores(self, layers, codes, encoding):
@@ -98,8 +104,9 @@ class Host:
         outputs = self.run(items, layers[-1].groups)
         return [scores_from_beats(layers[-1], beats)[0] for beats in outputs]
 
-    def _item(self, index, out_beats):
+    def _item(self, index, out_beats, read):
         data = self._read(out_beats * self.wire.out_bytes, f"item {index}'s output")
+        read += data
         return decode_outputs(data, self.wire)
 
     def _read(self, want, what):

@@ -2,13 +2,15 @@
 
 Host to board, integers little-endian: ``'R'`` restarts loading, ``'L'`` and
 `WireFormat.load_bytes` bytes write one load word, ``'I'`` and `in_bytes` bytes
-send one input beat, ``'C'`` asks for the load status. Board to host: every
+send one input beat, ``'C'`` asks for the board's status. Board to host: every
 output beat as `out_bytes` bytes, low byte first, and the status as
-`STATUS_BYTES` bytes. The line has no flow control and the board ignores unknown
-command bytes, so the host checks every frame before it sends it (`encode_load`,
-`encode_inputs`), every reply by its length (`decode_outputs`), and every load
-by the board's status (`LoadStatus.check`: the words it took and their CRC);
-`Host` keeps few enough items in flight that the board never drops a byte.
+`STATUS_BYTES` bytes. The line has no flow control or parity and the board
+ignores unknown command bytes, so the host checks every frame before it sends
+it (`encode_load`, `encode_inputs`), every reply by its length
+(`decode_outputs`), and every load and every run by the board's status
+(`BoardStatus.check_load`, `check_run`: what it took, lost and sent, with
+CRCs of the bytes both ways); `Host` keeps few enough items in flight that the
+board never drops a byte.
 """
 
 import binascii
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 
 from bitfab.rtl.shell import CHECK, CRC_INIT, INPUT, LOAD, RESTART, STATUS, STATUS_BYTES
 
-__all__ = ["WireError", "WireFormat", "LoadStatus", "encode_load", "encode_inputs",
-           "decode_outputs", "decode_status", "load_crc", "CHECK", "STATUS_BYTES"]
+__all__ = ["WireError", "WireFormat", "BoardStatus", "encode_load", "encode_inputs",
+           "decode_outputs", "decode_status", "crc", "load_crc", "CHECK", "STATUS_BYTES"]
 
 
 class WireError(Exception):
@@ -69,37 +71,38 @@ def encode_load(words, wire):
                                       "load word")
 
 
+def crc(data):
+    """CRC-16/CCITT-FALSE of `data`, as the board computes it: ``binascii.crc_hqx``
+    from 0xFFFF."""
+    return binascii.crc_hqx(bytes(data), CRC_INIT)
+
+
 def load_crc(words, wire):
     """The CRC the board computes over `words`' load frames (their data bytes, as
-    sent): CRC-16/CCITT-FALSE, which is ``binascii.crc_hqx`` from 0xFFFF."""
-    data = b"".join(word.to_bytes(wire.load_bytes, "little") for word in words)
-    return binascii.crc_hqx(data, CRC_INIT)
+    sent)."""
+    return crc(b"".join(word.to_bytes(wire.load_bytes, "little") for word in words))
 
 
 @dataclass(frozen=True)
-class LoadStatus:
-    """The board's answer to ``'C'``, counting from the last ``'R'`` (`rtl.shell.STATUS`):
-    the CRC of the load frames it received, the load words its core took, whether
-    the core is loaded, and bytes its receiver lost (bad stop bit; overrun)."""
+class BoardStatus:
+    """The board's answer to ``'C'`` (`rtl.shell.STATUS`). Since the last ``'R'``: the
+    CRC of the load frames it received, the load words its core took, whether the
+    core is loaded. Since the last ``'R'`` or status: bytes its receiver lost (bad
+    stop bit; overrun), the CRC of the input frames it received and of the output
+    bytes it sent."""
 
     crc: int
     words: int
     loaded: int
     framing_errors: int
     overruns: int
+    in_crc: int
+    out_crc: int
 
-    def check(self, words, crc):
+    def check_load(self, words, crc):
         """Raise `WireError` unless this is the status of a clean load of `words` words
         whose CRC is `crc`."""
-        lost = []
-        if self.framing_errors:
-            lost.append(f"{self.framing_errors} bytes with a bad stop bit (a wrong baud "
-                        f"or a noisy line)")
-        if self.overruns:
-            lost.append(f"{self.overruns} bytes overrun (sent faster than taken)")
-        if lost:
-            raise WireError(f"load check: the board's receiver lost {' and '.join(lost)}; "
-                            f"load again")
+        self._check_line("load check", "load again")
         if self.words < words and self.loaded:
             raise WireError(f"load check: the board's network was loaded after {self.words} "
                             f"of the {words} load words: it runs a bitstream of another "
@@ -116,6 +119,30 @@ class LoadStatus:
                             f"{words} load words: it runs a bitstream of another plan "
                             f"(its build is not this one)")
 
+    def check_run(self, in_crc, out_crc):
+        """Raise `WireError` unless the inputs since the last status reached the board
+        with CRC `in_crc` and the outputs the host read have the CRC, `out_crc`, of
+        those the board sent."""
+        self._check_line("run check", "run again")
+        if self.in_crc != in_crc:
+            raise WireError(f"run check: the board's CRC of the input beats is "
+                            f"{self.in_crc:#06x}, the host sent {in_crc:#06x}: bytes changed "
+                            f"on the way to the board; run again")
+        if self.out_crc != out_crc:
+            raise WireError(f"run check: the board's CRC of the outputs it sent is "
+                            f"{self.out_crc:#06x}, the host read {out_crc:#06x}: bytes "
+                            f"changed on the way back; run again")
+
+    def _check_line(self, what, again):
+        lost = []
+        if self.framing_errors:
+            lost.append(f"{self.framing_errors} bytes with a bad stop bit (a wrong baud "
+                        f"or a noisy line)")
+        if self.overruns:
+            lost.append(f"{self.overruns} bytes overrun (sent faster than taken)")
+        if lost:
+            raise WireError(f"{what}: the board's receiver lost {' and '.join(lost)}; {again}")
+
 
 def encode_inputs(beats, wire):
     """One ``'I'`` frame per input beat."""
@@ -123,17 +150,17 @@ def encode_inputs(beats, wire):
 
 
 def decode_status(data):
-    """The board's `STATUS_BYTES` bytes after ``'C'`` -> `LoadStatus`."""
+    """The board's `STATUS_BYTES` bytes after ``'C'`` -> `BoardStatus`."""
     if len(data) != STATUS_BYTES:
-        raise WireError(f"the load status is {STATUS_BYTES} bytes, {len(data)} came")
+        raise WireError(f"the board's status is {STATUS_BYTES} bytes, {len(data)} came")
     fields, at = {}, 0
     for name, size in STATUS:
         fields[name] = int.from_bytes(data[at:at + size], "little")
         at += size
     if fields["loaded"] > 1:
-        raise WireError(f"the load status's loaded byte is {fields['loaded']}, not 0 or 1: "
+        raise WireError(f"the board's status's loaded byte is {fields['loaded']}, not 0 or 1: "
                         f"the line is out of step")
-    return LoadStatus(**fields)
+    return BoardStatus(**fields)
 
 
 def decode_outputs(data, wire):

@@ -14,8 +14,8 @@ from bitfab.hls_gen.plan import fold, load_stream, map_to_hw
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link
-from bitfab.sw_driver.protocol import (WireError, WireFormat, decode_outputs, encode_inputs,
-                                       decode_status, encode_load, load_crc)
+from bitfab.sw_driver.protocol import (WireError, WireFormat, crc, decode_outputs,
+                                       decode_status, encode_inputs, encode_load, load_crc)
 from test_flow import small_graph
 from test_mvau import random_layer
 
@@ -45,29 +45,53 @@ def test_replies_are_checked_by_their_length_and_width():
 
 class FakeBoard:
     """A link whose board answers each complete item (`beats` input frames) with one
-    output beat, its input beats' sum; it records the most items ever in flight."""
+    output beat, its input beats' sum (none if `silent`), and ``'C'`` with a status
+    of its inputs' and outputs' CRCs (nothing at all if `mute`); after the last
+    reply it sends `extra`. It records the most items ever in flight."""
 
-    def __init__(self, beats, silent=False, extra=b""):
-        self.beats, self.silent, self.extra = beats, silent, extra
+    def __init__(self, beats, silent=False, mute=False, extra=b""):
+        self.beats, self.silent, self.mute, self.extra = beats, silent, mute, extra
         self.frames, self.reply, self.most_in_flight, self.in_flight = [], bytearray(), 0, 0
+        self.inputs, self.outputs, self.unread_outputs = bytearray(), bytearray(), 0
 
     def write(self, data):
-        for k in range(0, len(data), 1 + WIRE.in_bytes):
+        k = 0
+        while k < len(data):
             if data[k:k + 1] == b"I":
-                self.frames.append(int.from_bytes(data[k + 1:k + 1 + WIRE.in_bytes], "little"))
-        if data[:1] == b"I" and len(self.frames) % self.beats == 0:
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-            if not self.silent:
-                total = sum(self.frames[-self.beats:])
-                self.reply += total.to_bytes(WIRE.out_bytes, "little")
+                beat = data[k + 1:k + 1 + WIRE.in_bytes]
+                self.frames.append(int.from_bytes(beat, "little"))
+                self.inputs += beat
+                k += 1 + WIRE.in_bytes
+                if len(self.frames) % self.beats == 0:
+                    self._answer()
+            else:
+                if data[k:k + 1] == b"C" and not self.mute:
+                    self.reply += self._status()
+                k += 1
+
+    def _answer(self):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if not (self.silent or self.mute):
+            out = sum(self.frames[-self.beats:]).to_bytes(WIRE.out_bytes, "little")
+            self.reply += out
+            self.outputs += out
+            self.unread_outputs += len(out)
+
+    def _status(self):
+        fields = [(0xFFFF, 2), (0, 3), (1, 1), (0, 1), (0, 1), (crc(self.inputs), 2),
+                  (crc(self.outputs), 2)]
+        self.inputs, self.outputs = bytearray(), bytearray()
+        return b"".join(value.to_bytes(size, "little") for value, size in fields)
 
     def flush(self):
         pass
 
     def read(self, n):
         data, self.reply = bytes(self.reply[:n]), self.reply[n:]
-        self.in_flight -= len(data) // WIRE.out_bytes
+        outputs = min(len(data), self.unread_outputs)
+        self.unread_outputs -= outputs
+        self.in_flight -= outputs // WIRE.out_bytes
         if not self.reply:
             self.reply, self.extra = bytearray(self.extra), b""
         return data
@@ -92,11 +116,47 @@ def test_host_names_the_item_whose_reply_does_not_come():
         Host(FakeBoard(beats=1, extra=b"\x00" * 3), WIRE, timeout=0.2).run([[1]], out_beats=1)
 
 
-def test_a_load_is_checked_by_the_board_status():
-    with pytest.raises(WireError, match=r"the load status: 0 of 8 bytes came within 0.2 s"):
-        Host(FakeBoard(beats=1), WIRE, timeout=0.2).load([1, 2])
-    with pytest.raises(WireError, match=r"the load status's loaded byte is 7, not 0 or 1"):
-        decode_status(bytes([0, 0, 2, 0, 0, 7, 0, 0]))
+def test_a_run_is_checked_by_the_board_status():
+    """The host compares the CRCs of what it sent and read with the board's: a byte
+    changed either way is caught even where the scores would look plausible."""
+    items = [[k, 2 * k] for k in range(4)]
+    assert Host(FakeBoard(beats=2), WIRE, timeout=0.2).run(items, out_beats=1) == [
+        [3 * k] for k in range(4)]
+    board = FakeBoard(beats=2)
+    with pytest.raises(WireError, match=r"run check: the board's CRC of the outputs it sent "
+                                        r"is 0x[0-9a-f]{4}, the host read 0x[0-9a-f]{4}"):
+        # (The first 12 bytes read are the status that opens the run.)
+        Host(ChangedRead(board, at=12 + 4), WIRE, timeout=0.2).run(items, out_beats=1)
+    with pytest.raises(WireError, match=r"run check: the board's CRC of the input beats is "
+                                        r"0x[0-9a-f]{4}, the host sent 0x[0-9a-f]{4}: bytes "
+                                        r"changed on the way to the board"):
+        # (Byte 0 is the 'C' that opens the run, byte 1 the first 'I'.)
+        Host(ChangedByte(FakeBoard(beats=2), at=2), WIRE, timeout=0.2).run(items, out_beats=1)
+
+
+def test_the_board_status_is_read_by_its_length():
+    with pytest.raises(WireError, match=r"the board's status: 0 of 12 bytes came within 0.2 s"):
+        Host(FakeBoard(beats=1, mute=True), WIRE, timeout=0.2).load([1, 2])
+    with pytest.raises(WireError, match=r"the board's status's loaded byte is 7, not 0 or 1"):
+        decode_status(bytes([0, 0, 2, 0, 0, 7, 0, 0, 0, 0, 0, 0]))
+
+
+class ChangedRead:
+    """A link that flips bit 0 of the byte read at offset `at` (counting from its
+    first read)."""
+
+    def __init__(self, link, at):
+        self.link, self.at, self.read_so_far = link, at, 0
+
+    def read(self, n):
+        data = bytearray(self.link.read(n))
+        if 0 <= self.at - self.read_so_far < len(data):
+            data[self.at - self.read_so_far] ^= 1
+        self.read_so_far += len(data)
+        return bytes(data)
+
+    def __getattr__(self, name):
+        return getattr(self.link, name)
 
 
 def test_a_port_that_does_not_open_is_named():

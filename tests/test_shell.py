@@ -12,7 +12,7 @@ from bitfab.hls_gen.ir import Graph
 from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
 from bitfab.rtl.shell import CHECK, INPUT, LOAD, RESTART, STATUS_BYTES, SerialShell
 from bitfab.sw_driver.beats import input_beats, output_beats
-from bitfab.sw_driver.protocol import WireError, WireFormat, decode_status, load_crc
+from bitfab.sw_driver.protocol import WireError, WireFormat, crc, decode_status, load_crc
 from test_mvau import random_layer
 
 DIVISOR = 4
@@ -77,23 +77,38 @@ def serial_line(shell, message, reply_bytes=None, bad_stop=(), tail_bytes=0):
 
 
 def test_shell_round_trip():
+    """Load, status, inputs, outputs, status: the outputs are the golden model's, the
+    first status shows the load, the second the run's inputs and outputs, each CRC
+    equal to Python's own CRC-16/CCITT-FALSE of the bytes sent."""
     config, words, beats, want = one_layer()
     shell = SerialShell([config], DIVISOR)
     wire = WireFormat.of_layers([config])
     out_bytes = shell.out_bytes
     message = [RESTART, ord("x")]        # an unknown command byte is ignored
     message += frames(LOAD, words, 4) + [CHECK] + frames(INPUT, beats, shell.in_bytes)
-    reply = serial_line(shell, message, STATUS_BYTES + len(want) * out_bytes)
-    status = decode_status(reply[:STATUS_BYTES])
-    assert (status.words, status.loaded, status.framing_errors, status.overruns) == (
+    message += [None] * (len(want) * out_bytes) + [CHECK]
+    reply = serial_line(shell, message, 2 * STATUS_BYTES + len(want) * out_bytes)
+    loaded, ran = decode_status(reply[:STATUS_BYTES]), decode_status(reply[-STATUS_BYTES:])
+    assert (loaded.words, loaded.loaded, loaded.framing_errors, loaded.overruns) == (
         len(words), 1, 0, 0)
-    # The board's CRC against Python's own CRC-16/CCITT-FALSE of the bytes sent.
     sent = b"".join(w.to_bytes(4, "little") for w in words)
-    assert status.crc == binascii.crc_hqx(sent, 0xFFFF) == load_crc(words, wire)
-    status.check(len(words), load_crc(words, wire))
-    got = [int.from_bytes(reply[k:k + out_bytes], "little")
-           for k in range(STATUS_BYTES, len(reply), out_bytes)]
+    assert loaded.crc == binascii.crc_hqx(sent, 0xFFFF) == load_crc(words, wire)
+    loaded.check_load(len(words), load_crc(words, wire))
+    outputs = reply[STATUS_BYTES:-STATUS_BYTES]
+    got = [int.from_bytes(outputs[k:k + out_bytes], "little")
+           for k in range(0, len(outputs), out_bytes)]
     assert got == want
+    inputs = b"".join(beat.to_bytes(shell.in_bytes, "little") for beat in beats)
+    assert (ran.in_crc, ran.out_crc) == (binascii.crc_hqx(inputs, 0xFFFF),
+                                         binascii.crc_hqx(outputs, 0xFFFF))
+    assert (ran.crc, ran.words, ran.loaded) == (loaded.crc, loaded.words, 1)
+    ran.check_run(crc(inputs), crc(outputs))
+    with pytest.raises(WireError, match=r"run check: the board's CRC of the outputs it sent "
+                                        r"is 0x[0-9a-f]{4}, the host read 0x[0-9a-f]{4}: "
+                                        r"bytes changed on the way back"):
+        ran.check_run(crc(inputs), crc(outputs[:-1] + bytes([outputs[-1] ^ 1])))
+    with pytest.raises(WireError, match=r"run check: the board's CRC of the input beats"):
+        ran.check_run(crc(inputs[1:]), crc(outputs))
 
 
 def test_the_load_status_shows_what_went_wrong_on_the_line():
@@ -120,12 +135,12 @@ def test_the_load_status_shows_what_went_wrong_on_the_line():
                         bad_stop={framing_at})
     changed_s, framing_s, extra_s, short_s, clean_s = (
         decode_status(reply[k * STATUS_BYTES:(k + 1) * STATUS_BYTES]) for k in range(5))
-    crc = load_crc(words, wire)
+    load = load_crc(words, wire)
 
-    assert (changed_s.words, changed_s.loaded) == (n, 1) and changed_s.crc != crc
+    assert (changed_s.words, changed_s.loaded) == (n, 1) and changed_s.crc != load
     with pytest.raises(WireError, match=rf"CRC of the load words is {changed_s.crc:#06x}, "
-                                        rf"the host sent {crc:#06x}: bytes changed"):
-        changed_s.check(n, crc)
+                                        rf"the host sent {load:#06x}: bytes changed"):
+        changed_s.check_load(n, load)
 
     # Word 3's 'L' is lost and the receiver finds its frames again only some bytes
     # later (the next start bit runs on from the bad stop bit): words short.
@@ -133,19 +148,19 @@ def test_the_load_status_shows_what_went_wrong_on_the_line():
     assert framing_s.words < n and not framing_s.loaded
     with pytest.raises(WireError, match=rf"lost {framing_s.framing_errors} bytes with a bad "
                                         rf"stop bit"):
-        framing_s.check(n, crc)
+        framing_s.check_load(n, load)
 
     assert (extra_s.words, extra_s.loaded, extra_s.framing_errors) == (n, 1, 0)
     assert extra_s.crc == load_crc(words + EXTRA, wire)
     with pytest.raises(WireError, match=rf"loaded after {n} of the {n + 3} load words: it "
                                         rf"runs a bitstream of another plan"):
-        extra_s.check(n + 3, extra_s.crc)
+        extra_s.check_load(n + 3, extra_s.crc)
 
     assert (short_s.words, short_s.loaded) == (n - 1, 0)
     with pytest.raises(WireError, match=rf"not loaded after all {n - 1} load words"):
-        short_s.check(n - 1, load_crc(words[:n - 1], wire))
+        short_s.check_load(n - 1, load_crc(words[:n - 1], wire))
 
-    clean_s.check(n, crc)
+    clean_s.check_load(n, load)
     got = [int.from_bytes(reply[k:k + shell.out_bytes], "little")
            for k in range(5 * STATUS_BYTES, len(reply), shell.out_bytes)]
     assert got == want
@@ -168,4 +183,4 @@ def test_the_load_status_counts_bytes_sent_faster_than_the_network_takes_them():
     assert (status.words, status.loaded, status.framing_errors) == (len(words), 1, 0)
     assert status.overruns > 0
     with pytest.raises(WireError, match=rf"lost {status.overruns} bytes overrun"):
-        status.check(len(words), load_crc(words, WireFormat.of_layers([config])))
+        status.check_load(len(words), load_crc(words, WireFormat.of_layers([config])))
