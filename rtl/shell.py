@@ -17,7 +17,7 @@ bad stop bit or to an overrun, the CRC of the input frames' data bytes as
 received, and the CRC of the output bytes sent.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -166,11 +166,22 @@ class SerialShell(wiring.Component):
         return m
 
 
-def _crc_byte(crc, byte):
-    """CRC-16 `crc` after one more `byte`, most significant bit first (as
-    ``binascii.crc_hqx``): eight shift-and-XOR steps, unrolled."""
-    value = crc ^ Cat(Const(0, 8), byte)
+def _crc_step(crc, byte):
+    """CRC-16 `crc` (an int) after one more `byte`, most significant bit first, as
+    ``binascii.crc_hqx`` does it: eight shift-and-XOR steps."""
+    crc ^= byte << 8
     for _ in range(8):
-        shifted = (value << 1)[:16]
-        value = Mux(value[15], shifted ^ CRC_POLY, shifted)
-    return value
+        crc = ((crc << 1) ^ CRC_POLY if crc & 0x8000 else crc << 1) & 0xFFFF
+    return crc
+
+
+def _crc_byte(crc, byte):
+    """The same step in logic. It is linear over GF(2) in (crc, byte), so each new bit
+    is the XOR of the inputs its mask selects, found by stepping each input bit alone
+    (eight steps written as nested `Mux`es would copy the expression 2^8 times)."""
+    inputs = Cat(crc, byte)
+    columns = [_crc_step(1 << j, 0) if j < 16 else _crc_step(0, 1 << (j - 16))
+               for j in range(24)]
+    masks = [sum(((column >> i) & 1) << j for j, column in enumerate(columns))
+             for i in range(16)]
+    return Cat(*((inputs & mask).xor() for mask in masks))
