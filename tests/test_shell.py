@@ -1,6 +1,7 @@
 """The UART shell: load words and input beats over a serial line, scores back, in
 Amaranth's simulator against the golden model (a one-layer network, divisor 4); and
-its load status, which lets the host prove that the weights arrived as sent."""
+its status, which lets the host prove that weights, inputs and outputs crossed the
+line as sent."""
 
 import binascii
 
