@@ -98,20 +98,25 @@ class PAProcessingElement(wiring.Component):
 
     @property
     def product_stages(self):
-        return dsp.LATENCY if self.front is Front.AND else self.XNOR_PRODUCT_STAGES
+        return self._product_stages(self.front)
+
+    @classmethod
+    def _product_stages(cls, front):
+        return dsp.LATENCY if front is Front.AND else cls.XNOR_PRODUCT_STAGES
 
     @property
     def latency(self):
-        return self.popcount_stages + self.product_stages + self.sum_stages + 1
+        return self.latency_of(m=self.m, n=self.n, simd=self.simd, front=self.front,
+                               popcount_stages=self.popcount_stages)
 
     @classmethod
     def latency_of(cls, *, m, n, simd, front, popcount_stages=None):
         """`latency` of the PE these parameters make, without making one (a component
-        made and never elaborated draws Amaranth's UnusedElaboratable warning)."""
+        made and never elaborated draws Amaranth's UnusedElaboratable warning):
+        ``popcount_stages + product_stages + sum_stages + 1``."""
         if popcount_stages is None:
             popcount_stages = _tree_levels(simd)
-        product = dsp.LATENCY if front is Front.AND else cls.XNOR_PRODUCT_STAGES
-        return popcount_stages + product + _sum_levels(m, n) + 1
+        return popcount_stages + cls._product_stages(front) + _sum_levels(m, n) + 1
 
     def elaborate(self, platform):
         m = Module()

@@ -46,6 +46,8 @@ def test_latency_of_is_the_latency_of_the_pe_it_describes(front, m, n, simd, fol
                              popcount_stages=stages)
     assert PAProcessingElement.latency_of(m=m, n=n, simd=simd, front=Front(front),
                                           popcount_stages=stages) == pe.latency
+    # ... and the stages its pipeline is built from.
+    assert pe.latency == pe.popcount_stages + pe.product_stages + pe.sum_stages + 1
     pe.elaborate(None)
 
 
