@@ -83,12 +83,11 @@ class SerialShell(wiring.Component):
         crc, words = fields["crc"], fields["words"]
         m.d.comb += fields["loaded"].eq(net.loaded)
         restart, reported = Signal(), Signal()
-        for name, strobe in (("framing_errors", rx.framing_error), ("overruns", rx.overrun)):
-            count = fields[name]
-            with m.If(strobe & (count != (1 << len(count)) - 1)):
+        for count, strobe in ((fields["framing_errors"], rx.framing_error),
+                              (fields["overruns"], rx.overrun),
+                              (words, net.load.valid & net.load.ready)):
+            with m.If(strobe & (count != (1 << len(count)) - 1)):     # saturating
                 m.d.sync += count.eq(count + 1)
-        with m.If(net.load.valid & net.load.ready & (words != (1 << len(words)) - 1)):
-            m.d.sync += words.eq(words + 1)
 
         # Network -> host: each output beat as out_bytes bytes, low first, or the
         # status once asked for (between items: the host asks after a load or a run).
@@ -108,10 +107,9 @@ class SerialShell(wiring.Component):
             with m.If(~status_out):
                 m.d.sync += fields["out_crc"].eq(_crc_byte(fields["out_crc"], tx.i.payload))
         with m.If(restart | reported):
-            m.d.sync += [fields[name].eq(CRC_INIT if name.endswith("crc") else 0)
-                         for name in WINDOW]
+            m.d.sync += [fields[name].eq(fields[name].init) for name in WINDOW]
         with m.If(restart):
-            m.d.sync += [crc.eq(CRC_INIT), words.eq(0)]
+            m.d.sync += [crc.eq(crc.init), words.eq(words.init)]
         m.d.comb += net.load_restart.eq(restart)
 
         # Host -> network: a command byte, then the bytes of one word or beat.
