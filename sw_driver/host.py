@@ -11,7 +11,7 @@ from bitfab.rtl.shell import BAUD
 
 from .beats import input_beats, scores_from_beats
 from .protocol import (CHECK, STATUS_BYTES, WireError, WireFormat, crc, decode_outputs,
-                       decode_status, encode_inputs, encode_load, load_crc)
+                       decode_status, encode_inputs, encode_load, input_crc, load_crc)
 from .weights import check_load_words
 
 __all__ = ["Host", "open_link"]
@@ -91,9 +91,7 @@ class Host:
         if extra:
             raise WireError(f"the board sent {extra} bytes after the last item's outputs: "
                             f"the line is out of step")
-        sent = b"".join(beat.to_bytes(self.wire.in_bytes, "little")
-                        for beats in items for beat in beats)
-        self.status().check_run(crc(sent), crc(read))
+        self.status().check_run(input_crc(items, self.wire), crc(read))
         return results
 
     def scores(self, layers, codes, encoding):

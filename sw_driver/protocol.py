@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from bitfab.rtl.shell import CHECK, CRC_INIT, INPUT, LOAD, RESTART, STATUS, STATUS_BYTES
 
 __all__ = ["WireError", "WireFormat", "BoardStatus", "encode_load", "encode_inputs",
-           "decode_outputs", "decode_status", "crc", "load_crc", "CHECK", "STATUS_BYTES"]
+           "decode_outputs", "decode_status", "crc", "load_crc", "input_crc", "CHECK",
+           "STATUS_BYTES"]
 
 
 class WireError(Exception):
@@ -80,7 +81,17 @@ def crc(data):
 def load_crc(words, wire):
     """The CRC the board computes over `words`' load frames (their data bytes, as
     sent)."""
-    return crc(b"".join(word.to_bytes(wire.load_bytes, "little") for word in words))
+    return crc(_data(words, wire.load_bytes))
+
+
+def input_crc(items, wire):
+    """The CRC the board computes over the input frames of `items` (each a list of
+    input beats; their data bytes, as sent)."""
+    return crc(_data([beat for beats in items for beat in beats], wire.in_bytes))
+
+
+def _data(values, size):
+    return b"".join(value.to_bytes(size, "little") for value in values)
 
 
 @dataclass(frozen=True)
