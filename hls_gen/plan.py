@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from bitfab.rtl.mvau import MVAUConfig
+from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
 
 from .errors import BitfabError, UnsupportedLayerError
 from .ir import PopcountLayer, XnorLayer
@@ -148,14 +148,14 @@ def estimate(config, board):
     LUTs: about 2 LUT4 per counted bit for the AND/XNOR front and popcount, an adder
     bit per accumulator bit and merged term, the multiplexer from the two input
     buffers to one fold's bits (about a LUT4 per two buffer bits) and comparators.
-    FFs: the two input buffers, the loader's row and the issued weights and planes,
-    per lane the popcount pipeline (about 2 bits per counted bit: a carry-chain tree
-    registers every level) and the product and merge registers, the accumulators
-    and the output stage. DSPs: one multiplier per phi_k per PE (and per scaled
-    score). Block RAM: the weight and table stores, tiled by the device's widest
-    RAM port. Against nextpnr on the digits PA MLP (ULX3S 85F): 12,825 LUTs
-    estimated for 15,373 (the shell and skid buffers not counted), 19,008 FFs for
-    19,558.
+    FFs: the two input buffers, the loader's row, the issued weights and planes
+    (`ISSUE_STAGES` registers each), per lane the popcount pipeline (about 2 bits
+    per counted bit: a carry-chain tree registers every level) and the product and
+    merge registers, the accumulators and the output stage. DSPs: one multiplier
+    per phi_k per PE (and per scaled score). Block RAM: the weight and table
+    stores, tiled by the device's widest RAM port. Against nextpnr on the digits
+    PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,373 (the shell and skid
+    buffers not counted), 19,008 FFs for 19,558.
 
     On iCE40 (`_ice40_cells`) the products are logic and ``luts`` counts logic
     cells, as nextpnr's ICESTORM_LC does.
@@ -166,7 +166,8 @@ def estimate(config, board):
     codes = c.output == "codes"
     luts = (lanes * (2 * c.simd + c.acc_bits) + c.cols * c.n_in
             + c.pe * c.n_out * c.threshold_bits * codes + 200)
-    ffs = (2 * c.cols * c.n_in + c.simd * c.n_in + 2 * c.pe * c.m * c.simd
+    ffs = (2 * c.cols * c.n_in + c.pe * c.m * c.simd
+           + ISSUE_STAGES * (c.simd * c.n_in + c.pe * c.m * c.simd)
            + lanes * (2 * c.simd + 2 * c.acc_bits) + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
     products = [(c.coef_bits, c.simd.bit_length())] * (c.pe * terms * (c.front == "and"))
@@ -195,7 +196,9 @@ def _ice40_cells(c, luts, ffs, products, fifo_brams):
     cells per layer more than the ECP5 estimate's constants. Calibrated on the
     digits XNOR MLP at three foldings (UP5K, yosys 0.70 + nextpnr-ice40):
     9,407, 7,556 and 6,008 cells placed (all over the device's 5,280) for
-    9,309, 7,532 and 5,991 estimated.
+    9,309, 7,532 and 5,991 estimated; with a second issue register and the
+    shell's status counters (not estimated), 10,365, 8,190 and 6,401 cells for
+    9,981, 7,868 and 6,083.
     """
     counted = c.pe * c.m * c.n_in * c.simd
     fifo = c.fifo_depth * c.out_layout.size * (not fifo_brams)

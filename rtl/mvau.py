@@ -8,11 +8,16 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from . import dsp
+from .dsp import registered_product
 from .encoder import ActivationEncoder, threshold_layout
 from .pe import PAProcessingElement
-from .popcount import Front
+from .popcount import Front, stage
 
 __all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
+
+#: Registers from the weight block RAM's output to the processing elements.
+ISSUE_STAGES = 2
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,13 @@ class MVAUConfig:
 
     @property
     def fifo_depth(self):
-        """The output FIFO: room for every row group between issue and the FIFO
-        (register, PE, output register, encoder or scale), so issue runs at full
-        rate; a power of two."""
+        """The output FIFO: room for every row group between issue and the FIFO (the
+        issue registers, the PE, the row register, the encoder or the scale's DSP
+        block), so issue runs at full rate; a power of two."""
         latency = PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
                                                  front=self._front)
-        return 1 << (latency + 2 + ActivationEncoder.LATENCY).bit_length()
+        output = 1 + max(ActivationEncoder.LATENCY, dsp.LATENCY)
+        return 1 << (ISSUE_STAGES + latency + output).bit_length()
 
     @property
     def in_layout(self):
@@ -284,19 +290,22 @@ class MatrixVectorUnit(wiring.Component):
         source = Mux(compute_side, buffers[1], buffers[0])
         piece = source.word_select(fold, cfg.simd * cfg.n_in)
         planes = Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
-        # One register between the block RAM (and the fold multiplexer) and the PEs.
-        issued = Signal()
-        issued_last = Signal()
-        issued_planes = Signal.like(planes)
-        issued_weights = Signal.like(weights.data)
-        m.d.sync += [issued.eq(fire), issued_last.eq(last), issued_planes.eq(planes),
-                     issued_weights.eq(weights.data)]
+        # ISSUE_STAGES registers between the block RAM (and the fold multiplexer) and
+        # the PEs. The first can sit by the block RAM: its output is slow (5.8 ns clock
+        # to out on ECP5) and far from the PEs, and the two together, 9.6 ns with the
+        # routing, were the PA MLP's critical path with one register.
+        issued = {"valid": fire, "last": last, "planes": planes, "weights": weights.data}
+        for k in range(ISSUE_STAGES):
+            registers = {name: Signal(value.shape(), name=f"issued{k}_{name}")
+                         for name, value in issued.items()}
+            m.d.sync += [registers[name].eq(value) for name, value in issued.items()]
+            issued = registers
         lane = cfg.m * cfg.simd
         for p, pe in enumerate(pes):
-            m.d.comb += [pe.i.valid.eq(issued),
-                         pe.i.payload.w.eq(issued_weights[p * lane:(p + 1) * lane]),
-                         pe.i.payload.x.eq(issued_planes),
-                         pe.i.payload.last.eq(issued_last),
+            m.d.comb += [pe.i.valid.eq(issued["valid"]),
+                         pe.i.payload.w.eq(issued["weights"][p * lane:(p + 1) * lane]),
+                         pe.i.payload.x.eq(issued["planes"]),
+                         pe.i.payload.last.eq(issued["last"]),
                          pe.o.ready.eq(1)]
             if cfg.front == "and":
                 m.d.comb += pe.coef.eq(stores["coefficients"])
@@ -327,11 +336,20 @@ class MatrixVectorUnit(wiring.Component):
                          fifo.w_en.eq(encoder.o.valid), fifo.w_data.eq(encoder.o.payload)]
         else:
             scores = Signal(cfg.out_layout)
-            score_valid = Signal()
-            m.d.sync += score_valid.eq(row_valid)
-            for p in range(cfg.pe):
-                score = row_acc[p] * row_table[p] if cfg.scale_bits else row_acc[p]
-                m.d.sync += scores[p].eq(score)
+            if cfg.scale_bits:
+                # Each scaled score in a DSP block with its own registers: multiplied in
+                # the fabric between two registers, the score layer's products were the
+                # digits XNOR MLP's critical path (9.4 ns, 2.5 of routing each way).
+                m.d.comb += [scores[p].eq(registered_product(m, platform, row_acc[p],
+                                                             row_table[p], 1, f"score{p}"))
+                             for p in range(cfg.pe)]
+                delay = dsp.LATENCY
+            else:
+                m.d.sync += [scores[p].eq(row_acc[p]) for p in range(cfg.pe)]
+                delay = 1
+            score_valid = row_valid
+            for k in range(delay):
+                score_valid = stage(m, score_valid, 1, f"score_valid{k}")
             m.d.comb += [fifo.w_en.eq(score_valid), fifo.w_data.eq(scores)]
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]

@@ -11,6 +11,7 @@ from amaranth.lib import data
 
 from bitfab.hls_gen import golden
 from bitfab.rtl.encoder import ActivationEncoder, threshold_layout
+from bitfab.rtl.mvau import ISSUE_STAGES
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
 from bitfab.sim import runner
@@ -69,7 +70,8 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
     graph = Graph(3, 1.0, [random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)])
     [config] = fold(map_to_hw(graph))
     latency = config.processing_element().latency
-    assert config.fifo_depth == 1 << (latency + 2 + ActivationEncoder.LATENCY).bit_length()
+    assert config.fifo_depth == 1 << (ISSUE_STAGES + latency + 1
+                                     + ActivationEncoder.LATENCY).bit_length()
     assert len(made) == 1       # the one just made here
 
 
