@@ -154,8 +154,8 @@ def estimate(config, board):
     merge registers, the accumulators and the output stage. DSPs: one multiplier
     per phi_k per PE (and per scaled score). Block RAM: the weight and table
     stores, tiled by the device's widest RAM port. Against nextpnr on the digits
-    PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,373 (the shell and skid
-    buffers not counted), 19,008 FFs for 19,558.
+    PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,674 (the shell, its status
+    and the skid buffers not counted), 20,560 FFs for 21,283.
 
     On iCE40 (`_ice40_cells`) the products are logic and ``luts`` counts logic
     cells, as nextpnr's ICESTORM_LC does.
