@@ -296,10 +296,8 @@ class MatrixVectorUnit(wiring.Component):
         # routing, were the PA MLP's critical path with one register.
         issued = {"valid": fire, "last": last, "planes": planes, "weights": weights.data}
         for k in range(ISSUE_STAGES):
-            registers = {name: Signal(value.shape(), name=f"issued{k}_{name}")
-                         for name, value in issued.items()}
-            m.d.sync += [registers[name].eq(value) for name, value in issued.items()]
-            issued = registers
+            issued = {name: stage(m, value, 1, f"issued{k}_{name}")
+                      for name, value in issued.items()}
         lane = cfg.m * cfg.simd
         for p, pe in enumerate(pes):
             m.d.comb += [pe.i.valid.eq(issued["valid"]),
