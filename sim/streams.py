@@ -17,29 +17,34 @@ def value_of(handle):
     return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
 
 
-class StreamSource:
+class _StreamPort:
+    """The ``<name>__valid``, ``__ready`` and ``__payload`` handles of one stream."""
+
+    def __init__(self, dut, name, rng):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.rng = rng
+
+
+class StreamSource(_StreamPort):
     """Drives ``<name>__valid/payload`` from a list (through `exchange`), idling with
     probability `idle`."""
 
     def __init__(self, dut, name, rng, idle=0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.rng, self.idle = rng, idle
+        super().__init__(dut, name, rng)
+        self.idle = idle
         self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     """Takes ``<name>__payload`` transfers (through `exchange`), holding ``ready`` low
     with probability `backpressure`."""
 
     def __init__(self, dut, name, rng, backpressure=0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.rng, self.backpressure = rng, backpressure
+        super().__init__(dut, name, rng)
+        self.backpressure = backpressure
         self.ready.value = 0
 
 
