@@ -154,7 +154,7 @@ def estimate(config, board):
     merge registers, the accumulators and the output stage. DSPs: one multiplier
     per phi_k per PE (and per scaled score). Block RAM: the weight and table
     stores, tiled by the device's widest RAM port. Against nextpnr on the digits
-    PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,674 (the shell, its status
+    PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,647 (the shell, its status
     and the skid buffers not counted), 20,560 FFs for 21,283.
 
     On iCE40 (`_ice40_cells`) the products are logic and ``luts`` counts logic
@@ -197,7 +197,7 @@ def _ice40_cells(c, luts, ffs, products, fifo_brams):
     digits XNOR MLP at three foldings (UP5K, yosys 0.70 + nextpnr-ice40):
     9,407, 7,556 and 6,008 cells placed (all over the device's 5,280) for
     9,309, 7,532 and 5,991 estimated; with a second issue register and the
-    shell's status counters (not estimated), 10,365, 8,190 and 6,401 cells for
+    shell's status counters (not estimated), 10,419, 8,232 and 6,437 cells for
     9,981, 7,868 and 6,083.
     """
     counted = c.pe * c.m * c.n_in * c.simd

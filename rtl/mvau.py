@@ -239,12 +239,17 @@ class MatrixVectorUnit(wiring.Component):
         compute_side = Signal()   # the buffer being computed on
         beat = Signal(range(cfg.cols // cfg.in_beat))
         m.d.comb += self.i.ready.eq(~full.bit_select(fill_side, 1) & self.loaded)
+        # The word being filled follows the payload every cycle until its beat is taken
+        # (the beat then moves on, or the buffer becomes full), so the buffers'
+        # enables are its `full` flip-flops (and the beat): the producer's valid and the
+        # `loaded` in `i.ready`, gated into 2 * cols * n_in enables, were the PA MLP's
+        # critical path on ECP5. Nothing reads a buffer that is not full, so the other
+        # buffer, when empty too, may follow the payload as well.
+        for k, buffer in enumerate(buffers):
+            with m.If(~full[k]):
+                m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(self.i.payload)
         filled = Signal()
         with m.If(self.i.valid & self.i.ready):
-            for k, buffer in enumerate(buffers):
-                with m.If(fill_side == k):
-                    m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(
-                        self.i.payload)
             with m.If(beat == cfg.cols // cfg.in_beat - 1):
                 m.d.comb += filled.eq(1)
                 m.d.sync += [beat.eq(0), fill_side.eq(~fill_side)]
