@@ -92,16 +92,19 @@ class Network(wiring.Component):
         loading = SkidBuffer(unsigned(self.word_bits))
         m.submodules.loading = ResetInserter(self.load_restart)(loading)
         wiring.connect(m, wiring.flipped(self.load), loading.i)
-        earlier_loaded = 1
+        # The ready is one expression, not an If per layer: Amaranth writes that as an
+        # `always @*` whose inputs are all constant from time 0 until the first layer is
+        # loaded, and Icarus never ran it, so the ready stayed X, the skid buffer never
+        # advanced and the first layer took its first word again every cycle.
+        earlier_loaded, ready = 1, 0
         for unit in units:
             selected = earlier_loaded & ~unit.loaded
             m.d.comb += [unit.load.valid.eq(loading.o.valid & selected),
                          unit.load.payload.eq(loading.o.payload),
                          unit.load_restart.eq(self.load_restart)]
-            with m.If(selected):
-                m.d.comb += loading.o.ready.eq(unit.load.ready)
+            ready = ready | (selected & unit.load.ready)
             earlier_loaded = earlier_loaded & unit.loaded
-        m.d.comb += self.loaded.eq(earlier_loaded)
+        m.d.comb += [loading.o.ready.eq(ready), self.loaded.eq(earlier_loaded)]
         return m
 
 
