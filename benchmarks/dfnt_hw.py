@@ -37,9 +37,9 @@ from pathlib import Path
 from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
-from bitfab.hls_gen.boards import board
-from bitfab.hls_gen.synth import (NEXTPNR_OPTS, PLAIN_ABC, parse_nextpnr_report, run_plan,
-                                  use_yowasp)
+from bitfab.hls_gen.compiler.boards import board
+from bitfab.hls_gen.compiler.synth import (NEXTPNR_OPTS, PLAIN_ABC, parse_nextpnr_report,
+    run_plan, use_yowasp)
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.dim1 import Dim1Adder
 from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine

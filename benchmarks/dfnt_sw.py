@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from bitfab.hls_gen.dfnt import DFNTConv
+from bitfab.hls_gen.golden.dfnt import DFNTConv
 
 # (k, n + k - 1, f, f') from Table 2.3
 CONFIGS = [(11, 32, 3, 96), (7, 32, 96, 256), (5, 16, 256, 384), (5, 16, 384, 384),

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal
 
-from bitfab.hls_gen.boards import board
-from bitfab.hls_gen.synth import NEXTPNR_OPTS, parse_nextpnr_report, run_plan, use_yowasp
+from bitfab.hls_gen.compiler.boards import board
+from bitfab.hls_gen.compiler.synth import (NEXTPNR_OPTS, parse_nextpnr_report, run_plan,
+    use_yowasp)
 from bitfab.rtl.popcount import Front, PopcountTree
 
 WIDTH = 256

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from .errors import BitfabError
+from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["main"]
 
@@ -11,8 +11,8 @@ __all__ = ["main"]
 def _demo(args):
     from dataclasses import replace
 
-    from .demo import DemoConfig, run_demo
-    from .freeze import FreezeConfig
+    from bitfab.hls_gen.digits.demo import DemoConfig, run_demo
+    from bitfab.hls_gen.golden.freeze import FreezeConfig
 
     config = replace(DemoConfig(), archs=tuple(args.arch),
                      freeze=FreezeConfig(coef_bits=args.coef_bits, acc_bits=args.acc_bits),
@@ -26,14 +26,14 @@ def _load_model(path):
     import json
     from pathlib import Path
 
-    from .ir import graph_from_dict
+    from bitfab.hls_gen.golden.ir import graph_from_dict
     path = Path(path)
     if not path.exists():
         raise BitfabError(f"model file {path} does not exist")
     if path.suffix == ".json":
         value = json.loads(path.read_text())
         if value.get("kind") == "int_conv":
-            from .conv import IntConvLayer
+            from bitfab.hls_gen.golden.intconv import IntConvLayer
             return IntConvLayer.from_dict(value)
         return graph_from_dict(value)
     if path.suffix == ".pt":
@@ -67,7 +67,7 @@ def _image(text):
 
 
 def _build(args, stop="report", bitstream=True):
-    from .flow import BuildConfig, run_flow
+    from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
     cfg = BuildConfig(out=args.out, board=args.board, folding=args.fold,
                       simulator=args.simulator, sim_images=args.images,
                       engine=args.engine, image=args.image, clock_mhz=args.clock_mhz,
@@ -77,7 +77,7 @@ def _build(args, stop="report", bitstream=True):
     model = _load_model(args.model) if cfg.start_step == "golden" else None
     report = run_flow(cfg, model)
     if report is not None:
-        from .flow import format_report
+        from bitfab.hls_gen.compiler.flow import format_report
         print(format_report(report))
         print(f"report: {args.out}/report.json")
         if report["timing_met"] is False and not args.timing_allow_fail:
@@ -96,7 +96,7 @@ def _sim(args):
 
 def _golden(path):
     """--model: a network's golden model, or None for the build's own."""
-    from .ir import Graph
+    from bitfab.hls_gen.golden.ir import Graph
     if path is None:
         return None
     model = _load_model(path)
@@ -107,19 +107,19 @@ def _golden(path):
 
 
 def _deploy(args):
-    from .deploy import deploy_weights
+    from bitfab.hls_gen.compiler.deploy import deploy_weights
     deploy_weights(args.build, args.port, _golden(args.model), args.timeout)
 
 
 def _run(args):
-    from .deploy import run_on_board
+    from bitfab.hls_gen.compiler.deploy import run_on_board
     run_on_board(args.build, args.port, _golden(args.model), args.images, args.timeout,
                  load=not args.no_load)
     print(f"run: {args.build}/run.json")
 
 
 def _board(args):
-    from .deploy import serve_board
+    from bitfab.hls_gen.compiler.deploy import serve_board
     try:
         serve_board(args.build)
     except KeyboardInterrupt:
@@ -145,8 +145,8 @@ def parser():
                       help="test images to simulate (default: all)")
     demo.set_defaults(run=_demo)
 
-    from .boards import BOARDS
-    from .flow import STEPS
+    from bitfab.hls_gen.compiler.boards import BOARDS
+    from bitfab.hls_gen.compiler.flow import STEPS
     for name, run, text in (("build", _build, "golden model -> plan -> Verilog -> cocotb -> "
                                               "bitstream -> report"),
                             ("sim", _sim, "run the generated design on the digits test "

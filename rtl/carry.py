@@ -69,7 +69,7 @@ class Chain:
         and the last cell's COUT stay unconnected, and nextpnr adds no feed-in or
         feed-out cells for them. (Yosys ties the open CIN to 0, which nextpnr
         takes for a signal to feed in: the build runs
-        `bitfab.hls_gen.synth.free_chain_ends` on yosys's netlist, which opens the
+        `bitfab.hls_gen.compiler.synth.free_chain_ends` on yosys's netlist, which opens the
         ports of the cells marked with the ``bitfab_chain`` attribute.)
         """
         init, (_, _, c, _) = self.halves[0]

@@ -12,7 +12,7 @@ Dataflow, one tile (T = L - k + 1 rows and columns of the image) at a time:
 Each input tile is transformed once, whatever the number of output channels;
 each output tile is inverse-transformed once, whatever the number of input
 channels. The weight spectra (the FNT of each flipped, zero-padded kernel,
-`bitfab.hls_gen.dfnt.DFNTConv.weights`) are written through the load port.
+`bitfab.hls_gen.golden.dfnt.DFNTConv.weights`) are written through the load port.
 """
 
 import math

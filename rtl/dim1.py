@@ -2,7 +2,7 @@
 
 A code is b + 1 bits: bit b is the zero indicator, bits b-1..0 hold x - 1 for
 x in 1..2^b; zero is exactly 2^b. Every unit takes and returns canonical
-codes, the same as `bitfab.hls_gen.dim1.Dim1`, which is their specification.
+codes, the same as `bitfab.hls_gen.golden.dim1.Dim1`, which is their specification.
 
 Each unit is a stream component: ``i`` carries the operands, ``o`` the
 result. `stages` pipeline registers (0 up to the unit's `max_stages`) are

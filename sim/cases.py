@@ -9,7 +9,7 @@ import json
 import random
 from pathlib import Path
 
-from bitfab.hls_gen.plan import load_stream
+from bitfab.hls_gen.compiler.plan import load_stream
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.weights import check_load_words
 
@@ -39,8 +39,8 @@ def network_case(graph, configs, pixels, taps=True):
 def dfnt_case(config, x, w, y):
     """The case for a `DFNTConvEngine`: weights (O, C, k, k), images x (N, C, H, W) and
     the outputs they must give, y (N, O, Hout, Wout), all integer tensors."""
-    from bitfab.hls_gen.conv import load_words
-    from bitfab.hls_gen.dfnt import engine_input_rows, engine_output_rows
+    from bitfab.hls_gen.compiler.engines import load_words
+    from bitfab.hls_gen.golden.dfnt import engine_input_rows, engine_output_rows
     outputs = [config.out_layout.const(row).as_bits() for row in engine_output_rows(config, y)]
     return {"words": load_words("dfnt", config, w),
             "inputs": [config.in_layout.const(row).as_bits()
@@ -67,7 +67,7 @@ def direct_case(config, x, w, y, padding):
                 for o in range(channels):
                     values = y[image, o, row, col:col + p].tolist()
                     outputs.append(config.out_layout.const(values).as_bits())
-    from bitfab.hls_gen.conv import load_words
+    from bitfab.hls_gen.compiler.engines import load_words
     return {"words": load_words("direct", config, w), "inputs": inputs, "outputs": {"o": outputs},
             "beats_per_item": {"o": channels * out_h * out_w // p}}
 

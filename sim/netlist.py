@@ -236,7 +236,7 @@ _DP16KD_TDP_PORT = r"""    reg [W-1:0] read_{p} = 0;
 
 
 def _yosys(script, cwd, what):
-    from bitfab.hls_gen.synth import use_yowasp
+    from bitfab.hls_gen.compiler.synth import use_yowasp
     use_yowasp()     # the bitstream flow's yosys
     run = subprocess.run([os.environ["YOSYS"], "-q", "-p", script], cwd=cwd,
                          capture_output=True, text=True)
@@ -250,9 +250,9 @@ def synthesize(design, name, build_dir, platform, overrides=None):
     """The netlist of `design` (an Amaranth elaboratable, elaborated for `platform`, an
     ECP5 or iCE40 one) as Verilog with module `name`, mapped by the bitstream flow's
     yosys script with `overrides` (``synth_opts``, ``script_after_synth``: e.g.
-    `hls_gen.synth.PLAIN_ABC`), followed by `cell_models`. Raises `BitfabError` if
+    `hls_gen.compiler.synth.PLAIN_ABC`), followed by `cell_models`. Raises `BitfabError` if
     yosys's ``check`` finds conflicting or undriven logic in the mapped netlist."""
-    from bitfab.hls_gen.synth import free_chain_ends
+    from bitfab.hls_gen.compiler.synth import free_chain_ends
     family = str(getattr(platform, "family", "")).lower()    # "ecp5"; "iCE40" on SiliconBlue
     if family not in FAMILIES:
         raise BitfabError(f"post-synthesis simulation models ECP5 and iCE40 cells; "

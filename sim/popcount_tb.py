@@ -16,7 +16,7 @@ import torch
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
-from bitfab.hls_gen import golden
+from bitfab.hls_gen.golden import kernels as golden
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 

@@ -4,9 +4,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitfab.hls_gen.golden import to_planes
-from bitfab.hls_gen.layers import BitplaneInput, PAConv2d, PALinear, XNORConv2d, XNORLinear
-from bitfab.hls_gen.quant import PAActivation, xnor_weight
+from bitfab.hls_gen.golden.kernels import to_planes
+from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
+    XNORLinear)
+from bitfab.hls_gen.frontend.quant import PAActivation, xnor_weight
 
 COMPUTE = (PALinear, PAConv2d, XNORLinear, XNORConv2d)
 

@@ -38,11 +38,11 @@ def test_small_xnor_mlp_bitstream_for_icebreaker(tmp_path):
     golden model, a bitstream, nextpnr's figures."""
     import torch
 
-    from bitfab.hls_gen.data import load_digits_split
-    from bitfab.hls_gen.flow import BuildConfig, run_flow
-    from bitfab.hls_gen.freeze import freeze
-    from bitfab.hls_gen.models import ModelSpec, build_model
-    from bitfab.hls_gen.train import TrainConfig, init_from, train
+    from bitfab.hls_gen.datasets import load_digits_split
+    from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+    from bitfab.hls_gen.golden.freeze import freeze
+    from bitfab.hls_gen.digits.models import ModelSpec, build_model
+    from bitfab.hls_gen.digits.train import TrainConfig, init_from, train
 
     split = load_digits_split()
     models = {}

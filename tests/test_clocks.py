@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bitfab.hls_gen.boards import BOARDS, board
-from bitfab.hls_gen.clocks import (ECP5_LIMITS, ICE40_LIMITS, _ecp5_settings, _ice40_settings,
-                                   design_clock)
+from bitfab.hls_gen.compiler.boards import BOARDS, board
+from bitfab.hls_gen.compiler.clocks import (ECP5_LIMITS, ICE40_LIMITS, _ecp5_settings,
+    _ice40_settings, design_clock)
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.flow import BuildConfig, run_flow
-from bitfab.hls_gen.plan import fold, map_to_hw
-from bitfab.hls_gen.synth import BoardTop, build_bitstream
+from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.plan import fold, map_to_hw
+from bitfab.hls_gen.compiler.synth import BoardTop, build_bitstream
 from test_flow import small_graph
 
 ULX3S, ICEBREAKER = board("ulx3s-85f"), board("icebreaker")
@@ -117,7 +117,7 @@ def test_ice40_bitstream_at_a_pll_clock_routed_for_more(tmp_path):
 
 
 def test_route_constraints_name_the_design_clock_net():
-    from bitfab.hls_gen.synth import route_constraint
+    from bitfab.hls_gen.compiler.synth import route_constraint
     assert route_constraint(ULX3S, 100) == {"add_preferences": 'FREQUENCY NET "clk" 100 MHz;'}
     assert route_constraint(ICEBREAKER, 30) == {"add_constraints": "set_frequency clk 30"}
 

@@ -8,12 +8,13 @@ import re
 import pytest
 import torch
 
-from bitfab.hls_gen.conv import freeze_conv, load_words, select_engine
-from bitfab.hls_gen.dfnt import DFNTBoundError
+from bitfab.hls_gen.golden.intconv import freeze_conv
+from bitfab.hls_gen.compiler.engines import load_words, select_engine
+from bitfab.hls_gen.golden.dfnt import DFNTBoundError
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
-from bitfab.hls_gen.flow import BuildConfig, run_flow
-from bitfab.hls_gen.layers import IntConv2d
-from bitfab.hls_gen.plan import PlanError
+from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.frontend.layers import IntConv2d
+from bitfab.hls_gen.compiler.plan import PlanError
 from bitfab.sim.runner import simulators
 
 SEED = 20261123

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from bitfab.hls_gen.dfnt import engine_layer
+from bitfab.hls_gen.golden.dfnt import engine_layer
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine
 from bitfab.sim.cases import dfnt_case, direct_case, run_case

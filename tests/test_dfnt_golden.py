@@ -12,10 +12,9 @@ import random
 import pytest
 import torch
 
-from bitfab.hls_gen.dfnt import (DFNTBoundError, DFNTConv, check_bound, dfnt_conv2d, fnt,
-                                 fnt2d, fnt2d_residues, ifnt, ifnt2d, pointwise_accumulate,
-                                 pointwise_accumulate_dim1)
-from bitfab.hls_gen.dim1 import Dim1
+from bitfab.hls_gen.golden.dfnt import (DFNTBoundError, DFNTConv, check_bound, dfnt_conv2d,
+    fnt, fnt2d, fnt2d_residues, ifnt, ifnt2d, pointwise_accumulate, pointwise_accumulate_dim1)
+from bitfab.hls_gen.golden.dim1 import Dim1
 
 SEED = 20261123
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bitfab.hls_gen.data import load_digits_split
-from bitfab.hls_gen.demo import DemoConfig
-from bitfab.hls_gen.freeze import freeze
-from bitfab.hls_gen.models import build_model
-from bitfab.hls_gen.train import accuracy, predict
+from bitfab.hls_gen.datasets import load_digits_split
+from bitfab.hls_gen.digits.demo import DemoConfig
+from bitfab.hls_gen.golden.freeze import freeze
+from bitfab.hls_gen.digits.models import build_model
+from bitfab.hls_gen.digits.train import accuracy, predict
 from layercheck import check_layers
 
 BITFAB = Path(sys.executable).with_name("bitfab")

@@ -7,7 +7,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from bitfab.hls_gen.dim1 import Dim1
+from bitfab.hls_gen.golden.dim1 import Dim1
 from bitfab.rtl.dim1 import (Dim1Adder, Dim1ConstShifter, Dim1FromInt, Dim1Multiplier,
                              Dim1Negator, Dim1Shifter, Dim1Subtractor, Dim1ToInt,
                              Dim1VectorMultiplier)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from amaranth.hdl import Shape
 
-from bitfab.hls_gen.dim1 import Dim1
+from bitfab.hls_gen.golden.dim1 import Dim1
 from bitfab.sim.dim1_bundle import ONE_OPERAND, TWO_OPERAND, Dim1Bundle
 from bitfab.sim.lanes import Lanes, pack_lanes
 from bitfab.sim.runner import run_vectors, simulators

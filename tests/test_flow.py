@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
-from bitfab.hls_gen.boards import board
+from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.flow import BuildConfig, run_flow
-from bitfab.hls_gen.ir import Graph, graph_from_dict, graph_to_dict
-from bitfab.hls_gen.plan import (PlanError, fold, load_rows, load_stream, map_to_hw,
-                                 plan_from_dict)
-from bitfab.hls_gen.synth import BoardTop, use_yowasp
+from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
+from bitfab.hls_gen.compiler.plan import (PlanError, fold, load_rows, load_stream, map_to_hw,
+    plan_from_dict)
+from bitfab.hls_gen.compiler.synth import BoardTop, use_yowasp
 from test_mvau import random_layer
 
 
@@ -89,7 +89,7 @@ def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
 
 
 def test_nextpnr_options(monkeypatch):
-    from bitfab.hls_gen.synth import nextpnr_opts
+    from bitfab.hls_gen.compiler.synth import nextpnr_opts
     monkeypatch.delenv("BITFAB_NEXTPNR_OPTS", raising=False)
     assert nextpnr_opts() == "--report report.json --timing-allow-fail"
     monkeypatch.setenv("BITFAB_NEXTPNR_OPTS", "--seed 7")
@@ -102,7 +102,7 @@ def test_a_toolchain_failure_names_the_tools_errors(tmp_path):
     subprocess traceback."""
     from amaranth.build.run import BuildPlan
 
-    from bitfab.hls_gen.synth import run_plan
+    from bitfab.hls_gen.compiler.synth import run_plan
     plan = BuildPlan("build_bitfab")
     plan.add_file("build_bitfab.sh",
                   "echo 'Info: placing' > bitfab.tim\n"
@@ -116,7 +116,7 @@ def test_a_toolchain_failure_names_the_tools_errors(tmp_path):
 def test_flip_flops_come_from_yosys_s_last_statistics(tmp_path):
     """On iCE40 nextpnr counts logic cells, not flip-flops: the report takes them from
     the design hierarchy's totals in yosys's log, summed over the SB_DFF kinds."""
-    from bitfab.hls_gen.synth import yosys_flip_flops
+    from bitfab.hls_gen.compiler.synth import yosys_flip_flops
     module = ("=== bitfab ===\n\n     2027   SB_LUT4\n      139   SB_DFF\n"
               "     1316   SB_DFFESR\n")
     hierarchy = ("=== design hierarchy ===\n\n       37 bitfab\n      290   SB_CARRY\n"

@@ -6,8 +6,8 @@ import random
 import pytest
 import torch
 
-from bitfab.hls_gen.dfnt import fnt
-from bitfab.hls_gen.dim1 import Dim1
+from bitfab.hls_gen.golden.dfnt import fnt
+from bitfab.hls_gen.golden.dim1 import Dim1
 from bitfab.rtl.fnt import FNT, FNTButterfly
 from bitfab.sim.lanes import Lanes, pack_lanes
 from bitfab.sim.runner import run_vectors, simulators

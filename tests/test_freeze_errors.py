@@ -5,12 +5,13 @@ import torch
 from torch import nn
 
 from bitfab.hls_gen.errors import (BitfabError, FreezeError, UnsupportedLayerError,
-                                   WidthOverflowError)
-from bitfab.hls_gen.fixedpoint import choose_frac_bits, signed_bits, unsigned_bits
-from bitfab.hls_gen.freeze import FreezeConfig, freeze
-from bitfab.hls_gen.layers import BitplaneInput, PAConv2d, PALinear, XNORConv2d, XNORLinear
-from bitfab.hls_gen.models import ModelSpec, build_model
-from bitfab.hls_gen.quant import PAActivation, SignActivation
+    WidthOverflowError)
+from bitfab.hls_gen.golden.fixedpoint import choose_frac_bits, signed_bits, unsigned_bits
+from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze
+from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
+    XNORLinear)
+from bitfab.hls_gen.digits.models import ModelSpec, build_model
+from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
 
 
 def _eval(*modules):

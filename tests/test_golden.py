@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from bitfab.hls_gen.data import load_digits_split
-from bitfab.hls_gen.freeze import FreezeConfig, freeze
-from bitfab.hls_gen.layers import BitplaneInput, PAConv2d, PALinear
-from bitfab.hls_gen.models import ModelSpec, build_model
-from bitfab.hls_gen.quant import PAActivation
+from bitfab.hls_gen.datasets import load_digits_split
+from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze
+from bitfab.hls_gen.frontend.layers import BitplaneInput, PAConv2d, PALinear
+from bitfab.hls_gen.digits.models import ModelSpec, build_model
+from bitfab.hls_gen.frontend.quant import PAActivation
 from layercheck import check_layers
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ in Verilator behind a TCP port), weights changed on the running board."""
 import pytest
 import torch
 
-from bitfab.hls_gen.deploy import deploy_weights, run_on_board, simulated_board
+from bitfab.hls_gen.compiler.deploy import deploy_weights, run_on_board, simulated_board
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.flow import BuildConfig, run_flow
-from bitfab.hls_gen.data import load_digits_split
-from bitfab.hls_gen.ir import Graph, Thresholds
-from bitfab.hls_gen.plan import fold, load_stream, map_to_hw
+from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.datasets import load_digits_split
+from bitfab.hls_gen.golden.ir import Graph, Thresholds
+from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link

@@ -6,12 +6,12 @@ import random
 import pytest
 import torch
 
-from bitfab.hls_gen.boards import board
-from bitfab.hls_gen.fixedpoint import LayerWidths, signed_bits, unsigned_bits
-from bitfab.hls_gen.golden import Geometry
-from bitfab.hls_gen.ir import Graph, PopcountLayer, Thresholds, XnorLayer
-from bitfab.hls_gen.plan import (PlanError, check_fit, default_folding, estimate, fitting_folding,
-                                 fold, map_to_hw)
+from bitfab.hls_gen.compiler.boards import board
+from bitfab.hls_gen.golden.fixedpoint import LayerWidths, signed_bits, unsigned_bits
+from bitfab.hls_gen.golden.kernels import Geometry
+from bitfab.hls_gen.golden.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, default_folding, estimate,
+    fitting_folding, fold, map_to_hw)
 from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.runner import simulators

@@ -9,7 +9,7 @@ import torch
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from bitfab.hls_gen import golden
+from bitfab.hls_gen.golden import kernels as golden
 from bitfab.rtl.encoder import ActivationEncoder, threshold_layout
 from bitfab.rtl.mvau import ISSUE_STAGES
 from bitfab.rtl.pe import PAProcessingElement
@@ -57,8 +57,8 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
     is then dropped: each drew Amaranth's UnusedElaboratable warning in builds."""
     from test_mvau import random_layer
 
-    from bitfab.hls_gen.ir import Graph
-    from bitfab.hls_gen.plan import fold, map_to_hw
+    from bitfab.hls_gen.golden.ir import Graph
+    from bitfab.hls_gen.compiler.plan import fold, map_to_hw
     made, init = [], PAProcessingElement.__init__
 
     def counted(self, **kwargs):
@@ -121,7 +121,7 @@ def test_pe_netlist_cocotb(tmp_path):
     MULT18X18Ds with their three registers, its popcounts in CCU2C chains), under the
     same stalls and backpressure; and the same netlist with each DSP's pipeline register
     taken out, which the bench must catch (the products then arrive a cycle early)."""
-    from bitfab.hls_gen.boards import board
+    from bitfab.hls_gen.compiler.boards import board
     from bitfab.sim.netlist import synthesize
     pe, case = pe_case("and", 4, 5, 8, 3, 8, None)
     netlist = synthesize(pe, "pa_pe", tmp_path / "synth",

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from bitfab.hls_gen.quant import (PAActivation, PAWeightQuantizer, SignActivation,
-                                  weight_endpoint_multiples, xnor_weight)
+from bitfab.hls_gen.frontend.quant import (PAActivation, PAWeightQuantizer, SignActivation,
+    weight_endpoint_multiples, xnor_weight)
 
 
 def test_weight_endpoints_m8_are_table_3_1():

@@ -9,8 +9,8 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from bitfab.hls_gen.ir import Graph
-from bitfab.hls_gen.plan import fold, load_rows, map_to_hw
+from bitfab.hls_gen.golden.ir import Graph
+from bitfab.hls_gen.compiler.plan import fold, load_rows, map_to_hw
 from bitfab.rtl.shell import CHECK, INPUT, LOAD, RESTART, STATUS_BYTES, SerialShell
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.protocol import WireError, WireFormat, crc, decode_status, load_crc

@@ -1,9 +1,7 @@
-"""Integer convolution layers for the hardware: front end, golden model, engine choice.
+"""Convolution engines for an integer convolution layer: choice, load words, estimate.
 
-A model for this path is one `IntConv2d` (or an `nn.Sequential` holding only
-one): signed integer inputs and weights (INT8 by default), stride 1. `freeze_conv`
-turns it into an `IntConvLayer`, the golden model: `execute` is the exact
-integer convolution. `select_engine` maps it to a hardware engine:
+The layer's golden model is `bitfab.hls_gen.golden.intconv.IntConvLayer`.
+`select_engine` maps it to a hardware engine:
 
 - ``dfnt``: `bitfab.rtl.dfnt_conv.DFNTConvEngine`, modulus 2^b + 1 for the
   narrowest b of `DFNT_WIDTHS` whose eq. 2.11 bound the layer's integer widths
@@ -15,117 +13,25 @@ integer convolution. `select_engine` maps it to a hardware engine:
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
 from bitfab.sw_driver.weights import check_load_words
 
-from .dfnt import DFNTBoundError, check_bound
-from .dim1 import Dim1
-from .errors import BitfabError, UnsupportedLayerError
-from .plan import PlanError
+from bitfab.hls_gen.golden.dfnt import DFNTBoundError, check_bound
+from bitfab.hls_gen.golden.dim1 import Dim1
+from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.compiler.plan import PlanError
 
-__all__ = ["IntConvLayer", "freeze_conv", "is_conv_model", "select_engine", "engine_from_dict",
-           "estimate_engine", "check_engine_fit", "conv_images", "load_words", "ENGINES"]
+__all__ = ["select_engine", "engine_to_dict", "engine_from_dict", "estimate_engine",
+           "check_engine_fit", "load_words", "ENGINES"]
 
 ENGINES = ("auto", "dfnt", "direct")
 # The moduli 2^b + 1 the compiler picks from, narrowest first. At b = 16 every code,
 # adder and transform is half as wide as at 32 and a modular multiplier is one
 # 18x18 DSP instead of four 16x16 partial products.
 DFNT_WIDTHS = (16, 32)
-
-
-@dataclass
-class IntConvLayer:
-    """The golden model of one integer convolution (stride 1, no groups, no bias)."""
-
-    name: str
-    weight: torch.Tensor        # (O, C, k, k) int64
-    padding: int
-    x_bits: int
-    w_bits: int
-
-    kind = "int_conv"
-
-    @property
-    def in_channels(self):
-        return self.weight.shape[1]
-
-    @property
-    def out_channels(self):
-        return self.weight.shape[0]
-
-    @property
-    def kernel(self):
-        return self.weight.shape[-1]
-
-    def check_input(self, x):
-        lo, hi = -(1 << (self.x_bits - 1)), (1 << (self.x_bits - 1)) - 1
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise BitfabError(f"layer {self.name}: want inputs (N, {self.in_channels}, H, W), "
-                              f"not {tuple(x.shape)}")
-        if x.numel() and (int(x.min()) < lo or int(x.max()) > hi):
-            raise BitfabError(f"layer {self.name}: inputs span {int(x.min())}..{int(x.max())}, "
-                              f"outside signed {self.x_bits}-bit {lo}..{hi}")
-
-    def execute(self, x):
-        """The exact integer convolution (float64 holds every partial sum exactly:
-        |sum| <= C k^2 2^(x_bits + w_bits - 2) < 2^53)."""
-        self.check_input(x)
-        y = torch.nn.functional.conv2d(x.double(), self.weight.double(), padding=self.padding)
-        return y.round().long()
-
-    def to_dict(self):
-        return {"kind": self.kind, "name": self.name, "weight": self.weight.tolist(),
-                "padding": self.padding, "x_bits": self.x_bits, "w_bits": self.w_bits}
-
-    @classmethod
-    def from_dict(cls, value):
-        return cls(value["name"], torch.tensor(value["weight"], dtype=torch.int64),
-                   value["padding"], value["x_bits"], value["w_bits"])
-
-
-def _conv_module(model):
-    from .layers import IntConv2d
-    if isinstance(model, IntConv2d):
-        return "conv", model
-    if isinstance(model, torch.nn.Sequential):
-        modules = [(name, m) for name, m in model.named_children()]
-        for name, module in modules:
-            if not isinstance(module, IntConv2d):
-                raise UnsupportedLayerError(
-                    f"{name} ({type(module).__name__}): an integer convolution model holds "
-                    f"exactly one IntConv2d and nothing else")
-        if len(modules) != 1:
-            raise UnsupportedLayerError(f"an integer convolution model holds exactly one "
-                                        f"IntConv2d, not {len(modules)}")
-        return modules[0]
-    return None
-
-
-def is_conv_model(model):
-    """True for an `IntConv2d` (alone or in an `nn.Sequential`) or an `IntConvLayer`."""
-    from .layers import IntConv2d
-    if isinstance(model, (IntConv2d, IntConvLayer)):
-        return True
-    return isinstance(model, torch.nn.Sequential) and \
-        any(isinstance(m, IntConv2d) for m in model.modules())
-
-
-def freeze_conv(model):
-    if isinstance(model, IntConvLayer):
-        return model
-    found = _conv_module(model)
-    if found is None:
-        raise UnsupportedLayerError(f"{type(model).__name__} is not an integer convolution model")
-    name, module = found
-    if module.stride != (1, 1) or module.groups != 1 or module.dilation != (1, 1):
-        raise UnsupportedLayerError(f"{name}: only stride 1, groups 1, dilation 1 are supported, "
-                                    f"not stride {module.stride}, groups {module.groups}, "
-                                    f"dilation {module.dilation}")
-    return IntConvLayer(name, module.integer_weight(), module.padding[0], module.x_bits,
-                        module.w_bits)
 
 
 def _dfnt_length(layer, b):
@@ -185,7 +91,7 @@ def select_engine(layer, height, width, engine="auto"):
 def load_words(kind, config, weight):
     """The words the engine's load port takes for (O, C, k, k) integer weights."""
     if kind == "dfnt":
-        from .dfnt import engine_load_codes
+        from bitfab.hls_gen.golden.dfnt import engine_load_codes
         words = engine_load_codes(config, weight)
     else:
         k = config.kernel
@@ -250,31 +156,3 @@ def check_engine_fit(name, kind, config, board):
                             f"{board.resources[key]}; choose a larger board"
                             + (" or --engine direct" if kind == "dfnt" else ""))
     return used
-
-
-def conv_images(layer, count, height, width):
-    """Real images for simulation, as signed `x_bits` integers: the digits test split
-    (pixels 0..16) for a one-channel layer; crops of scikit-learn's bundled photos
-    (RGB, pixel - 128, rescaled to x_bits) for three channels and more (channels past
-    the photo's three repeat them)."""
-    if layer.in_channels == 1:
-        from .data import load_digits_split
-        digits = load_digits_split().x_test[:count].reshape(-1, 1, 8, 8)
-        x = torch.zeros(len(digits), 1, height, width, dtype=torch.int64)
-        h, w = min(8, height), min(8, width)
-        x[:, :, :h, :w] = digits[:, :, :h, :w]
-        limit = (1 << (layer.x_bits - 1)) - 1
-        return x.clamp(max=limit)
-    from sklearn.datasets import load_sample_images
-    photos = [torch.from_numpy(p.copy()).long().permute(2, 0, 1)
-              for p in load_sample_images().images]
-    crops = []
-    for k in range(count):
-        photo = photos[k % len(photos)]
-        top = (37 * k) % (photo.shape[1] - height)
-        left = (53 * k) % (photo.shape[2] - width)
-        crop = photo[:, top:top + height, left:left + width] - 128
-        crops.append(crop[torch.arange(layer.in_channels) % 3])
-    x = torch.stack(crops)
-    shift = 8 - layer.x_bits
-    return x >> shift if shift > 0 else x

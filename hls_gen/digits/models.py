@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .layers import BitplaneInput, PAConv2d, PALinear, XNORConv2d, XNORLinear
-from .quant import PAActivation, SignActivation
+from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
+    XNORLinear)
+from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
 
 __all__ = ["ModelSpec", "build_model"]
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
 
-from .errors import BitfabError, UnsupportedLayerError
-from .ir import PopcountLayer, XnorLayer
+from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
+from bitfab.hls_gen.golden.ir import PopcountLayer, XnorLayer
 
 __all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "estimate",
            "check_fit", "load_rows", "load_stream", "plan_to_dict", "plan_from_dict"]

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .errors import FreezeError, UnsupportedLayerError
-from .fixedpoint import (LayerWidths, check_width, choose_frac_bits, signed_bits,
-                         to_fixed, unsigned_bits)
-from .golden import Geometry
-from .ir import Graph, PopcountLayer, Thresholds, XnorLayer
-from .layers import BitplaneInput, PAConv2d, PALinear, XNORConv2d, XNORLinear
-from .quant import PAActivation, SignActivation
+from bitfab.hls_gen.errors import FreezeError, UnsupportedLayerError
+from bitfab.hls_gen.golden.fixedpoint import (LayerWidths, check_width, choose_frac_bits,
+    signed_bits, to_fixed, unsigned_bits)
+from bitfab.hls_gen.golden.kernels import Geometry
+from bitfab.hls_gen.golden.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
+    XNORLinear)
+from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
 
 __all__ = ["FreezeConfig", "freeze", "handler"]
 
@@ -135,7 +136,7 @@ def freeze(model, config=FreezeConfig()):
     Parameters
     ----------
     model : nn.Sequential
-        A model built from bitfab layers (see `bitfab.hls_gen.layers`).
+        A model built from bitfab layers (see `bitfab.hls_gen.frontend.layers`).
     config : FreezeConfig
         Coefficient and accumulator widths.
 

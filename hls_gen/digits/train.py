@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .quant import PAActivation
+from bitfab.hls_gen.frontend.quant import PAActivation
 
 __all__ = ["TrainConfig", "train", "accuracy", "predict", "init_from"]
 

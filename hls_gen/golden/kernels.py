@@ -3,7 +3,7 @@
 Every tensor here is int64 and every operation is exact: popcounts are integer
 convolutions of 0/1 tensors, coefficients are fixed-point integers, activation
 codes come from integer comparisons. No floats, no Amaranth, no cocotb.
-Testbenches and the IR (`bitfab.hls_gen.ir`) call these functions.
+Testbenches and the IR (`bitfab.hls_gen.golden.ir`) call these functions.
 """
 
 from dataclasses import dataclass

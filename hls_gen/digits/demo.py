@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from .data import SPLIT_SEED, TEST_FRACTION, load_digits_split
-from .flow import BuildConfig, run_flow
-from .freeze import FreezeConfig, freeze
-from .ir import graph_to_dict
-from .models import ModelSpec, build_model
-from .train import TrainConfig, accuracy, init_from, predict, train
+from bitfab.hls_gen.datasets import SPLIT_SEED, TEST_FRACTION, load_digits_split
+from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze
+from bitfab.hls_gen.golden.ir import graph_to_dict
+from bitfab.hls_gen.digits.models import ModelSpec, build_model
+from bitfab.hls_gen.digits.train import TrainConfig, accuracy, init_from, predict, train
 
 __all__ = ["DemoConfig", "run_demo"]
 

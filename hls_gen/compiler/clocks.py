@@ -9,7 +9,7 @@ little slow is safe where a little fast may not meet timing.
 
 from dataclasses import dataclass
 
-from .errors import BitfabError
+from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["Clock", "design_clock", "ECP5_LIMITS", "ICE40_LIMITS"]
 

@@ -3,7 +3,7 @@
 import importlib
 from dataclasses import dataclass
 
-from .errors import BitfabError
+from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["Board", "BOARDS", "board"]
 
@@ -25,7 +25,7 @@ class Board:
     family: str               # "ecp5" or "ice40"
     resources: dict
     bels: dict
-    clock_mhz: float          # the design's default clock (`bitfab.hls_gen.clocks`)
+    clock_mhz: float          # the design's default clock (`bitfab.hls_gen.compiler.clocks`)
     oscillator_mhz: float     # the board's oscillator, the PLL's reference
     ram_shapes: tuple         # block RAM: its (width, depth) configurations
     placeable: dict = None    # fraction of a resource a design can fill and still place

@@ -3,7 +3,7 @@
 import math
 from dataclasses import dataclass
 
-from .errors import WidthOverflowError
+from bitfab.hls_gen.errors import WidthOverflowError
 
 __all__ = ["signed_bits", "unsigned_bits", "choose_frac_bits", "to_fixed",
            "LayerWidths", "check_width"]

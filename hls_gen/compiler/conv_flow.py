@@ -1,6 +1,6 @@
-"""The build flow's steps for an integer convolution layer (`bitfab.hls_gen.conv`).
+"""The build flow's steps for an integer convolution layer (`bitfab.hls_gen.compiler.engines`).
 
-Same step names and files as `bitfab.hls_gen.flow`, which dispatches here when
+Same step names and files as `bitfab.hls_gen.compiler.flow`, which dispatches here when
 the model is an `IntConv2d` (or golden.json holds one):
 
     golden     golden.json   the integer layer (weights, padding, widths)
@@ -18,12 +18,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from .boards import board as find_board
-from .clocks import design_clock
-from .conv import (IntConvLayer, check_engine_fit, conv_images, engine_from_dict,
-                   engine_to_dict, freeze_conv, load_words, select_engine)
-from .errors import BitfabError
-from .flow import read_result, simulate, simulate_netlist, write_result
+from bitfab.hls_gen.compiler.boards import board as find_board
+from bitfab.hls_gen.compiler.clocks import design_clock
+from bitfab.hls_gen.golden.intconv import IntConvLayer, freeze_conv
+from bitfab.hls_gen.compiler.engines import (check_engine_fit, engine_from_dict,
+    engine_to_dict, load_words, select_engine)
+from bitfab.hls_gen.datasets import conv_images
+from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.compiler.flow import read_result, simulate, simulate_netlist, write_result
 
 __all__ = ["CONV_IMAGE", "ENGINE_CLOCK_MHZ", "image_size"]
 
@@ -138,7 +140,7 @@ def step_sim(cfg, log):
 
 
 def _overrides(board):
-    from .synth import PLAIN_ABC
+    from bitfab.hls_gen.compiler.synth import PLAIN_ABC
     return PLAIN_ABC if board.family == "ecp5" else None
 
 
@@ -156,7 +158,7 @@ def step_netlist(cfg, log):
 
 
 def step_synth(cfg, log):
-    from .synth import build_bitstream
+    from bitfab.hls_gen.compiler.synth import build_bitstream
     if not cfg.bitstream:
         log("synth: skipped (no bitstream asked for)")
         return
@@ -171,7 +173,7 @@ def step_synth(cfg, log):
 
 
 def step_report(cfg, log):
-    from .flow import report_fields
+    from bitfab.hls_gen.compiler.flow import report_fields
     out = Path(cfg.out)
     plan = read_result(out, "plan.json")
     kind, config = engine_from_dict(plan)
@@ -188,7 +190,7 @@ def step_report(cfg, log):
 
 
 def format_conv_report(report):
-    from .flow import format_summary
+    from bitfab.hls_gen.compiler.flow import format_summary
     lines = format_summary(report)
     lines += ["", "| layer | engine | kernel | channels | multipliers |", "|---|---|---|---|---|"]
     def engine(l):

@@ -20,8 +20,8 @@ from amaranth.lib import io
 
 from bitfab.rtl.shell import BAUD, SerialShell
 
-from .clocks import design_clock
-from .errors import BitfabError
+from bitfab.hls_gen.compiler.clocks import design_clock
+from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["use_yowasp", "BoardTop", "build_bitstream", "route_constraint",
            "parse_nextpnr_report", "yosys_flip_flops", "PLAIN_ABC", "free_chain_ends",
@@ -164,7 +164,7 @@ def run_plan(plan, build_dir, name):
     script = f"build_{name}.sh"
     yosys = f'"$YOSYS" -q -l {name}.rpt {name}.ys\n'
     if script in plan.files and yosys in plan.files[script] and "NEXTPNR_ECP5" in plan.files[script]:
-        step = f'"{sys.executable}" -m bitfab.hls_gen.synth free-chain-ends {name}.json\n'
+        step = f'"{sys.executable}" -m bitfab.hls_gen.compiler.synth free-chain-ends {name}.json\n'
         plan.files[script] = plan.files[script].replace(yosys, yosys + step)
     try:
         return plan.execute_local(str(build_dir))
@@ -233,5 +233,5 @@ def build_bitstream(layers, board, out_dir, log=print, overrides=None, router=No
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "free-chain-ends":
-        sys.exit("usage: python -m bitfab.hls_gen.synth free-chain-ends NETLIST.json")
+        sys.exit("usage: python -m bitfab.hls_gen.compiler.synth free-chain-ends NETLIST.json")
     free_chain_ends(sys.argv[2])

@@ -3,7 +3,7 @@
 A `Graph` is a bit-plane input encoding followed by a list of layers. Each
 layer is a dataclass holding only integers (0/1 bases, fixed-point
 coefficients, integer thresholds) and its derived widths; `execute()`
-delegates to the kernels in `bitfab.hls_gen.golden`. `Graph.run` returns every
+delegates to the kernels in `bitfab.hls_gen.golden.kernels`. `Graph.run` returns every
 layer's intermediate tensors so a testbench can compare any of them.
 """
 
@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import golden
-from .errors import BitfabError, WidthOverflowError
-from .fixedpoint import LayerWidths
-from .golden import Geometry
+from bitfab.hls_gen.golden import kernels as golden
+from bitfab.hls_gen.errors import BitfabError, WidthOverflowError
+from bitfab.hls_gen.golden.fixedpoint import LayerWidths
+from bitfab.hls_gen.golden.kernels import Geometry
 
 __all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "graph_to_dict",
            "graph_from_dict"]

@@ -1,6 +1,6 @@
 """The diminished-1 Fermat number transform and integer convolution through it (thesis ch. 2).
 
-Everything here works on diminished-1 codes (`bitfab.hls_gen.dim1`) modulo
+Everything here works on diminished-1 codes (`bitfab.hls_gen.golden.dim1`) modulo
 F = 2^b + 1 with root 2, the golden model of the DFNT hardware:
 
 - `fnt` / `ifnt`: eq. 2.4 and 2.9 along the last dimension, length L a power of
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .dim1 import Dim1, is_power_of_two
-from .errors import WidthOverflowError
+from bitfab.hls_gen.golden.dim1 import Dim1, is_power_of_two
+from bitfab.hls_gen.errors import WidthOverflowError
 
 __all__ = ["DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
            "transform_matrix", "fnt2d_residues", "pointwise_accumulate",

@@ -16,7 +16,7 @@ any step (`BuildConfig.start_step` / `stop_step`).
     report     report.json, report.md
 
 An integer convolution layer (`IntConv2d`) takes the same steps in
-`bitfab.hls_gen.conv_flow`, on a convolution engine (DFNT or direct).
+`bitfab.hls_gen.compiler.conv_flow`, on a convolution engine (DFNT or direct).
 """
 
 import hashlib
@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-from .boards import board as find_board
-from .clocks import design_clock
-from .errors import BitfabError
-from .ir import graph_from_dict, graph_to_dict
-from .plan import (check_fit, fitting_folding, fold, load_stream, map_to_hw, plan_from_dict,
-                   plan_to_dict)
+from bitfab.hls_gen.compiler.boards import board as find_board
+from bitfab.hls_gen.compiler.clocks import design_clock
+from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.golden.ir import graph_from_dict, graph_to_dict
+from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, load_stream,
+    map_to_hw, plan_from_dict, plan_to_dict)
 
 __all__ = ["STEPS", "BuildConfig", "run_flow"]
 
@@ -93,8 +93,8 @@ def write_result(out, name, value):
 def step_golden(cfg, model, log):
     if model is None:
         raise BitfabError("the golden step needs a model (a frozen graph or a bitfab model)")
-    from .freeze import freeze
-    from .ir import Graph
+    from bitfab.hls_gen.golden.freeze import freeze
+    from bitfab.hls_gen.golden.ir import Graph
     graph = model if isinstance(model, Graph) else freeze(model)
     write_result(cfg.out, "golden.json", graph_to_dict(graph))
 
@@ -159,7 +159,7 @@ def _network_case(cfg, images):
     (None: all of them) through the network."""
     from bitfab.sim.cases import network_case
 
-    from .data import load_digits_split
+    from bitfab.hls_gen.datasets import load_digits_split
     graph = graph_from_dict(read_result(cfg.out, "golden.json"))
     configs, _ = _plan(cfg)
     pixels = load_digits_split().x_test.long().flatten(1)[:images]
@@ -214,7 +214,7 @@ def simulate_netlist(cfg, design, toplevel, case, images, log, overrides=None):
 
 
 def step_synth(cfg, log):
-    from .synth import build_bitstream
+    from bitfab.hls_gen.compiler.synth import build_bitstream
     if not cfg.bitstream:
         log("synth: skipped (no bitstream asked for)")
         return
@@ -295,7 +295,7 @@ def format_summary(report):
 
 def format_report(report):
     if report.get("engine"):
-        from .conv_flow import format_conv_report
+        from bitfab.hls_gen.compiler.conv_flow import format_conv_report
         return format_conv_report(report)
     lines = format_summary(report)
     lines += ["", "| layer | rows x cols | PE | SIMD | M x N | front |", "|---|---|---|---|---|---|"]
@@ -308,7 +308,7 @@ def _is_conv(cfg, model):
     """A convolution build: the model is an integer convolution layer, or (starting
     later) golden.json holds one."""
     if model is not None:
-        from .conv import is_conv_model
+        from bitfab.hls_gen.golden.intconv import is_conv_model
         return is_conv_model(model)
     path = Path(cfg.out) / "golden.json"
     return path.exists() and json.loads(path.read_text()).get("kind") == "int_conv"
@@ -320,7 +320,7 @@ def run_flow(cfg, model=None, log=print):
     write_result(cfg.out, "config.json", asdict(cfg))
     steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
     if _is_conv(cfg, model):
-        from . import conv_flow
+        from bitfab.hls_gen.compiler import conv_flow
         functions = vars(conv_flow)
     else:
         functions = globals()

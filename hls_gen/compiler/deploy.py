@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import BitfabError
-from .flow import network_verilog, read_result, write_result
-from .ir import graph_from_dict
-from .plan import fold, load_stream, map_to_hw, plan_from_dict
+from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.compiler.flow import network_verilog, read_result, write_result
+from bitfab.hls_gen.golden.ir import graph_from_dict
+from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from_dict
 
 __all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",
            "check_same_plan"]
@@ -130,7 +130,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     against `model`, accuracy, speed. Any mismatch then raises, naming the first."""
     import torch
 
-    from .data import load_digits_split
+    from bitfab.hls_gen.datasets import load_digits_split
     if images is not None and (not isinstance(images, int) or images < 1):
         raise BitfabError(f"images must be a positive number of test images, not {images!r}")
     if port == "sim" and not load:

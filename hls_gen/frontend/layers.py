@@ -4,7 +4,7 @@ A network for bitfab is an `nn.Sequential` that starts with `BitplaneInput`
 and alternates compute layers (`PALinear`, `PAConv2d`, `XNORLinear`,
 `XNORConv2d`) with an optional `BatchNorm1d/2d` and an activation quantizer
 (`PAActivation` or `SignActivation`); the last compute layer gives the class
-scores. `Flatten` and `Dropout` may sit between. `bitfab.hls_gen.freeze` turns
+scores. `Flatten` and `Dropout` may sit between. `bitfab.hls_gen.golden.freeze` turns
 such a model into the integer golden model.
 """
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quant import PAWeightQuantizer, xnor_weight
+from bitfab.hls_gen.frontend.quant import PAWeightQuantizer, xnor_weight
 
 __all__ = ["BitplaneInput", "PALinear", "PAConv2d", "XNORLinear", "XNORConv2d", "IntConv2d"]
 
