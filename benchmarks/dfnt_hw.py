@@ -38,7 +38,8 @@ from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
 from bitfab.hls_gen.compiler.boards import board
-from bitfab.hls_gen.compiler.synth import (NEXTPNR_OPTS, PLAIN_ABC, parse_nextpnr_report,
+from bitfab.rtl.families.ecp5 import PLAIN_ABC
+from bitfab.hls_gen.compiler.synth import (NEXTPNR_OPTS, parse_nextpnr_report,
     run_plan, use_yowasp)
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.dim1 import Dim1Adder
@@ -99,7 +100,7 @@ def place_and_route(name, harness, root, ulx3s, target_mhz, seed=1):
                           nextpnr_opts=f"{NEXTPNR_OPTS} --seed {seed}")
     lpf = f"{name}.lpf"
     plan.files[lpf] = plan.files[lpf].replace("25000000.0 HZ", f"{target_mhz * 1e6:.1f} HZ")
-    run_plan(plan, root / name, name)
+    run_plan(plan, root / name, name, board("ulx3s-85f").family)
     figures = parse_nextpnr_report(root / name / "report.json", ulx3s)
     figures["seconds"] = round(time.perf_counter() - start)
     print(f"{name}: {figures}", file=sys.stderr, flush=True)

@@ -88,7 +88,7 @@ def build(kind, root, ulx3s):
     # Ask the router for TARGET_MHZ instead of the 25 MHz oscillator.
     lpf = f"{kind}.lpf"
     plan.files[lpf] = plan.files[lpf].replace("25000000.0 HZ", f"{TARGET_MHZ * 1e6:.1f} HZ")
-    run_plan(plan, root / kind, kind)
+    run_plan(plan, root / kind, kind, board("ulx3s-85f").family)
     figures = parse_nextpnr_report(root / kind / "report.json", ulx3s)
     report = json.loads((root / kind / "report.json").read_text())
     figures["lut4"] = report["utilization"]["TRELLIS_COMB"]["used"]

@@ -15,12 +15,15 @@ model equal to yosys's simulation model of the primitive.
 
 from amaranth.hdl import Cat, Const, Instance, Signal, Value
 
-__all__ = ["Chain", "ccu2c_model", "lut_init", "on_ecp5"]
+from .families import family_of
+
+__all__ = ["Chain", "ccu2c_model", "lut_init", "has_carry_chains"]
 
 
-def on_ecp5(platform):
-    """True when elaborating for an ECP5 platform (amaranth-boards' ULX3S, ...)."""
-    return getattr(platform, "family", None) == "ecp5"
+def has_carry_chains(platform):
+    """True when elaborating for a family with CCU2C chains (ECP5: the ULX3S, ...)."""
+    family = family_of(platform)
+    return family is not None and family.carry_chains
 
 
 def lut_init(function):
@@ -69,7 +72,7 @@ class Chain:
         and the last cell's COUT stay unconnected, and nextpnr adds no feed-in or
         feed-out cells for them. (Yosys ties the open CIN to 0, which nextpnr
         takes for a signal to feed in: the build runs
-        `bitfab.hls_gen.compiler.synth.free_chain_ends` on yosys's netlist, which opens the
+        `bitfab.rtl.families.ecp5.free_chain_ends` on yosys's netlist, which opens the
         ports of the cells marked with the ``bitfab_chain`` attribute.)
         """
         init, (_, _, c, _) = self.halves[0]
@@ -85,7 +88,7 @@ class Chain:
             (init0, ins0), (init1, ins1) = halves[k], halves[k + 1]
             s0, s1 = Signal(name=f"{name}_s0"), Signal(name=f"{name}_s1")
             cout = Signal(name=f"{name}_cout") if k + 2 < len(halves) else None
-            if on_ecp5(platform):
+            if has_carry_chains(platform):
                 pins = {f"i_{pin}{half}": value for half, ins in ((0, ins0), (1, ins1))
                         for pin, value in zip("ABCD", ins)}
                 ends = []

@@ -17,7 +17,7 @@ check the schedule the board runs.
 
 from amaranth.hdl import ClockSignal, Const, Instance, Signal, signed
 
-from .carry import on_ecp5
+from .families import family_of
 
 __all__ = ["LATENCY", "OPERAND_BITS", "fits_dsp", "registered_product"]
 
@@ -40,7 +40,8 @@ def registered_product(m, platform, a, b, enable, name):
     a_shape, b_shape = a.shape(), b.shape()
     width = a_shape.width + b_shape.width + (not a_shape.signed and not b_shape.signed)
     product = Signal(signed(width), name=name)
-    if on_ecp5(platform) and fits_dsp(a_shape, b_shape):
+    family = family_of(platform)
+    if family is not None and family.dsp_products and fits_dsp(a_shape, b_shape):
         p = Signal(2 * OPERAND_BITS, name=f"{name}_p")
         ports = {}
         for letter, value in (("A", a), ("B", b)):

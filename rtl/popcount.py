@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .carry import Chain, lut_init, on_ecp5
+from .carry import Chain, has_carry_chains, lut_init
 
 __all__ = ["Front", "PopcountTree", "adder_tree", "count_ones", "spread", "stage"]
 
@@ -179,7 +179,7 @@ def count_ones(m, platform, pairs, front, stages, advance, valid, tags=(), name=
     width = len(pairs)
     cell, inverted, pad = _CELL[front]
     count_bits = width.bit_length()
-    if not (platform is None or on_ecp5(platform)):
+    if not (platform is None or has_carry_chains(platform)):
         bits = [cell(x, w) ^ int(inverted) for x, w in pairs]
         levels = max(1, math.ceil(math.log2(width)))
         count, valid, tags = adder_tree(m, bits, levels, spread(stages, levels), advance,

@@ -6,7 +6,7 @@ they check is the logic models of the vendor-cell paths (`bitfab.rtl.dsp`'s
 MULT18X18D products, `bitfab.rtl.carry`'s CCU2C chains) and not yosys's
 mapping at all. `synthesize` elaborates a design for the board's platform and
 runs the bitstream flow's own yosys script on it (ECP5: `synth_ecp5` with the
-flow's overrides, then `free_chain_ends`; iCE40: `synth_ice40`), refusing a
+flow's overrides, then the family's `after_synthesis`, `free_chain_ends`; iCE40: `synth_ice40`), refusing a
 netlist yosys's ``check`` finds fault with; the result is the mapped netlist
 as Verilog, with the models of its cells beside it (`cell_models`), ready for
 the same benches:
@@ -31,11 +31,11 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from bitfab.rtl.families import family_of
+
 from bitfab.hls_gen.errors import BitfabError
 
-__all__ = ["FAMILIES", "cell_models", "synthesize"]
-
-FAMILIES = ("ecp5", "ice40")      # the device families whose netlists can be simulated
+__all__ = ["cell_models", "synthesize"]
 
 
 def _yosys_share():
@@ -54,6 +54,9 @@ def _bus(name, width):
 
 def cell_models(family="ecp5"):
     """Verilog models of every cell an ECP5 or iCE40 netlist of a bitfab design holds."""
+    if family not in ("ecp5", "ice40"):
+        raise BitfabError(f"post-synthesis simulation models ECP5 and iCE40 cells, not "
+                          f"{family}'s")
     if family == "ice40":
         return (_yosys_share() / "ice40" / "cells_sim.v").read_text()
     # cells_sim.v includes cells_ff.vh twice (itself and through common_sim.vh) unless
@@ -250,13 +253,14 @@ def synthesize(design, name, build_dir, platform, overrides=None):
     """The netlist of `design` (an Amaranth elaboratable, elaborated for `platform`, an
     ECP5 or iCE40 one) as Verilog with module `name`, mapped by the bitstream flow's
     yosys script with `overrides` (``synth_opts``, ``script_after_synth``: e.g.
-    `hls_gen.compiler.synth.PLAIN_ABC`), followed by `cell_models`. Raises `BitfabError` if
+    the family's `engine_overrides`), followed by `cell_models`. Raises `BitfabError` if
     yosys's ``check`` finds conflicting or undriven logic in the mapped netlist."""
-    from bitfab.hls_gen.compiler.synth import free_chain_ends
-    family = str(getattr(platform, "family", "")).lower()    # "ecp5"; "iCE40" on SiliconBlue
-    if family not in FAMILIES:
+    fpga = family_of(platform)
+    if fpga is None:
         raise BitfabError(f"post-synthesis simulation models ECP5 and iCE40 cells; "
                           f"{type(platform).__name__} is neither")
+    family = fpga.name
+    cell_models(family)      # refuses a family without cell models before yosys runs
     overrides = overrides or {}
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -271,8 +275,7 @@ def synthesize(design, name, build_dir, platform, overrides=None):
         raise BitfabError(f"yosys's check of the mapped netlist ({build_dir}): "
                           + ("; ".join(problems[:3]) or "no verdict")
                           + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
-    if family == "ecp5":
-        free_chain_ends(build_dir / f"{name}.json")
+    fpga.after_synthesis(build_dir / f"{name}.json")     # as the bitstream flow does
     _yosys(f"read_json {name}.json; write_verilog -noattr {name}_netlist.v", build_dir,
            "write the netlist as Verilog")
     # A carry-out opened for nextpnr is written as a constant x, which Verilator takes

@@ -14,7 +14,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from bitfab.hls_gen.compiler.synth import free_chain_ends
+from bitfab.rtl.families.ecp5 import free_chain_ends
 from bitfab.rtl.carry import ccu2c_model, lut_init
 from bitfab.rtl.popcount import Front, PopcountTree
 

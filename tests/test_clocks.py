@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from bitfab.hls_gen.compiler.boards import BOARDS, board
-from bitfab.hls_gen.compiler.clocks import (ECP5_LIMITS, ICE40_LIMITS, _ecp5_settings,
-    _ice40_settings, design_clock)
+from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
 from bitfab.hls_gen.compiler.plan import fold, map_to_hw
-from bitfab.hls_gen.compiler.synth import BoardTop, build_bitstream
+from bitfab.hls_gen.compiler.synth import build_bitstream
+from bitfab.rtl.board_top import BoardTop
+from bitfab.rtl.shell import BAUD
 from test_flow import small_graph
 
 ULX3S, ICEBREAKER = board("ulx3s-85f"), board("icebreaker")
@@ -47,11 +48,11 @@ def test_ice40_dividers_as_icepll():
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_clocks_never_exceed_the_request_and_keep_the_pll_in_range(name):
     b = board(name)
-    limits = ECP5_LIMITS if b.family == "ecp5" else ICE40_LIMITS
-    settings = (_ecp5_settings if b.family == "ecp5" else _ice40_settings)(b.oscillator_mhz)
+    limits = b.family.pll_limits
+    settings = b.family.pll_settings(b.oscillator_mhz)
     for tenth in range(int(limits["out"][0] * 10), 2000, 7):
         mhz = tenth / 10
-        if b.family == "ice40" and mhz < 16.125:
+        if b.family.name == "ice40" and mhz < 16.125:
             with pytest.raises(BitfabError, match="PLL's lowest clock from the 12 MHz "
                                                   "oscillator is 16.125 MHz"):
                 design_clock(b, mhz)
@@ -59,7 +60,7 @@ def test_clocks_never_exceed_the_request_and_keep_the_pll_in_range(name):
         clock = design_clock(b, mhz)
         p = dict(clock.params)
         assert limits["out"][0] <= clock.mhz <= mhz + 1e-9, (mhz, clock)
-        if b.family == "ecp5":
+        if b.family.name == "ecp5":
             pfd, vco = 25.0 / p["CLKI_DIV"], _ecp5_out(p) * p["CLKOP_DIV"]
             assert clock.mhz == pytest.approx(_ecp5_out(p))
         else:
@@ -90,13 +91,14 @@ def test_clocks_out_of_range_are_refused(name, mhz, message):
 def test_board_top_clocks_the_shell_from_the_pll():
     configs = fold(map_to_hw(small_graph()))
     plan = ICEBREAKER.platform_class()().build(
-        BoardTop(configs, ICEBREAKER, design_clock(ICEBREAKER, 30)), name="top", do_build=False)
+        BoardTop(configs, design_clock(ICEBREAKER, 30), BAUD), name="top", do_build=False)
     rtlil = plan.files["top.il"]
     assert "SB_PLL40_PAD" in rtlil and "parameter \\DIVF 79" in rtlil
     # The UART divides the PLL's clock, not the oscillator's: 30 MHz / 115,200 baud.
-    top = BoardTop(configs, ICEBREAKER, design_clock(ICEBREAKER, 30))
+    top = BoardTop(configs, design_clock(ICEBREAKER, 30), BAUD)
     assert top.clock.divisor(115200) == 260
-    plan = ICEBREAKER.platform_class()().build(BoardTop(configs, ICEBREAKER), name="top",
+    plan = ICEBREAKER.platform_class()().build(BoardTop(configs, design_clock(ICEBREAKER), BAUD),
+                                               name="top",
                                                do_build=False)
     assert "SB_PLL40" not in plan.files["top.il"]
 
@@ -117,9 +119,9 @@ def test_ice40_bitstream_at_a_pll_clock_routed_for_more(tmp_path):
 
 
 def test_route_constraints_name_the_design_clock_net():
-    from bitfab.hls_gen.compiler.synth import route_constraint
-    assert route_constraint(ULX3S, 100) == {"add_preferences": 'FREQUENCY NET "clk" 100 MHz;'}
-    assert route_constraint(ICEBREAKER, 30) == {"add_constraints": "set_frequency clk 30"}
+    assert ULX3S.family.route_constraint(100) == {
+        "add_preferences": 'FREQUENCY NET "clk" 100 MHz;'}
+    assert ICEBREAKER.family.route_constraint(30) == {"add_constraints": "set_frequency clk 30"}
 
 
 def test_build_exits_nonzero_when_timing_is_not_met(tmp_path):

@@ -12,7 +12,10 @@ from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 from bitfab.hls_gen.compiler.plan import (PlanError, fold, load_rows, load_stream, map_to_hw,
     plan_from_dict)
-from bitfab.hls_gen.compiler.synth import BoardTop, use_yowasp
+from bitfab.hls_gen.compiler.clocks import design_clock
+from bitfab.hls_gen.compiler.synth import use_yowasp
+from bitfab.rtl.board_top import BoardTop
+from bitfab.rtl.shell import BAUD
 from test_mvau import random_layer
 
 
@@ -75,7 +78,7 @@ def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
     use_yowasp()
     configs = fold(map_to_hw(small_graph()))
     ulx3s = board("ulx3s-85f")
-    plan = ulx3s.platform_class()().build(BoardTop(configs, ulx3s), name="top",
+    plan = ulx3s.platform_class()().build(BoardTop(configs, design_clock(ulx3s), BAUD), name="top",
                                           do_build=False)
     rtlil = plan.files["top.il"]
     assert "EHXPLLL" in rtlil and "uart" in plan.files["top.lpf"]
@@ -110,7 +113,7 @@ def test_a_toolchain_failure_names_the_tools_errors(tmp_path):
                   "exit 1\n")
     with pytest.raises(BitfabError, match=r"the toolchain failed \(exit status 1\) in .*: "
                                           r"ERROR: Unable to place cell 'x', no BELs remaining$"):
-        run_plan(plan, tmp_path, "bitfab")
+        run_plan(plan, tmp_path, "bitfab", board("ulx3s-85f").family)
 
 
 def test_flip_flops_come_from_yosys_s_last_statistics(tmp_path):

@@ -14,7 +14,7 @@ from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
 from bitfab.hls_gen.compiler.plan import fitting_folding, map_to_hw, plan_from_dict
-from bitfab.hls_gen.compiler.synth import PLAIN_ABC
+from bitfab.rtl.families.ecp5 import PLAIN_ABC
 from bitfab.rtl.network import Network
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.netlist import cell_models, synthesize

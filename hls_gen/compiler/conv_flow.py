@@ -140,8 +140,7 @@ def step_sim(cfg, log):
 
 
 def _overrides(board):
-    from bitfab.hls_gen.compiler.synth import PLAIN_ABC
-    return PLAIN_ABC if board.family == "ecp5" else None
+    return board.family.engine_overrides()
 
 
 def step_netlist(cfg, log):

@@ -157,8 +157,9 @@ def estimate(config, board):
     PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,647 (the shell, its status
     and the skid buffers not counted), 20,560 FFs for 21,283.
 
-    On iCE40 (`_ice40_cells`) the products are logic and ``luts`` counts logic
-    cells, as nextpnr's ICESTORM_LC does.
+    The board's FPGA family moves the estimate to its cells
+    (`bitfab.rtl.families.Family.adjust_estimate`: on iCE40 products are logic
+    and ``luts`` counts logic cells, as nextpnr's ICESTORM_LC does).
     """
     c = config
     terms = c.m * c.n_in
@@ -174,45 +175,8 @@ def estimate(config, board):
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
-    if board.family == "ice40":
-        fifo_brams = _ice40_fifo_brams(c, board)
-        return {**_ice40_cells(c, luts, ffs, products, fifo_brams), "dsps": 0,
-                "brams": brams + fifo_brams}
-    return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}
-
-
-def _ice40_cells(c, luts, ffs, products, fifo_brams):
-    """An ECP5 estimate (`luts`, `ffs`) moved to the iCE40, where a logic cell is a LUT4
-    and a flip-flop: returns logic cells as ``luts`` and ``ffs``.
-
-    What differs there: products are array multipliers in logic (a LUT per
-    partial product bit, their three registers in flip-flops); the popcounts
-    are plain adder trees, not carry-chain cells (0.6 LUT and 1.5 FF more per
-    counted bit); wide multiplexers have no PFUMX, so the input buffers'
-    multiplexer costs two LUTs more per buffer bit; there is no LUT RAM, so a
-    small output FIFO (none of `fifo_brams`) is flip-flops and a multiplexer. A
-    LUT and the flip-flop it feeds share a cell: about three pairs per counted
-    bit (the popcount pipelines); the handshakes and loader take about 130
-    cells per layer more than the ECP5 estimate's constants. Calibrated on the
-    digits XNOR MLP at three foldings (UP5K, yosys 0.70 + nextpnr-ice40):
-    9,407, 7,556 and 6,008 cells placed (all over the device's 5,280) for
-    9,309, 7,532 and 5,991 estimated; with a second issue register and the
-    shell's status counters (not estimated), 10,419, 8,232 and 6,437 cells for
-    9,981, 7,868 and 6,083.
-    """
-    counted = c.pe * c.m * c.n_in * c.simd
-    fifo = c.fifo_depth * c.out_layout.size * (not fifo_brams)
-    luts += (sum(a * b for a, b in products) + counted * 6 // 10 + 2 * c.cols * c.n_in
-             + fifo)
-    ffs += sum(3 * (a + b) for a, b in products) + counted * 3 // 2 + fifo
-    return {"luts": luts + ffs - 3 * counted + 130, "ffs": ffs}
-
-
-def _ice40_fifo_brams(c, board):
-    """Block RAMs of the output FIFO on iCE40: yosys puts a FIFO of more than 256 bits
-    there (the scores layer's, 16 x 24 bits) and a smaller one in flip-flops."""
-    bits = c.fifo_depth * c.out_layout.size
-    return board.ram_blocks(c.out_layout.size, c.fifo_depth) if bits > 256 else 0
+    return board.family.adjust_estimate(
+        c, {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}, products, board)
 
 
 def _fit(configs, board, names=None):

@@ -1,1 +1,137 @@
-"""FPGA families."""
+"""FPGA families: one object per family holds everything bitfab does differently on it.
+
+A family (`Family`) says which vendor cells the blocks instantiate (carry
+chains, DSP products), its block RAM modes and nextpnr's cell names, how its
+PLL is searched and instantiated, the synthesis and place-and-route options of
+its bitstream flow, and how a plan's resource estimate moves to it. Each
+family is one module of this package (`ecp5`, `ice40`): a third family is one
+new file here, found by `family` at import.
+
+The blocks ask `family_of(platform)`; the compiler asks ``board.family``.
+"""
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+__all__ = ["Family", "FAMILIES", "family", "family_of"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between FPGA families. Subclasses set the fields and override the
+    methods that differ; the defaults are those of a family without vendor cells.
+
+    Parameters
+    ----------
+    name : str
+        The family as amaranth-boards platforms name it (``platform.family``, lower case).
+    carry_chains : bool
+        Popcount trees and adders instantiate the family's carry-chain cells
+        (`bitfab.rtl.carry.Chain`); otherwise they are plain logic.
+    dsp_products : bool
+        Registered products go to the family's DSP blocks (`bitfab.rtl.dsp`).
+    ram_shapes : tuple of (int, int)
+        Block RAM configurations, (width, depth) each.
+    bels : dict
+        ``luts``/``ffs``/``brams``/``dsps`` -> nextpnr's cell name in ``--report``
+        utilization; a key left out is not counted by nextpnr (`ff_cells` then).
+    ff_cells : str
+        A regular expression of the flip-flop cells in yosys's statistics.
+    tools : dict
+        Amaranth's toolchain variables for place and route and packing -> the
+        yowasp command.
+    bitstream_suffix : str
+        The packed bitstream's file extension.
+    pll_primitive : str
+        The PLL cell `pll_settings` configures and `instantiate_pll` places.
+    pll_limits : dict
+        MHz: the PLL's ``out``, ``pfd`` and ``vco`` ranges.
+    """
+
+    name: str
+    carry_chains: bool = False
+    dsp_products: bool = False
+    ram_shapes: tuple = ()
+    bels: dict = None
+    ff_cells: str = ""
+    tools: dict = None
+    bitstream_suffix: str = "bin"
+    pll_primitive: str = ""
+    pll_limits: dict = None
+
+    def ram_blocks(self, width, depth):
+        """Block RAMs a width x depth memory takes: tiles side by side and stacked, in
+        the configuration that takes fewest."""
+        return min(-(-width // w) * -(-depth // d) for w, d in self.ram_shapes)
+
+    def pll_settings(self, oscillator_mhz):
+        """Every (mhz, vco_mhz, params) setting of the PLL from `oscillator_mhz`."""
+        raise NotImplementedError(f"{self.name}: no PLL")
+
+    def pll_choice(self, settings, mhz):
+        """Among `settings` at or below `mhz`, the one to take (nearest first)."""
+        return min(settings, key=lambda s: mhz - s[0])
+
+    def oscillator_is_clock(self, mhz, oscillator_mhz):
+        """True when a design at `mhz` takes the oscillator itself, without a PLL."""
+        return False
+
+    def instantiate_pll(self, m, platform, clock, domain):
+        """Add the PLL making `clock` (a `bitfab.rtl.board_top.Clock`) for `domain` from
+        the platform's oscillator to `m`; returns its lock signal."""
+        raise NotImplementedError(f"{self.name}: no PLL")
+
+    def route_constraint(self, mhz):
+        """`Platform.build` overrides that have nextpnr route the net ``clk`` for `mhz`."""
+        raise NotImplementedError(f"{self.name}: no clock constraint")
+
+    def engine_overrides(self):
+        """`Platform.build` overrides for the convolution engines' netlists, or None."""
+        return None
+
+    def after_synthesis(self, netlist):
+        """Edit yosys's JSON netlist at path `netlist` before nextpnr reads it."""
+
+    def after_synthesis_command(self):
+        """The Python module whose ``after-synthesis NETLIST`` command does
+        `after_synthesis` in a build script, or None when there is nothing to do."""
+        return None
+
+    def adjust_estimate(self, config, estimate, products, board):
+        """Move a plan's per-layer estimate (made for LUT4 + flip-flop + DSP
+        devices, `bitfab.hls_gen.compiler.plan.estimate`) to this family.
+
+        `config` is the layer's `bitfab.rtl.mvau.MVAUConfig`, `estimate` its
+        ``luts``/``ffs``/``brams``/``dsps``, `products` the (a_bits, b_bits) of
+        its multipliers."""
+        return estimate
+
+
+def _load():
+    families = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found = getattr(module, "FAMILY", None)
+        if isinstance(found, Family):
+            families[found.name] = found
+    return families
+
+
+FAMILIES = _load()
+
+
+def family(name):
+    """The family called `name` (``"ecp5"``, ``"ice40"``); `ValueError` naming the known
+    ones otherwise."""
+    try:
+        return FAMILIES[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown FPGA family {name!r}; families: "
+                         f"{', '.join(sorted(FAMILIES))}") from None
+
+
+def family_of(platform):
+    """The family a design is elaborated for, or None: no platform (simulation, plain
+    Verilog) or one whose family bitfab does not know (its logic is then generic)."""
+    return FAMILIES.get(str(getattr(platform, "family", "")).lower())
