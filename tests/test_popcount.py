@@ -37,7 +37,7 @@ CONFIGS = [(1, "none", 1), (5, "and", 2), (6, "xnor", 3), (12, "none", 0),
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", simulators() or ["verilator"])
+@pytest.mark.parametrize("sim", simulators())
 @pytest.mark.parametrize("width,front,stages", CONFIGS)
 def test_popcount_cocotb(tmp_path_factory, sim, width, front, stages):
     params = {"width": width, "front": front, "stages": stages, "vectors": 2000}

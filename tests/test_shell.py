@@ -14,7 +14,7 @@ from bitfab.hls_gen.compiler.plan import fold, load_rows, map_to_hw
 from bitfab.rtl.shell import CHECK, INPUT, LOAD, RESTART, STATUS_BYTES, SerialShell
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.protocol import WireError, WireFormat, crc, decode_status, load_crc
-from test_mvau import random_layer
+from networks import random_layer
 
 DIVISOR = 4
 EXTRA = [0x12345678, 0x9ABCDEF0, 0x0BADCAFE]   # load words beyond the plan

@@ -8,10 +8,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from bitfab.rtl.skid import SkidBuffer
-from bitfab.sim.runner import run_vectors, simulators
+from bitfab.sim.runner import default_simulator, run_vectors
 
 SEED = 20261123
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 
 
 @pytest.mark.sim

@@ -8,10 +8,10 @@ import torch
 
 from bitfab.rtl.transpose import Transpose
 from bitfab.sim.lanes import pack_lanes
-from bitfab.sim.runner import run_vectors, simulators
+from bitfab.sim.runner import default_simulator, run_vectors
 
 SEED = 20261123
-SIM = (simulators() or ["verilator"])[0]
+SIM = default_simulator()
 
 
 def test_parameters_checked():

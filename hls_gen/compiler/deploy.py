@@ -11,12 +11,14 @@ the same protocol. ``bitfab board`` keeps such a simulated board running for
 several commands, as a powered board stays loaded between them.
 """
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.compiler.flow import network_verilog, read_result, write_result
+from bitfab.hls_gen.compiler.flow import design_verilog, read_result
+from bitfab.hls_gen.compiler.network import NetworkKind
 from bitfab.hls_gen.golden.ir import graph_from_dict
 from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from_dict
 
@@ -54,7 +56,7 @@ def check_same_plan(graph, configs, names):
 def _plan(out):
     plan = read_result(out, "plan.json")
     if "layers" not in plan:
-        raise BitfabError(f"{Path(out) / 'plan.json'} is not a network's plan (a convolution "
+        raise BitfabError(f"the plan in {out} is not a network's plan (a convolution "
                           f"engine's?): bitfab deploy, run and board drive networks")
     return plan_from_dict(plan)
 
@@ -74,7 +76,7 @@ def simulated_board(out, sessions=1, log=print):
     from bitfab.rtl.network import Network, NetworkInstance
     from bitfab.sim.board import SimulatedBoard, shell_verilog
     configs, _ = _plan(out)
-    text = network_verilog(out, configs)
+    text = design_verilog(out, NetworkKind(), read_result(out, "plan.json"))
     if text is None:
         log("network.v is not this plan's; converting the network (minutes)")
         text = verilog.convert(Network(configs), name="network")
@@ -167,7 +169,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
               "golden_accuracy": (golden.argmax(1) == labels).float().mean().item(),
               "load_words": len(words) if load else 0, "seconds": round(seconds, 2),
               **_link_bound(configs)}
-    write_result(out, "run.json", result)
+    (Path(out) / "run.json").write_text(json.dumps(result, indent=1) + "\n")
     log(f"run: {result['images']} images, {result['mismatches']} score mismatches against "
         f"the golden model, accuracy {100 * result['accuracy']:.1f}%, {seconds:.1f} s")
     if wrong.any():

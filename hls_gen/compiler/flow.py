@@ -1,46 +1,95 @@
-"""The build flow: named steps from a golden model to a verified design and a bitstream.
+"""The build flow: one ordered list of named steps, from a model to a verified design
+and a bitstream, for every kind of design.
 
-As FINN's build steps: each step reads its inputs from the output directory
-and writes its result there as JSON (or Verilog), so the flow runs from and to
-any step (`BuildConfig.start_step` / `stop_step`).
+As FINN's build steps: each step is registered by name (`STEP_LOOKUP`, as
+FINN's ``build_dataflow_step_lookup``), takes one argument, the `Build` under
+way, and writes its results into its own subfolder of the build directory, so
+a build runs from and to any step (`BuildConfig.start_step` / ``stop_step``)
+and a user may put their own step callables in the list (`run_flow`'s
+``steps``). What differs between kinds of design (networks, convolution
+engines, the kinds to come) is their `bitfab.hls_gen.compiler.design.DesignKind`;
+the steps are the same.
 
-    golden     golden.json   the integer golden model (frozen IR)
-    map_to_hw  hw.json       one matrix-vector unit per layer, unfolded
-    fold       plan.json     PE/SIMD per layer, memory shapes, widths; refused
-                             (`PlanError`) if the estimate exceeds the board
-    emit_rtl   network.v     Verilog of the datapath; weights.json, the load words
-    sim        sim.json      cocotb on the digits test split, every layer checked
-    netlist    netlist.json  the same on the network as yosys maps it for the board
-                             (`bitfab.sim.netlist`), when `netlist_images` > 0
-    synth      synth.json    yosys + nextpnr + packer: nextpnr's own figures
-    report     report.json, report.md
+    golden     golden/golden.json    the integer golden model
+    map_to_hw  map_to_hw/hw.json     the unfolded hardware
+    fold       fold/plan.json        folding, memories, widths, the resource estimate;
+                                     refused (`PlanError`) if it exceeds the board
+    emit_rtl   emit_rtl/network.v    Verilog of the design (``engine.v`` for an
+                                     engine); weights.json, its load words
+    sim        sim/sim.json          cocotb on real inputs, every output checked
+    netlist    netlist/netlist.json  the same on the design as yosys maps it for the
+                                     board (`bitfab.sim.netlist`), when
+                                     ``netlist_images`` > 0
+    synth      synth/synth.json      yosys + nextpnr + packer: nextpnr's own figures;
+                                     the tools' files in synth/build
+    report     report/report.json    the figures people look at, and report.md;
+                                     report.json also at the top, where machines read it
 
-An integer convolution layer (`IntConv2d`) takes the same steps in
-`bitfab.hls_gen.compiler.conv_flow`, on a convolution engine (DFNT or direct).
+``config.json`` at the top records what each step ran with. A build that
+starts later (``start_step``) is refused, naming the field, when a field an
+earlier step's result depends on (board, folding, clock, model, ...) differs
+from what that step ran with: start from that step to rebuild it instead.
 """
 
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-
 
 from bitfab.hls_gen.compiler.boards import board as find_board
 from bitfab.hls_gen.compiler.clocks import design_clock
+from bitfab.hls_gen.compiler.kinds import kind_for_golden, kind_for_model
+from bitfab.hls_gen.compiler.report import format_report, report_fields
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.golden.ir import graph_from_dict, graph_to_dict
-from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, load_stream,
-    map_to_hw, plan_from_dict, plan_to_dict)
 
-__all__ = ["STEPS", "BuildConfig", "run_flow"]
+__all__ = ["Step", "STEP_LOOKUP", "STEPS", "register_step", "BuildConfig", "Build", "run_flow",
+           "artifact", "read_result", "design_verilog", "format_report"]
 
-STEPS = ["golden", "map_to_hw", "fold", "emit_rtl", "sim", "netlist", "synth", "report"]
+
+@dataclass(frozen=True)
+class Step:
+    """A named step: `run(build)`, the files it writes into its folder, and the
+    `BuildConfig` fields its result depends on."""
+
+    name: str
+    run: object
+    writes: tuple = ()
+    depends_on: tuple = ()
+
+
+STEP_LOOKUP = {}
+
+
+def register_step(name, writes=(), depends_on=()):
+    """Register a function ``fn(build)`` as the step `name` (a decorator)."""
+    def register(fn):
+        STEP_LOOKUP[name] = Step(name, fn, tuple(writes), tuple(depends_on))
+        return fn
+    return register
+
+
+def as_step(item):
+    """A step of a flow's list: a registered name, a `Step`, or a callable
+    ``fn(build)`` (named after the function, without a ``step_`` prefix; it may set
+    ``writes`` and ``depends_on`` attributes)."""
+    if isinstance(item, Step):
+        return item
+    if isinstance(item, str):
+        try:
+            return STEP_LOOKUP[item]
+        except KeyError:
+            raise BitfabError(f"{item!r} is not a step; steps: {', '.join(STEP_LOOKUP)}") from None
+    if callable(item):
+        name = getattr(item, "__name__", type(item).__name__).removeprefix("step_")
+        return Step(name, item, tuple(getattr(item, "writes", ())),
+                    tuple(getattr(item, "depends_on", ())))
+    raise BitfabError(f"a step is a name or a callable, not {item!r}")
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """Everything a build depends on; saved as ``config.json`` beside its results."""
+    """Everything a build depends on; saved in ``config.json`` beside its results."""
 
     out: str
     board: str = "ulx3s-85f"
@@ -56,14 +105,18 @@ class BuildConfig:
     engine: str = "auto"               # convolution layers: auto, dfnt or direct
     image: list | None = None          # convolution layers: [height, width] to build for
     clock_mhz: float | None = None     # the design clock; None: the board's (networks) or
-                                       # the engine's (`conv_flow.ENGINE_CLOCK_MHZ`)
+                                       # the engine's (`conv_engine.ENGINE_CLOCK_MHZ`)
     netlist_images: int = 0            # test images through the post-synthesis netlist
+    steps: tuple | None = None         # the flow: registered names, `Step`s or callables
+                                       # ``fn(build)`` (config.json records their names);
+                                       # None: `STEPS`
 
     def __post_init__(self):
+        names = self.step_names
         for name in ("start_step", "stop_step"):
-            if getattr(self, name) not in STEPS:
+            if getattr(self, name) not in names:
                 raise BitfabError(f"{name} {getattr(self, name)!r} is not a step; steps: "
-                                  f"{', '.join(STEPS)}")
+                                  f"{', '.join(names)}")
         if self.clock_mhz is not None:
             design_clock(find_board(self.board), self.clock_mhz)   # a clock the PLL makes
         else:
@@ -78,254 +131,291 @@ class BuildConfig:
             raise BitfabError(f"image must be [height, width], positive integers, "
                               f"not {self.image!r}")
 
+    @property
+    def flow(self):
+        """The flow's `Step`s, in order."""
+        return [as_step(s) for s in (self.steps or STEPS)]
 
-def read_result(out, name):
-    path = Path(out) / name
+    @property
+    def step_names(self):
+        return [step.name for step in self.flow]
+
+    def to_dict(self):
+        """The config as JSON, steps by name."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "steps": self.step_names}
+
+
+def _step_of(name, steps=None):
+    for step in list(steps or ()) + list(STEP_LOOKUP.values()):
+        if name in step.writes:
+            return step.name
+    return None
+
+
+def artifact(out, name, steps=None):
+    """The path of the file `name` in build directory `out`: in the folder of the step
+    that writes it (``plan.json`` -> ``out/fold/plan.json``), else wherever a step
+    folder holds it, else at the top (``config.json``)."""
+    out = Path(out)
+    step = _step_of(name, steps)
+    if step is not None:
+        return out / step / name
+    found = sorted(out.glob(f"*/{name}"))
+    return found[0] if found else out / name
+
+
+def read_result(out, name, steps=None):
+    path = artifact(out, name, steps)
     if not path.exists():
         raise BitfabError(f"{path} is missing: run the step that writes it first")
     return json.loads(path.read_text())
 
 
-def write_result(out, name, value):
-    (Path(out) / name).write_text(json.dumps(value, indent=1) + "\n")
+def _write_json(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1) + "\n")
 
 
-def step_golden(cfg, model, log):
-    if model is None:
+def _digest(value):
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+class Build:
+    """A build under way: what every step gets.
+
+    Attributes
+    ----------
+    cfg : BuildConfig
+    model : object or None
+        The model given to the flow (a PyTorch module or a golden model), if any.
+    log : callable
+    out : Path
+        The build directory; each step writes into ``out / step.name``.
+    step : Step
+        The step running now.
+    """
+
+    def __init__(self, cfg, model, log, steps):
+        self.cfg, self.model, self.log, self.steps = cfg, model, log, list(steps)
+        self.out, self.step = Path(cfg.out), None
+
+    @property
+    def board(self):
+        return find_board(self.cfg.board)
+
+    @property
+    def folder(self):
+        """The running step's folder (made on first use)."""
+        folder = self.out / self.step.name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @property
+    def kind(self):
+        """The design kind: the model's, else the saved golden model's."""
+        if self.model is not None:
+            return kind_for_model(self.model)
+        return kind_for_golden(self.read("golden.json"), artifact(self.out, "golden.json"))
+
+    def path(self, name):
+        return artifact(self.out, name, self.steps)
+
+    def read(self, name):
+        return read_result(self.out, name, self.steps)
+
+    def write(self, name, value):
+        """Write JSON `value` as `name` into the running step's folder."""
+        _write_json(self.folder / name, value)
+
+
+# --- the steps ---------------------------------------------------------------------
+
+
+@register_step("golden", writes=("golden.json",))
+def step_golden(build):
+    if build.model is None:
         raise BitfabError("the golden step needs a model (a frozen graph or a bitfab model)")
-    from bitfab.hls_gen.golden.freeze import freeze
-    from bitfab.hls_gen.golden.ir import Graph
-    graph = model if isinstance(model, Graph) else freeze(model)
-    write_result(cfg.out, "golden.json", graph_to_dict(graph))
+    build.write("golden.json", build.kind.freeze(build.model, build.log))
 
 
-def step_map_to_hw(cfg, log):
-    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
-    write_result(cfg.out, "hw.json", plan_to_dict(map_to_hw(graph), [l.name for l in graph.layers]))
+@register_step("map_to_hw", writes=("hw.json",), depends_on=("engine", "image"))
+def step_map_to_hw(build):
+    build.write("hw.json", build.kind.map_to_hw(build.read("golden.json"), build.cfg, build.log))
 
 
-def step_fold(cfg, log):
-    configs, names = plan_from_dict(read_result(cfg.out, "hw.json"))
-    if cfg.folding is None:
-        folded, fit = fitting_folding(configs, find_board(cfg.board), names)
-    else:
-        folded = fold(configs, cfg.folding, names)
-        fit = check_fit(folded, find_board(cfg.board), names)
-    plan = plan_to_dict(folded, names)
-    plan.update(board=cfg.board, estimate=fit,
-                cycles_per_layer=[c.cycles for c in folded])
-    write_result(cfg.out, "plan.json", plan)
-    log(f"plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.cycles} cycles)"
-                               for n, c in zip(names, folded)))
+@register_step("fold", writes=("plan.json",), depends_on=("board", "folding"))
+def step_fold(build):
+    build.write("plan.json", build.kind.fold(build.read("hw.json"), build.cfg, build.board,
+                                             build.log))
 
 
-def _plan(cfg):
-    return plan_from_dict(read_result(cfg.out, "plan.json"))
+def _design_key(plan):
+    """What the Verilog depends on: the plan without its board and estimate (the weights
+    are loaded at run time)."""
+    return _digest({k: v for k, v in plan.items() if k not in ("board", "estimate")})
 
 
-def step_emit_rtl(cfg, log):
-    from amaranth.back import verilog
-
-    from bitfab.rtl.network import Network
-    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
-    configs, _ = _plan(cfg)
-    network = Network(configs)
-    words = load_stream(graph, configs)
-    write_result(cfg.out, "weights.json", {"word_bits": network.word_bits, "words": words})
-    if network_verilog(cfg.out, configs) is not None:
-        log("emit_rtl: plan unchanged, network.v kept")
-        return
-    text = verilog.convert(network, name="network")
-    (Path(cfg.out) / "network.v").write_text(text)
-    (Path(cfg.out) / "network.v.plan").write_text(_plan_key(configs))
-
-
-def _plan_key(configs):
-    return hashlib.sha1(json.dumps([asdict(c) for c in configs], sort_keys=True).encode()).hexdigest()
-
-
-def network_verilog(out, configs):
-    """network.v if it was written for this plan, else None. The weights are loaded at
-    run time, so the Verilog depends on the plan alone and an unchanged plan keeps it
-    (converting the network takes minutes)."""
-    verilog_path, key_path = Path(out) / "network.v", Path(out) / "network.v.plan"
-    if verilog_path.exists() and key_path.exists() and key_path.read_text() == _plan_key(configs):
-        return verilog_path.read_text()
+def design_verilog(out, kind, plan):
+    """The Verilog ``emit_rtl`` wrote for `plan`, or None if it wrote none for this plan
+    (converting a network takes minutes, so an unchanged plan keeps it)."""
+    path = artifact(out, f"{kind.toplevel}.v", [STEP_LOOKUP["emit_rtl"]])
+    key = path.with_suffix(".v.plan")
+    if path.exists() and key.exists() and key.read_text() == _design_key(plan):
+        return path.read_text()
     return None
 
 
-def _network_case(cfg, images):
-    """The saved golden model and plan, and the case of the first `images` test images
-    (None: all of them) through the network."""
-    from bitfab.sim.cases import network_case
-
-    from bitfab.hls_gen.datasets import load_digits_split
-    graph = graph_from_dict(read_result(cfg.out, "golden.json"))
-    configs, _ = _plan(cfg)
-    pixels = load_digits_split().x_test.long().flatten(1)[:images]
-    return graph, configs, network_case(graph, configs, pixels), len(pixels)
-
-
-def step_sim(cfg, log):
-    from bitfab.rtl.network import Network
-    graph, configs, case, images = _network_case(cfg, cfg.sim_images)
-    log(f"sim: {images} test images through the generated network in {cfg.simulator}")
-    simulate(cfg, network_verilog(cfg.out, configs) or Network(configs), "network", case,
-             plan_to_dict(configs, [l.name for l in graph.layers]), images, log)
+@register_step("emit_rtl", writes=("network.v", "engine.v", "weights.json"))
+def step_emit_rtl(build):
+    from amaranth.back import verilog
+    kind, plan = build.kind, build.read("plan.json")
+    build.write("weights.json", kind.load_words(build.read("golden.json"), plan))
+    if design_verilog(build.out, kind, plan) is not None:
+        build.log(f"emit_rtl: plan unchanged, {kind.toplevel}.v kept")
+        return
+    (build.folder / f"{kind.toplevel}.v").write_text(
+        verilog.convert(kind.design(plan), name=kind.toplevel))
+    (build.folder / f"{kind.toplevel}.v.plan").write_text(_design_key(plan))
 
 
-def simulate(cfg, design, toplevel, case, key, images, log, step="sim", start=None):
-    """Run `case` on `design` in cocotb, building in ``{step}_build``, and write
-    ``{step}.json`` (mismatches, cycles, ..., the seconds since `start`, default now)."""
+def simulate(build, design, case, images, key=None, start=None):
+    """Run `case` on `design` in cocotb, building in the step's ``build`` folder, and
+    write ``{step}.json`` (mismatches, cycles, ..., the seconds since `start`)."""
     from bitfab.sim.cases import run_case
+    cfg, name = build.cfg, build.step.name
     start = time.perf_counter() if start is None else start
-    result = run_case(design, toplevel, case, Path(cfg.out) / f"{step}_build", cfg.seed,
+    result = run_case(design, build.kind.toplevel, case, build.folder / "build", cfg.seed,
                       cfg.simulator, cfg.idle, cfg.backpressure, key=key)
     result.update(simulator=cfg.simulator, images=images,
                   seconds=round(time.perf_counter() - start, 1))
-    write_result(cfg.out, f"{step}.json", result)
-    log(f"{step}: {result['images']} images, {result['mismatches']} mismatches, "
-        f"{result['cycles_per_item']} cycles per image")
+    build.write(f"{name}.json", result)
+    build.log(f"{name}: {result['images']} images, {result['mismatches']} mismatches, "
+              f"{result['cycles_per_item']} cycles per image")
     return result
 
 
-def step_netlist(cfg, log):
-    """The first `netlist_images` test images through the network as the bitstream flow's
-    yosys script maps it for the board, against the golden model (`bitfab.sim.netlist`)."""
+@register_step("sim", writes=("sim.json",),
+               depends_on=("simulator", "sim_images", "seed", "idle", "backpressure"))
+def step_sim(build):
+    kind, plan = build.kind, build.read("plan.json")
+    case, images = kind.case(build.read("golden.json"), plan, build.cfg, build.cfg.sim_images)
+    build.log(f"sim: {images} inputs through the generated {kind.toplevel} in "
+              f"{build.cfg.simulator}")
+    simulate(build, design_verilog(build.out, kind, plan) or kind.design(plan), case, images,
+             key=plan)
+
+
+@register_step("netlist", writes=("netlist.json",),
+               depends_on=("board", "netlist_images", "simulator", "seed", "idle",
+                           "backpressure"))
+def step_netlist(build):
+    """The first `netlist_images` inputs through the design as the bitstream flow's yosys
+    script maps it for the board, against the golden model (`bitfab.sim.netlist`)."""
+    cfg = build.cfg
     if not cfg.netlist_images:
-        log("netlist: skipped (no netlist images asked for)")
+        build.log("netlist: skipped (no netlist images asked for)")
         return
-    from bitfab.rtl.network import Network
-    _, configs, case, images = _network_case(cfg, cfg.netlist_images)
-    log(f"netlist: yosys maps the network for {cfg.board}, then {images} test images "
-        f"through the netlist in {cfg.simulator}")
-    simulate_netlist(cfg, Network(configs), "network", case, images, log)
-
-
-def simulate_netlist(cfg, design, toplevel, case, images, log, overrides=None):
-    """`simulate` on `design` as the bitstream flow's yosys script (with `overrides`)
-    maps it for the board (`bitfab.sim.netlist`): builds in ``netlist_build``, writes
-    ``netlist.json``, and its seconds include yosys's."""
     from bitfab.sim.netlist import synthesize
+    kind, plan, board = build.kind, build.read("plan.json"), build.board
+    case, images = kind.case(build.read("golden.json"), plan, cfg, cfg.netlist_images)
+    build.log(f"netlist: yosys maps the {kind.toplevel} for {cfg.board}, then {images} "
+              f"inputs through the netlist in {cfg.simulator}")
     start = time.perf_counter()
-    netlist = synthesize(design, toplevel, Path(cfg.out) / "netlist_build",
-                         find_board(cfg.board).platform_class()(), overrides)
-    return simulate(cfg, netlist, toplevel, case, None, images, log, "netlist", start)
+    netlist = synthesize(kind.design(plan), kind.toplevel, build.folder / "yosys",
+                         board.platform_class()(),
+                         kind.synth_options(plan, board).get("overrides"))
+    simulate(build, netlist, case, images, start=start)
 
 
-def step_synth(cfg, log):
-    from bitfab.hls_gen.compiler.synth import build_bitstream
-    if not cfg.bitstream:
-        log("synth: skipped (no bitstream asked for)")
+@register_step("synth", writes=("synth.json",), depends_on=("board", "clock_mhz", "bitstream"))
+def step_synth(build):
+    if not build.cfg.bitstream:
+        build.log("synth: skipped (no bitstream asked for)")
         return
-    configs, _ = _plan(cfg)
-    board = find_board(cfg.board)
-    write_result(cfg.out, "synth.json",
-                 build_bitstream(configs, board, cfg.out, log,
-                                 clock=design_clock(board, cfg.clock_mhz)))
+    from bitfab.hls_gen.compiler.synth import build_bitstream
+    kind, plan, board = build.kind, build.read("plan.json"), build.board
+    clock = design_clock(board, kind.clock_mhz(build.cfg, board))
+    build.write("synth.json", build_bitstream(kind.core(plan), board, build.folder, build.log,
+                                              clock=clock, **kind.synth_options(plan, board)))
 
 
-def report_fields(cfg, plan):
-    """The report's fields every design has: RTL-vs-golden, nextpnr's figures, speed."""
-    out = Path(cfg.out)
-    sim = read_result(out, "sim.json") if (out / "sim.json").exists() else None
-    netlist = (read_result(out, "netlist.json")
-               if cfg.netlist_images and (out / "netlist.json").exists() else None)
-    synth = read_result(out, "synth.json") if cfg.bitstream and (out / "synth.json").exists() else None
-    cycles = sim["cycles_per_item"] if sim else None
-    fmax = synth["fmax_mhz"] if synth else None
-    # (Builds before clock_mhz was recorded routed for the clock they ran at.)
-    clock = synth and synth.get("clock_mhz", synth["clock_constraint_mhz"])
-    return {
-        "board": cfg.board,
-        "rtl": ({"images": sim["images"], "mismatches": sim["mismatches"],
-                 "simulator": sim["simulator"], "seed": sim["seed"],
-                 "beats_checked": sim["beats_checked"],
-                 "golden_vs_rtl_agreement": 1 - sim["items_mismatched"] / sim["images"]}
-                if sim else None),
-        # The same bench on the netlist yosys maps (`step_netlist`), when asked for.
-        "netlist": ({"images": netlist["images"], "mismatches": netlist["mismatches"],
-                     "simulator": netlist["simulator"], "seed": netlist["seed"],
-                     "beats_checked": netlist["beats_checked"]} if netlist else None),
-        "luts": synth and synth["luts"], "ffs": synth and synth["ffs"],
-        "brams": synth and synth["brams"], "dsps": synth and synth["dsps"],
-        "fmax_mhz": fmax,
-        "clock_constraint_mhz": synth and synth["clock_constraint_mhz"],   # routed for
-        "clock_mhz": clock,                                                # runs at
-        # Below the clock it runs at, the bitstream is unsafe on the board.
-        "timing_met": synth and fmax >= clock,
-        "cycles_per_image": cycles,
-        "images_per_s": round(fmax * 1e6 / cycles) if fmax and cycles else None,
-        # What the bitstream computes on the board, at the clock it runs at.
-        "images_per_s_at_clock": round(clock * 1e6 / cycles) if clock and cycles else None,
-        "bitstream": synth and synth["bitstream"],
-        "estimate": plan["estimate"]["total"],
-    }
-
-
-def step_report(cfg, log):
-    out = Path(cfg.out)
-    plan = read_result(out, "plan.json")
-    report = report_fields(cfg, plan)
-    report["layers"] = [{k: layer[k] for k in ("name", "rows", "cols", "pe", "simd", "m", "n_in",
-                                               "front", "acc_bits")} for layer in plan["layers"]]
-    write_result(out, "report.json", report)
-    (out / "report.md").write_text(format_report(report))
+@register_step("report", writes=("report.json", "report.md"))
+def step_report(build):
+    kind, plan = build.kind, build.read("plan.json")
+    report = {**report_fields(build, plan), **kind.report_extra(plan),
+              "layers": kind.report_layers(plan)}
+    build.write("report.json", report)
+    (build.folder / "report.md").write_text(format_report(report, kind))
+    _write_json(build.out / "report.json", report)     # where machines read it
     return report
 
 
-def format_summary(report):
-    """The report's common rows as Markdown lines."""
-    rows = [("board", report["board"])]
-    if report["rtl"]:
-        rtl = report["rtl"]
-        rows.append(("RTL vs golden", f"{rtl['images']} images, {rtl['mismatches']} "
-                                      f"mismatches ({rtl['simulator']})"))
-    if report.get("netlist"):
-        net = report["netlist"]
-        rows.append(("netlist vs golden", f"{net['images']} images, {net['mismatches']} "
-                                          f"mismatches (post-synthesis, {net['simulator']})"))
-    for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz", "clock_mhz", "clock_constraint_mhz",
-                "timing_met",
-                "cycles_per_image", "images_per_s", "images_per_s_at_clock", "bitstream"):
-        rows.append((key, report[key]))
-    lines = ["# bitfab build report", "", "| | |", "|---|---|"]
-    return lines + [f"| {k} | {v if v is not None else '-'} |" for k, v in rows]
+STEPS = ["golden", "map_to_hw", "fold", "emit_rtl", "sim", "netlist", "synth", "report"]
 
 
-def format_report(report):
-    if report.get("engine"):
-        from bitfab.hls_gen.compiler.conv_flow import format_conv_report
-        return format_conv_report(report)
-    lines = format_summary(report)
-    lines += ["", "| layer | rows x cols | PE | SIMD | M x N | front |", "|---|---|---|---|---|---|"]
-    lines += [f"| {l['name']} | {l['rows']} x {l['cols']} | {l['pe']} | {l['simd']} | "
-              f"{l['m']} x {l['n_in']} | {l['front']} |" for l in report["layers"]]
-    return "\n".join(lines) + "\n"
+# --- running and resuming -----------------------------------------------------------
 
 
-def _is_conv(cfg, model):
-    """A convolution build: the model is an integer convolution layer, or (starting
-    later) golden.json holds one."""
-    if model is not None:
-        from bitfab.hls_gen.golden.intconv import is_conv_model
-        return is_conv_model(model)
-    path = Path(cfg.out) / "golden.json"
-    return path.exists() and json.loads(path.read_text()).get("kind") == "int_conv"
+def _saved(out):
+    path = Path(out) / "config.json"
+    if not path.exists():
+        return {}
+    value = json.loads(path.read_text())
+    # Builds before 2026-12-05 saved the config alone, without the steps' records.
+    return value if "ran" in value else {"config": value, "ran": {}}
+
+
+def _model_digest(build):
+    return _digest(build.kind.freeze(build.model, lambda _: None))
+
+
+def check_resume(build, earlier, saved):
+    """Refuse to start after `earlier` steps when what they ran with differs from this
+    build's config (or model), or when one of them ran before a step it follows."""
+    ran = saved.get("ran", {})
+    for step in earlier:
+        record = ran.get(step.name)
+        if record is None:
+            continue
+        for field in step.depends_on:
+            now = getattr(build.cfg, field)
+            if field in record and record[field] != now:
+                raise BitfabError(
+                    f"{build.out / 'config.json'}: {field} was {record[field]!r} when step "
+                    f"{step.name} ran, this build asks for {now!r}; rebuild from that step "
+                    f"(--start {step.name}) or keep {field} as it was")
+        if "model" in record and build.model is not None:
+            if _model_digest(build) != record["model"]:
+                raise BitfabError(
+                    f"{build.out / 'config.json'}: model differs from the one step "
+                    f"{step.name} froze; rebuild from that step (--start {step.name}) "
+                    f"or leave the model out to keep the saved one")
+    order = [(s.name, ran[s.name]["run"]) for s in earlier if s.name in ran]
+    for (first, n), (later, m) in zip(order, order[1:]):
+        if m < n:
+            raise BitfabError(f"step {later} ran before step {first} ran again, so its "
+                              f"results are stale: rebuild from {later} (--start {later})")
 
 
 def run_flow(cfg, model=None, log=print):
-    """Run the steps from `cfg.start_step` to `cfg.stop_step`; returns the report if made."""
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    write_result(cfg.out, "config.json", asdict(cfg))
-    steps = STEPS[STEPS.index(cfg.start_step):STEPS.index(cfg.stop_step) + 1]
-    if _is_conv(cfg, model):
-        from bitfab.hls_gen.compiler import conv_flow
-        functions = vars(conv_flow)
-    else:
-        functions = globals()
+    """Run the steps of `cfg.flow` from `cfg.start_step` to `cfg.stop_step`; returns
+    the report if made."""
+    steps, names = cfg.flow, cfg.step_names
+    first, last = names.index(cfg.start_step), names.index(cfg.stop_step)
+    build = Build(cfg, model, log, steps)
+    saved = _saved(cfg.out)
+    check_resume(build, steps[:first], saved)
+    ran = saved.get("ran", {})
+    counter = max((r["run"] for r in ran.values()), default=0)
+    build.out.mkdir(parents=True, exist_ok=True)
     result = None
-    for name in steps:
-        fn = functions[f"step_{name}"]
-        result = fn(cfg, model, log) if name == "golden" else fn(cfg, log)
+    for step in steps[first:last + 1]:
+        build.step = step
+        result = step.run(build)
+        counter += 1
+        record = {"run": counter, **{f: getattr(cfg, f) for f in step.depends_on}}
+        if step.name == "golden" and model is not None:
+            record["model"] = _digest(build.read("golden.json"))
+        ran[step.name] = record
+        _write_json(build.out / "config.json", {"config": cfg.to_dict(), "ran": ran})
     return result

@@ -1,0 +1,85 @@
+"""Networks of matrix-vector units: PA and XNOR layers, one `MatrixVectorUnit` each.
+
+    golden     golden.json   the integer golden model (a frozen `Graph`)
+    map_to_hw  hw.json       one matrix-vector unit per layer, unfolded
+    fold       plan.json     PE/SIMD per layer (``folding``, or the widest default
+                             that fits the board), memory shapes, widths, estimate
+    emit_rtl   network.v     the `bitfab.rtl.network.Network`; weights.json
+    sim        sim.json      the digits test images, every layer's output checked
+"""
+
+from bitfab.hls_gen.compiler.design import DesignKind
+from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, load_stream,
+                                          map_to_hw, plan_from_dict, plan_to_dict)
+from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
+
+__all__ = ["NetworkKind"]
+
+LAYER_FIELDS = ("name", "rows", "cols", "pe", "simd", "m", "n_in", "front", "acc_bits")
+
+
+class NetworkKind(DesignKind):
+    """A network of PA and XNOR layers (`bitfab.hls_gen.golden.ir.Graph`)."""
+
+    name = "network"
+    toplevel = "network"
+
+    def accepts(self, model):
+        # Any other module: the freezer maps it, or names the layer it cannot map.
+        # (`kinds.KINDS` asks the other kinds first.)
+        return True
+
+    def accepts_golden(self, value):
+        return value.get("kind", "network") == "network"
+
+    def freeze(self, model, log):
+        from bitfab.hls_gen.golden.freeze import freeze
+        graph = model if isinstance(model, Graph) else freeze(model)
+        return graph_to_dict(graph)
+
+    def map_to_hw(self, golden, cfg, log):
+        graph = graph_from_dict(golden)
+        return plan_to_dict(map_to_hw(graph), [layer.name for layer in graph.layers])
+
+    def fold(self, hw, cfg, board, log):
+        configs, names = plan_from_dict(hw)
+        if cfg.folding is None:
+            folded, fit = fitting_folding(configs, board, names)
+        else:
+            folded = fold(configs, cfg.folding, names)
+            fit = check_fit(folded, board, names)
+        log("plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.cycles} cycles)"
+                                 for n, c in zip(names, folded)))
+        return {**plan_to_dict(folded, names), "board": board.name, "estimate": fit,
+                "cycles_per_layer": [c.cycles for c in folded]}
+
+    def design(self, plan):
+        from bitfab.rtl.network import Network
+        return Network(plan_from_dict(plan)[0])
+
+    def core(self, plan):
+        return plan_from_dict(plan)[0]
+
+    def load_words(self, golden, plan):
+        from bitfab.rtl.network import Network
+        configs = plan_from_dict(plan)[0]
+        return {"word_bits": Network(configs).word_bits,
+                "words": load_stream(graph_from_dict(golden), configs)}
+
+    def case(self, golden, plan, cfg, count):
+        from bitfab.hls_gen.datasets import load_digits_split
+        from bitfab.sim.cases import network_case
+        graph, configs = graph_from_dict(golden), plan_from_dict(plan)[0]
+        pixels = load_digits_split().x_test.long().flatten(1)[:count]
+        return network_case(graph, configs, pixels), len(pixels)
+
+    def report_layers(self, plan):
+        return [{k: layer[k] for k in LAYER_FIELDS} for layer in plan["layers"]]
+
+    def format_layers(self, report):
+        lines = ["| layer | rows x cols | PE | SIMD | M x N | front |",
+                 "|---|---|---|---|---|---|"]
+        return lines + [f"| {l['name']} | {l['rows']} x {l['cols']} | {l['pe']} | {l['simd']} "
+                        f"| {l['m']} x {l['n_in']} | {l['front']} |" for l in report["layers"]]
+
+

@@ -1,0 +1,115 @@
+"""Networks and cases the tests share: random layers of the golden model, a small
+PA network, a digits network whose hidden codes depend on the image, and a PA
+processing element's case against the golden kernels."""
+
+import torch
+from amaranth.lib import data
+from amaranth.hdl import signed
+
+from bitfab.hls_gen.datasets import load_digits_split
+from bitfab.hls_gen.golden import kernels as golden
+from bitfab.hls_gen.golden.fixedpoint import LayerWidths, signed_bits, unsigned_bits
+from bitfab.hls_gen.golden.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.golden.kernels import Geometry
+from bitfab.rtl.pe import PAProcessingElement
+from bitfab.rtl.popcount import Front
+
+SEED = 20261122
+
+def random_layer(gen, kind, rows, cols, m=1, n=1, n_out=0, coef_bits=8, scale_bits=0):
+    """A random IR layer with widths derived as the freezer does."""
+    if kind == "pa":
+        # One-hot bases: each weight in one of M pieces, or the zero piece.
+        piece = torch.randint(0, m + 1, (rows, cols), generator=gen)
+        bases = torch.stack([(piece == i).long() for i in range(m)])
+        top = 1 << (coef_bits - 1)
+        coefficients = torch.randint(-top + 1, top, (m, n), generator=gen)
+        bound = cols * top
+    else:
+        weight_bits = torch.randint(0, 2, (rows, cols), generator=gen)
+        bound = cols
+    widths = LayerWidths(cols, unsigned_bits(cols), coef_bits if kind == "pa" else 0, 0,
+                         signed_bits(-bound, bound), bound)
+    output, scale = None, None
+    if n_out:
+        values = torch.randint(-bound // 4, bound // 4 + 2, (rows, n_out), generator=gen)
+        output = Thresholds(values.sort(dim=1).values, torch.randint(0, 2, (rows,),
+                                                                     generator=gen).bool())
+        widths = LayerWidths(**{**widths.__dict__,
+                                "threshold_bits": signed_bits(-bound, bound + 1)})
+    elif scale_bits:
+        scale = torch.randint(1, 1 << (scale_bits - 1), (rows,), generator=gen)
+        logit = bound * (1 << (scale_bits - 1))
+        widths = LayerWidths(**{**widths.__dict__, "scale_bits": scale_bits,
+                                "logit_bits": signed_bits(-logit, logit)})
+    else:
+        widths = LayerWidths(**{**widths.__dict__, "logit_bits": widths.acc_bits})
+    common = dict(name=f"{kind}{rows}x{cols}", geometry=Geometry("linear"), widths=widths,
+                  input_encoding="onehot" if kind == "pa" else "sign",
+                  input_planes=n if kind == "pa" else 1, output=output, channel_scale=scale)
+    if kind == "pa":
+        return PopcountLayer(**common, bases=bases, coefficients=coefficients)
+    return XnorLayer(**common, weight_bits=weight_bits)
+
+def small_graph(seed=3):
+    """Two PA layers (16 3-bit pixels -> 8 -> 4 scores), random weights from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden = random_layer(gen, "pa", 8, 16, m=2, n=3, n_out=3, coef_bits=6)
+    hidden.input_encoding, hidden.input_planes = "bitplanes", 3
+    scores = random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)
+    return Graph(3, 1.0, [hidden, scores])
+
+def digits_graph(seed, hidden=8):
+    """A small random network for the digits (64 pixels in 5 bit planes -> `hidden` ->
+    10 scores). The weights are random; each hidden threshold is the median of its
+    accumulator over the training digits, so the hidden codes, and the scores, depend
+    on the image. (With `random_layer`'s thresholds, drawn from the accumulator's
+    whole range, seed 5 gave every digit the same codes and scores: a netlist with
+    a broken first layer passed its bench.)"""
+    gen = torch.Generator().manual_seed(seed)
+    first = random_layer(gen, "pa", hidden, 64, m=2, n=5, n_out=1, coef_bits=6)
+    first.input_encoding, first.input_planes = "bitplanes", 5
+    graph = Graph(5, 1.0, [first, random_layer(gen, "xnor", 10, hidden)])
+    acc = graph.run(load_digits_split().x_train.long().flatten(1))[1][first.name]["acc"]
+    descending = first.output.descending
+    median = torch.where(descending, -acc, acc).median(dim=0).values
+    first.output = Thresholds(median.unsqueeze(1), descending)
+    return graph
+
+def pe_golden(front, coef, w, x, k):
+    """One row: w (M, K) and x (N, K) 0/1 over all folds -> the golden accumulator."""
+    geometry = golden.Geometry("linear")
+    if front == "xnor":
+        return int(golden.xnor_dot(golden.xor_popcounts(x, w, geometry), k))
+    counts = golden.and_popcounts(x.unsqueeze(0), w.unsqueeze(1), geometry)
+    return int(golden.merge_coefficients(counts, coef))
+
+def pe_case(front, m, n, simd, folds, coef_bits, stages):
+    """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel."""
+    gen = torch.Generator().manual_seed(SEED)
+    k = simd * folds
+    top = 1 << max(coef_bits - 1, 0)
+    coef = torch.randint(-top, top, (m, n), generator=gen) if front == "and" else None
+    bound = k * n * top if front == "and" else k
+    acc_bits = (2 * bound).bit_length() + 1
+    pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
+                             acc_bits=acc_bits, popcount_stages=stages)
+    layout = pe.signature.members["i"].signature.members["payload"].shape
+    inputs, outputs = [], []
+    rows = [(torch.zeros(m, k, dtype=torch.long), torch.zeros(n, k, dtype=torch.long)),
+            (torch.ones(m, k, dtype=torch.long), torch.ones(n, k, dtype=torch.long))]
+    rows += [(torch.randint(0, 2, (m, k), generator=gen),
+              torch.randint(0, 2, (n, k), generator=gen)) for _ in range(150)]
+    for w, x in rows:
+        want = pe_golden(front, coef, w, x, k)
+        outputs.append(want & ((1 << acc_bits) - 1))
+        for f in range(folds):
+            part = slice(f * simd, (f + 1) * simd)
+            as_int = lambda t: int("".join(str(b) for b in reversed(t[:, part].flatten().tolist())), 2)
+            inputs.append(layout.const({"w": as_int(w), "x": as_int(x),
+                                        "last": int(f == folds - 1)}).as_bits())
+    case = {"inputs": inputs, "outputs": outputs, "signed_bits": acc_bits}
+    if front == "and":
+        coef_layout = data.ArrayLayout(signed(coef_bits), m * n)
+        case["static"] = {"coef": coef_layout.const(coef.flatten().tolist()).as_bits()}
+    return pe, case
