@@ -112,6 +112,10 @@ def test_ice40_bitstream_at_a_pll_clock_routed_for_more(tmp_path):
                               clock=design_clock(ICEBREAKER, 24), route_mhz=30)
     assert figures["clock_mhz"] == 24.0 and figures["clock_constraint_mhz"] == 30.0
     assert figures["fmax_mhz"] > 30 and Path(figures["bitstream"]).stat().st_size > 0
+    # The critical path is the design clock's, and its delay is what limits fmax.
+    path = figures["critical_path"]
+    assert path["ns"] == pytest.approx(1000 / figures["fmax_mhz"], rel=0.05), path
+    assert 0 < path["routing_ns"] < path["ns"] and path["from"] and path["to"]
     timing = (tmp_path / "build" / "bitfab.tim").read_text()
     assert "constraining clock net 'clk' to 30.00 MHz" in timing
     assert "Input frequency of PLL 'pll' is constrained to 12.0 MHz" in timing

@@ -196,3 +196,19 @@ def test_a_user_step_runs_in_the_flow_with_its_own_folder(tmp_path):
         BuildConfig(out=str(out), stop_step="sim", steps=steps)
     with pytest.raises(BitfabError, match="'place' is not a step"):
         BuildConfig(out=str(out), steps=["golden", "place"])
+
+
+def test_the_critical_path_is_the_design_clock_s():
+    from bitfab.hls_gen.compiler.synth import critical_path
+    hop = lambda kind, delay, cell: {"type": kind, "delay": delay, "from": {"cell": cell},
+                                     "to": {"cell": cell}}
+    report = {"critical_paths": [
+        {"from": "<async>", "to": "posedge clk", "path": [hop("routing", 9.0, "rx")]},
+        {"from": "posedge clk", "to": "posedge clk",
+         "path": [hop("clk-to-q", 5.83, "ram"), hop("routing", 2.25, "ram"),
+                  hop("logic", 0.36, "issue")]}]}
+    path = critical_path(report, "clk")
+    assert (path["ns"], path["routing_ns"], path["from"], path["to"]) == (8.44, 2.25, "ram",
+                                                                          "issue")
+    assert path["text"] == "8.44 ns (2.25 routing): ram -> issue"
+    assert critical_path(report, "other") is None

@@ -24,7 +24,8 @@ from bitfab.rtl.shell import BAUD
 from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.errors import BitfabError
 
-__all__ = ["use_yowasp", "build_bitstream", "parse_nextpnr_report", "yosys_flip_flops",
+__all__ = ["use_yowasp", "build_bitstream", "parse_nextpnr_report", "critical_path",
+           "yosys_flip_flops",
            "run_plan", "NEXTPNR_OPTS", "nextpnr_opts"]
 
 # nextpnr's options on every build; `BITFAB_NEXTPNR_OPTS` in the environment adds more
@@ -60,7 +61,25 @@ def parse_nextpnr_report(path, board, mhz=None):
     name, clock = min(clocks.items(),
                       key=lambda item: abs(item[1]["constraint"] - mhz))
     return {**used, "fmax_mhz": round(clock["achieved"], 2), "clock": name,
-            "clock_constraint_mhz": round(clock["constraint"], 2)}
+            "clock_constraint_mhz": round(clock["constraint"], 2),
+            "critical_path": critical_path(report, name)}
+
+
+def critical_path(report, clock):
+    """The critical path of `clock` in nextpnr's --report JSON (from one of its
+    registers to another): total and routing delay (ns), its first and last cell, and
+    a line saying so; None when nextpnr reported none."""
+    edge = f"posedge {clock}"
+    for path in report.get("critical_paths", []):
+        if path.get("from") == edge and path.get("to") == edge and path.get("path"):
+            hops = path["path"]
+            total = sum(hop["delay"] for hop in hops)
+            routing = sum(hop["delay"] for hop in hops if hop["type"] == "routing")
+            start, end = hops[0]["from"]["cell"], hops[-1]["to"]["cell"]
+            return {"ns": round(total, 2), "routing_ns": round(routing, 2), "from": start,
+                    "to": end, "text": f"{total:.2f} ns ({routing:.2f} routing): "
+                                      f"{start} -> {end}"}
+    return None
 
 
 def yosys_flip_flops(log, family=None):
