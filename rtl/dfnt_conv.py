@@ -1,7 +1,7 @@
 """The DFNT convolution engine: integer convolution through the diminished-1 Fermat
 number transform (thesis ch. 2), with run-time weight spectra.
 
-Dataflow, one tile (T = L - k + 1 rows and columns of the image) at a time:
+Dataflow, one tile (T = L - k + 1 rows and columns of the image) at a time::
 
     tile rows -> codes -> FNT of each row -> corner turn -> FNT of each column
       -> pointwise products with every output channel's weight spectrum,
@@ -117,7 +117,7 @@ class DFNTEngineConfig:
 
     @property
     def peak(self):
-        """eq. 2.11: the largest |output| the integer widths allow."""
+        """eq. 2.11: the largest abs(output) the integer widths allow."""
         return self.in_channels * self.kernel ** 2 << (self.x_bits - 1) + (self.w_bits - 1)
 
     @property

@@ -459,7 +459,7 @@ class _ForwardCuts:
 class Dim1FromInt(_Dim1Unit):
     """A `width`-bit integer (two's complement when `signed`) to its diminished-1 code.
 
-    Negative x (|x| <= 2^(b-1)) is 2^b + x, the b-bit two's complement of x itself;
+    Negative x (abs(x) <= 2^(b-1)) is 2^b + x, the b-bit two's complement of x itself;
     positive x is x - 1; zero is 2^b. `width` <= b (signed) or <= b (unsigned).
     ``i`` carries signed/unsigned(width), ``o`` unsigned(b + 1). `stages` 0 or 1.
     """
@@ -502,7 +502,7 @@ class Dim1ToInt(_Dim1Unit):
 
 
 def dim1_from_int(value, b):
-    """The code of an integer value (|value| <= 2^(b-1) when negative)."""
+    """The code of an integer value (abs(value) <= 2^(b-1) when negative)."""
     wide = value + Const(0, signed(b + 1))          # sign- or zero-extended to b + 1 bits
     data_bits = Mux(wide < 0, wide[:b], (wide - 1)[:b])
     return Mux(wide == 0, Const(1 << b, b + 1), Cat(data_bits, Const(0, 1)))

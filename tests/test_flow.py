@@ -212,3 +212,24 @@ def test_the_critical_path_is_the_design_clock_s():
                                                                           "issue")
     assert path["text"] == "8.44 ns (2.25 routing): ram -> issue"
     assert critical_path(report, "other") is None
+
+
+@pytest.mark.parametrize("family, opened", [("ulx3s-85f", True), ("icebreaker", False)])
+def test_the_family_edits_yosys_s_netlist_before_place_and_route(tmp_path, monkeypatch,
+                                                                 family, opened):
+    """On ECP5 the build script opens the tied-off ends of bitfab's carry chains
+    (`free_chain_ends`) between yosys and nextpnr; on iCE40 it leaves the netlist be."""
+    from amaranth.build.run import BuildPlan
+
+    from bitfab.hls_gen.compiler.synth import run_plan
+    monkeypatch.setenv("YOSYS", "true")
+    cell = {"type": "CCU2C", "attributes": {"bitfab_chain": "head"},
+            "connections": {"CIN": [0], "S0": [5]}}
+    plan = BuildPlan("build_bitfab")
+    plan.add_file("mapped.json", json.dumps({"modules": {"top": {"cells": {"c": cell}}}}))
+    plan.add_file("build_bitfab.sh", 'cp mapped.json bitfab.json\n'
+                                     '"$YOSYS" -q -l bitfab.rpt bitfab.ys\n')
+    run_plan(plan, tmp_path, "bitfab", board(family).family)
+    netlist = json.loads((tmp_path / "bitfab.json").read_text())
+    cin = netlist["modules"]["top"]["cells"]["c"]["connections"]["CIN"]
+    assert cin == (["x"] if opened else [0])

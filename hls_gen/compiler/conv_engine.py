@@ -1,5 +1,7 @@
 """One integer convolution layer (`IntConv2d`) on a convolution engine, DFNT or direct.
 
+What the flow's steps make of it::
+
     golden     golden.json   the integer layer (weights, padding, widths)
     map_to_hw  hw.json       the engine chosen (``engine``) and its config
     fold       plan.json     the engine's estimate; refused if it exceeds the board

@@ -8,7 +8,7 @@ a build runs from and to any step (`BuildConfig.start_step` / ``stop_step``)
 and a user may put their own step callables in the list (`run_flow`'s
 ``steps``). What differs between kinds of design (networks, convolution
 engines, the kinds to come) is their `bitfab.hls_gen.compiler.design.DesignKind`;
-the steps are the same.
+the steps are the same::
 
     golden     golden/golden.json    the integer golden model
     map_to_hw  map_to_hw/hw.json     the unfolded hardware
@@ -133,7 +133,7 @@ class BuildConfig:
 
     @property
     def flow(self):
-        """The flow's `Step`s, in order."""
+        """The flow's steps (`Step`), in order."""
         return [as_step(s) for s in (self.steps or STEPS)]
 
     @property

@@ -1,5 +1,7 @@
 """Networks of matrix-vector units: PA and XNOR layers, one `MatrixVectorUnit` each.
 
+What the flow's steps make of a network::
+
     golden     golden.json   the integer golden model (a frozen `Graph`)
     map_to_hw  hw.json       one matrix-vector unit per layer, unfolded
     fold       plan.json     PE/SIMD per layer (``folding``, or the widest default

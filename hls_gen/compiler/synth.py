@@ -106,9 +106,9 @@ def run_plan(plan, build_dir, name, family):
     (`Family.after_synthesis`: on ECP5, `free_chain_ends`) between yosys and nextpnr."""
     script = f"build_{name}.sh"
     yosys = f'"$YOSYS" -q -l {name}.rpt {name}.ys\n'
-    command = family.after_synthesis_command()
-    if command and script in plan.files and yosys in plan.files[script]:
-        step = f'"{sys.executable}" -m {command} after-synthesis {name}.json\n'
+    if family.edits_netlist and script in plan.files and yosys in plan.files[script]:
+        step = (f'"{sys.executable}" -m bitfab.rtl.families after-synthesis {family.name} '
+                f'{name}.json\n')
         plan.files[script] = plan.files[script].replace(yosys, yosys + step)
     try:
         return plan.execute_local(str(build_dir))

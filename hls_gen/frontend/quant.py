@@ -8,6 +8,7 @@ at inference (eq. 3.15-3.18), which is what the golden model and the hardware
 compute with.
 
 Conventions (the thesis writes closed intervals on both sides):
+
 - a value equal to an endpoint belongs to the piece above it;
 - pieces are numbered from 0: weight region r in 0..M (region M/2 is the zero
   piece), activation code c in 0..N (code 0 is the zero piece).
@@ -120,7 +121,7 @@ class PAWeightQuantizer(nn.Module):
         return torch.cat([levels[: self.m // 2], levels[self.m // 2 + 1:]])
 
     def bases(self, w):
-        """One-hot weight bases T_i (eq. 3.16): int64 tensor of shape (M, *w.shape)."""
+        """One-hot weight bases T_i (eq. 3.16): int64 tensor of shape ``(M, *w.shape)``."""
         u = self.endpoints(w)
         region = self.regions(w, u)
         half = self.m // 2
@@ -232,7 +233,7 @@ class PAActivation(nn.Module):
 
 
 class _SignSTE(torch.autograd.Function):
-    """sign with +1 at 0; straight-through gradient clipped to |x| <= 1."""
+    """sign with +1 at 0; straight-through gradient clipped to abs(x) <= 1."""
 
     @staticmethod
     def forward(ctx, x):
@@ -246,7 +247,7 @@ class _SignSTE(torch.autograd.Function):
 
 
 def sign_ste(x):
-    """+1 where x >= 0, -1 elsewhere; gradient passes where |x| <= 1."""
+    """+1 where x >= 0, -1 elsewhere; gradient passes where abs(x) <= 1."""
     return _SignSTE.apply(x)
 
 

@@ -109,7 +109,7 @@ _EXACT = 1 << 53
 # The reductions below work in place, on int64 tensors their callers own: a fresh
 # tensor of this size costs more in page faults than the arithmetic on it.
 def _fold(x, bound, dim1):
-    """Same residues, smaller: high * 2^b + low = low - high (2^b = -1). |x| <= bound
+    """Same residues, smaller: high * 2^b + low = low - high (2^b = -1). abs(x) <= bound
     in, x (folded) and its bound out."""
     high = x >> dim1.b
     x &= dim1.mask
@@ -118,14 +118,14 @@ def _fold(x, bound, dim1):
 
 
 def _reduced(x, bound, dim1):
-    """Fold until |x| <= 2^(b+2), the form residues travel in between the steps here."""
+    """Fold until abs(x) <= 2^(b+2), the form residues travel in between the steps here."""
     while bound > 1 << (dim1.b + 2):
         x, bound = _fold(x, bound, dim1)
     return x, bound
 
 
 def _reduced_input(x, dim1):
-    """`_reduced` for integers of unknown size (|x| < 2^63), their bound measured."""
+    """`_reduced` for integers of unknown size (abs(x) < 2^63), their bound measured."""
     bound = max(1, int(x.abs().max())) if x.numel() else 1
     return _reduced(x, bound, dim1)
 
@@ -137,7 +137,7 @@ def _add_modulus_if_negative(x, dim1):
 
 
 def _canonical(x, bound, dim1):
-    """Residues 0..2^b of x, |x| <= bound < 2^63."""
+    """Residues 0..2^b of x, abs(x) <= bound < 2^63."""
     x, bound = _fold(*_reduced(x, bound, dim1), dim1)          # now -4 <= x < 2^b + 4
     _add_modulus_if_negative(x, dim1)                          # 0 <= x < F + 3
     x -= dim1.modulus
@@ -148,7 +148,7 @@ def _canonical(x, bound, dim1):
 def _digits(m, terms, x_bound, dim1):
     """A matrix of residues (int64, 0..2^b), centred in -(F-1)/2..(F-1)/2 and cut into
     balanced base-2^s digits (float64, lowest first), s as wide as keeps a product
-    of `terms` terms with |x| <= x_bound exact. Returns (s, digits)."""
+    of `terms` terms with abs(x) <= x_bound exact. Returns (s, digits)."""
     limit = (_EXACT - 1) // (x_bound * terms)
     if limit < 2:
         raise ValueError(f"{terms} terms of up to {x_bound} are too many for exact "
@@ -178,7 +178,7 @@ def _shifted(x, bound, shift, dim1):
 
 
 def _mod_matmul(x, x_bound, shift, digits, dim1):
-    """(x @ M) mod F for float64 integers x, |x| <= x_bound, and M given by its
+    """(x @ M) mod F for float64 integers x, abs(x) <= x_bound, and M given by its
     `_digits` (made for at least this x_bound): the int64 result, |.| <= 2^(b+2), and
     its bound. The digits' products are added highest first, Horner's way."""
     part_bound = x_bound * (1 << (shift - 1)) * digits[0].shape[-2]
@@ -215,7 +215,7 @@ def transform_matrix(dim1, length, inverse=False):
 
 def _fnt2d(x, bound, dim1, inverse=False):
     """Eq. 2.10 as exact modular matrix products over the last two dimensions, on int64
-    x with |x| <= bound <= 2^(b+2): each pass transforms the columns and transposes
+    x with abs(x) <= bound <= 2^(b+2): each pass transforms the columns and transposes
     (T is symmetric), so two give T X T. Returns (result, its bound)."""
     length = x.shape[-1]
     if x.shape[-2] != length:
@@ -231,7 +231,7 @@ def _fnt2d(x, bound, dim1, inverse=False):
 
 def fnt2d_residues(values, dim1, inverse=False):
     """The residues (0..2^b) of `fnt2d` on the codes of `values` (any int64 integers,
-    |values| < 2^63), computed as exact modular matrix products: the software DFNT's
+    abs(values) < 2^63), computed as exact modular matrix products: the software DFNT's
     transform."""
     if dim1.b > 32:
         raise ValueError(f"tensors are limited to b <= 32, not b={dim1.b}")
@@ -250,7 +250,7 @@ def _per_bin(x):
 @dataclass(frozen=True)
 class WeightSpectra:
     """A layer's transformed weights, ready for `DFNTConv.correlate`: per frequency bin
-    a (C, O) matrix of residues as its `_digits`, made for inputs |x| <= x_bound."""
+    a (C, O) matrix of residues as its `_digits`, made for inputs abs(x) <= x_bound."""
 
     length: int
     out_channels: int
@@ -289,7 +289,7 @@ def pointwise_accumulate(x, w, dim1):
 def check_bound(dim1, channels, kernel, x_bits, w_bits, layer="convolution"):
     """Eq. 2.11 from integer widths: every output of a C-channel k x k convolution of
     signed `x_bits` inputs and `w_bits` weights must lie within +-(F - 1)/2, so the
-    residue names it uniquely. Returns the worst-case |output|.
+    residue names it uniquely. Returns the worst-case abs(output).
     """
     for name, value in (("x_bits", x_bits), ("w_bits", w_bits), ("channels", channels),
                         ("kernel", kernel)):

@@ -64,7 +64,7 @@ class LayerWidths:
         Signed width and fractional bits of the merged coefficients phi_k
         (0, 0 for an XNOR layer, which has none): real = integer * 2**-coef_frac.
     acc_bits, acc_bound : int
-        Signed width of the accumulator and its worst case |Y| for any weights,
+        Signed width of the accumulator and its worst case abs(Y) for any weights,
         coefficients and inputs of this format.
     threshold_bits : int
         Signed width of the activation thresholds, clamped to
@@ -87,7 +87,7 @@ class LayerWidths:
 
 
 def check_width(name, what, bound, max_bits, hint):
-    """Signed bits for |value| <= bound; `WidthOverflowError` naming the layer if
+    """Signed bits for abs(value) <= bound; `WidthOverflowError` naming the layer if
     that exceeds `max_bits`."""
     bits = signed_bits(-bound, bound)
     if bits > max_bits:

@@ -46,7 +46,7 @@ class IntConvLayer:
 
     def execute(self, x):
         """The exact integer convolution (float64 holds every partial sum exactly:
-        |sum| <= C k^2 2^(x_bits + w_bits - 2) < 2^53)."""
+        abs(sum) <= C k^2 2^(x_bits + w_bits - 2) < 2^53)."""
         self.check_input(x)
         y = torch.nn.functional.conv2d(x.double(), self.weight.double(), padding=self.padding)
         return y.round().long()

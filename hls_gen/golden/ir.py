@@ -75,7 +75,7 @@ class PopcountLayer(_Layer):
     `bases` holds the M one-hot weight bases T_i, shape (M, C_out, ...);
     `coefficients` the merged phi_k = alpha_i * beta_j as (M, N) integers with
     `widths.coef_frac` fractional bits. Also used for an XNOR layer fed with
-    bit planes: its bases are T_- and T_+ with coefficients -2^b and +2^b.
+    bit planes: its bases are T- and T+ with coefficients -2^b and +2^b.
     """
 
     bases: torch.Tensor = field(default=None)

@@ -91,12 +91,13 @@ class Family:
         return None
 
     def after_synthesis(self, netlist):
-        """Edit yosys's JSON netlist at path `netlist` before nextpnr reads it."""
+        """Edit yosys's JSON netlist at path `netlist` before nextpnr reads it (a build
+        script runs ``python -m bitfab.rtl.families after-synthesis FAMILY NETLIST``)."""
 
-    def after_synthesis_command(self):
-        """The Python module whose ``after-synthesis NETLIST`` command does
-        `after_synthesis` in a build script, or None when there is nothing to do."""
-        return None
+    @property
+    def edits_netlist(self):
+        """True when the family overrides `after_synthesis`."""
+        return type(self).after_synthesis is not Family.after_synthesis
 
     def adjust_estimate(self, config, estimate, products, board):
         """Move a plan's per-layer estimate (made for LUT4 + flip-flop + DSP
@@ -111,6 +112,8 @@ class Family:
 def _load():
     families = {}
     for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         found = getattr(module, "FAMILY", None)
         if isinstance(found, Family):

@@ -2,7 +2,6 @@
 the EHXPLLL, nextpnr-ecp5 and ecppack."""
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ PLAIN_ABC = {"synth_opts": "-run :map_luts",
 
 
 def free_chain_ends(netlist):
-    """Open the carry ports yosys tied off at the ends of `bitfab.rtl.carry.Chain`s in a
+    """Open the carry ports yosys tied off at the ends of the chains of `bitfab.rtl.carry.Chain` in a
     yosys JSON netlist (in place): CIN of each chain's first CCU2C, COUT of its last.
 
     nextpnr puts a feed-in cell ahead of any chain whose CIN has a net (a constant
@@ -100,9 +99,6 @@ class ECP5(Family):
     def after_synthesis(self, netlist):
         free_chain_ends(netlist)
 
-    def after_synthesis_command(self):
-        return __name__
-
 
 FAMILY = ECP5(
     "ecp5", carry_chains=True, dsp_products=True,
@@ -115,8 +111,3 @@ FAMILY = ECP5(
     # MHz: the PLL's output, phase detector and VCO ranges (ecppll's).
     pll_limits={"out": (10.0, 400.0), "pfd": (3.125, 400.0), "vco": (400.0, 800.0)})
 
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "after-synthesis":
-        sys.exit(f"usage: python -m {__spec__.name} after-synthesis NETLIST.json")
-    free_chain_ends(sys.argv[2])

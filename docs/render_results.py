@@ -1,0 +1,169 @@
+"""Measurement history: records kept as JSON in ``docs/results/``, rendered as tables.
+
+Nobody copies a figure by hand. A build's ``report.json`` or a benchmark's last
+line of output goes in with ``record``, which adds the commit, the date and the
+machine; ``render`` (run by the documentation's ``conf.py``) writes the tables
+that ``results.md`` includes::
+
+    python docs/render_results.py build out/xnor/report.json --design "XNOR MLP"
+    python benchmarks/popcount.py | tail -1 > pop.json
+    python docs/render_results.py benchmark popcount pop.json
+    python docs/render_results.py readme      # the README's headline table
+
+``builds.json`` holds one record per bitstream (design, board, commit, date,
+machine, LUTs, FFs, BRAMs, DSPs, fmax, critical path); ``benchmarks.json`` one
+per benchmark run (its figures as the benchmark printed them).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+__all__ = ["render", "build_record", "benchmark_record", "headline_table", "update_readme"]
+
+HERE = Path(__file__).resolve().parent
+BUILD_COLUMNS = (("design", "design"), ("board", "board"), ("commit", "commit"),
+                 ("date", "date"), ("luts", "LUTs"), ("ffs", "FFs"), ("brams", "BRAMs"),
+                 ("dsps", "DSPs"), ("fmax_mhz", "fmax (MHz)"),
+                 ("critical_path", "critical path"), ("mismatches", "RTL mismatches"))
+
+
+def _commit():
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                         capture_output=True, text=True)
+    return run.stdout.strip() or None
+
+
+def _machine():
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def build_record(report, design):
+    """A `builds.json` record from a build's ``report.json`` (as a dict)."""
+    if report.get("fmax_mhz") is None:
+        raise ValueError("the report has no bitstream figures (a build without synth)")
+    rtl = report.get("rtl") or {}
+    path = report.get("critical_path") or {}
+    return {"design": design, "board": report["board"], "commit": _commit(),
+            "date": date.today().isoformat(), "machine": _machine(),
+            **{k: report[k] for k in ("luts", "ffs", "brams", "dsps", "fmax_mhz")},
+            "critical_path": path.get("text") if isinstance(path, dict) else path,
+            "mismatches": (f"{rtl['mismatches']} of {rtl['images']} images"
+                           if rtl else None),
+            "source": "report.json"}
+
+
+def benchmark_record(name, figures):
+    """A `benchmarks.json` record from a benchmark's last line (as a dict)."""
+    return {"benchmark": name, "commit": _commit(), "date": date.today().isoformat(),
+            "machine": _machine(), "figures": figures}
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def _load(folder, name):
+    path = Path(folder) / name
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def render(folder, target):
+    """Write the Markdown tables of the records in `folder` to `target`."""
+    lines = ["## Bitstreams", "",
+             "| " + " | ".join(title for _, title in BUILD_COLUMNS) + " |",
+             "|" + "---|" * len(BUILD_COLUMNS)]
+    builds = sorted(_load(folder, "builds.json"), key=lambda r: (r["design"], r["date"]))
+    lines += ["| " + " | ".join(_cell(r.get(key)) for key, _ in BUILD_COLUMNS) + " |"
+              for r in builds]
+    benchmarks = _load(folder, "benchmarks.json")
+    for name in sorted({r["benchmark"] for r in benchmarks}):
+        runs = [r for r in benchmarks if r["benchmark"] == name]
+        keys = sorted({k for r in runs for k, v in r["figures"].items()
+                       if not isinstance(v, (dict, list))})
+        lines += ["", f"## Benchmark `{name}`", "",
+                  "| commit | date | " + " | ".join(keys) + " |",
+                  "|---|---|" + "---|" * len(keys)]
+        lines += [f"| {r['commit']} | {r['date']} | "
+                  + " | ".join(_cell(r["figures"].get(k)) for k in keys) + " |" for r in runs]
+    Path(target).write_text("\n".join(lines) + "\n")
+    return len(builds), len(benchmarks)
+
+
+README_MARKERS = ("<!-- headline results: docs/render_results.py readme -->",
+                  "<!-- end of headline results -->")
+
+
+def headline_table(folder):
+    """The README's headline results: the latest record of each design marked
+    ``"headline": true``, with the date and machine it was measured on."""
+    latest = {}
+    for record in sorted(_load(folder, "builds.json"), key=lambda r: r["date"]):
+        if record.get("headline"):
+            latest[(record["design"], record["board"])] = record
+    lines = ["| design | board | LUTs | FFs | BRAMs | DSPs | fmax (MHz) | RTL mismatches "
+             "| measured |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['design']} | {r['board']} | {_cell(r['luts'])} | {_cell(r['ffs'])} | "
+              f"{_cell(r['brams'])} | {_cell(r['dsps'])} | {_cell(r['fmax_mhz'])} | "
+              f"{_cell(r.get('mismatches'))} | {r['date']}, {r['machine']} "
+              f"({r['commit']}) |" for _, r in sorted(latest.items())]
+    return "\n".join(lines)
+
+
+def update_readme(folder, readme):
+    """Put `headline_table` between the README's markers; returns True if it changed."""
+    text = Path(readme).read_text()
+    start, end = README_MARKERS
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    new = f"{head}{start}\n{headline_table(folder)}\n{end}{tail}"
+    Path(readme).write_text(new)
+    return new != text
+
+
+def _append(name, record):
+    path = HERE / "results" / name
+    records = _load(path.parent, name)
+    path.write_text(json.dumps(records + [record], indent=1) + "\n")
+    print(f"{path}: {len(records) + 1} records")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="record a build's report.json")
+    build.add_argument("report")
+    build.add_argument("--design", required=True)
+    build.add_argument("--headline", action="store_true",
+                       help="the README's headline table shows this design's latest record")
+    bench = commands.add_parser("benchmark", help="record a benchmark's last line")
+    bench.add_argument("name")
+    bench.add_argument("figures", help="a file holding the benchmark's last line")
+    commands.add_parser("render", help="write docs/results_tables.md")
+    commands.add_parser("readme", help="put the headline results into README.md")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        record = build_record(json.loads(Path(args.report).read_text()), args.design)
+        _append("builds.json", {**record, "headline": args.headline})
+    elif args.command == "benchmark":
+        lines = Path(args.figures).read_text().strip().splitlines()
+        _append("benchmarks.json", benchmark_record(args.name, json.loads(lines[-1])))
+    elif args.command == "readme":
+        update_readme(HERE / "results", HERE.parent / "README.md")
+    else:
+        print(render(HERE / "results", HERE / "results_tables.md"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
