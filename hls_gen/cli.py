@@ -66,13 +66,23 @@ def _image(text):
     return [height, width]
 
 
+# BuildConfig field -> the option that sets it. An option not given takes the saved
+# build's value when the build resumes (--start after golden), else BuildConfig's default.
+_OPTIONS = {"board": "board", "folding": "fold", "simulator": "simulator",
+            "sim_images": "images", "engine": "engine", "image": "image",
+            "clock_mhz": "clock_mhz", "netlist_images": "netlist_images"}
+
+
 def _build(args, stop="report", bitstream=True):
-    from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
-    cfg = BuildConfig(out=args.out, board=args.board, folding=args.fold,
-                      simulator=args.simulator, sim_images=args.images,
-                      engine=args.engine, image=args.image, clock_mhz=args.clock_mhz,
-                      netlist_images=args.netlist_images,
-                      bitstream=bitstream and not args.no_bitstream,
+    from dataclasses import fields
+
+    from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow, saved_config
+    defaults = {f.name: f.default for f in fields(BuildConfig)}
+    saved = saved_config(args.out) if args.start != "golden" else {}
+    given = {field: getattr(args, option) for field, option in _OPTIONS.items()}
+    values = {field: value if value is not None else saved.get(field, defaults[field])
+              for field, value in given.items()}
+    cfg = BuildConfig(out=args.out, **values, bitstream=bitstream and not args.no_bitstream,
                       start_step=args.start, stop_step=stop if args.stop is None else args.stop)
     # A model given with a later --start is checked against the one the build froze.
     model = _load_model(args.model) if args.model is not None else None
@@ -157,11 +167,12 @@ def parser():
                          "in DIR/models, or a build's golden.json) or a pickled bitfab "
                          "nn.Sequential or IntConv2d (.pt)")
         cmd.add_argument("--out", required=True, help="output directory")
-        cmd.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f")
+        cmd.add_argument("--board", choices=sorted(BOARDS), default=None,
+                         help="the board (default: ulx3s-85f; with --start, the build's)")
         cmd.add_argument("--fold", type=_folding, default=None,
                          help="PE x SIMD per layer, e.g. 2x64,2x64,2x64 (default: a folding "
                               "that fits the board)")
-        cmd.add_argument("--engine", choices=["auto", "dfnt", "direct"], default="auto",
+        cmd.add_argument("--engine", choices=["auto", "dfnt", "direct"], default=None,
                          help="convolution layers: the DFNT engine, the direct one, or auto "
                               "(DFNT when eq. 2.11 holds and the kernel is 3x3 or more)")
         cmd.add_argument("--image", type=_image, default=None,
@@ -174,16 +185,18 @@ def parser():
                               "nextpnr routes for at least the board's default")
         cmd.add_argument("--timing-allow-fail", action="store_true",
                          help="exit 0 even when post-route fmax is below the clock")
-        cmd.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+        cmd.add_argument("--simulator", choices=["verilator", "icarus"], default=None,
+                         help="default: verilator")
         cmd.add_argument("--images", type=int, default=None,
                          help="test images to simulate (default: all)")
-        cmd.add_argument("--netlist-images", type=int, default=0, metavar="N",
+        cmd.add_argument("--netlist-images", type=int, default=None, metavar="N",
                          help="also run the first N test images through the network or "
                               "engine as yosys maps it for the board (post-synthesis "
                               "simulation; default 0: skipped)")
         cmd.add_argument("--no-bitstream", action="store_true", help="skip synthesis")
         cmd.add_argument("--start", choices=STEPS, default="golden",
-                         help="first step (earlier results are read from --out)")
+                         help="first step (earlier results are read from --out; an option "
+                              "not given keeps the value the build was made with)")
         cmd.add_argument("--stop", choices=STEPS, default=None, help="last step")
         cmd.set_defaults(run=run)
 

@@ -233,3 +233,19 @@ def test_the_family_edits_yosys_s_netlist_before_place_and_route(tmp_path, monke
     netlist = json.loads((tmp_path / "bitfab.json").read_text())
     cin = netlist["modules"]["top"]["cells"]["c"]["connections"]["CIN"]
     assert cin == (["x"] if opened else [0])
+
+
+def test_a_resumed_cli_build_keeps_the_options_it_was_made_with(tmp_path, capsys):
+    """`bitfab build --start X` without --board takes the build's board; with another
+    board it exits 2 naming the field."""
+    from bitfab.hls_gen.cli import main
+    model, out = tmp_path / "small.golden.json", str(tmp_path / "build")
+    model.write_text(json.dumps(graph_to_dict(small_graph())))
+    assert main(["build", str(model), "--out", out, "--board", "icebreaker",
+                 "--fold", "1x2,1x2", "--stop", "fold"]) == 0
+    assert main(["build", "--out", out, "--start", "emit_rtl", "--stop", "emit_rtl"]) == 0
+    saved = json.loads((tmp_path / "build" / "config.json").read_text())["config"]
+    assert saved["board"] == "icebreaker" and saved["folding"] == [{"pe": 1, "simd": 2}] * 2
+    capsys.readouterr()
+    assert main(["build", "--out", out, "--start", "emit_rtl", "--board", "ulx3s-85f"]) == 2
+    assert "board was 'icebreaker' when step fold ran" in capsys.readouterr().err

@@ -44,7 +44,7 @@ from bitfab.hls_gen.compiler.report import format_report, report_fields
 from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["Step", "STEP_LOOKUP", "STEPS", "register_step", "BuildConfig", "Build", "run_flow",
-           "artifact", "read_result", "design_verilog", "format_report"]
+           "artifact", "read_result", "design_verilog", "format_report", "saved_config"]
 
 
 @dataclass(frozen=True)
@@ -354,6 +354,11 @@ STEPS = ["golden", "map_to_hw", "fold", "emit_rtl", "sim", "netlist", "synth", "
 
 
 # --- running and resuming -----------------------------------------------------------
+
+
+def saved_config(out):
+    """The config a build in `out` last ran with (``config.json``), or {}."""
+    return _saved(out).get("config", {})
 
 
 def _saved(out):
