@@ -49,7 +49,8 @@ def build_record(report, design):
         raise ValueError("the report has no bitstream figures (a build without synth)")
     rtl = report.get("rtl") or {}
     path = report.get("critical_path") or {}
-    return {"design": design, "board": report["board"], "commit": _commit(),
+    return {"design": design, "board": report["board"],
+            "commit": report.get("commit") or _commit(),
             "date": date.today().isoformat(), "machine": _machine(),
             **{k: report[k] for k in ("luts", "ffs", "brams", "dsps", "fmax_mhz")},
             "critical_path": path.get("text") if isinstance(path, dict) else path,

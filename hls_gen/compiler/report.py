@@ -4,7 +4,23 @@ The fields every design has come from the step results (`report_fields`); the
 kind of design adds its layer table (`DesignKind.report_layers`).
 """
 
-__all__ = ["report_fields", "format_summary", "format_report"]
+import subprocess
+from pathlib import Path
+
+__all__ = ["report_fields", "format_summary", "format_report", "source_commit"]
+
+
+def source_commit():
+    """The commit of the bitfab source this build ran (``-dirty`` with uncommitted
+    changes to tracked files), or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    def git(*args):
+        run = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True)
+        return run.stdout.strip() if run.returncode == 0 else None
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return commit
 
 
 def _optional(build, name, wanted=True):
@@ -49,6 +65,7 @@ def report_fields(build, plan):
         "bitstream": synth and synth["bitstream"],
         "critical_path": synth and synth.get("critical_path"),
         "estimate": plan["estimate"]["total"],
+        "commit": source_commit(),
     }
 
 
