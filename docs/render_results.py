@@ -24,7 +24,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-__all__ = ["render", "build_record", "benchmark_record", "headline_table", "update_readme"]
+__all__ = ["render", "build_record", "benchmark_record", "demo_record", "headline_table",
+           "update_readme"]
 
 HERE = Path(__file__).resolve().parent
 BUILD_COLUMNS = (("design", "design"), ("board", "board"), ("commit", "commit"),
@@ -65,6 +66,20 @@ def benchmark_record(name, figures):
             "machine": _machine(), "figures": figures}
 
 
+def demo_record(report):
+    """An ``accuracy.json`` record from ``bitfab demo``'s ``report.json``: every model's
+    test accuracy in PyTorch and in the golden model, and their agreement."""
+    models = {name: {k: entry.get(k) for k in ("accuracy", "golden_accuracy",
+                                              "golden_agreement", "golden_agreement_float64")}
+              for name, entry in report["models"].items()}
+    return {"commit": report.get("commit") or _commit(), "date": date.today().isoformat(),
+            "machine": _machine(), "test_images": report["test_images"], "models": models}
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def _cell(value):
     if value is None:
         return "-"
@@ -88,6 +103,14 @@ def render(folder, target):
     builds = sorted(_load(folder, "builds.json"), key=lambda r: (r["design"], r["date"]))
     lines += ["| " + " | ".join(_cell(r.get(key)) for key, _ in BUILD_COLUMNS) + " |"
               for r in builds]
+    for run in _load(folder, "accuracy.json"):
+        lines += ["", f"## Accuracy on the digits ({run['test_images']} test images; "
+                      f"{run['commit']}, {run['date']}, {run['machine']})", "",
+                  "| model | PyTorch (float32) | golden model | golden = PyTorch "
+                  "| golden = PyTorch in float64 |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | " + " | ".join(_percent(m[k]) for k in (
+            "accuracy", "golden_accuracy", "golden_agreement", "golden_agreement_float64"))
+            + " |" for name, m in run["models"].items()]
     benchmarks = _load(folder, "benchmarks.json")
     for name in sorted({r["benchmark"] for r in benchmarks}):
         runs = [r for r in benchmarks if r["benchmark"] == name]
@@ -151,6 +174,8 @@ def main(argv=None):
     bench = commands.add_parser("benchmark", help="record a benchmark's last line")
     bench.add_argument("name")
     bench.add_argument("figures", help="a file holding the benchmark's last line")
+    demo = commands.add_parser("demo", help="record bitfab demo's accuracies")
+    demo.add_argument("report")
     commands.add_parser("render", help="write docs/results_tables.md")
     commands.add_parser("readme", help="put the headline results into README.md")
     args = parser.parse_args(argv)
@@ -160,6 +185,8 @@ def main(argv=None):
     elif args.command == "benchmark":
         lines = Path(args.figures).read_text().strip().splitlines()
         _append("benchmarks.json", benchmark_record(args.name, json.loads(lines[-1])))
+    elif args.command == "demo":
+        _append("accuracy.json", demo_record(json.loads(Path(args.report).read_text())))
     elif args.command == "readme":
         update_readme(HERE / "results", HERE.parent / "README.md")
     else:

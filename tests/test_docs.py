@@ -50,3 +50,16 @@ def test_the_readme_is_a_first_page_and_ci_runs_its_test_command():
     assert command in (ROOT / ".ci" / "run").read_text()
     # The headline table is the records' own, rendered (docs/render_results.py readme).
     assert render_results.headline_table(ROOT / "docs" / "results") in readme
+
+
+def test_demo_accuracies_are_rendered_from_the_demo_s_report(tmp_path):
+    report = {"test_images": 450, "commit": "abc1234", "models": {
+        "mlp_float": {"accuracy": 0.9756},
+        "mlp_xnor": {"accuracy": 0.9711, "golden_accuracy": 0.9711, "golden_agreement": 1.0,
+                     "golden_agreement_float64": 1.0}}}
+    (tmp_path / "accuracy.json").write_text(json.dumps([render_results.demo_record(report)]))
+    render_results.render(tmp_path, tmp_path / "tables.md")
+    tables = (tmp_path / "tables.md").read_text()
+    assert "Accuracy on the digits (450 test images; abc1234" in tables
+    assert "| mlp_xnor | 97.11% | 97.11% | 100.00% | 100.00% |" in tables
+    assert "| mlp_float | 97.56% | - | - | - |" in tables

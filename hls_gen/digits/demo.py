@@ -16,6 +16,7 @@ import torch
 
 from bitfab.hls_gen.datasets import SPLIT_SEED, TEST_FRACTION, load_digits_split
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.report import source_commit
 from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze
 from bitfab.hls_gen.golden.ir import graph_to_dict
 from bitfab.hls_gen.digits.models import ModelSpec, build_model
@@ -132,6 +133,7 @@ def run_demo(out, config=DemoConfig(), log=print):
         "golden_vs_pa_agreement": pa["golden_agreement"],
         "freeze": asdict(config.freeze),
         "models": models,
+        "commit": source_commit(),
     }
     report.update(_hardware(out, config, graphs, models, log))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
