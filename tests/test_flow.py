@@ -249,3 +249,13 @@ def test_a_resumed_cli_build_keeps_the_options_it_was_made_with(tmp_path, capsys
     capsys.readouterr()
     assert main(["build", "--out", out, "--start", "emit_rtl", "--board", "ulx3s-85f"]) == 2
     assert "board was 'icebreaker' when step fold ran" in capsys.readouterr().err
+
+
+def test_a_network_without_test_inputs_is_refused_before_simulation(tmp_path):
+    """The sim step's inputs are the digits; a network of another input width is
+    refused by name instead of failing inside the golden model."""
+    out = str(tmp_path / "build")
+    run_flow(BuildConfig(out=out, stop_step="emit_rtl"), small_graph(), log=_quiet)
+    with pytest.raises(BitfabError, match="takes 16 inputs of 3 bits; .* the digits "
+                                          r"\(64 pixels of 5 bits\)"):
+        run_flow(BuildConfig(out=out, start_step="sim", stop_step="sim"), log=_quiet)

@@ -13,6 +13,7 @@ What the flow's steps make of a network::
 from bitfab.hls_gen.compiler.design import DesignKind
 from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, load_stream,
                                           map_to_hw, plan_from_dict, plan_to_dict)
+from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
 __all__ = ["NetworkKind"]
@@ -72,7 +73,14 @@ class NetworkKind(DesignKind):
         from bitfab.hls_gen.datasets import load_digits_split
         from bitfab.sim.cases import network_case
         graph, configs = graph_from_dict(golden), plan_from_dict(plan)[0]
-        pixels = load_digits_split().x_test.long().flatten(1)[:count]
+        digits = load_digits_split()
+        features = configs[0].cols
+        if features != digits.x_test[0].numel() or graph.input_bits < digits.pixel_bits:
+            raise BitfabError(
+                f"the network takes {features} inputs of {graph.input_bits} bits; the test "
+                f"inputs bitfab has for networks are the digits ({digits.x_test[0].numel()} "
+                f"pixels of {digits.pixel_bits} bits), so it cannot be simulated here")
+        pixels = digits.x_test.long().flatten(1)[:count]
         return network_case(graph, configs, pixels), len(pixels)
 
     def report_layers(self, plan):
