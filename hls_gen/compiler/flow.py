@@ -31,6 +31,7 @@ earlier step's result depends on (board, folding, clock, model, ...) differs
 from what that step ran with: start from that step to rebuild it instead.
 """
 
+import functools
 import hashlib
 import json
 import time
@@ -210,7 +211,7 @@ class Build:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    @property
+    @functools.cached_property
     def kind(self):
         """The design kind: the model's, else the saved golden model's."""
         if self.model is not None:
@@ -389,12 +390,14 @@ def check_resume(build, earlier, saved):
                     f"{build.out / 'config.json'}: {field} was {record[field]!r} when step "
                     f"{step.name} ran, this build asks for {now!r}; rebuild from that step "
                     f"(--start {step.name}) or keep {field} as it was")
-        if "model" in record and build.model is not None:
-            if _model_digest(build) != record["model"]:
-                raise BitfabError(
-                    f"{build.out / 'config.json'}: model differs from the one step "
-                    f"{step.name} froze; rebuild from that step (--start {step.name}) "
-                    f"or leave the model out to keep the saved one")
+    if build.model is not None and "golden" in [s.name for s in earlier]:
+        saved_golden = build.path("golden.json")
+        if saved_golden.exists() and _model_digest(build) != _digest(
+                json.loads(saved_golden.read_text())):
+            raise BitfabError(
+                f"{build.out / 'config.json'}: model differs from the one step golden "
+                f"froze; rebuild from that step (--start golden) or leave the model out "
+                f"to keep the saved one")
     order = [(s.name, ran[s.name]["run"]) for s in earlier if s.name in ran]
     for (first, n), (later, m) in zip(order, order[1:]):
         if m < n:
@@ -420,7 +423,7 @@ def run_flow(cfg, model=None, log=print):
         counter += 1
         record = {"run": counter, **{f: getattr(cfg, f) for f in step.depends_on}}
         if step.name == "golden" and model is not None:
-            record["model"] = _digest(build.read("golden.json"))
+            record["model"] = _digest(build.read("golden.json"))    # for the record
         ran[step.name] = record
         _write_json(build.out / "config.json", {"config": cfg.to_dict(), "ran": ran})
     return result
