@@ -12,14 +12,12 @@ and the cycles per item measured between outputs.
 
 import json
 import os
-import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from bitfab.sim.streams import StreamSink, StreamSource, exchange, value_of
+from bitfab.sim.streams import StreamTB, exchange, value_of
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 # Cycles after the last load word within which `loaded` must rise.
@@ -41,55 +39,71 @@ def compare(name, want, got, per_item):
     return 0, items, None
 
 
+class TB(StreamTB):
+    """A load driver, an input driver and an output monitor (random stalls and
+    backpressure), taps on every layer's output, and a scoreboard against the golden
+    model's beats."""
+
+    def __init__(self, dut, case, params):
+        super().__init__(dut, params)
+        self.case = case
+        dut.load_restart.value = 0
+        self.loader = self.driver("load")
+        self.source = self.driver("i")
+        self.sink = self.monitor("o")
+        self.got, self.cycles = {}, []
+
+    async def load(self):
+        """Send the load words; the unit must say it is loaded within `LOADED_WITHIN`
+        cycles of the last (a network's load skid buffer holds it a cycle or two)."""
+        dut, words = self.dut, self.case["words"]
+        await exchange(self.loader, words, None, 0)
+        for _ in range(LOADED_WITHIN):
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            if value_of(dut.loaded):
+                break
+        assert value_of(dut.loaded), (f"seed {self.seed}: {len(words)} words sent, but the "
+                                      f"unit is not loaded {LOADED_WITHIN} cycles later")
+        await RisingEdge(dut.clk)
+
+    async def run(self):
+        """Stream the inputs, recording ``o`` and every tap."""
+        outputs = self.case["outputs"]
+        taps = [name for name in outputs if name != "o"]
+        self.got = {name: [] for name in taps}
+        ports = [(getattr(self.dut, f"{n}_valid"), getattr(self.dut, f"{n}_payload"),
+                  self.got[n]) for n in taps]
+        self.got["o"] = await exchange(self.source, self.case["inputs"], self.sink,
+                                       len(outputs["o"]), ports, self.cycles)
+
+    def score(self):
+        """The result: mismatches over every stream, the first, and cycles per item."""
+        per_item = self.case["beats_per_item"]
+        mismatches, first, bad_items = 0, None, set()
+        for name, want in self.case["outputs"].items():
+            count, items, where = compare(name, want, self.got[name], per_item[name])
+            mismatches += count
+            bad_items |= items
+            first = first or where
+        items = len(self.case["outputs"]["o"]) // per_item["o"]
+        # Steady-state cycles per item: between the last beats of the first and last items.
+        ends = self.cycles[per_item["o"] - 1::per_item["o"]]
+        per_image = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else None
+        return {"items": items, "mismatches": mismatches, "items_mismatched": len(bad_items),
+                "first_mismatch": first, "cycles_per_item": per_image, "seed": self.seed,
+                "beats_checked": sum(len(v) for v in self.case["outputs"].values())}
+
+
 @cocotb.test()
 async def outputs_match_golden(dut):
-    case = json.loads(Path(PARAMS["case"]).read_text())
-    seed = PARAMS["seed"]
-    rng = random.Random(seed)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.load_restart.value = 0
-    loader = StreamSource(dut, "load", rng, PARAMS.get("idle", 0.0))
-    source = StreamSource(dut, "i", rng, PARAMS.get("idle", 0.0))
-    sink = StreamSink(dut, "o", rng, PARAMS.get("backpressure", 0.0))
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-
-    await exchange(loader, case["words"], None, 0)
-    # The last word may still pass a register or two (a network's load skid buffer).
-    for _ in range(LOADED_WITHIN):
-        await RisingEdge(dut.clk)
-        await ReadOnly()
-        if value_of(dut.loaded):
-            break
-    assert value_of(dut.loaded), (f"seed {seed}: {len(case['words'])} words "
-                                  f"sent, but the unit is not loaded "
-                                  f"{LOADED_WITHIN} cycles later")
-    await RisingEdge(dut.clk)
-    taps = [name for name in case["outputs"] if name != "o"]
-    got = {name: [] for name in taps}
-    ports = [(getattr(dut, f"{n}_valid"), getattr(dut, f"{n}_payload"), got[n]) for n in taps]
-    cycles = []
-    got["o"] = await exchange(source, case["inputs"], sink, len(case["outputs"]["o"]), ports,
-                              cycles)
-
-    per_item = case["beats_per_item"]
-    mismatches, first, bad_items = 0, None, set()
-    for name, want in case["outputs"].items():
-        count, items, where = compare(name, want, got[name], per_item[name])
-        mismatches += count
-        bad_items |= items
-        first = first or where
-    items = len(case["outputs"]["o"]) // per_item["o"]
-    # Steady-state cycles per item: between the last beats of the first and last items.
-    ends = cycles[per_item["o"] - 1::per_item["o"]]
-    per_image = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else None
-    result = {"items": items, "mismatches": mismatches, "items_mismatched": len(bad_items),
-              "first_mismatch": first,
-              "cycles_per_item": per_image, "seed": seed,
-              "beats_checked": sum(len(v) for v in case["outputs"].values())}
+    tb = TB(dut, json.loads(Path(PARAMS["case"]).read_text()), PARAMS)
+    await tb.reset()
+    await tb.load()
+    await tb.run()
+    result = tb.score()
     Path(PARAMS["result"]).write_text(json.dumps(result, indent=2) + "\n")
-    assert mismatches == 0, f"seed {seed}: {mismatches} mismatches; first {first}"
-    dut._log.info("%d items, %d beats, 0 mismatches (seed %d)", items,
-                  result["beats_checked"], seed)
+    assert result["mismatches"] == 0, (f"seed {tb.seed}: {result['mismatches']} mismatches; "
+                                       f"first {result['first_mismatch']}")
+    dut._log.info("%d items, %d beats, 0 mismatches (seed %d)", result["items"],
+                  result["beats_checked"], tb.seed)

@@ -5,10 +5,13 @@ Ports follow Amaranth's Verilog names: a stream member ``i`` becomes
 """
 
 import logging
+import random
 
+import cocotb
+from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["value_of", "StreamSource", "StreamSink", "exchange"]
+__all__ = ["value_of", "StreamSource", "StreamSink", "exchange", "StreamTB"]
 
 
 def value_of(handle):
@@ -102,3 +105,34 @@ async def exchange(source, payloads, sink, count, taps=(), cycles=None,
     if sink is not None:
         sink.ready.value = 0
     return got
+
+
+class StreamTB:
+    """What every stream bench's ``TB`` starts from (as cocotb's matrix_multiplier
+    example): the seed and its random source, a stalling driver on ``i``, a
+    backpressuring monitor on ``o``, the clock and the reset.
+
+    `params` is the bench's BITFAB_PARAMS: ``seed``, and ``idle`` / ``backpressure``
+    (default `idle` / `backpressure` here) the probabilities of an input bubble and
+    of ``o`` not ready in a cycle.
+    """
+
+    def __init__(self, dut, params, idle=0.0, backpressure=0.0):
+        self.dut, self.seed = dut, params["seed"]
+        self.rng = random.Random(self.seed)
+        self.idle = params.get("idle", idle)
+        self.backpressure = params.get("backpressure", backpressure)
+
+    def driver(self, name="i"):
+        return StreamSource(self.dut, name, self.rng, self.idle)
+
+    def monitor(self, name="o"):
+        return StreamSink(self.dut, name, self.rng, self.backpressure)
+
+    async def reset(self, cycles=2):
+        """Start the 10 ns clock and hold reset for `cycles` cycles."""
+        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0

@@ -13,14 +13,11 @@ vector (output index * lanes + lane) and the field, with both values.
 
 import json
 import os
-import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
 
-from bitfab.sim.streams import StreamSink, StreamSource, exchange
+from bitfab.sim.streams import StreamTB, exchange
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 
@@ -29,32 +26,40 @@ def _signed(value, bits):
     return value - (1 << bits) if bits and value >> (bits - 1) else value
 
 
+class TB(StreamTB):
+    """A stalling driver on ``i``, a backpressuring monitor on ``o``, the static ports
+    held, and a scoreboard that names the first mismatch."""
+
+    def __init__(self, dut, case, params):
+        super().__init__(dut, params, idle=0.3, backpressure=0.3)
+        self.case = case
+        for port, value in case.get("static", {}).items():
+            getattr(dut, port).value = value
+        self.source, self.sink = self.driver(), self.monitor()
+
+    async def run(self):
+        return await exchange(self.source, self.case["inputs"], self.sink,
+                              len(self.case["outputs"]))
+
+    def check(self, got):
+        case, seed = self.case, self.seed
+        bits = case.get("signed_bits", 0)
+        for index, (w, g) in enumerate(zip(case["outputs"], got, strict=True)):
+            if g != w and "fields" in case:
+                where, g, w = _first_field(g, w, case["fields"], case.get("lanes", 1))
+                raise AssertionError(f"seed {seed}: first mismatch at output {index}, vector "
+                                     f"{index * case.get('lanes', 1) + where[0]}, {where[1]}: "
+                                     f"rtl {g}, golden {w}")
+            assert g == w, (f"seed {seed}: first mismatch at output {index}: rtl "
+                            f"{_signed(g, bits)}, golden {_signed(w, bits)}")
+
+
 @cocotb.test()
 async def outputs_match_golden(dut):
-    case = json.loads(Path(PARAMS["case"]).read_text())
-    seed = PARAMS["seed"]
-    rng = random.Random(seed)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    for port, value in case.get("static", {}).items():
-        getattr(dut, port).value = value
-    source = StreamSource(dut, "i", rng, PARAMS.get("idle", 0.3))
-    sink = StreamSink(dut, "o", rng, PARAMS.get("backpressure", 0.3))
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    want = case["outputs"]
-    got = await exchange(source, case["inputs"], sink, len(want))
-    bits = case.get("signed_bits", 0)
-    for index, (w, g) in enumerate(zip(want, got, strict=True)):
-        if g != w and "fields" in case:
-            where, g, w = _first_field(g, w, case["fields"], case.get("lanes", 1))
-            raise AssertionError(f"seed {seed}: first mismatch at output {index}, vector "
-                                 f"{index * case.get('lanes', 1) + where[0]}, {where[1]}: "
-                                 f"rtl {g}, golden {w}")
-        assert g == w, (f"seed {seed}: first mismatch at output {index}: rtl "
-                        f"{_signed(g, bits)}, golden {_signed(w, bits)}")
-    dut._log.info("%d outputs, 0 mismatches (seed %d)", len(want), seed)
+    tb = TB(dut, json.loads(Path(PARAMS["case"]).read_text()), PARAMS)
+    await tb.reset()
+    tb.check(await tb.run())
+    dut._log.info("%d outputs, 0 mismatches (seed %d)", len(tb.case["outputs"]), tb.seed)
 
 
 def _first_field(got, want, fields, lanes):
