@@ -41,3 +41,28 @@ intersphinx_mapping = {
 
 # The results tables, rendered from the measurement records in docs/results/.
 render_results.render(HERE / "results", HERE / "results_tables.md")
+
+
+def _write_api_reference(target):
+    """api.md: an automodule section for every module of the installed packages, found
+    from pyproject's package-dir, so a new module is documented without a listing."""
+    import tomllib
+    root = HERE.parent
+    dirs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    lines = ["# API reference", "",
+             "Every module's docstrings. Amaranth's own classes link to "
+             "[Amaranth's documentation](https://amaranth-lang.org/docs/amaranth/).", ""]
+    for package, folder in dirs.items():
+        lines += [f"## `{package}`", ""]
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = [p for p in path.relative_to(root / folder).with_suffix("").parts
+                     if p != "__init__"]
+            if parts and parts[-1] == "__main__":
+                continue
+            module = ".".join([package, *parts])
+            lines += [f"### `{module}`", "", "```{eval-rst}", f".. automodule:: {module}",
+                      "```", ""]
+    Path(target).write_text("\n".join(lines))
+
+
+_write_api_reference(HERE / "api.md")

@@ -1,0 +1,255 @@
+"""The sliding-window unit of a streaming convolution: pixels in, windows out.
+
+A convolution layer is a matrix-vector unit fed with windows. This block takes
+an image as a stream of pixels (row-major, each pixel's channels in ``simd``
+wide beats) and streams, for each output position (row-major), for each kernel
+row and column, that pixel's channels, or the padding code where the window
+hangs over the image's edge: the order of
+`bitfab.hls_gen.golden.window.sliding_windows`, its specification.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["WindowConfig", "SlidingWindow"]
+
+KERNELS = range(1, 8)
+STRIDES = (1, 2)
+OUTPUT_FIFO_DEPTH = 4
+
+
+def _positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The parameters of a `SlidingWindow`.
+
+    Parameters
+    ----------
+    channels : int
+        Elements per pixel.
+    simd : int
+        Elements per beat; divides `channels`.
+    kernel : int
+        The window is kernel x kernel pixels, 1 to 7.
+    height, width : int
+        The input image.
+    stride : int
+        1 or 2.
+    padding : int
+        Pixels of padding on every side, 0 to kernel - 1.
+    element_bits : int
+        Bits per element (an activation code, a bit plane group, ...).
+    pad_code : int
+        The element a padding position holds: the code of the value 0 in the
+        layer's input encoding, not necessarily all-zero bits.
+    """
+
+    channels: int
+    simd: int
+    kernel: int
+    height: int
+    width: int
+    stride: int = 1
+    padding: int = 0
+    element_bits: int = 1
+    pad_code: int = 0
+
+    def __post_init__(self):
+        for name in ("channels", "simd", "height", "width", "element_bits"):
+            _positive(name, getattr(self, name))
+        if self.channels % self.simd:
+            raise ValueError(f"simd {self.simd} does not divide {self.channels} channels")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be 1 to 7, not {self.kernel!r}")
+        if self.stride not in STRIDES:
+            raise ValueError(f"stride must be 1 or 2, not {self.stride!r}")
+        if not isinstance(self.padding, int) or not 0 <= self.padding < self.kernel:
+            raise ValueError(f"padding must be 0 to kernel - 1 = {self.kernel - 1}, not "
+                             f"{self.padding!r}")
+        for name in ("height", "width"):
+            if getattr(self, name) + 2 * self.padding < self.kernel:
+                raise ValueError(f"{name} {getattr(self, name)} padded by {self.padding} is "
+                                 f"smaller than the {self.kernel}x{self.kernel} kernel")
+        if not isinstance(self.pad_code, int) or not 0 <= self.pad_code < 1 << self.element_bits:
+            raise ValueError(f"pad_code must fit {self.element_bits} unsigned bits, not "
+                             f"{self.pad_code!r}")
+
+    @property
+    def folds(self):
+        """Beats per pixel."""
+        return self.channels // self.simd
+
+    @property
+    def out_height(self):
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self):
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def buffer_rows(self):
+        """Image rows the buffer holds: a window's kernel rows and the stride's next ones,
+        so the next rows arrive while the present ones are read."""
+        return self.kernel + self.stride
+
+    @property
+    def depth(self):
+        """Entries (beats) of the line buffer."""
+        return self.buffer_rows * self.width * self.folds
+
+    @property
+    def in_beats(self):
+        """Input beats per image."""
+        return self.height * self.width * self.folds
+
+    @property
+    def out_beats(self):
+        """Output beats per image."""
+        return self.out_height * self.out_width * self.kernel ** 2 * self.folds
+
+    @property
+    def layout(self):
+        """A beat: `simd` elements, element 0 in the low bits."""
+        return data.ArrayLayout(unsigned(self.element_bits), self.simd)
+
+
+class SlidingWindow(wiring.Component):
+    """Streams every window of each image that comes in, with its padding.
+
+    The line buffer (`WindowConfig.depth` beats in one memory) holds
+    ``kernel + stride`` image rows. A pixel is written once its row's slot is no
+    longer needed by the window being read; a window beat is read once its
+    image row is complete. Padding beats come from the pad code, not the buffer.
+    Images follow one another: the next image is taken once the last window of
+    this one has been read.
+
+    Parameters
+    ----------
+    config : WindowConfig
+
+    Members
+    -------
+    i : In(stream.Signature(config.layout))
+        The image, row-major, each pixel's channels in `WindowConfig.folds` beats.
+    o : Out(stream.Signature(config.layout))
+        Per output position (row-major), per kernel row, per kernel column, the
+        pixel's `WindowConfig.folds` beats.
+
+    Latency: a window beat leaves four cycles after the input beat that
+    completes its image row (padding beats need no input). Throughput: one
+    output beat per cycle once an image's first window rows are in; each
+    image then needs about ``kernel ** 2 / stride ** 2`` output beats per input
+    beat, so a continuous input never limits it. The next image's rows are
+    taken only once this image's last window is read, so its first window
+    waits for them (a line buffer that overlaps images is a refinement).
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, WindowConfig):
+            raise TypeError(f"config must be a WindowConfig, not {config!r}")
+        self.config = config
+        super().__init__({"i": In(stream.Signature(config.layout)),
+                          "o": Out(stream.Signature(config.layout))})
+
+    def elaborate(self, platform):
+        c = self.config
+        m = Module()
+        k, s, p, folds, rows = c.kernel, c.stride, c.padding, c.folds, c.buffer_rows
+        row_beats = c.width * folds
+        width = c.layout.size
+
+        m.submodules.buffer = buffer = Memory(shape=unsigned(width), depth=c.depth, init=[])
+        write = buffer.write_port()
+        read = buffer.read_port()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=OUTPUT_FIFO_DEPTH)
+
+        # The writer: the pixel (wy, wx), fold wf, into row slot wslot = wy mod rows.
+        wy = Signal(range(c.height + 1))
+        wx = Signal(range(c.width))
+        wf = Signal(range(folds))
+        wslot = Signal(range(rows))
+
+        # The reader: output position (oy, ox), kernel position (ky, kx), fold rf. top and
+        # left are the window's first input row and column (oy * s - p, ox * s - p);
+        # base_slot the buffer slot of row top.
+        span = 2 * (c.height + c.width + k + 2)
+        top = Signal(signed(span.bit_length() + 1), init=-p)
+        left = Signal(signed(span.bit_length() + 1), init=-p)
+        oy = Signal(range(c.out_height))
+        ox = Signal(range(c.out_width))
+        ky = Signal(range(k))
+        kx = Signal(range(k))
+        rf = Signal(range(folds))
+        base_slot = Signal(range(rows), init=(-p) % rows)
+        done = Signal()        # every window of this image read; waiting for the writer
+
+        # A row slot is free once the window being read starts below the row it held.
+        m.d.comb += self.i.ready.eq((wy < c.height) & (wy < top + rows))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.comb += [write.en.eq(1),
+                         write.addr.eq(wslot * row_beats + wx * folds + wf),
+                         write.data.eq(self.i.payload)]
+            m.d.sync += wf.eq(wf + 1)
+            with m.If(wf == folds - 1):
+                m.d.sync += [wf.eq(0), wx.eq(wx + 1)]
+                with m.If(wx == c.width - 1):
+                    m.d.sync += [wx.eq(0), wy.eq(wy + 1),
+                                 wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
+
+        iy = Signal(signed(top.shape().width + 1))
+        ix = Signal(signed(left.shape().width + 1))
+        slot = Signal(range(2 * rows))
+        inside = Signal()
+        m.d.comb += [iy.eq(top + ky), ix.eq(left + kx), slot.eq(base_slot + ky),
+                     inside.eq((iy >= 0) & (iy < c.height) & (ix >= 0) & (ix < c.width))]
+        row_slot = Mux(slot >= rows, slot - rows, slot)
+        column = ix.as_unsigned()[:max(1, (c.width - 1).bit_length())]
+
+        # Issue a read while the output FIFO has room for it and the beat in flight.
+        in_flight = Signal()
+        pad = Signal()
+        room = fifo.w_level + in_flight < OUTPUT_FIFO_DEPTH
+        issue = Signal()
+        m.d.comb += issue.eq(~done & room & (~inside | (iy < wy)))
+        m.d.comb += [read.en.eq(issue),
+                     read.addr.eq(row_slot * row_beats + column * folds + rf)]
+        m.d.sync += [in_flight.eq(issue), pad.eq(~inside)]
+
+        pad_beat = Const(sum(c.pad_code << (j * c.element_bits) for j in range(c.simd)), width)
+        m.d.comb += [fifo.w_en.eq(in_flight), fifo.w_data.eq(Mux(pad, pad_beat, read.data)),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
+
+        with m.If(issue):
+            m.d.sync += rf.eq(rf + 1)
+            with m.If(rf == folds - 1):
+                m.d.sync += [rf.eq(0), kx.eq(kx + 1)]
+                with m.If(kx == k - 1):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                    with m.If(ky == k - 1):
+                        m.d.sync += [ky.eq(0), ox.eq(ox + 1), left.eq(left + s)]
+                        with m.If(ox == c.out_width - 1):
+                            m.d.sync += [ox.eq(0), left.eq(-p), oy.eq(oy + 1),
+                                         top.eq(top + s),
+                                         base_slot.eq(Mux(base_slot + s >= rows,
+                                                          base_slot + s - rows,
+                                                          base_slot + s))]
+                            with m.If(oy == c.out_height - 1):
+                                m.d.sync += done.eq(1)
+
+        # The next image starts once this one is read and written through (rows past
+        # the last window may still be arriving).
+        with m.If(done & (wy == c.height)):
+            m.d.sync += [done.eq(0), oy.eq(0), top.eq(-p), base_slot.eq((-p) % rows),
+                         wy.eq(0), wslot.eq(0)]
+        return m
