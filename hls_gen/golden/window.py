@@ -13,7 +13,7 @@ import torch
 from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["WINDOW_KERNELS", "WINDOW_STRIDES", "check_window", "window_output_size",
-           "sliding_windows"]
+           "sliding_windows", "max_pool_codes"]
 
 WINDOW_KERNELS = range(1, 8)       # k x k kernels, k = 1..7
 WINDOW_STRIDES = (1, 2)
@@ -62,3 +62,22 @@ def sliding_windows(x, kernel, stride=1, padding=0, pad=0):
             out[:, :, :, ky, kx] = padded[:, ky:ky + stride * (rows - 1) + 1:stride,
                                           kx:kx + stride * (cols - 1) + 1:stride]
     return out
+
+
+def max_pool_codes(x, kernel, stride=None, padding=0):
+    """Max pooling on activation codes (N, H, W, C): the largest code in each window.
+
+    It sits after a layer's activation, on the codes its thresholds give: a code is a
+    non-decreasing function of the activation's value (its thresholds encode the
+    batch norm's sign, `Thresholds.descending`), so the largest code is the code of
+    the largest value, and pooling codes is pooling values. The padding holds code
+    0, the smallest, which a window's max never takes over a real pixel (PyTorch's
+    -inf padding; padding at most kernel // 2, as PyTorch allows). Elements that
+    are one-hot planes, bit planes or sign bits compare the same way as integers.
+    """
+    stride = kernel if stride is None else stride
+    if not isinstance(padding, int) or padding > kernel // 2:
+        raise BitfabError(f"max pool: padding must be at most kernel // 2 = {kernel // 2}, "
+                          f"not {padding!r}")
+    windows = sliding_windows(x, kernel, stride, padding, pad=0)
+    return windows.flatten(3, 4).max(dim=3).values
