@@ -13,6 +13,7 @@ from .dsp import registered_product
 from .encoder import ActivationEncoder, threshold_layout
 from .pe import PAProcessingElement
 from .popcount import Front, stage
+from .window import WindowConfig
 
 __all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
 
@@ -70,6 +71,10 @@ class MVAUConfig:
         Input elements per input beat (the producer's PE).
     word_bits : int
         Width of the weight-load stream.
+    window : WindowConfig or None
+        For a convolution layer, the sliding window whose windows are this unit's
+        input vectors (`bitfab.rtl.convolution.ConvolutionUnit`); None for a fully
+        connected layer. The unit itself ignores it.
     """
 
     rows: int
@@ -88,8 +93,14 @@ class MVAUConfig:
     logit_bits: int = 32
     in_beat: int = 1
     word_bits: int = 32
+    window: WindowConfig | None = None
 
     def __post_init__(self):
+        if isinstance(self.window, dict):      # as a plan's JSON holds it
+            object.__setattr__(self, "window", WindowConfig(**self.window))
+        if self.window is not None and not isinstance(self.window, WindowConfig):
+            raise TypeError(f"MVAU window must be a WindowConfig or None, not "
+                            f"{self.window!r}")
         for name in ("rows", "cols", "pe", "simd", "m", "n_in", "acc_bits", "in_beat",
                      "word_bits"):
             value = getattr(self, name)
@@ -113,6 +124,18 @@ class MVAUConfig:
     @property
     def groups(self):
         return self.rows // self.pe
+
+    @property
+    def positions(self):
+        """Input vectors per image: a convolution's output positions, else 1."""
+        w = self.window
+        return 1 if w is None else w.out_height * w.out_width
+
+    @property
+    def image_elements(self):
+        """Input elements per image: the window's pixels times channels, else `cols`."""
+        w = self.window
+        return self.cols if w is None else w.height * w.width * w.channels
 
     @property
     def cycles(self):

@@ -1,9 +1,12 @@
 """A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
 
+from dataclasses import replace
+
 from amaranth.hdl import ClockSignal, Instance, Module, ResetInserter, ResetSignal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
 from .skid import SkidBuffer
 
@@ -40,11 +43,15 @@ class Network(wiring.Component):
         if not layers or not all(isinstance(c, MVAUConfig) for c in layers):
             raise TypeError(f"layers must be a non-empty list of MVAUConfig, not {layers!r}")
         for k, (a, b) in enumerate(zip(layers, layers[1:])):
-            if (a.rows, a.pe, a.n_out, a.output) != (b.cols, b.in_beat, b.n_in, "codes"):
+            # A layer's outputs per image (rows at each position) are the next one's
+            # input elements per image (its window's pixels, or its columns).
+            if ((a.rows * a.positions, a.pe, a.n_out, a.output)
+                    != (b.image_elements, b.in_beat, b.n_in, "codes")):
                 raise ValueError(
-                    f"layer {k + 1} does not take layer {k}'s output: rows/pe/planes "
-                    f"{a.rows}/{a.pe}/{a.n_out} ({a.output}) vs cols/in_beat/n_in "
-                    f"{b.cols}/{b.in_beat}/{b.n_in}")
+                    f"layer {k + 1} does not take layer {k}'s output: outputs per "
+                    f"image/pe/planes {a.rows * a.positions}/{a.pe}/{a.n_out} ({a.output}) "
+                    f"vs inputs per image/in_beat/n_in {b.image_elements}/{b.in_beat}/"
+                    f"{b.n_in}")
         words = {c.word_bits for c in layers}
         if len(words) != 1:
             raise ValueError(f"all layers must share one load word width, not {sorted(words)}")
@@ -68,7 +75,8 @@ class Network(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        units = [MatrixVectorUnit(c) for c in self.layers]
+        units = [MatrixVectorUnit(c) if c.window is None else
+                 ConvolutionUnit(c.window, replace(c, window=None)) for c in self.layers]
         for k, unit in enumerate(units):
             m.submodules[f"layer{k}"] = unit
         # Inputs enter through a skid buffer: the producer's handshake (on a board, the

@@ -18,20 +18,31 @@ from .runner import run_bench
 __all__ = ["network_case", "dfnt_case", "direct_case", "run_case"]
 
 
+def _position_major(values):
+    """A layer's outputs per item, as its stream carries them: (items * positions, rows),
+    a convolution's (items, rows, H, W) position by position."""
+    if values.dim() == 4:
+        return values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
+    return values
+
+
 def network_case(graph, configs, pixels, taps=True):
     """The case for a whole network: every layer's output tapped (`taps`), the scores
-    at ``o``. `pixels` are the first layer's input codes, (items, cols)."""
+    at ``o``. `pixels` are the first layer's input codes: (items, cols), or (items, C,
+    H, W) for a network that starts with a convolution."""
     _, trace = graph.run(pixels)
     outputs, per_item = {}, {}
     for k, (layer, config) in enumerate(zip(graph.layers, configs)):
         values = trace[layer.name]["codes" if layer.output is not None else "logits"]
-        outputs[f"tap{k}"] = output_beats(config, values)
-        per_item[f"tap{k}"] = config.groups
+        outputs[f"tap{k}"] = output_beats(config, _position_major(values))
+        per_item[f"tap{k}"] = config.groups * config.positions
     outputs["o"], per_item["o"] = outputs[f"tap{len(configs) - 1}"], configs[-1].groups
     if not taps:
         outputs = {"o": outputs["o"]}
     words = check_load_words(load_stream(graph, configs), configs)
     encoding = graph.layers[0].input_encoding
+    if pixels.dim() == 4:     # an image: pixel by pixel, each pixel's channels together
+        pixels = pixels.permute(0, 2, 3, 1)
     return {"words": words, "inputs": input_beats(configs[0], pixels.flatten(1), encoding),
             "outputs": outputs, "beats_per_item": per_item}
 

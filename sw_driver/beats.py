@@ -14,11 +14,13 @@ def element_values(codes, encoding):
 
 
 def input_beats(config, codes, encoding):
-    """(items, cols) input codes -> input beats of `config.in_beat` elements."""
+    """(items, elements) input codes -> input beats of `config.in_beat` elements: a
+    fully connected layer's `cols` per item, or a convolution's image, pixel by pixel
+    (`MVAUConfig.image_elements`)."""
     layout, beat = config.in_layout, config.in_beat
     return [layout.const(row[b:b + beat]).as_bits()
             for row in element_values(codes.tolist(), encoding)
-            for b in range(0, config.cols, beat)]
+            for b in range(0, config.image_elements, beat)]
 
 
 def output_beats(config, values):

@@ -113,3 +113,35 @@ def pe_case(front, m, n, simd, folds, coef_bits, stages):
         coef_layout = data.ArrayLayout(signed(coef_bits), m * n)
         case["static"] = {"coef": coef_layout.const(coef.flatten().tolist()).as_bits()}
     return pe, case
+
+
+def _median_thresholds(graph, layer, pixels, levels):
+    """Set `layer`'s thresholds at quantiles of its accumulators over `pixels`, per
+    channel, so that its codes depend on the image."""
+    acc = graph.run(pixels)[1][layer.name]["acc"]
+    acc = acc.transpose(0, 1).flatten(1).double()            # (channels, samples)
+    q = torch.tensor([(j + 1) / (levels + 1) for j in range(levels)], dtype=torch.float64)
+    values = torch.quantile(acc, q, dim=1).T.round().long()
+    layer.output = Thresholds(values, torch.zeros(len(values), dtype=torch.bool))
+
+
+def cnn_graph(seed):
+    """A small CNN for the digits (1 x 8 x 8 pixels in 5 bit planes): a 3x3 PA
+    convolution (4 channels, 3 codes), a 3x3 stride-2 PA convolution over those
+    one-hot codes (6 channels, binary codes) and an XNOR head over the flattened
+    6 x 4 x 4, thresholds at quantiles of their accumulators over training digits."""
+    from dataclasses import replace
+    gen = torch.Generator().manual_seed(seed)
+    first = random_layer(gen, "pa", 4, 9, m=2, n=5, n_out=3, coef_bits=6)
+    first = replace(first, name="conv1", geometry=Geometry("conv2d", (1, 1), (1, 1)),
+                    input_encoding="bitplanes", input_planes=5,
+                    bases=first.bases.view(2, 4, 1, 3, 3))
+    second = random_layer(gen, "pa", 6, 36, m=2, n=3, n_out=1, coef_bits=6)
+    second = replace(second, name="conv2", geometry=Geometry("conv2d", (2, 2), (1, 1)),
+                     bases=second.bases.view(2, 6, 4, 3, 3))
+    head = replace(random_layer(gen, "xnor", 10, 96), name="head", flatten_input=True)
+    graph = Graph(5, 1.0, [first, second, head])
+    pixels = load_digits_split().x_train[:300].long().view(-1, 1, 8, 8)
+    _median_thresholds(graph, first, pixels, 3)
+    _median_thresholds(graph, second, pixels, 1)
+    return graph

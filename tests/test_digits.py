@@ -73,6 +73,18 @@ def test_rtl_matches_golden_on_every_test_image(demo):
     assert report["bitstream"] is None and "0 mismatches" in stdout
 
 
+def test_the_cnns_run_in_rtl_on_every_test_image(demo):
+    """The PA and XNOR CNNs in cocotb: sliding windows into matrix-vector units, every
+    output of every layer (64 and 16 positions, then the scores), 450 images."""
+    _, _, report = demo
+    for name in ("cnn_pa_m4n5", "cnn_xnor"):
+        hardware = report["models"][name]["hardware"]
+        rtl = hardware["rtl"]
+        assert (rtl["images"], rtl["mismatches"]) == (450, 0), name
+        assert rtl["beats_checked"] > (64 + 16) * 450, name
+        assert [bool(layer["window"]) for layer in hardware["layers"]] == [True, True, False]
+
+
 def test_pa_mlp_close_to_full_precision(demo):
     _, _, report = demo
     acc = report["accuracy"]

@@ -257,5 +257,5 @@ def test_a_network_without_test_inputs_is_refused_before_simulation(tmp_path):
     out = str(tmp_path / "build")
     run_flow(BuildConfig(out=out, stop_step="emit_rtl"), small_graph(), log=_quiet)
     with pytest.raises(BitfabError, match="takes 16 inputs of 3 bits; .* the digits "
-                                          r"\(64 pixels of 5 bits\)"):
+                                          r"\(8 x 8 = 64 pixels of 5 bits\)"):
         run_flow(BuildConfig(out=out, start_step="sim", stop_step="sim"), log=_quiet)

@@ -180,11 +180,13 @@ def test_plan_too_big_for_the_board_is_refused():
         check_fit(configs, board("icebreaker"), ["hidden", "out"])
 
 
-def test_convolution_is_refused_by_name():
+def test_a_grouped_convolution_is_refused_by_name():
     layer = random_layer(torch.Generator().manual_seed(0), "xnor", 4, 9, n_out=1)
-    layer.geometry = Geometry("conv2d", padding=(1, 1))
-    with pytest.raises(Exception, match=r"layer xnor4x9 .*conv2d.*not mapped to hardware"):
-        map_to_hw(Graph(1, 1.0, [layer]))
+    layer.geometry = Geometry("conv2d", padding=(1, 1), groups=2)
+    layer.weight_bits = layer.weight_bits.view(4, 1, 3, 3)
+    with pytest.raises(Exception, match=r"layer xnor4x9: convolutions map to hardware with "
+                                        r"square kernels, .* groups 1; not 3x3.* groups 2"):
+        map_to_hw(Graph(1, 1.0, [layer]), (2, 8, 8))
 
 
 def test_weight_stream_of_wrong_length():

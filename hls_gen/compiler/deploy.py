@@ -55,6 +55,9 @@ def check_same_plan(graph, configs, names):
 
 def _plan(out):
     plan = read_result(out, "plan.json")
+    if any(layer.get("window") for layer in plan.get("layers", [])):
+        raise BitfabError(f"the plan in {out} is a convolutional network's: bitfab deploy, "
+                          f"run and board drive fully connected networks so far")
     if "layers" not in plan:
         raise BitfabError(f"the plan in {out} is not a network's plan (a convolution "
                           f"engine's?): bitfab deploy, run and board drive networks")

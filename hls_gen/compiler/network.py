@@ -18,7 +18,9 @@ from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
 __all__ = ["NetworkKind"]
 
-LAYER_FIELDS = ("name", "rows", "cols", "pe", "simd", "m", "n_in", "front", "acc_bits")
+LAYER_FIELDS = ("name", "rows", "cols", "pe", "simd", "m", "n_in", "front", "acc_bits",
+                "window")
+DIGITS_IMAGE = (8, 8)
 
 
 class NetworkKind(DesignKind):
@@ -42,7 +44,16 @@ class NetworkKind(DesignKind):
 
     def map_to_hw(self, golden, cfg, log):
         graph = graph_from_dict(golden)
-        return plan_to_dict(map_to_hw(graph), [layer.name for layer in graph.layers])
+        image = None
+        first = graph.layers[0]
+        if first.geometry.kind == "conv2d":
+            # A network that starts with a convolution sees images: the digits' 8 x 8
+            # unless the build says otherwise (--image).
+            channels = (first.bases[0] if hasattr(first, "bases") and first.bases is not None
+                        else first.weight_bits).shape[1]
+            image = (channels, *(cfg.image or DIGITS_IMAGE))
+            log(f"map_to_hw: a convolutional network on {' x '.join(map(str, image))} inputs")
+        return plan_to_dict(map_to_hw(graph, image), [layer.name for layer in graph.layers])
 
     def fold(self, hw, cfg, board, log):
         configs, names = plan_from_dict(hw)
@@ -51,8 +62,8 @@ class NetworkKind(DesignKind):
         else:
             folded = fold(configs, cfg.folding, names)
             fit = check_fit(folded, board, names)
-        log("plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.cycles} cycles)"
-                                 for n, c in zip(names, folded)))
+        log("plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.positions * c.cycles} "
+                                 f"cycles per image)" for n, c in zip(names, folded)))
         return {**plan_to_dict(folded, names), "board": board.name, "estimate": fit,
                 "cycles_per_layer": [c.cycles for c in folded]}
 
@@ -74,22 +85,33 @@ class NetworkKind(DesignKind):
         from bitfab.sim.cases import network_case
         graph, configs = graph_from_dict(golden), plan_from_dict(plan)[0]
         digits = load_digits_split()
-        features = configs[0].cols
-        if features != digits.x_test[0].numel() or graph.input_bits < digits.pixel_bits:
+        first = configs[0]
+        features = first.image_elements
+        if (features != digits.x_test[0].numel() or graph.input_bits < digits.pixel_bits
+                or (first.window and (first.window.height, first.window.width) != DIGITS_IMAGE)):
+            shape = (f"{first.window.channels} x {first.window.height} x {first.window.width}"
+                     if first.window else f"{features}")
             raise BitfabError(
-                f"the network takes {features} inputs of {graph.input_bits} bits; the test "
-                f"inputs bitfab has for networks are the digits ({digits.x_test[0].numel()} "
-                f"pixels of {digits.pixel_bits} bits), so it cannot be simulated here")
-        pixels = digits.x_test.long().flatten(1)[:count]
+                f"the network takes {shape} inputs of {graph.input_bits} bits; the test "
+                f"inputs bitfab has for networks are the digits (8 x 8 = "
+                f"{digits.x_test[0].numel()} pixels of {digits.pixel_bits} bits), so it "
+                f"cannot be simulated here")
+        pixels = digits.x_test.long()[:count]
+        pixels = pixels.view(-1, 1, *DIGITS_IMAGE) if first.window else pixels.flatten(1)
         return network_case(graph, configs, pixels), len(pixels)
 
     def report_layers(self, plan):
         return [{k: layer[k] for k in LAYER_FIELDS} for layer in plan["layers"]]
 
     def format_layers(self, report):
-        lines = ["| layer | rows x cols | PE | SIMD | M x N | front |",
-                 "|---|---|---|---|---|---|"]
+        def window(layer):
+            w = layer.get("window")
+            return (f"{w['kernel']}x{w['kernel']} conv, stride {w['stride']}, on "
+                    f"{w['channels']} x {w['height']} x {w['width']}" if w else "fully connected")
+        lines = ["| layer | rows x cols | PE | SIMD | M x N | front | kind |",
+                 "|---|---|---|---|---|---|---|"]
         return lines + [f"| {l['name']} | {l['rows']} x {l['cols']} | {l['pe']} | {l['simd']} "
-                        f"| {l['m']} x {l['n_in']} | {l['front']} |" for l in report["layers"]]
+                        f"| {l['m']} x {l['n_in']} | {l['front']} | {window(l)} |"
+                        for l in report["layers"]]
 
 

@@ -8,10 +8,12 @@ thresholds, scales) in the layout `MVAUConfig.pack` turns into load words.
 """
 
 from dataclasses import asdict, replace
+from math import prod
 
 import numpy as np
 
 from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
+from bitfab.rtl.window import WindowConfig
 
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
 from bitfab.hls_gen.golden.ir import PopcountLayer, XnorLayer
@@ -27,14 +29,41 @@ class PlanError(BitfabError):
     """A folding or plan that the hardware cannot take."""
 
 
-def map_to_hw(graph):
-    """One unfolded `MVAUConfig` (pe = simd = 1) per layer of the golden model."""
+def _window(layer, shape):
+    """The sliding window of convolution `layer` on input `shape` (C, H, W)."""
+    g = layer.geometry
+    weights = layer.bases[0] if isinstance(layer, PopcountLayer) else layer.weight_bits
+    channels, kh, kw = weights.shape[1:]
+    if g.groups != 1 or kh != kw or g.stride[0] != g.stride[1] or g.padding[0] != g.padding[1]:
+        raise UnsupportedLayerError(
+            f"layer {layer.name}: convolutions map to hardware with square kernels, equal "
+            f"strides and padding, groups 1; not {kh}x{kw}, stride {g.stride}, padding "
+            f"{g.padding}, groups {g.groups}")
+    if shape is None or shape[0] != channels:
+        raise PlanError(f"layer {layer.name}: a convolution of {channels} input channels "
+                        f"needs an input image of {channels} channels, not {shape}")
+    try:
+        return WindowConfig(channels=channels, simd=1, kernel=kh, height=shape[1],
+                            width=shape[2], stride=g.stride[0], padding=g.padding[0],
+                            element_bits=layer.input_planes, pad_code=0)
+    except ValueError as error:
+        raise UnsupportedLayerError(f"layer {layer.name}: {error}") from None
+
+
+def map_to_hw(graph, image=None):
+    """One unfolded `MVAUConfig` (pe = simd = 1) per layer of the golden model; a
+    convolution's carries its sliding window on the image it sees, from `image`
+    ((C, H, W) of the network's input) on through the layers."""
     configs = []
+    shape = tuple(image) if image is not None else None
     for k, layer in enumerate(graph.layers):
-        if layer.geometry.kind != "linear":
-            raise UnsupportedLayerError(
-                f"layer {layer.name} ({type(layer).__name__}, {layer.geometry.kind}): "
-                f"convolutions are not mapped to hardware yet; only fully connected layers")
+        if layer.geometry.kind not in ("linear", "conv2d"):
+            raise UnsupportedLayerError(f"layer {layer.name}: {layer.geometry.kind} layers "
+                                        f"have no hardware mapping")
+        window = _window(layer, shape) if layer.geometry.kind == "conv2d" else None
+        if window is None and shape is not None and len(shape) == 3 and not layer.flatten_input:
+            raise UnsupportedLayerError(f"layer {layer.name}: a fully connected layer after a "
+                                        f"convolution must flatten its input")
         widths = layer.widths
         if isinstance(layer, PopcountLayer):
             rows, m = layer.bases.shape[1], layer.bases.shape[0]
@@ -58,7 +87,14 @@ def map_to_hw(graph):
             raise PlanError(f"layer {layer.name}: takes {common['n_in']} planes per input, "
                             f"the layer before gives {n_in_expected}")
         configs.append(MVAUConfig(rows=rows, cols=widths.fan_in, acc_bits=widths.acc_bits,
-                                  **common, **out))
+                                  window=window, **common, **out))
+        if window is not None:
+            shape = (rows, window.out_height, window.out_width)
+        else:
+            if shape is not None and widths.fan_in != prod(shape):
+                raise PlanError(f"layer {layer.name}: takes {widths.fan_in} inputs, the layer "
+                                f"before gives {prod(shape)} ({' x '.join(map(str, shape))})")
+            shape = (rows,)
     return configs
 
 
@@ -87,15 +123,23 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
     def cap(c):
         return max_pe_and if c.front == "and" else max_pe_xnor
 
-    first_beat = _largest_divisor(configs[0].cols, INPUT_BEAT)
-    target = max([configs[0].cols // first_beat]
-                 + [(c.rows // _largest_divisor(c.rows, cap(c)))
-                    * (c.cols // _largest_divisor(c.cols, max_simd)) for c in configs])
+    def feed(c, in_beat):
+        """Cycles per image to bring `c` its inputs at `in_beat` elements a beat: a
+        window unit sends each position's columns, one beat a cycle."""
+        return c.positions * c.cols // in_beat
+
+    first_beat = _first_beat(configs[0])
+    widest = [_largest_divisor(c.rows, cap(c)) for c in configs]
+    target = max([configs[0].image_elements // first_beat, feed(configs[0], first_beat)]
+                 + [c.positions * (c.rows // pe) * (c.cols // _largest_divisor(c.cols, max_simd))
+                    for c, pe in zip(configs, widest)]
+                 + [feed(c, pe) for c, pe in zip(configs[1:], widest)])
     folding, in_beat = [], first_beat
-    for c in configs:
+    for c, after in zip(configs, [*configs[1:], None]):
         fits = [(pe * simd, pe, simd) for pe in _divisors(c.rows, cap(c))
                 for simd in _divisors(c.cols, max_simd)
-                if max(c.rows // pe * (c.cols // simd), c.cols // in_beat) <= target]
+                if max(c.positions * (c.rows // pe) * (c.cols // simd), feed(c, in_beat),
+                       feed(after, pe) if after is not None else 0) <= target]
         _, pe, simd = min(fits)
         folding.append({"pe": pe, "simd": simd})
         in_beat = pe
@@ -137,9 +181,17 @@ def fold(configs, folding=None, names=None):
             if not isinstance(value, int) or value < 1 or total % value:
                 raise PlanError(f"layer {names[k]}: {what}={value!r} does not divide its "
                                 f"{total} {dim}")
-        in_beat = folded[-1].pe if folded else _largest_divisor(config.cols, INPUT_BEAT)
-        folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat))
+        in_beat = folded[-1].pe if folded else _first_beat(config)
+        window = config.window and replace(config.window, simd=in_beat)
+        folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window))
     return folded
+
+
+def _first_beat(config):
+    """Input elements per beat into the first layer: at most `INPUT_BEAT`, dividing
+    its columns (a convolution: its channels, a pixel's elements)."""
+    return _largest_divisor(config.cols if config.window is None else config.window.channels,
+                            INPUT_BEAT)
 
 
 def estimate(config, board):
@@ -175,6 +227,12 @@ def estimate(config, board):
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
+    if c.window is not None:
+        # The line buffer, its counters and the output FIFO of the window unit.
+        w = c.window
+        brams += board.ram_blocks(w.layout.size, w.depth)
+        luts += 150 + 4 * w.layout.size
+        ffs += 100 + 5 * w.layout.size
     return board.family.adjust_estimate(
         c, {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}, products, board)
 
@@ -219,13 +277,21 @@ def _pack_bits(bits):
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
-def load_rows(layer, config):
-    """What the load stream writes into `config`'s stores for IR `layer`."""
+def load_rows(layer, config, input_shape=None):
+    """What the load stream writes into `config`'s stores for IR `layer`; `input_shape`
+    is the (C, H, W) of a convolution output that the layer flattens, if any."""
     c = config
     if isinstance(layer, PopcountLayer):
         bases = layer.bases
     else:
         bases = layer.weight_bits.unsqueeze(0)
+    if c.window is not None:
+        # A convolution's columns in the window's order: kernel row, column, channel.
+        bases = bases.permute(0, 1, 3, 4, 2)
+    elif input_shape is not None and len(input_shape) == 3:
+        # A head over a flattened convolution output: PyTorch flattens channel first,
+        # the window stream delivers position first.
+        bases = bases.reshape(c.m, c.rows, *input_shape).permute(0, 1, 3, 4, 2)
     bases = bases.reshape(c.m, c.rows, c.cols)
     # Row r * folds + f holds, for PE p and base i, inputs f*simd .. (f+1)*simd - 1
     # at bit ((p * m + i) * simd + s): the order the PEs slice it in.
@@ -251,8 +317,10 @@ def load_stream(graph, configs):
     load port takes them."""
     if len(graph.layers) != len(configs):
         raise PlanError(f"{len(graph.layers)} layers for a plan of {len(configs)}")
-    return [word for layer, config in zip(graph.layers, configs)
-            for word in config.pack(load_rows(layer, config))]
+    shapes = [None] + [(c.rows, c.window.out_height, c.window.out_width) if c.window else None
+                       for c in configs[:-1]]
+    return [word for layer, config, shape in zip(graph.layers, configs, shapes)
+            for word in config.pack(load_rows(layer, config, shape))]
 
 
 def plan_to_dict(configs, names):

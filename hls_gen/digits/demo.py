@@ -144,23 +144,25 @@ def run_demo(out, config=DemoConfig(), log=print):
 
 
 def _hardware(out, config, graphs, models, log):
-    """Build the PA MLP (bitstream) and the XNOR MLP (simulation) through the flow."""
-    if "mlp" not in config.archs:
-        log("hardware: skipped (only the MLPs map to hardware so far)")
-        return {}
-    pa = ModelSpec("mlp", "pa", *config.pa_default).name
+    """Build every arch's PA model (M, N = `pa_default`) and XNOR model through the flow:
+    the RTL of each on the test images against its golden model, and the bitstream of
+    the PA MLP (CNN bitstreams are not built yet). The report's top-level hardware
+    fields are the PA MLP's."""
+    pa_name = lambda arch: ModelSpec(arch, "pa", *config.pa_default).name
     fields = {}
-    for name, bitstream in ((pa, config.bitstream), ("mlp_xnor", False)):
-        log(f"{name}: golden model -> RTL -> cocotb" + (" -> bitstream" if bitstream else ""))
-        build = BuildConfig(out=str(out / "hw" / name), board=config.board,
-                            sim_images=config.sim_images, bitstream=bitstream)
-        hw = run_flow(build, graphs[name], log=lambda text: log(f"  {text}"))
-        models[name]["hardware"] = hw
-        if name == pa:
-            fields = {k: hw[k] for k in ("rtl", "board", "luts", "ffs", "brams", "dsps",
-                                         "fmax_mhz", "clock_mhz", "timing_met",
-                                         "cycles_per_image", "images_per_s",
-                                         "images_per_s_at_clock", "bitstream")}
+    for arch in config.archs:
+        for name in (pa_name(arch), f"{arch}_xnor"):
+            bitstream = config.bitstream and name == pa_name("mlp")
+            log(f"{name}: golden model -> RTL -> cocotb" + (" -> bitstream" if bitstream else ""))
+            build = BuildConfig(out=str(out / "hw" / name), board=config.board,
+                                sim_images=config.sim_images, bitstream=bitstream)
+            hw = run_flow(build, graphs[name], log=lambda text: log(f"  {text}"))
+            models[name]["hardware"] = hw
+            if name == pa_name("mlp"):
+                fields = {k: hw[k] for k in ("rtl", "board", "luts", "ffs", "brams", "dsps",
+                                             "fmax_mhz", "clock_mhz", "timing_met",
+                                             "cycles_per_image", "images_per_s",
+                                             "images_per_s_at_clock", "bitstream")}
     return fields
 
 
