@@ -19,10 +19,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
+
+from bitfab.hls_gen.compiler.report import source_commit
 
 __all__ = ["render", "build_record", "benchmark_record", "demo_record", "headline_table",
            "update_readme"]
@@ -32,12 +33,6 @@ BUILD_COLUMNS = (("design", "design"), ("board", "board"), ("commit", "commit"),
                  ("date", "date"), ("luts", "LUTs"), ("ffs", "FFs"), ("brams", "BRAMs"),
                  ("dsps", "DSPs"), ("fmax_mhz", "fmax (MHz)"),
                  ("critical_path", "critical path"), ("mismatches", "RTL mismatches"))
-
-
-def _commit():
-    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                         capture_output=True, text=True)
-    return run.stdout.strip() or None
 
 
 def _machine():
@@ -51,7 +46,7 @@ def build_record(report, design):
     rtl = report.get("rtl") or {}
     path = report.get("critical_path") or {}
     return {"design": design, "board": report["board"],
-            "commit": report.get("commit") or _commit(),
+            "commit": report.get("commit") or source_commit(),
             "date": date.today().isoformat(), "machine": _machine(),
             **{k: report[k] for k in ("luts", "ffs", "brams", "dsps", "fmax_mhz")},
             "critical_path": path.get("text") if isinstance(path, dict) else path,
@@ -62,7 +57,7 @@ def build_record(report, design):
 
 def benchmark_record(name, figures):
     """A `benchmarks.json` record from a benchmark's last line (as a dict)."""
-    return {"benchmark": name, "commit": _commit(), "date": date.today().isoformat(),
+    return {"benchmark": name, "commit": source_commit(), "date": date.today().isoformat(),
             "machine": _machine(), "figures": figures}
 
 
@@ -72,7 +67,7 @@ def demo_record(report):
     models = {name: {k: entry.get(k) for k in ("accuracy", "golden_accuracy",
                                               "golden_agreement", "golden_agreement_float64")}
               for name, entry in report["models"].items()}
-    return {"commit": report.get("commit") or _commit(), "date": date.today().isoformat(),
+    return {"commit": report.get("commit") or source_commit(), "date": date.today().isoformat(),
             "machine": _machine(), "test_images": report["test_images"], "models": models}
 
 

@@ -6,8 +6,8 @@ they check is the logic models of the vendor-cell paths (`bitfab.rtl.dsp`'s
 MULT18X18D products, `bitfab.rtl.carry`'s CCU2C chains) and not yosys's
 mapping at all. `synthesize` elaborates a design for the board's platform and
 runs the bitstream flow's own yosys script on it (ECP5: `synth_ecp5` with the
-flow's overrides, then the family's `after_synthesis`, `free_chain_ends`; iCE40: `synth_ice40`), refusing a
-netlist yosys's ``check`` finds fault with; the result is the mapped netlist
+flow's overrides, then the family's `after_synthesis`, `free_chain_ends`; iCE40:
+`synth_ice40`), refusing a netlist yosys's ``check`` finds fault with; the result is the mapped netlist
 as Verilog, with the models of its cells beside it (`cell_models`), ready for
 the same benches:
 
@@ -260,7 +260,7 @@ def synthesize(design, name, build_dir, platform, overrides=None):
         raise BitfabError(f"post-synthesis simulation models ECP5 and iCE40 cells; "
                           f"{type(platform).__name__} is neither")
     family = fpga.name
-    cell_models(family)      # refuses a family without cell models before yosys runs
+    models = cell_models(family)    # refuses a family without models before yosys runs
     overrides = overrides or {}
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -282,4 +282,4 @@ def synthesize(design, name, build_dir, platform, overrides=None):
     # for a short: it is left unconnected instead. (An opened carry-in stays x: the
     # chain's first half never reads it, `free_chain_ends`.)
     netlist = (build_dir / f"{name}_netlist.v").read_text().replace(".COUT(1'hx)", ".COUT()")
-    return netlist + "\n" + cell_models(family)
+    return netlist + "\n" + models

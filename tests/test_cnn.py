@@ -18,7 +18,7 @@ SEED = 20261205
 
 def test_a_cnn_plan_balances_windows_and_units():
     graph = cnn_graph(1)
-    configs = fold(map_to_hw(graph, (1, 8, 8)))
+    configs = fold(map_to_hw(graph, (8, 8)))
     windows = [c.window for c in configs]
     assert [(w.height, w.stride, w.channels) for w in windows[:2]] == [(8, 1, 1), (8, 2, 4)]
     assert windows[2] is None and configs[2].cols == 6 * 4 * 4
@@ -62,4 +62,4 @@ def test_an_unsupported_convolution_is_refused_by_name():
     graph = cnn_graph(1)
     graph.layers[1] = replace(graph.layers[1], geometry=Geometry("conv2d", (3, 3), (1, 1)))
     with pytest.raises(UnsupportedLayerError, match="layer conv2: stride must be 1 or 2, not 3"):
-        map_to_hw(graph, (1, 8, 8))
+        map_to_hw(graph, (8, 8))

@@ -186,7 +186,7 @@ def test_a_grouped_convolution_is_refused_by_name():
     layer.weight_bits = layer.weight_bits.view(4, 1, 3, 3)
     with pytest.raises(Exception, match=r"layer xnor4x9: convolutions map to hardware with "
                                         r"square kernels, .* groups 1; not 3x3.* groups 2"):
-        map_to_hw(Graph(1, 1.0, [layer]), (2, 8, 8))
+        map_to_hw(Graph(1, 1.0, [layer]), (8, 8))
 
 
 def test_weight_stream_of_wrong_length():

@@ -54,6 +54,7 @@ def check_same_plan(graph, configs, names):
 
 
 def _plan(out):
+    """(configs, names, the plan as plan.json holds it) of a network's build."""
     plan = read_result(out, "plan.json")
     if any(layer.get("window") for layer in plan.get("layers", [])):
         raise BitfabError(f"the plan in {out} is a convolutional network's: bitfab deploy, "
@@ -61,12 +62,12 @@ def _plan(out):
     if "layers" not in plan:
         raise BitfabError(f"the plan in {out} is not a network's plan (a convolution "
                           f"engine's?): bitfab deploy, run and board drive networks")
-    return plan_from_dict(plan)
+    return (*plan_from_dict(plan), plan)
 
 
 def _build(out, model):
     """The build's plan and the model to load, checked against it."""
-    configs, names = _plan(out)
+    configs, names, _ = _plan(out)
     graph = model if model is not None else graph_from_dict(read_result(out, "golden.json"))
     check_same_plan(graph, configs, names)
     return configs, graph
@@ -78,8 +79,8 @@ def simulated_board(out, sessions=1, log=print):
 
     from bitfab.rtl.network import Network, NetworkInstance
     from bitfab.sim.board import SimulatedBoard, shell_verilog
-    configs, _ = _plan(out)
-    text = design_verilog(out, NetworkKind(), read_result(out, "plan.json"))
+    configs, _, plan = _plan(out)
+    text = design_verilog(out, NetworkKind(), plan)
     if text is None:
         log("network.v is not this plan's; converting the network (minutes)")
         text = verilog.convert(Network(configs), name="network")

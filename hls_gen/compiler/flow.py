@@ -5,8 +5,8 @@ As FINN's build steps: each step is registered by name (`STEP_LOOKUP`, as
 FINN's ``build_dataflow_step_lookup``), takes one argument, the `Build` under
 way, and writes its results into its own subfolder of the build directory, so
 a build runs from and to any step (`BuildConfig.start_step` / ``stop_step``)
-and a user may put their own step callables in the list (`run_flow`'s
-``steps``). What differs between kinds of design (networks, convolution
+and a user may put their own step callables in the list
+(`BuildConfig.steps`). What differs between kinds of design (networks, convolution
 engines, the kinds to come) is their `bitfab.hls_gen.compiler.design.DesignKind`;
 the steps are the same::
 
@@ -391,9 +391,8 @@ def check_resume(build, earlier, saved):
                     f"{step.name} ran, this build asks for {now!r}; rebuild from that step "
                     f"(--start {step.name}) or keep {field} as it was")
     if build.model is not None and "golden" in [s.name for s in earlier]:
-        saved_golden = build.path("golden.json")
-        if saved_golden.exists() and _model_digest(build) != _digest(
-                json.loads(saved_golden.read_text())):
+        if (build.path("golden.json").exists()
+                and _model_digest(build) != _digest(build.read("golden.json"))):
             raise BitfabError(
                 f"{build.out / 'config.json'}: model differs from the one step golden "
                 f"froze; rebuild from that step (--start golden) or leave the model out "
@@ -422,8 +421,6 @@ def run_flow(cfg, model=None, log=print):
         result = step.run(build)
         counter += 1
         record = {"run": counter, **{f: getattr(cfg, f) for f in step.depends_on}}
-        if step.name == "golden" and model is not None:
-            record["model"] = _digest(build.read("golden.json"))    # for the record
         ran[step.name] = record
         _write_json(build.out / "config.json", {"config": cfg.to_dict(), "ran": ran})
     return result

@@ -44,16 +44,14 @@ class NetworkKind(DesignKind):
 
     def map_to_hw(self, golden, cfg, log):
         graph = graph_from_dict(golden)
-        image = None
-        first = graph.layers[0]
-        if first.geometry.kind == "conv2d":
-            # A network that starts with a convolution sees images: the digits' 8 x 8
-            # unless the build says otherwise (--image).
-            channels = (first.bases[0] if hasattr(first, "bases") and first.bases is not None
-                        else first.weight_bits).shape[1]
-            image = (channels, *(cfg.image or DIGITS_IMAGE))
-            log(f"map_to_hw: a convolutional network on {' x '.join(map(str, image))} inputs")
-        return plan_to_dict(map_to_hw(graph, image), [layer.name for layer in graph.layers])
+        # A network that starts with a convolution sees images: the digits' 8 x 8 unless
+        # the build says otherwise (--image).
+        configs = map_to_hw(graph, cfg.image or DIGITS_IMAGE)
+        if configs[0].window is not None:
+            w = configs[0].window
+            log(f"map_to_hw: a convolutional network on {w.channels} x {w.height} x "
+                f"{w.width} inputs")
+        return plan_to_dict(configs, [layer.name for layer in graph.layers])
 
     def fold(self, hw, cfg, board, log):
         configs, names = plan_from_dict(hw)

@@ -29,11 +29,16 @@ class PlanError(BitfabError):
     """A folding or plan that the hardware cannot take."""
 
 
+def _kernel_shape(layer):
+    """(input channels, kernel height, kernel width) of convolution `layer`."""
+    weights = layer.bases[0] if isinstance(layer, PopcountLayer) else layer.weight_bits
+    return tuple(weights.shape[1:])
+
+
 def _window(layer, shape):
     """The sliding window of convolution `layer` on input `shape` (C, H, W)."""
     g = layer.geometry
-    weights = layer.bases[0] if isinstance(layer, PopcountLayer) else layer.weight_bits
-    channels, kh, kw = weights.shape[1:]
+    channels, kh, kw = _kernel_shape(layer)
     if g.groups != 1 or kh != kw or g.stride[0] != g.stride[1] or g.padding[0] != g.padding[1]:
         raise UnsupportedLayerError(
             f"layer {layer.name}: convolutions map to hardware with square kernels, equal "
@@ -53,9 +58,12 @@ def _window(layer, shape):
 def map_to_hw(graph, image=None):
     """One unfolded `MVAUConfig` (pe = simd = 1) per layer of the golden model; a
     convolution's carries its sliding window on the image it sees, from `image`
-    ((C, H, W) of the network's input) on through the layers."""
+    ((height, width) of the input of a network that starts with a convolution) on
+    through the layers."""
     configs = []
-    shape = tuple(image) if image is not None else None
+    shape = None
+    if image is not None and graph.layers[0].geometry.kind == "conv2d":
+        shape = (_kernel_shape(graph.layers[0])[0], *image)
     for k, layer in enumerate(graph.layers):
         if layer.geometry.kind not in ("linear", "conv2d"):
             raise UnsupportedLayerError(f"layer {layer.name}: {layer.geometry.kind} layers "
