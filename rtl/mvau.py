@@ -75,6 +75,11 @@ class MVAUConfig:
         For a convolution layer, the sliding window whose windows are this unit's
         input vectors (`bitfab.rtl.convolution.ConvolutionUnit`); None for a fully
         connected layer. The unit itself ignores it.
+    multipliers : int or None
+        Multipliers of each PE's phi_k merge, 1..m*n_in (``front="and"``); None for
+        one per phi_k, merging every fold. Fewer time-share them once per row
+        (`PAProcessingElement`): a row then takes ``max(folds, merge_steps)`` cycles,
+        and the unit spaces its rows so that no PE ever stalls.
     """
 
     rows: int
@@ -94,6 +99,7 @@ class MVAUConfig:
     in_beat: int = 1
     word_bits: int = 32
     window: WindowConfig | None = None
+    multipliers: int | None = None
 
     def __post_init__(self):
         if isinstance(self.window, dict):      # as a plan's JSON holds it
@@ -116,6 +122,18 @@ class MVAUConfig:
             raise ValueError(f"an XNOR MVAU has m = n_in = 1, not {self.m}, {self.n_in}")
         if self.output not in ("codes", "scores"):
             raise ValueError(f"MVAU output must be 'codes' or 'scores', not {self.output!r}")
+        terms = self.m * self.n_in
+        if self.multipliers is None:
+            object.__setattr__(self, "multipliers", terms)
+        value = self.multipliers
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= terms:
+            raise ValueError(f"MVAU multipliers must be an integer in 1..{terms} (m * n_in "
+                             f"phi_k per PE), not {value!r}")
+        if value < terms and not self.shared_merge_fits:
+            raise ValueError(f"MVAU multipliers={value} time-shares the merge, whose row "
+                             f"sums up to cols={self.cols} do not fit a "
+                             f"{dsp.OPERAND_BITS}-bit DSP operand beside {self.coef_bits}-bit "
+                             f"phi_k; use multipliers={terms}")
 
     @property
     def folds(self):
@@ -138,14 +156,40 @@ class MVAUConfig:
         return self.cols if w is None else w.height * w.width * w.channels
 
     @property
+    def shared_merge_fits(self):
+        """A time-shared merge's operands fit a DSP: phi_k and a row sum up to `cols`."""
+        return dsp.fits_dsp(signed(self.coef_bits), unsigned(self.cols.bit_length()))
+
+    @property
+    def merge_steps(self):
+        """Cycles each PE's merge takes per row: ``ceil(m * n_in / multipliers)``."""
+        return -(-self.m * self.n_in // self.multipliers)
+
+    @property
+    def row_cycles(self):
+        """Cycles per row group: its folds, or the time-shared merge if longer."""
+        return max(self.folds, self.merge_steps)
+
+    @property
+    def weight_rows(self):
+        """Rows of the weight store: one per fold of every row group."""
+        return self.groups * self.folds
+
+    @property
     def cycles(self):
         """Cycles to compute one vector, once its input is buffered."""
-        return self.groups * self.folds
+        return self.groups * self.row_cycles
+
+    @property
+    def dsps(self):
+        """Multipliers of the merge, over all PEs (the scores' scales not counted)."""
+        return self.pe * self.multipliers if self.front == "and" else 0
 
     def processing_element(self):
         """One of the unit's `pe` processing elements."""
         return PAProcessingElement(m=self.m, n=self.n_in, simd=self.simd, front=self._front,
-                                   coef_bits=self.coef_bits, acc_bits=self.acc_bits)
+                                   coef_bits=self.coef_bits, acc_bits=self.acc_bits,
+                                   multipliers=self.multipliers, cols=self.cols)
 
     @property
     def _front(self):
@@ -157,7 +201,8 @@ class MVAUConfig:
         issue registers, the PE, the row register, the encoder or the scale's DSP
         block), so issue runs at full rate; a power of two."""
         latency = PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
-                                                 front=self._front)
+                                                 front=self._front,
+                                                 multipliers=self.multipliers)
         output = 1 + max(ActivationEncoder.LATENCY, dsp.LATENCY)
         return 1 << (ISSUE_STAGES + latency + output).bit_length()
 
@@ -178,7 +223,8 @@ class MVAUConfig:
         if self.front == "and":
             found.append(Segment("coefficients",
                                  data.ArrayLayout(signed(self.coef_bits), self.m * self.n_in), 1))
-        found.append(Segment("weights", unsigned(self.pe * self.m * self.simd), self.cycles))
+        found.append(Segment("weights", unsigned(self.pe * self.m * self.simd),
+                             self.weight_rows))
         if self.output == "codes":
             found.append(Segment("thresholds", data.ArrayLayout(
                 threshold_layout(self.n_out, self.threshold_bits), self.pe), self.groups))
@@ -289,24 +335,35 @@ class MatrixVectorUnit(wiring.Component):
         fifo = m.submodules.fifo = SyncFIFOBuffered(width=cfg.out_layout.size,
                                                    depth=cfg.fifo_depth)
         in_flight = Signal(range(fifo.depth + 1))
-        address = Signal(range(cfg.cycles))
+        address = Signal(range(cfg.weight_rows))
         fold = Signal(range(cfg.folds))
         last = fold == cfg.folds - 1
         fire = Signal()
         # Room is judged a cycle early, with one slot of margin for the fold
         # issued meanwhile, so `fire` is two flip-flops and a gate (timing).
         room = Signal()
-        m.d.comb += fire.eq(full.bit_select(compute_side, 1) & room)
+        # A time-shared merge longer than the row: wait `gap` cycles after each row's
+        # last fold, so that rows reach the PEs `merge_steps` cycles apart.
+        gap = cfg.merge_steps - cfg.folds
+        idle = Const(1)
+        if gap > 0:
+            wait = Signal(range(gap + 1))
+            idle = wait == 0
+            with m.If(fire & last):
+                m.d.sync += wait.eq(gap)
+            with m.Elif(~idle):
+                m.d.sync += wait.eq(wait - 1)
+        m.d.comb += fire.eq(full.bit_select(compute_side, 1) & room & idle)
         m.d.sync += [in_flight.eq(in_flight + (fire & last) - fifo.w_en),
                      room.eq(fifo.level + in_flight < fifo.depth - 1)]
         weights = stores["weights"].read_port()
         # The read port always reads the address of the next cycle's fold.
-        m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.cycles - 1, 0, address + 1),
-                                        address))
+        m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.weight_rows - 1, 0,
+                                                  address + 1), address))
         done = Signal()
         with m.If(fire):
             m.d.sync += [address.eq(weights.addr), fold.eq(Mux(last, 0, fold + 1))]
-            with m.If(address == cfg.cycles - 1):
+            with m.If(address == cfg.weight_rows - 1):
                 m.d.comb += done.eq(1)
                 m.d.sync += compute_side.eq(~compute_side)
         # A buffer is full from its last input beat to its last issued fold.

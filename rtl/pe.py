@@ -45,6 +45,17 @@ class PAProcessingElement(wiring.Component):
         (on ECP5 each register can share its slice with the carry-chain half
         that drives it, and two chain levels per register measured 156 MHz
         against 274 MHz for one, in `benchmarks/popcount.py`).
+    multipliers : int or None
+        Multipliers of the phi_k merge (``AND`` only), 1..M*N; default M*N, one
+        per phi_k, merging every fold. With fewer, each lane's counts are summed
+        over the row (exact: the merge is linear) and the M*N sums merged once per
+        row, `multipliers` at a time, over ``merge_steps = ceil(M*N / multipliers)``
+        cycles, as ReBNet's multi-level accumulators. A row then takes at least
+        `merge_steps` cycles: the PE stalls its input on a row's last fold while
+        the merge of the row before is not in its final step.
+    cols : int or None
+        Input bits per base of one row (folds x SIMD), which bounds each lane's
+        sum; needed with fewer than M*N multipliers.
 
     Members
     -------
@@ -60,14 +71,16 @@ class PAProcessingElement(wiring.Component):
     Latency is ``popcount_stages + product_stages + sum_stages + 1`` cycles from a
     ``last`` fold to its sum (`latency`): each phi_k product takes three, the input,
     pipeline and output registers of its DSP block on ECP5 (`bitfab.rtl.dsp`), and
-    the XNOR front's ``2 * count - SIMD`` two; throughput one fold per cycle. The
-    pipeline stalls as a whole while ``o.valid`` is high and ``o.ready`` low.
+    the XNOR front's ``2 * count - SIMD`` two; a time-shared merge adds
+    `merge_steps` (the hand-over to the merge and its steps). Throughput one fold
+    per cycle, and one row per `merge_steps` cycles. The pipeline stalls as a
+    whole while ``o.valid`` is high and ``o.ready`` low.
     """
 
     XNOR_PRODUCT_STAGES = 2
 
     def __init__(self, *, m, n, simd, front=Front.AND, coef_bits=16, acc_bits=32,
-                 popcount_stages=None):
+                 popcount_stages=None, multipliers=None, cols=None):
         for name, value in (("m", m), ("n", n), ("simd", simd), ("acc_bits", acc_bits)):
             _positive_int(name, value)
         if front not in (Front.AND, Front.XNOR):
@@ -85,7 +98,18 @@ class PAProcessingElement(wiring.Component):
             raise ValueError(f"popcount_stages must be in 0..{self.tree_levels} for simd "
                              f"{simd}, not {popcount_stages!r}")
         self.popcount_stages = popcount_stages
-        self.sum_levels = _sum_levels(m, n)
+        self.multipliers = _check_multipliers(m, n, front, multipliers)
+        self.cols = None
+        if self.shared:
+            _positive_int("cols", cols)
+            if cols % simd:
+                raise ValueError(f"cols={cols} is not a whole number of folds of simd {simd}")
+            if not dsp.fits_dsp(signed(coef_bits), unsigned(cols.bit_length())):
+                raise ValueError(f"a time-shared merge multiplies phi_k by sums up to "
+                                 f"cols={cols} in one {dsp.OPERAND_BITS}-bit DSP operand; "
+                                 f"cols is too large")
+            self.cols = cols
+        self.sum_levels = _sum_levels(self.multipliers, 1)
         self.sum_stages = self.sum_levels   # every merge level registered (timing)
         members = {
             "i": In(stream.Signature(data.StructLayout({
@@ -95,6 +119,16 @@ class PAProcessingElement(wiring.Component):
         if front is Front.AND:
             members["coef"] = In(data.ArrayLayout(signed(coef_bits), m * n))
         super().__init__(members)
+
+    @property
+    def shared(self):
+        """True when the merge is time-shared: fewer multipliers than phi_k."""
+        return self.multipliers < self.m * self.n
+
+    @property
+    def merge_steps(self):
+        """Cycles the merge takes per row: ``ceil(M*N / multipliers)``."""
+        return _merge_steps(self.m, self.n, self.multipliers)
 
     @property
     def product_stages(self):
@@ -107,21 +141,31 @@ class PAProcessingElement(wiring.Component):
     @property
     def latency(self):
         return self.latency_of(m=self.m, n=self.n, simd=self.simd, front=self.front,
-                               popcount_stages=self.popcount_stages)
+                               popcount_stages=self.popcount_stages,
+                               multipliers=self.multipliers)
 
     @classmethod
-    def latency_of(cls, *, m, n, simd, front, popcount_stages=None):
+    def latency_of(cls, *, m, n, simd, front, popcount_stages=None, multipliers=None):
         """`latency` of the PE these parameters make, without making one (a component
         made and never elaborated draws Amaranth's UnusedElaboratable warning):
-        ``popcount_stages + product_stages + sum_stages + 1``."""
+        ``popcount_stages + product_stages + sum_stages + 1``, plus `merge_steps` for
+        a time-shared merge."""
         if popcount_stages is None:
             popcount_stages = _tree_levels(simd)
-        return popcount_stages + cls._product_stages(front) + _sum_levels(m, n) + 1
+        multipliers = _check_multipliers(m, n, front, multipliers)
+        steps = _merge_steps(m, n, multipliers)
+        shared = steps if multipliers < m * n else 0
+        return (popcount_stages + cls._product_stages(front) + _sum_levels(multipliers, 1)
+                + shared + 1)
 
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        # The popcount lanes move with `front`: `advance`, held back on a row's last
+        # fold while a time-shared merge is still busy with the row before.
+        front = Signal()
+        m.d.comb += self.i.ready.eq(front)
 
         simd = self.simd
         w, x = self.i.payload.w, self.i.payload.x
@@ -131,25 +175,12 @@ class PAProcessingElement(wiring.Component):
                 wi, xj = w[i * simd:(i + 1) * simd], x[j * simd:(j + 1) * simd]
                 count, lane_valid, lane_last = count_ones(
                     m, platform, [(wi[b], xj[b]) for b in range(simd)], self.front,
-                    self.popcount_stages, advance, valid, last, name=f"pc{i}_{j}")
+                    self.popcount_stages, front, valid, last, name=f"pc{i}_{j}")
                 counts.append(count)
         valid, last = lane_valid, lane_last
 
-        if self.front is Front.AND:
-            # eq. 3.19: merge alpha_i * beta_j (phi_k, fixed point) with each count, in
-            # DSP blocks whose own registers take the operands and hold the products.
-            products = [registered_product(m, platform, self.coef[k], counts[k], advance,
-                                           f"product{k}") for k in range(self.m * self.n)]
-        else:
-            products = [(counts[0] << 1) - simd]
-        for s in range(self.product_stages):
-            if self.front is Front.XNOR:
-                products = [stage(m, products[0], advance, f"product{s}_0")]
-            valid = stage(m, valid, advance, f"product{s}_valid")
-            last = [stage(m, last[0], advance, f"product{s}_last")]
-        total, valid, last = adder_tree(m, products, self.sum_levels,
-                                        set(range(1, self.sum_stages + 1)),
-                                        advance, valid, last, name="merge")
+        merge = self._shared_merge if self.shared else self._parallel_merge
+        total, valid, last = merge(m, platform, counts, valid, last, advance, front)
 
         acc = Signal(signed(self.acc_bits))
         fresh = Signal(init=1)   # the next fold starts a new row
@@ -159,6 +190,98 @@ class PAProcessingElement(wiring.Component):
                 m.d.sync += [acc.eq(Mux(fresh, total, acc + total)), fresh.eq(last[0])]
         m.d.comb += self.o.payload.eq(acc)
         return m
+
+    def _parallel_merge(self, m, platform, counts, valid, last, advance, front):
+        """Merge every fold's counts: M*N multipliers (one ``2 * count - SIMD`` for XNOR)
+        and an adder tree; returns (fold sum, valid, [last])."""
+        m.d.comb += front.eq(advance)
+        if self.front is Front.AND:
+            # eq. 3.19: merge alpha_i * beta_j (phi_k, fixed point) with each count, in
+            # DSP blocks whose own registers take the operands and hold the products.
+            products = [registered_product(m, platform, self.coef[k], counts[k], advance,
+                                           f"product{k}") for k in range(self.m * self.n)]
+        else:
+            products = [(counts[0] << 1) - self.simd]
+        for s in range(self.product_stages):
+            if self.front is Front.XNOR:
+                products = [stage(m, products[0], advance, f"product{s}_0")]
+            valid = stage(m, valid, advance, f"product{s}_valid")
+            last = [stage(m, last[0], advance, f"product{s}_last")]
+        return adder_tree(m, products, self.sum_levels, set(range(1, self.sum_stages + 1)),
+                          advance, valid, last, name="merge")
+
+    def _shared_merge(self, m, platform, counts, valid, last, advance, front):
+        """Sum each lane's counts over the row; merge the sums `multipliers` at a time.
+
+        On a row's last fold the M*N sums move to a shift register (padded with
+        zeros to a whole number of steps) and the coefficients rotate beside it, so
+        multiplier p always takes position p of both: no step decode, no wide
+        multiplexers. Returns (step sum, valid, [last step]) as the parallel merge's
+        adder tree does, for the row accumulator.
+        """
+        last = last[0]
+        lanes, width = self.m * self.n, self.multipliers * self.merge_steps
+        sum_shape = unsigned(self.cols.bit_length())
+        sums = [Signal(sum_shape, name=f"lane_sum{k}") for k in range(lanes)]
+        fresh = Signal(init=1)   # the next fold starts a new row
+        row_sums = [Mux(fresh, count, total + count) for count, total in zip(counts, sums)]
+        with m.If(front & valid):
+            m.d.sync += [total.eq(value) for total, value in zip(sums, row_sums)]
+            m.d.sync += fresh.eq(last)
+
+        held = [Signal(sum_shape, name=f"held{k}") for k in range(width)]
+        phis = [Signal(signed(self.coef_bits), name=f"phi{k}") for k in range(width)]
+        step = Signal(range(self.merge_steps))
+        busy = Signal()
+        final = busy & (step == self.merge_steps - 1)
+        start = Signal()
+        m.d.comb += start.eq(valid & last & front)
+        if self.merge_steps > 1:
+            m.d.comb += front.eq(advance & ~(valid & last & busy & ~final))
+        else:
+            m.d.comb += front.eq(advance)
+        step_size = self.multipliers
+        with m.If(advance):
+            with m.If(start):
+                padded = row_sums + [0] * (width - lanes)
+                m.d.sync += [h.eq(v) for h, v in zip(held, padded)]
+                m.d.sync += [busy.eq(1), step.eq(0)]
+            with m.Elif(busy):
+                m.d.sync += [h.eq(v) for h, v in zip(held, held[step_size:])]
+                m.d.sync += [busy.eq(~final), step.eq(step + 1)]
+            # A full rotation per row leaves phi_k in place; idle, they follow `coef`.
+            with m.If(busy):
+                rotated = phis[step_size:] + phis[:step_size]
+                m.d.sync += [p.eq(v) for p, v in zip(phis, rotated)]
+            with m.Else():
+                coef = [self.coef[k] for k in range(lanes)] + [0] * (width - lanes)
+                m.d.sync += [p.eq(v) for p, v in zip(phis, coef)]
+        products = [registered_product(m, platform, phis[p], held[p], advance, f"product{p}")
+                    for p in range(self.multipliers)]
+        valid, last = busy, final
+        for s in range(dsp.LATENCY):
+            valid = stage(m, valid, advance, f"product{s}_valid")
+            last = stage(m, last, advance, f"product{s}_last")
+        return adder_tree(m, products, self.sum_levels, set(range(1, self.sum_stages + 1)),
+                          advance, valid, [last], name="merge")
+
+
+def _check_multipliers(m, n, front, multipliers):
+    """`multipliers` checked against the M*N phi_k (default: all of them)."""
+    if multipliers is None:
+        return m * n
+    if front is not Front.AND and multipliers != 1:
+        raise ValueError(f"an XNOR PE has no phi_k merge; multipliers must be 1 or None, "
+                         f"not {multipliers!r}")
+    if not isinstance(multipliers, int) or isinstance(multipliers, bool) \
+            or not 1 <= multipliers <= m * n:
+        raise ValueError(f"multipliers must be an integer in 1..{m * n} (m * n phi_k), "
+                         f"not {multipliers!r}")
+    return multipliers
+
+
+def _merge_steps(m, n, multipliers):
+    return math.ceil(m * n / multipliers)
 
 
 def _tree_levels(simd):

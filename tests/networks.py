@@ -84,8 +84,9 @@ def pe_golden(front, coef, w, x, k):
     counts = golden.and_popcounts(x.unsqueeze(0), w.unsqueeze(1), geometry)
     return int(golden.merge_coefficients(counts, coef))
 
-def pe_case(front, m, n, simd, folds, coef_bits, stages):
-    """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel."""
+def pe_case(front, m, n, simd, folds, coef_bits, stages, multipliers=None):
+    """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel;
+    `multipliers` below M*N makes its merge time-shared."""
     gen = torch.Generator().manual_seed(SEED)
     k = simd * folds
     top = 1 << max(coef_bits - 1, 0)
@@ -93,7 +94,8 @@ def pe_case(front, m, n, simd, folds, coef_bits, stages):
     bound = k * n * top if front == "and" else k
     acc_bits = (2 * bound).bit_length() + 1
     pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
-                             acc_bits=acc_bits, popcount_stages=stages)
+                             acc_bits=acc_bits, popcount_stages=stages,
+                             multipliers=multipliers, cols=k)
     layout = pe.signature.members["i"].signature.members["payload"].shape
     inputs, outputs = [], []
     rows = [(torch.zeros(m, k, dtype=torch.long), torch.zeros(n, k, dtype=torch.long)),

@@ -23,12 +23,16 @@ SIMS = simulators()
 
 
 
-# (kind, rows, cols, m, n, n_out, scale_bits, pe, simd)
+# (kind, rows, cols, m, n, n_out, scale_bits, pe, simd, multipliers per PE); the
+# time-shared merges take longer than a row (7 steps for 3 folds: the unit spaces
+# its rows) and less (3 steps for 4 folds).
 CASES = {
-    "pa_codes": ("pa", 12, 24, 4, 5, 5, 0, 3, 8),
-    "pa_scores_one_fold": ("pa", 6, 16, 2, 3, 0, 0, 2, 16),
-    "xnor_codes": ("xnor", 8, 32, 1, 1, 1, 0, 4, 8),
-    "xnor_scaled_scores": ("xnor", 10, 20, 1, 1, 0, 6, 5, 5),
+    "pa_codes": ("pa", 12, 24, 4, 5, 5, 0, 3, 8, None),
+    "pa_scores_one_fold": ("pa", 6, 16, 2, 3, 0, 0, 2, 16, None),
+    "xnor_codes": ("xnor", 8, 32, 1, 1, 1, 0, 4, 8, None),
+    "xnor_scaled_scores": ("xnor", 10, 20, 1, 1, 0, 6, 5, 5, None),
+    "pa_codes_shared_merge": ("pa", 12, 24, 4, 5, 5, 0, 3, 8, 3),
+    "pa_scores_shared_merge": ("pa", 6, 16, 2, 3, 0, 0, 2, 4, 2),
 }
 
 
@@ -50,14 +54,15 @@ def test_network_of_one_layer_cocotb(tmp_path_factory, sim):
 
 
 def _run_layer(tmp_path_factory, name, top, toplevel, sim=SIMS[0]):
-    kind, rows, cols, m, n, n_out, scale_bits, pe, simd = CASES[name]
+    kind, rows, cols, m, n, n_out, scale_bits, pe, simd, multipliers = CASES[name]
     gen = torch.Generator().manual_seed(SEED)
     layer = random_layer(gen, kind, rows, cols, m, n, n_out, scale_bits=scale_bits)
     graph = Graph(n if kind == "pa" else 1, 1.0, [layer])
     high = n + 1 if kind == "pa" else 2
     items = 60
     codes = torch.randint(0, high, (items, cols), generator=gen)
-    [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd}])
+    [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd, "multipliers": multipliers}])
+    assert config.multipliers == multipliers or m * n
     case = network_case(graph, [config], codes, taps=False)
     result = run_case(top(config), toplevel, case,
                       tmp_path_factory.getbasetemp() / "sim", SEED, sim, idle=0.3,
@@ -83,7 +88,11 @@ def test_default_folding_balances_the_layers():
                 MVAUConfig(rows=10, cols=128, **kw)]
     pa = fold(shapes(m=4, n_in=5))
     assert [(c.pe, c.simd) for c in pa] == [(1, 64), (2, 64), (1, 16)]
-    assert [c.cycles for c in pa] == [128, 128, 80]
+    # The merge multipliers per PE: all 20 phi_k where a row is one fold, 10 for two
+    # folds, 2 for the scores, whose 8 folds leave time for a 10-step merge.
+    assert [c.multipliers for c in pa] == [20, 10, 2]
+    assert [c.cycles for c in pa] == [128, 128, 100]
+    assert sum(c.dsps for c in pa) == 42
     xnor = fold(shapes(front="xnor"))
     assert [(c.pe, c.simd) for c in xnor] == [(4, 64), (8, 64), (5, 8)]
     assert max(c.cycles for c in xnor) == 32
@@ -91,9 +100,11 @@ def test_default_folding_balances_the_layers():
     for plan in (pa, xnor):
         target = max(c.cycles for c in plan)
         assert all(c.cols // c.in_beat <= target for c in plan)
-    # A layer that is already the slowest keeps the widest folding.
+    # A layer that is already the slowest keeps the widest folding; its input (128
+    # elements, 8 a beat: 16 cycles) leaves its 5 row groups of 2 folds time for a
+    # merge of 3 steps, 7 multipliers per PE.
     assert default_folding([MVAUConfig(rows=10, cols=128, m=4, n_in=5)]) == [
-        {"pe": 2, "simd": 64}]
+        {"pe": 2, "simd": 64, "multipliers": 7}]
 
 
 def test_estimate_follows_nextpnr_on_the_digits_pa_mlp():

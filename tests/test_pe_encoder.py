@@ -28,21 +28,48 @@ def run_vectors(tmp_path_factory, component, toplevel, key, case):
 
 
 
-# (front, m, n, simd, folds, coef_bits, popcount_stages)
-PE_CASES = [("and", 4, 5, 8, 3, 8, None), ("and", 2, 3, 5, 1, 12, 0),
-            ("and", 8, 7, 8, 3, 16, 3), ("xnor", 1, 1, 32, 4, 0, None)]
+# (front, m, n, simd, folds, coef_bits, popcount_stages, multipliers): the last three
+# time-share their merge, with rows shorter than the merge (1 multiplier for 20 phi_k
+# over 3 folds; a single fold), a merge step count that does not divide (7 of 20: 3
+# steps, one padded) and rows longer than the merge.
+PE_CASES = [("and", 4, 5, 8, 3, 8, None, None), ("and", 2, 3, 5, 1, 12, 0, None),
+            ("and", 8, 7, 8, 3, 16, 3, None), ("xnor", 1, 1, 32, 4, 0, None, None),
+            ("and", 4, 5, 8, 3, 8, None, 1), ("and", 2, 3, 5, 1, 12, 0, 2),
+            ("and", 4, 5, 4, 5, 16, None, 7)]
+PE_PARAMETERS = "front,m,n,simd,folds,coef_bits,stages,multipliers"
 
 
-@pytest.mark.parametrize("front,m,n,simd,folds,coef_bits,stages", PE_CASES)
+@pytest.mark.parametrize(PE_PARAMETERS, PE_CASES)
 def test_latency_of_is_the_latency_of_the_pe_it_describes(front, m, n, simd, folds, coef_bits,
-                                                          stages):
+                                                          stages, multipliers):
     pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
-                             popcount_stages=stages)
+                             popcount_stages=stages, multipliers=multipliers, cols=simd * folds)
     assert PAProcessingElement.latency_of(m=m, n=n, simd=simd, front=Front(front),
-                                          popcount_stages=stages) == pe.latency
+                                          popcount_stages=stages,
+                                          multipliers=multipliers) == pe.latency
     # ... and the stages its pipeline is built from.
-    assert pe.latency == pe.popcount_stages + pe.product_stages + pe.sum_stages + 1
+    shared = pe.merge_steps if pe.shared else 0
+    assert pe.latency == pe.popcount_stages + pe.product_stages + pe.sum_stages + shared + 1
     pe.elaborate(None)
+
+
+@pytest.mark.parametrize("multipliers,error", [
+    (0, "multipliers must be an integer in 1..20"), (21, "in 1..20"), (2.5, "in 1..20"),
+    (True, "in 1..20")])
+def test_pe_refuses_a_multiplier_count_outside_its_merge(multipliers, error):
+    with pytest.raises(ValueError, match=error):
+        PAProcessingElement(m=4, n=5, simd=8, multipliers=multipliers, cols=64)
+
+
+def test_a_time_shared_pe_needs_its_row_length():
+    with pytest.raises(ValueError, match="cols must be a positive integer"):
+        PAProcessingElement(m=4, n=5, simd=8, multipliers=4)
+    with pytest.raises(ValueError, match="cols=12 is not a whole number of folds"):
+        PAProcessingElement(m=4, n=5, simd=8, multipliers=4, cols=12)
+    with pytest.raises(ValueError, match="cols is too large"):
+        PAProcessingElement(m=4, n=5, simd=8, multipliers=4, cols=8 << 17)
+    with pytest.raises(ValueError, match="XNOR PE has no phi_k merge"):
+        PAProcessingElement(m=1, n=1, simd=8, front=Front.XNOR, multipliers=2, cols=8)
 
 
 def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
@@ -70,11 +97,11 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("front,m,n,simd,folds,coef_bits,stages", PE_CASES)
-def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages):
-    pe, case = pe_case(front, m, n, simd, folds, coef_bits, stages)
+@pytest.mark.parametrize(PE_PARAMETERS, PE_CASES)
+def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages, multipliers):
+    pe, case = pe_case(front, m, n, simd, folds, coef_bits, stages, multipliers)
     run_vectors(tmp_path_factory, pe, "pa_pe", ["pe", front, m, n, simd, folds, coef_bits,
-                                                stages], case)
+                                                stages, multipliers], case)
 
 
 @pytest.mark.sim

@@ -119,14 +119,18 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
     networks on the ULX3S 85F; `fitting_folding` narrows them for smaller boards).
 
     The slowest layer gets the widest folding (SIMD up to 64 inputs, PE up to 2
-    rows for PA layers, whose merge takes M*N multipliers per row, 8 for XNOR),
-    and sets the cycles per image. Every other layer gets the narrowest folding
-    that is not slower (fewest counted bits, pe*simd, then fewest rows, pe, so
-    fewest multipliers): a faster layer would only wait, while its popcounts and
-    multipliers spread the design across the die. A layer is as slow as its
-    compute (`MVAUConfig.cycles`) or its input (cols / the layer before's pe);
-    the widest folding of each layer is never slower than the target, so every
-    layer finds one.
+    rows for PA layers, 8 for XNOR), and sets the cycles per image. Every other
+    layer gets the narrowest folding that is not slower (fewest counted bits,
+    pe*simd, then fewest multipliers, then fewest rows, pe): a faster layer would
+    only wait, while its popcounts and multipliers spread the design across the
+    die. A layer is as slow as its compute (`MVAUConfig.cycles`) or its input
+    (cols / the layer before's pe); the widest folding of each layer is never
+    slower than the target, so every layer finds one.
+
+    A PA layer's PEs get the fewest merge multipliers that keep it within the
+    target (`MVAUConfig.multipliers`): one per phi_k when a row is a single fold,
+    down to one per PE when its rows take M*N folds or the layer has time to
+    spare. A time-shared merge is chosen only where its row sums fit a DSP operand.
     """
     def cap(c):
         return max_pe_and if c.front == "and" else max_pe_xnor
@@ -136,22 +140,39 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
         window unit sends each position's columns, one beat a cycle."""
         return c.positions * c.cols // in_beat
 
+    def compute(c, pe, simd, multipliers):
+        steps = -(-c.m * c.n_in // multipliers)
+        return c.positions * (c.rows // pe) * max(c.cols // simd, steps)
+
     first_beat = _first_beat(configs[0])
     widest = [_largest_divisor(c.rows, cap(c)) for c in configs]
     target = max([configs[0].image_elements // first_beat, feed(configs[0], first_beat)]
-                 + [c.positions * (c.rows // pe) * (c.cols // _largest_divisor(c.cols, max_simd))
+                 + [compute(c, pe, _largest_divisor(c.cols, max_simd), c.m * c.n_in)
                     for c, pe in zip(configs, widest)]
                  + [feed(c, pe) for c, pe in zip(configs[1:], widest)])
     folding, in_beat = [], first_beat
     for c, after in zip(configs, [*configs[1:], None]):
-        fits = [(pe * simd, pe, simd) for pe in _divisors(c.rows, cap(c))
-                for simd in _divisors(c.cols, max_simd)
-                if max(c.positions * (c.rows // pe) * (c.cols // simd), feed(c, in_beat),
-                       feed(after, pe) if after is not None else 0) <= target]
-        _, pe, simd = min(fits)
-        folding.append({"pe": pe, "simd": simd})
+        fits = []
+        for pe in _divisors(c.rows, cap(c)):
+            for simd in _divisors(c.cols, max_simd):
+                if max(feed(c, in_beat), feed(after, pe) if after is not None else 0) > target:
+                    continue
+                shares = [p for p in range(1, c.m * c.n_in + 1) if _can_share(c, p)]
+                multipliers = [p for p in shares if compute(c, pe, simd, p) <= target]
+                if multipliers:
+                    dsps = pe * multipliers[0] if c.front == "and" else 0
+                    fits.append((pe * simd, dsps, pe, simd, multipliers[0]))
+        _, _, pe, simd, multipliers = min(fits)
+        folding.append({"pe": pe, "simd": simd, "multipliers": multipliers})
         in_beat = pe
     return folding
+
+
+def _can_share(config, multipliers):
+    """`config`'s PEs may merge with `multipliers`: all of its phi_k, or fewer when its
+    row sums fit a DSP operand (`MVAUConfig.shared_merge_fits`)."""
+    return multipliers == config.m * config.n_in or (config.front == "and"
+                                                     and config.shared_merge_fits)
 
 
 # The default folding's caps (max SIMD, max PE of AND layers, of XNOR layers), widest
@@ -176,7 +197,8 @@ def fitting_folding(configs, board, names=None):
 
 
 def fold(configs, folding=None, names=None):
-    """Apply `folding` (a list of {"pe", "simd"} per layer, None for the default)."""
+    """Apply `folding` (a list of {"pe", "simd", "multipliers"} per layer, None for the
+    default; multipliers per PE of a PA layer's merge, default one per phi_k)."""
     folding = default_folding(configs) if folding is None else folding
     names = names or [f"layer{k}" for k in range(len(configs))]
     if len(folding) != len(configs):
@@ -189,9 +211,21 @@ def fold(configs, folding=None, names=None):
             if not isinstance(value, int) or value < 1 or total % value:
                 raise PlanError(f"layer {names[k]}: {what}={value!r} does not divide its "
                                 f"{total} {dim}")
+        multipliers = f.get("multipliers")
+        terms = config.m * config.n_in
+        if multipliers is not None and (not isinstance(multipliers, int)
+                                        or isinstance(multipliers, bool)
+                                        or not 1 <= multipliers <= terms):
+            raise PlanError(f"layer {names[k]}: multipliers={multipliers!r} per PE; its merge "
+                            f"of {terms} phi_k takes 1..{terms}")
+        if multipliers is not None and multipliers < terms and not config.shared_merge_fits:
+            raise PlanError(f"layer {names[k]}: multipliers={multipliers} time-shares the "
+                            f"merge, whose row sums (up to {config.cols}) do not fit a DSP "
+                            f"operand; use {terms}")
         in_beat = folded[-1].pe if folded else _first_beat(config)
         window = config.window and replace(config.window, simd=in_beat)
-        folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window))
+        folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
+                              multipliers=multipliers or terms))
     return folded
 
 
@@ -211,8 +245,10 @@ def estimate(config, board):
     FFs: the two input buffers, the loader's row, the issued weights and planes
     (`ISSUE_STAGES` registers each), per lane the popcount pipeline (about 2 bits
     per counted bit: a carry-chain tree registers every level) and the product and
-    merge registers, the accumulators and the output stage. DSPs: one multiplier
-    per phi_k per PE (and per scaled score). Block RAM: the weight and table
+    merge registers, the accumulators and the output stage; a time-shared merge
+    (`MVAUConfig.multipliers`) trades the per-fold products for a row sum, a shift
+    register place and a rotating phi_k per lane. DSPs: `MVAUConfig.multipliers`
+    per PE (and one per scaled score). Block RAM: the weight and table
     stores, tiled by the device's widest RAM port. Against nextpnr on the digits
     PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,647 (the shell, its status
     and the skid buffers not counted), 20,560 FFs for 21,283.
@@ -225,13 +261,23 @@ def estimate(config, board):
     terms = c.m * c.n_in
     lanes = c.pe * terms
     codes = c.output == "codes"
-    luts = (lanes * (2 * c.simd + c.acc_bits) + c.cols * c.n_in
+    if c.multipliers < terms:
+        # Time-shared merge: per lane a row sum (adder and register) and its place in
+        # the shift register (a load-or-shift LUT per bit) beside a rotating phi_k;
+        # per multiplier a merged term.
+        sum_bits = c.cols.bit_length()
+        merge_luts = lanes * (2 * sum_bits + c.coef_bits) + c.dsps * c.acc_bits
+        merge_ffs = lanes * (2 * sum_bits + c.coef_bits) + c.dsps * 2 * c.acc_bits
+        products = [(c.coef_bits, sum_bits)] * c.dsps
+    else:
+        merge_luts, merge_ffs = lanes * c.acc_bits, lanes * 2 * c.acc_bits
+        products = [(c.coef_bits, c.simd.bit_length())] * c.dsps
+    luts = (lanes * 2 * c.simd + merge_luts + c.cols * c.n_in
             + c.pe * c.n_out * c.threshold_bits * codes + 200)
     ffs = (2 * c.cols * c.n_in + c.pe * c.m * c.simd
            + ISSUE_STAGES * (c.simd * c.n_in + c.pe * c.m * c.simd)
-           + lanes * (2 * c.simd + 2 * c.acc_bits) + 2 * c.pe * c.acc_bits
+           + lanes * 2 * c.simd + merge_ffs + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
-    products = [(c.coef_bits, c.simd.bit_length())] * (c.pe * terms * (c.front == "and"))
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
@@ -304,7 +350,7 @@ def load_rows(layer, config, input_shape=None):
     # Row r * folds + f holds, for PE p and base i, inputs f*simd .. (f+1)*simd - 1
     # at bit ((p * m + i) * simd + s): the order the PEs slice it in.
     weights = (bases.reshape(c.m, c.groups, c.pe, c.folds, c.simd)
-               .permute(1, 3, 2, 0, 4).reshape(c.cycles, -1))
+               .permute(1, 3, 2, 0, 4).reshape(c.weight_rows, -1))
     rows = {"weights": _pack_bits(weights.numpy())}
     if c.front == "and":
         rows["coefficients"] = [layer.coefficients.flatten().tolist()]
