@@ -47,13 +47,20 @@ def _load_model(path):
 
 
 def _folding(text):
-    """'4x32,2x64,...' (PE x SIMD per layer) -> [{"pe": 4, "simd": 32}, ...]."""
-    try:
-        return [{"pe": int(pe), "simd": int(simd)}
-                for pe, simd in (item.split("x") for item in text.split(","))]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"folding must look like 2x64,2x64,1x64 "
-                                         f"(PE x SIMD per layer), not {text!r}") from None
+    """'4x32,2x64x5,...' (PE x SIMD [x merge multipliers per PE] per layer) ->
+    [{"pe": 4, "simd": 32}, {"pe": 2, "simd": 64, "multipliers": 5}, ...]."""
+    folding = []
+    for item in text.split(","):
+        try:
+            values = [int(v) for v in item.split("x")]
+        except ValueError:
+            values = []
+        if len(values) not in (2, 3):
+            raise argparse.ArgumentTypeError(
+                f"folding must look like 2x64,2x64x5,1x64 (PE x SIMD per layer, and the "
+                f"merge multipliers per PE of a PA layer), not {text!r}")
+        folding.append(dict(zip(("pe", "simd", "multipliers"), values)))
+    return folding
 
 
 def _image(text):
@@ -170,7 +177,9 @@ def parser():
         cmd.add_argument("--board", choices=sorted(BOARDS), default=None,
                          help="the board (default: ulx3s-85f; with --start, the build's)")
         cmd.add_argument("--fold", type=_folding, default=None,
-                         help="PE x SIMD per layer, e.g. 2x64,2x64,2x64 (default: a folding "
+                         help="PE x SIMD per layer, optionally x merge multipliers per PE "
+                              "(PA layers; default the fewest that keep the layer's rate), "
+                              "e.g. 2x64,2x64x5,1x16 (default: a folding "
                               "that fits the board)")
         cmd.add_argument("--engine", choices=["auto", "dfnt", "direct"], default=None,
                          help="convolution layers: the DFNT engine, the direct one, or auto "

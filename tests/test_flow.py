@@ -46,7 +46,11 @@ def test_steps_from_and_to_any_step(tmp_path):
              log=lambda _: None)
     plan = json.loads(artifact(out, "plan.json").read_text())
     assert [(l["pe"], l["simd"]) for l in plan["layers"]] == [(4, 4), (1, 2)]
-    assert plan["cycles_per_layer"] == [2 * 4, 4 * 4]
+    # The first layer's 2 x 3 phi_k share one multiplier per PE: its 2 row groups
+    # then take 6 cycles each, within the second layer's 16, whose rows of 4 folds
+    # leave time for a 3-step merge of 2 multipliers.
+    assert [l["multipliers"] for l in plan["layers"]] == [1, 2]
+    assert plan["cycles_per_layer"] == [2 * 6, 4 * 4]
     with pytest.raises(PlanError, match="layer pa4x8: simd=3 does not divide its 8 input columns"):
         run_flow(BuildConfig(out=str(out), start_step="fold", stop_step="fold",
                              folding=[{"pe": 4, "simd": 4}, {"pe": 1, "simd": 3}]),
@@ -259,3 +263,24 @@ def test_a_network_without_test_inputs_is_refused_before_simulation(tmp_path):
     with pytest.raises(BitfabError, match="takes 16 inputs of 3 bits; .* the digits "
                                           r"\(8 x 8 = 64 pixels of 5 bits\)"):
         run_flow(BuildConfig(out=out, start_step="sim", stop_step="sim"), log=_quiet)
+
+
+def test_the_cli_folding_sets_each_pa_layer_s_merge_multipliers(tmp_path, capsys):
+    """--fold PExSIMDxMULT fixes a PA layer's merge multipliers per PE; PExSIMD leaves
+    them to the planner; a count outside 1..M*N, or not a number, exits 2 by name."""
+    from bitfab.hls_gen.cli import main
+    model, out = tmp_path / "small.golden.json", str(tmp_path / "build")
+    model.write_text(json.dumps(graph_to_dict(small_graph())))
+    assert main(["build", str(model), "--out", out, "--fold", "2x16x6,1x2",
+                 "--stop", "fold"]) == 0
+    plan = json.loads(artifact(tmp_path / "build", "plan.json").read_text())
+    # The second layer's 4 rows of 4 folds leave time for a merge of 3 steps.
+    assert [l["multipliers"] for l in plan["layers"]] == [6, 2]
+    capsys.readouterr()
+    assert main(["build", str(model), "--out", out + "2", "--fold", "2x16x7,1x8",
+                 "--stop", "fold"]) == 2
+    assert "layer pa8x16: multipliers=7 per PE; its merge of 6 phi_k takes 1..6" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", str(model), "--out", out + "3", "--fold", "2x16xtwo,1x8"])
+    assert "folding must look like 2x64,2x64x5,1x64" in capsys.readouterr().err

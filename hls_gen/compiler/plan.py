@@ -18,8 +18,8 @@ from bitfab.rtl.window import WindowConfig
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
 from bitfab.hls_gen.golden.ir import PopcountLayer, XnorLayer
 
-__all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "estimate",
-           "check_fit", "load_rows", "load_stream", "plan_to_dict", "plan_from_dict"]
+__all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "image_cycles",
+           "estimate", "check_fit", "load_rows", "load_stream", "plan_to_dict", "plan_from_dict"]
 
 # The host writes this many pixels per input beat (at most).
 INPUT_BEAT = 8
@@ -140,39 +140,27 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
         window unit sends each position's columns, one beat a cycle."""
         return c.positions * c.cols // in_beat
 
-    def compute(c, pe, simd, multipliers):
-        steps = -(-c.m * c.n_in // multipliers)
-        return c.positions * (c.rows // pe) * max(c.cols // simd, steps)
-
     first_beat = _first_beat(configs[0])
     widest = [_largest_divisor(c.rows, cap(c)) for c in configs]
     target = max([configs[0].image_elements // first_beat, feed(configs[0], first_beat)]
-                 + [compute(c, pe, _largest_divisor(c.cols, max_simd), c.m * c.n_in)
+                 + [_compute_cycles(c, pe, _largest_divisor(c.cols, max_simd), c.m * c.n_in)
                     for c, pe in zip(configs, widest)]
                  + [feed(c, pe) for c, pe in zip(configs[1:], widest)])
     folding, in_beat = [], first_beat
     for c, after in zip(configs, [*configs[1:], None]):
         fits = []
         for pe in _divisors(c.rows, cap(c)):
+            if max(feed(c, in_beat), feed(after, pe) if after is not None else 0) > target:
+                continue
             for simd in _divisors(c.cols, max_simd):
-                if max(feed(c, in_beat), feed(after, pe) if after is not None else 0) > target:
-                    continue
-                shares = [p for p in range(1, c.m * c.n_in + 1) if _can_share(c, p)]
-                multipliers = [p for p in shares if compute(c, pe, simd, p) <= target]
-                if multipliers:
-                    dsps = pe * multipliers[0] if c.front == "and" else 0
-                    fits.append((pe * simd, dsps, pe, simd, multipliers[0]))
+                multipliers = _fewest_multipliers(c, pe, simd, target)
+                if multipliers is not None:
+                    dsps = pe * multipliers if c.front == "and" else 0
+                    fits.append((pe * simd, dsps, pe, simd, multipliers))
         _, _, pe, simd, multipliers = min(fits)
         folding.append({"pe": pe, "simd": simd, "multipliers": multipliers})
         in_beat = pe
     return folding
-
-
-def _can_share(config, multipliers):
-    """`config`'s PEs may merge with `multipliers`: all of its phi_k, or fewer when its
-    row sums fit a DSP operand (`MVAUConfig.shared_merge_fits`)."""
-    return multipliers == config.m * config.n_in or (config.front == "and"
-                                                     and config.shared_merge_fits)
 
 
 # The default folding's caps (max SIMD, max PE of AND layers, of XNOR layers), widest
@@ -198,7 +186,9 @@ def fitting_folding(configs, board, names=None):
 
 def fold(configs, folding=None, names=None):
     """Apply `folding` (a list of {"pe", "simd", "multipliers"} per layer, None for the
-    default; multipliers per PE of a PA layer's merge, default one per phi_k)."""
+    default). A PA layer given no multipliers (per PE, for its merge) gets the fewest
+    that keep it within the rate of the folded pipeline's slowest stage
+    (`image_cycles` with one multiplier per phi_k)."""
     folding = default_folding(configs) if folding is None else folding
     names = names or [f"layer{k}" for k in range(len(configs))]
     if len(folding) != len(configs):
@@ -226,7 +216,37 @@ def fold(configs, folding=None, names=None):
         window = config.window and replace(config.window, simd=in_beat)
         folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
                               multipliers=multipliers or terms))
-    return folded
+    target = image_cycles(folded)
+    return [c if f.get("multipliers") else
+            replace(c, multipliers=_fewest_multipliers(c, c.pe, c.simd, target))
+            for c, f in zip(folded, folding)]
+
+
+def image_cycles(configs):
+    """Cycles per image of a folded pipeline: its slowest stage, a layer's compute
+    (`MVAUConfig.cycles` per position) or the feed of its input (a window unit
+    sends each position's columns, `in_beat` elements a cycle)."""
+    first = configs[0]
+    return max([first.image_elements // first.in_beat]
+               + [c.positions * max(c.cycles, c.cols // c.in_beat) for c in configs])
+
+
+def _compute_cycles(c, pe, simd, multipliers):
+    """Cycles per image of layer `c` folded to `pe` x `simd` with `multipliers`."""
+    steps = -(-c.m * c.n_in // multipliers)
+    return c.positions * (c.rows // pe) * max(c.cols // simd, steps)
+
+
+def _fewest_multipliers(c, pe, simd, target):
+    """The fewest merge multipliers per PE keeping `c` at `pe` x `simd` within `target`
+    cycles per image (a time-shared merge only where its row sums fit a DSP), or
+    None."""
+    terms = c.m * c.n_in
+    for multipliers in range(1, terms + 1):
+        shareable = multipliers == terms or (c.front == "and" and c.shared_merge_fits)
+        if shareable and _compute_cycles(c, pe, simd, multipliers) <= target:
+            return multipliers
+    return None
 
 
 def _first_beat(config):
