@@ -8,11 +8,14 @@ thresholds are the unit's, loaded at run time through ``load`` as for a fully
 connected layer.
 """
 
+from dataclasses import replace
+
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mvau import MatrixVectorUnit, MVAUConfig
+from .pool import MaxPool
 from .window import SlidingWindow, WindowConfig
 
 __all__ = ["ConvolutionUnit"]
@@ -28,14 +31,15 @@ class ConvolutionUnit(wiring.Component):
         (``n_in``), its `simd` the unit's ``in_beat``, and its `pad_code` the
         planes of the value 0 in the layer's input encoding.
     mvau : MVAUConfig
-        The unit over windows: ``cols = kernel ** 2 * channels``.
+        The unit over windows: ``cols = kernel ** 2 * channels``. Its `pool`, if
+        any, puts a `MaxPool` on the unit's codes.
 
     Members
     -------
     i : In(stream.Signature(window.layout))
         The image, pixel by pixel, row-major.
     o : Out(stream.Signature(mvau.out_layout))
-        Per output position (row-major), the unit's output row groups.
+        Per output position (row-major, after pooling), the unit's output row groups.
     load : In(stream.Signature(unsigned(mvau.word_bits)))
         The unit's stores, as `MatrixVectorUnit`'s.
     load_restart : In(1)
@@ -70,10 +74,16 @@ class ConvolutionUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.window = window = SlidingWindow(self.window)
-        m.submodules.mvau = mvau = MatrixVectorUnit(self.mvau)
+        m.submodules.mvau = mvau = MatrixVectorUnit(replace(self.mvau, pool=None))
         wiring.connect(m, wiring.flipped(self.i), window.i)
         wiring.connect(m, window.o, mvau.i)
-        wiring.connect(m, mvau.o, wiring.flipped(self.o))
+        if self.mvau.pool is None:
+            wiring.connect(m, mvau.o, wiring.flipped(self.o))
+        else:
+            m.submodules.pool = pool = MaxPool(self.mvau.pool)
+            m.d.comb += [pool.i.valid.eq(mvau.o.valid), mvau.o.ready.eq(pool.i.ready),
+                         pool.i.payload.eq(mvau.o.payload)]
+            wiring.connect(m, pool.o, wiring.flipped(self.o))
         wiring.connect(m, wiring.flipped(self.load), mvau.load)
         m.d.comb += [mvau.load_restart.eq(self.load_restart), self.loaded.eq(mvau.loaded)]
         return m

@@ -1,6 +1,5 @@
 """The folded matrix-vector-threshold unit (FINN's MVAU folding, PA and XNOR datapaths)."""
 
-import math
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -75,6 +74,10 @@ class MVAUConfig:
         For a convolution layer, the sliding window whose windows are this unit's
         input vectors (`bitfab.rtl.convolution.ConvolutionUnit`); None for a fully
         connected layer. The unit itself ignores it.
+    pool : WindowConfig or None
+        For a convolution layer whose codes are max pooled, the pool's window on its
+        output (channels `rows`, `pe` a beat, `n_out` bits an element); the
+        `ConvolutionUnit` puts a `MaxPool` behind the unit. None: no pooling.
     multipliers : int or None
         Multipliers of each PE's phi_k merge, 1..m*n_in (``front="and"``); None for
         one per phi_k, merging every fold. Fewer time-share them once per row
@@ -100,13 +103,15 @@ class MVAUConfig:
     word_bits: int = 32
     window: WindowConfig | None = None
     multipliers: int | None = None
+    pool: WindowConfig | None = None
 
     def __post_init__(self):
-        if isinstance(self.window, dict):      # as a plan's JSON holds it
-            object.__setattr__(self, "window", WindowConfig(**self.window))
-        if self.window is not None and not isinstance(self.window, WindowConfig):
-            raise TypeError(f"MVAU window must be a WindowConfig or None, not "
-                            f"{self.window!r}")
+        for name in ("window", "pool"):
+            value = getattr(self, name)
+            if isinstance(value, dict):      # as a plan's JSON holds it
+                object.__setattr__(self, name, value := WindowConfig(**value))
+            if value is not None and not isinstance(value, WindowConfig):
+                raise TypeError(f"MVAU {name} must be a WindowConfig or None, not {value!r}")
         for name in ("rows", "cols", "pe", "simd", "m", "n_in", "acc_bits", "in_beat",
                      "word_bits"):
             value = getattr(self, name)
@@ -122,6 +127,8 @@ class MVAUConfig:
             raise ValueError(f"an XNOR MVAU has m = n_in = 1, not {self.m}, {self.n_in}")
         if self.output not in ("codes", "scores"):
             raise ValueError(f"MVAU output must be 'codes' or 'scores', not {self.output!r}")
+        if self.pool is not None:
+            self._check_pool()
         terms = self.m * self.n_in
         if self.multipliers is None:
             object.__setattr__(self, "multipliers", terms)
@@ -154,6 +161,32 @@ class MVAUConfig:
         """Input elements per image: the window's pixels times channels, else `cols`."""
         w = self.window
         return self.cols if w is None else w.height * w.width * w.channels
+
+    def _check_pool(self):
+        p, w = self.pool, self.window
+        if w is None or self.output != "codes":
+            raise ValueError("MVAU pool: only a convolution's codes are pooled")
+        want = {"channels": self.rows, "simd": self.pe, "element_bits": self.n_out,
+                "height": w.out_height, "width": w.out_width, "pad_code": 0}
+        for name, value in want.items():
+            if getattr(p, name) != value:
+                raise ValueError(f"MVAU pool: {name} is {getattr(p, name)}, the unit's "
+                                 f"output makes {value}")
+
+    @property
+    def out_positions(self):
+        """Output vectors per image: positions after pooling."""
+        p = self.pool
+        return self.positions if p is None else p.out_height * p.out_width
+
+    @property
+    def out_shape(self):
+        """(channels, height, width) of a convolution's output as the next layer sees
+        it (pooled), or None for a fully connected layer."""
+        if self.window is None:
+            return None
+        source = self.pool or self.window
+        return (self.rows, source.out_height, source.out_width)
 
     @property
     def shared_merge_fits(self):

@@ -1,7 +1,5 @@
 """A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
 
-from dataclasses import replace
-
 from amaranth.hdl import ClockSignal, Instance, Module, ResetInserter, ResetSignal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -45,11 +43,11 @@ class Network(wiring.Component):
         for k, (a, b) in enumerate(zip(layers, layers[1:])):
             # A layer's outputs per image (rows at each position) are the next one's
             # input elements per image (its window's pixels, or its columns).
-            if ((a.rows * a.positions, a.pe, a.n_out, a.output)
+            if ((a.rows * a.out_positions, a.pe, a.n_out, a.output)
                     != (b.image_elements, b.in_beat, b.n_in, "codes")):
                 raise ValueError(
-                    f"layer {k + 1} does not take layer {k}'s output: outputs per "
-                    f"image/pe/planes {a.rows * a.positions}/{a.pe}/{a.n_out} ({a.output}) "
+                    f"layer {k + 1} does not take layer {k}'s output: outputs per image/pe/"
+                    f"planes {a.rows * a.out_positions}/{a.pe}/{a.n_out} ({a.output}) "
                     f"vs inputs per image/in_beat/n_in {b.image_elements}/{b.in_beat}/"
                     f"{b.n_in}")
         words = {c.word_bits for c in layers}
@@ -76,7 +74,7 @@ class Network(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         units = [MatrixVectorUnit(c) if c.window is None else
-                 ConvolutionUnit(c.window, replace(c, window=None)) for c in self.layers]
+                 ConvolutionUnit(c.window, c) for c in self.layers]
         for k, unit in enumerate(units):
             m.submodules[f"layer{k}"] = unit
         # Inputs enter through a skid buffer: the producer's handshake (on a board, the

@@ -35,7 +35,7 @@ def network_case(graph, configs, pixels, taps=True):
     for k, (layer, config) in enumerate(zip(graph.layers, configs)):
         values = trace[layer.name]["codes" if layer.output is not None else "logits"]
         outputs[f"tap{k}"] = output_beats(config, _position_major(values))
-        per_item[f"tap{k}"] = config.groups * config.positions
+        per_item[f"tap{k}"] = config.groups * config.out_positions
     outputs["o"], per_item["o"] = outputs[f"tap{len(configs) - 1}"], configs[-1].groups
     if not taps:
         outputs = {"o": outputs["o"]}

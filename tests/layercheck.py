@@ -13,16 +13,19 @@ COMPUTE = (PALinear, PAConv2d, XNORLinear, XNORConv2d)
 
 
 def _stages(model):
-    """(compute module, batch norm or None, activation or None, flatten before)."""
+    """(compute module, batch norm or None, activation or None, flatten before, max pool
+    or None)."""
     stages, flatten = [], False
     for module in model:
         if isinstance(module, nn.Flatten):
             flatten = True
         elif isinstance(module, COMPUTE):
-            stages.append([module, None, None, flatten])
+            stages.append([module, None, None, flatten, None])
             flatten = False
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             stages[-1][1] = module
+        elif isinstance(module, nn.MaxPool2d):
+            stages[-1][4] = module
         elif not isinstance(module, BitplaneInput):
             stages[-1][2] = module
     return stages
@@ -47,7 +50,8 @@ def check_layers(model, graph, pixels):
     """
     logits, trace = graph.run(pixels)
     codes, levels = pixels, None
-    for layer, (module, bn, act, flatten) in zip(graph.layers, _stages(model), strict=True):
+    for layer, (module, bn, act, flatten, pool) in zip(graph.layers, _stages(model),
+                                                       strict=True):
         if flatten:
             codes = codes.flatten(1)
         record = trace[layer.name]
@@ -104,8 +108,14 @@ def check_layers(model, graph, pixels):
             + bn.bias.double().view(view)
         endpoints = act.v.detach().double() if isinstance(act, PAActivation) \
             else torch.zeros(1, dtype=torch.float64)
-        expected = (z.unsqueeze(2) >= endpoints.view(1, 1, -1, *([1] * (Y.dim() - 2)))).sum(2)
-        assert torch.equal(record["codes"], expected), f"layer {layer.name}: codes differ"
+        def encode(z):
+            return (z.unsqueeze(2) >= endpoints.view(1, 1, -1, *([1] * (z.dim() - 2)))).sum(2)
+        unpooled = record["unpooled"] if pool is not None else record["codes"]
+        assert torch.equal(unpooled, encode(z)), f"layer {layer.name}: codes differ"
+        if pool is not None:
+            # Pooling the codes is pooling the values: the code of the largest value.
+            pooled = F.max_pool2d(z, pool.kernel_size, pool.stride)
+            assert torch.equal(record["codes"], encode(pooled)), f"layer {layer.name}: pool"
         if isinstance(act, PAActivation):    # the next layer's A-bar levels, beta_0 = 0
             levels = torch.cat([torch.zeros(1, dtype=torch.float64), act.beta.detach().double()])
         codes = record["codes"]

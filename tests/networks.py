@@ -127,11 +127,13 @@ def _median_thresholds(graph, layer, pixels, levels):
     layer.output = Thresholds(values, torch.zeros(len(values), dtype=torch.bool))
 
 
-def cnn_graph(seed):
+def cnn_graph(seed, pool=False):
     """A small CNN for the digits (1 x 8 x 8 pixels in 5 bit planes): a 3x3 PA
     convolution (4 channels, 3 codes), a 3x3 stride-2 PA convolution over those
     one-hot codes (6 channels, binary codes) and an XNOR head over the flattened
-    6 x 4 x 4, thresholds at quantiles of their accumulators over training digits."""
+    6 x 4 x 4, thresholds at quantiles of their accumulators over training digits.
+    With `pool`, the first convolution's codes are max pooled 2x2 (stride 2) and the
+    second has stride 1: the same shapes, through a pool."""
     from dataclasses import replace
     gen = torch.Generator().manual_seed(seed)
     first = random_layer(gen, "pa", 4, 9, m=2, n=5, n_out=3, coef_bits=6)
@@ -139,9 +141,12 @@ def cnn_graph(seed):
                     input_encoding="bitplanes", input_planes=5,
                     bases=first.bases.view(2, 4, 1, 3, 3))
     second = random_layer(gen, "pa", 6, 36, m=2, n=3, n_out=1, coef_bits=6)
-    second = replace(second, name="conv2", geometry=Geometry("conv2d", (2, 2), (1, 1)),
+    stride = (1, 1) if pool else (2, 2)
+    second = replace(second, name="conv2", geometry=Geometry("conv2d", stride, (1, 1)),
                      bases=second.bases.view(2, 6, 4, 3, 3))
     head = replace(random_layer(gen, "xnor", 10, 96), name="head", flatten_input=True)
+    if pool:
+        first.pool = (2, 2)
     graph = Graph(5, 1.0, [first, second, head])
     pixels = load_digits_split().x_train[:300].long().view(-1, 1, 8, 8)
     _median_thresholds(graph, first, pixels, 3)

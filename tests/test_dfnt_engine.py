@@ -3,7 +3,6 @@ integer tensors, with random stalls and backpressure; the direct baseline likewi
 their parameter checks. (The INT8 engine on real photos runs in tests/test_conv_build.py,
 through the build flow.)"""
 
-import random
 
 import pytest
 import torch

@@ -55,6 +55,23 @@ def _window(layer, shape):
         raise UnsupportedLayerError(f"layer {layer.name}: {error}") from None
 
 
+def _pool(layer, window, rows, n_out):
+    """The max pool's window on convolution `layer`'s codes, or None."""
+    if layer.pool is None:
+        return None
+    if window is None:
+        raise UnsupportedLayerError(f"layer {layer.name}: only a convolution's codes are "
+                                    f"pooled in hardware")
+    kernel, stride = layer.pool
+    try:
+        return WindowConfig(channels=rows, simd=1, kernel=kernel, height=window.out_height,
+                            width=window.out_width, stride=stride, padding=0,
+                            element_bits=n_out, pad_code=0)
+    except ValueError as error:
+        raise UnsupportedLayerError(f"layer {layer.name}: max pool {kernel}x{kernel} stride "
+                                    f"{stride}: {error}") from None
+
+
 def map_to_hw(graph, image=None):
     """One unfolded `MVAUConfig` (pe = simd = 1) per layer of the golden model; a
     convolution's carries its sliding window on the image it sees, from `image`
@@ -94,10 +111,11 @@ def map_to_hw(graph, image=None):
         if common["n_in"] != n_in_expected:
             raise PlanError(f"layer {layer.name}: takes {common['n_in']} planes per input, "
                             f"the layer before gives {n_in_expected}")
+        pool = _pool(layer, window, rows, out.get("n_out", 1))
         configs.append(MVAUConfig(rows=rows, cols=widths.fan_in, acc_bits=widths.acc_bits,
-                                  window=window, **common, **out))
+                                  window=window, pool=pool, **common, **out))
         if window is not None:
-            shape = (rows, window.out_height, window.out_width)
+            shape = configs[-1].out_shape
         else:
             if shape is not None and widths.fan_in != prod(shape):
                 raise PlanError(f"layer {layer.name}: takes {widths.fan_in} inputs, the layer "
@@ -145,12 +163,14 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
     target = max([configs[0].image_elements // first_beat, feed(configs[0], first_beat)]
                  + [_compute_cycles(c, pe, _largest_divisor(c.cols, max_simd), c.m * c.n_in)
                     for c, pe in zip(configs, widest)]
-                 + [feed(c, pe) for c, pe in zip(configs[1:], widest)])
+                 + [feed(c, pe) for c, pe in zip(configs[1:], widest)]
+                 + [_pool_cycles(c, pe) for c, pe in zip(configs, widest)])
     folding, in_beat = [], first_beat
     for c, after in zip(configs, [*configs[1:], None]):
         fits = []
         for pe in _divisors(c.rows, cap(c)):
-            if max(feed(c, in_beat), feed(after, pe) if after is not None else 0) > target:
+            if max(feed(c, in_beat), feed(after, pe) if after is not None else 0,
+                   _pool_cycles(c, pe)) > target:
                 continue
             for simd in _divisors(c.cols, max_simd):
                 multipliers = _fewest_multipliers(c, pe, simd, target)
@@ -214,8 +234,9 @@ def fold(configs, folding=None, names=None):
                             f"operand; use {terms}")
         in_beat = folded[-1].pe if folded else _first_beat(config)
         window = config.window and replace(config.window, simd=in_beat)
+        pool = config.pool and replace(config.pool, simd=pe)
         folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
-                              multipliers=multipliers or terms))
+                              pool=pool, multipliers=multipliers or terms))
     target = image_cycles(folded)
     return [c if f.get("multipliers") else
             replace(c, multipliers=_fewest_multipliers(c, c.pe, c.simd, target))
@@ -224,11 +245,19 @@ def fold(configs, folding=None, names=None):
 
 def image_cycles(configs):
     """Cycles per image of a folded pipeline: its slowest stage, a layer's compute
-    (`MVAUConfig.cycles` per position) or the feed of its input (a window unit
-    sends each position's columns, `in_beat` elements a cycle)."""
+    (`MVAUConfig.cycles` per position), the feed of its input (a window unit
+    sends each position's columns, `in_beat` elements a cycle) or its pooling."""
     first = configs[0]
     return max([first.image_elements // first.in_beat]
-               + [c.positions * max(c.cycles, c.cols // c.in_beat) for c in configs])
+               + [max(c.positions * max(c.cycles, c.cols // c.in_beat), _pool_cycles(c, c.pe))
+                  for c in configs])
+
+
+def _pool_cycles(c, pe):
+    """Cycles per image of `c`'s max pool at `pe` elements a beat: its window unit
+    streams every pooled position's kernel positions, a beat a cycle."""
+    p = c.pool
+    return 0 if p is None else p.out_height * p.out_width * p.kernel ** 2 * (c.rows // pe)
 
 
 def _compute_cycles(c, pe, simd, multipliers):
@@ -307,6 +336,12 @@ def estimate(config, board):
         brams += board.ram_blocks(w.layout.size, w.depth)
         luts += 150 + 4 * w.layout.size
         ffs += 100 + 5 * w.layout.size
+    if c.pool is not None:
+        # The pool's window unit as above, and a running maximum per fold.
+        p = c.pool
+        brams += board.ram_blocks(p.layout.size, p.depth)
+        luts += 150 + 6 * p.layout.size
+        ffs += 100 + 5 * p.layout.size + p.folds * p.layout.size
     return board.family.adjust_estimate(
         c, {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}, products, board)
 
@@ -391,8 +426,7 @@ def load_stream(graph, configs):
     load port takes them."""
     if len(graph.layers) != len(configs):
         raise PlanError(f"{len(graph.layers)} layers for a plan of {len(configs)}")
-    shapes = [None] + [(c.rows, c.window.out_height, c.window.out_width) if c.window else None
-                       for c in configs[:-1]]
+    shapes = [None] + [c.out_shape for c in configs[:-1]]
     return [word for layer, config, shape in zip(graph.layers, configs, shapes)
             for word in config.pack(load_rows(layer, config, shape))]
 

@@ -192,6 +192,33 @@ def _flatten(builder, path, module):
     builder.flatten = True
 
 
+@handler(nn.MaxPool2d)
+def _max_pool(builder, path, module):
+    """Max pooling after a convolution's activation quantizer: pooling its codes, which
+    is pooling the values (`golden.window.max_pool_codes`)."""
+    kernel, stride = module.kernel_size, module.stride
+    square = lambda v: v if isinstance(v, int) else (v[0] if len(set(v)) == 1 else None)
+    kernel, stride = square(kernel), square(stride)
+    padding, dilation = square(module.padding), square(module.dilation)
+    if kernel is None or stride is None or padding != 0 or dilation != 1 or module.ceil_mode \
+            or module.return_indices:
+        raise UnsupportedLayerError(
+            f"{path}: max pooling maps to hardware with a square kernel and stride, no "
+            f"padding, dilation 1, ceil_mode=False; not kernel {module.kernel_size}, stride "
+            f"{module.stride}, padding {module.padding}, dilation {module.dilation}, "
+            f"ceil_mode {module.ceil_mode}")
+    if builder.pending is not None:
+        raise FreezeError(f"{path}: max pooling must come after {builder.pending.path}'s "
+                          f"activation quantizer (it pools the codes), not before it")
+    last = builder.layers[-1] if builder.layers else None
+    if last is None or last.geometry.kind != "conv2d" or builder.flatten:
+        raise FreezeError(f"{path}: max pooling must follow a convolution's activation "
+                          f"quantizer (before any Flatten)")
+    if last.pool is not None:
+        raise FreezeError(f"{path}: a second pooling after {last.name}")
+    last.pool = (kernel, stride)
+
+
 @handler(nn.Dropout, nn.Identity)
 def _no_op(builder, path, module):
     """Identity at inference."""

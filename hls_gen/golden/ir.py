@@ -15,6 +15,7 @@ from bitfab.hls_gen.golden import kernels as golden
 from bitfab.hls_gen.errors import BitfabError, WidthOverflowError
 from bitfab.hls_gen.golden.fixedpoint import LayerWidths
 from bitfab.hls_gen.golden.kernels import Geometry
+from bitfab.hls_gen.golden.window import max_pool_codes
 
 __all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "graph_to_dict",
            "graph_from_dict"]
@@ -45,6 +46,22 @@ class _Layer:
     flatten_input: bool = False
     output: Thresholds | None = None          # None for the last layer
     channel_scale: torch.Tensor | None = None  # (C,), widths.scale_frac bits, last layer only
+    pool: tuple | None = None  # (kernel, stride): max pooling of a convolution's codes
+
+    def __post_init__(self):
+        if self.pool is None:
+            return
+        pool = tuple(self.pool)
+        if (len(pool) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                      for v in pool)):
+            raise BitfabError(f"layer {self.name}: pool must be (kernel, stride), positive "
+                              f"integers, not {self.pool!r}")
+        if self.geometry.kind != "conv2d" or self.output is None:
+            raise BitfabError(f"layer {self.name}: only a convolution's activation codes are "
+                              f"pooled (max pooling sits after the thresholds), not a "
+                              f"{self.geometry.kind} layer's "
+                              f"{'codes' if self.output is not None else 'scores'}")
+        self.pool = pool
 
     def _inputs(self, codes):
         if self.flatten_input:
@@ -60,8 +77,16 @@ class _Layer:
                                      f"beyond its derived bound {bound}")
         trace["acc"] = acc
         if self.output is not None:
-            trace["codes"] = self.output.execute(acc)
-            return trace["codes"]
+            codes = self.output.execute(acc)
+            if self.pool is not None:
+                # Max pooling on the codes, which is pooling the values
+                # (`golden.window.max_pool_codes`); "codes" is what the next layer sees.
+                trace["unpooled"] = codes
+                kernel, stride = self.pool
+                codes = max_pool_codes(codes.permute(0, 2, 3, 1), kernel, stride)
+                codes = codes.permute(0, 3, 1, 2)
+            trace["codes"] = codes
+            return codes
         scale = self.channel_scale
         logits = acc if scale is None else acc * scale.view((1, -1) + (1,) * (acc.dim() - 2))
         trace["logits"] = logits
@@ -108,8 +133,9 @@ class Trace(dict):
     """Per-layer intermediate tensors: ``trace[layer_name][key]``.
 
     Keys: "popcounts" (PA: (B, M, N, C, ...); XNOR: (B, C, ...) XOR counts),
-    "acc" (the integer accumulator), and "codes" (next activation codes) or
-    "logits" (the last layer).
+    "acc" (the integer accumulator), and "codes" (next activation codes, pooled
+    where the layer pools; "unpooled" then holds them before) or "logits" (the
+    last layer).
     """
 
 
@@ -173,20 +199,29 @@ def graph_to_dict(graph):
             entry["descending"] = layer.output.descending.long().tolist()
         if layer.channel_scale is not None:
             entry["channel_scale"] = layer.channel_scale.tolist()
+        if layer.pool is not None:
+            entry["pool"] = {"kernel": layer.pool[0], "stride": layer.pool[1]}
         if isinstance(layer, PopcountLayer):
             entry["bases"] = layer.bases.tolist()
             entry["coefficients"] = layer.coefficients.tolist()
         else:
             entry["weight_bits"] = layer.weight_bits.tolist()
         layers.append(entry)
-    return {"format": "bitfab-golden-1", "input_bits": graph.input_bits,
+    return {"format": FORMAT, "input_bits": graph.input_bits,
             "input_scale": graph.input_scale, "layers": layers}
+
+
+#: The golden JSON format written; format 1 (before pooling) is still read. A reader of
+#: format 1 would drop a layer's pooling without a word, hence the new name.
+FORMAT = "bitfab-golden-2"
+_READ_FORMATS = ("bitfab-golden-1", FORMAT)
 
 
 def graph_from_dict(value):
     """Inverse of `graph_to_dict`."""
-    if value.get("format") != "bitfab-golden-1":
-        raise BitfabError(f"not a bitfab golden model (format {value.get('format')!r})")
+    if value.get("format") not in _READ_FORMATS:
+        raise BitfabError(f"not a bitfab golden model (format {value.get('format')!r}; "
+                          f"this bitfab reads {', '.join(_READ_FORMATS)})")
     layers = []
     for entry in value["layers"]:
         geometry = entry["geometry"]
@@ -199,7 +234,8 @@ def graph_from_dict(value):
             output=(Thresholds(_tensor(entry["thresholds"]),
                                _tensor(entry["descending"]).bool())
                     if "thresholds" in entry else None),
-            channel_scale=_tensor(entry["channel_scale"]) if "channel_scale" in entry else None)
+            channel_scale=_tensor(entry["channel_scale"]) if "channel_scale" in entry else None,
+            pool=(entry["pool"]["kernel"], entry["pool"]["stride"]) if "pool" in entry else None)
         if entry["type"] == "PopcountLayer":
             layers.append(PopcountLayer(**common, bases=_tensor(entry["bases"]),
                                         coefficients=_tensor(entry["coefficients"])))
