@@ -14,7 +14,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-__all__ = ["TEST_FRACTION", "SPLIT_SEED", "DigitsSplit", "load_digits_split", "conv_images"]
+__all__ = ["TEST_FRACTION", "SPLIT_SEED", "DigitsSplit", "load_digits_split", "photo_crops",
+           "conv_images"]
 
 TEST_FRACTION = 0.25
 SPLIT_SEED = 0
@@ -44,6 +45,23 @@ def load_digits_split():
     return DigitsSplit(*(torch.from_numpy(a) for a in (x_train, y_train, x_test, y_test)))
 
 
+def photo_crops(count, height=32, width=32, first=0):
+    """Crops `first` .. `first + count - 1` of scikit-learn's two bundled photos
+    (``load_sample_images``: 427 x 640 RGB), as (count, 3, height, width) int64
+    pixels 0..255: crop k comes from photo k % 2 at a position that moves with k
+    (37 rows and 53 columns a step, wrapping), so crops differ."""
+    from sklearn.datasets import load_sample_images
+    photos = [torch.from_numpy(p.copy()).long().permute(2, 0, 1)
+              for p in load_sample_images().images]
+    crops = []
+    for k in range(first, first + count):
+        photo = photos[k % len(photos)]
+        top = (37 * k) % (photo.shape[1] - height)
+        left = (53 * k) % (photo.shape[2] - width)
+        crops.append(photo[:, top:top + height, left:left + width])
+    return torch.stack(crops)
+
+
 def conv_images(layer, count, height, width):
     """Real images for simulation, as signed `x_bits` integers: the digits test split
     (pixels 0..16) for a one-channel layer; crops of scikit-learn's bundled photos
@@ -56,16 +74,6 @@ def conv_images(layer, count, height, width):
         x[:, :, :h, :w] = digits[:, :, :h, :w]
         limit = (1 << (layer.x_bits - 1)) - 1
         return x.clamp(max=limit)
-    from sklearn.datasets import load_sample_images
-    photos = [torch.from_numpy(p.copy()).long().permute(2, 0, 1)
-              for p in load_sample_images().images]
-    crops = []
-    for k in range(count):
-        photo = photos[k % len(photos)]
-        top = (37 * k) % (photo.shape[1] - height)
-        left = (53 * k) % (photo.shape[2] - width)
-        crop = photo[:, top:top + height, left:left + width] - 128
-        crops.append(crop[torch.arange(layer.in_channels) % 3])
-    x = torch.stack(crops)
+    x = photo_crops(count, height, width)[:, torch.arange(layer.in_channels) % 3] - 128
     shift = 8 - layer.x_bits
     return x >> shift if shift > 0 else x

@@ -1,5 +1,5 @@
-"""Networks and cases the tests share: random layers of the golden model, a small
-PA network, a digits network whose hidden codes depend on the image, and a PA
+"""Networks and cases the tests share: random layers of the golden model
+(`bitfab.hls_gen.golden.synthetic`), a small PA network, a digits network whose hidden codes depend on the image, and a PA
 processing element's case against the golden kernels."""
 
 import torch
@@ -8,48 +8,14 @@ from amaranth.hdl import signed
 
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.golden import kernels as golden
-from bitfab.hls_gen.golden.fixedpoint import LayerWidths, signed_bits, unsigned_bits
-from bitfab.hls_gen.golden.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.golden.ir import Graph, Thresholds
 from bitfab.hls_gen.golden.kernels import Geometry
+from bitfab.hls_gen.golden.synthetic import median_thresholds, random_layer
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
 
 SEED = 20261122
 
-def random_layer(gen, kind, rows, cols, m=1, n=1, n_out=0, coef_bits=8, scale_bits=0):
-    """A random IR layer with widths derived as the freezer does."""
-    if kind == "pa":
-        # One-hot bases: each weight in one of M pieces, or the zero piece.
-        piece = torch.randint(0, m + 1, (rows, cols), generator=gen)
-        bases = torch.stack([(piece == i).long() for i in range(m)])
-        top = 1 << (coef_bits - 1)
-        coefficients = torch.randint(-top + 1, top, (m, n), generator=gen)
-        bound = cols * top
-    else:
-        weight_bits = torch.randint(0, 2, (rows, cols), generator=gen)
-        bound = cols
-    widths = LayerWidths(cols, unsigned_bits(cols), coef_bits if kind == "pa" else 0, 0,
-                         signed_bits(-bound, bound), bound)
-    output, scale = None, None
-    if n_out:
-        values = torch.randint(-bound // 4, bound // 4 + 2, (rows, n_out), generator=gen)
-        output = Thresholds(values.sort(dim=1).values, torch.randint(0, 2, (rows,),
-                                                                     generator=gen).bool())
-        widths = LayerWidths(**{**widths.__dict__,
-                                "threshold_bits": signed_bits(-bound, bound + 1)})
-    elif scale_bits:
-        scale = torch.randint(1, 1 << (scale_bits - 1), (rows,), generator=gen)
-        logit = bound * (1 << (scale_bits - 1))
-        widths = LayerWidths(**{**widths.__dict__, "scale_bits": scale_bits,
-                                "logit_bits": signed_bits(-logit, logit)})
-    else:
-        widths = LayerWidths(**{**widths.__dict__, "logit_bits": widths.acc_bits})
-    common = dict(name=f"{kind}{rows}x{cols}", geometry=Geometry("linear"), widths=widths,
-                  input_encoding="onehot" if kind == "pa" else "sign",
-                  input_planes=n if kind == "pa" else 1, output=output, channel_scale=scale)
-    if kind == "pa":
-        return PopcountLayer(**common, bases=bases, coefficients=coefficients)
-    return XnorLayer(**common, weight_bits=weight_bits)
 
 def small_graph(seed=3):
     """Two PA layers (16 3-bit pixels -> 8 -> 4 scores), random weights from `seed`."""
@@ -117,16 +83,6 @@ def pe_case(front, m, n, simd, folds, coef_bits, stages, multipliers=None):
     return pe, case
 
 
-def _median_thresholds(graph, layer, pixels, levels):
-    """Set `layer`'s thresholds at quantiles of its accumulators over `pixels`, per
-    channel, so that its codes depend on the image."""
-    acc = graph.run(pixels)[1][layer.name]["acc"]
-    acc = acc.transpose(0, 1).flatten(1).double()            # (channels, samples)
-    q = torch.tensor([(j + 1) / (levels + 1) for j in range(levels)], dtype=torch.float64)
-    values = torch.quantile(acc, q, dim=1).T.round().long()
-    layer.output = Thresholds(values, torch.zeros(len(values), dtype=torch.bool))
-
-
 def cnn_graph(seed, pool=False):
     """A small CNN for the digits (1 x 8 x 8 pixels in 5 bit planes): a 3x3 PA
     convolution (4 channels, 3 codes), a 3x3 stride-2 PA convolution over those
@@ -149,6 +105,6 @@ def cnn_graph(seed, pool=False):
         first.pool = (2, 2)
     graph = Graph(5, 1.0, [first, second, head])
     pixels = load_digits_split().x_train[:300].long().view(-1, 1, 8, 8)
-    _median_thresholds(graph, first, pixels, 3)
-    _median_thresholds(graph, second, pixels, 1)
+    median_thresholds(graph, first, pixels, 3)
+    median_thresholds(graph, second, pixels, 1)
     return graph

@@ -7,7 +7,8 @@ What the flow's steps make of a network::
     fold       plan.json     PE/SIMD per layer (``folding``, or the widest default
                              that fits the board), memory shapes, widths, estimate
     emit_rtl   network.v     the `bitfab.rtl.network.Network`; weights.json
-    sim        sim.json      the digits test images, every layer's output checked
+    sim        sim.json      the digits test images (photo crops for 3 x 8-bit
+                             channels), every layer's output checked
 """
 
 from bitfab.hls_gen.compiler.design import DesignKind
@@ -16,11 +17,33 @@ from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, load
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
-__all__ = ["NetworkKind"]
+__all__ = ["NetworkKind", "test_inputs"]
 
 LAYER_FIELDS = ("name", "rows", "cols", "pe", "simd", "m", "n_in", "front", "acc_bits",
-                "window")
+                "window", "multipliers", "pool")
 DIGITS_IMAGE = (8, 8)
+
+
+def test_inputs(graph, first, count):
+    """The test inputs for a network whose first layer is `first`: the digits test
+    images for 8 x 8 pixels of 5 bits (one channel, or 64 features); crops of
+    scikit-learn's photos for a convolution on 3 channels of 8-bit pixels, at its
+    image size; anything else is refused by name."""
+    from bitfab.hls_gen.datasets import load_digits_split, photo_crops
+    w = first.window
+    if w is not None and (w.channels, graph.input_bits) == (3, 8):
+        return photo_crops(count, w.height, w.width)
+    digits = load_digits_split()
+    if (first.image_elements != digits.x_test[0].numel() or graph.input_bits < digits.pixel_bits
+            or (w and (w.height, w.width) != DIGITS_IMAGE)):
+        shape = f"{w.channels} x {w.height} x {w.width}" if w else f"{first.image_elements}"
+        raise BitfabError(
+            f"the network takes {shape} inputs of {graph.input_bits} bits; the test inputs "
+            f"bitfab has for networks are the digits (8 x 8 = {digits.x_test[0].numel()} "
+            f"pixels of {digits.pixel_bits} bits) and photo crops (3 channels of 8 bits), "
+            f"so it cannot be simulated here")
+    pixels = digits.x_test.long()[:count]
+    return pixels.view(-1, 1, *DIGITS_IMAGE) if w else pixels.flatten(1)
 
 
 class NetworkKind(DesignKind):
@@ -79,27 +102,13 @@ class NetworkKind(DesignKind):
                 "words": load_stream(graph_from_dict(golden), configs)}
 
     def case(self, golden, plan, cfg, count):
-        from bitfab.hls_gen.datasets import load_digits_split
         from bitfab.sim.cases import network_case
         graph, configs = graph_from_dict(golden), plan_from_dict(plan)[0]
-        digits = load_digits_split()
-        first = configs[0]
-        features = first.image_elements
-        if (features != digits.x_test[0].numel() or graph.input_bits < digits.pixel_bits
-                or (first.window and (first.window.height, first.window.width) != DIGITS_IMAGE)):
-            shape = (f"{first.window.channels} x {first.window.height} x {first.window.width}"
-                     if first.window else f"{features}")
-            raise BitfabError(
-                f"the network takes {shape} inputs of {graph.input_bits} bits; the test "
-                f"inputs bitfab has for networks are the digits (8 x 8 = "
-                f"{digits.x_test[0].numel()} pixels of {digits.pixel_bits} bits), so it "
-                f"cannot be simulated here")
-        pixels = digits.x_test.long()[:count]
-        pixels = pixels.view(-1, 1, *DIGITS_IMAGE) if first.window else pixels.flatten(1)
+        pixels = test_inputs(graph, configs[0], count)
         return network_case(graph, configs, pixels), len(pixels)
 
     def report_layers(self, plan):
-        return [{k: layer[k] for k in LAYER_FIELDS} for layer in plan["layers"]]
+        return [{k: layer.get(k) for k in LAYER_FIELDS} for layer in plan["layers"]]
 
     def format_layers(self, report):
         def window(layer):

@@ -1,0 +1,79 @@
+"""FINN's CNV topology (BNN-PYNQ's CNV-W1A1): the golden model with random weights and
+thresholds at the medians of its accumulators on photo crops, its plan at FINN's own
+folding on the ULX3S, and a narrow CNV (same shape, fewer channels) in cocotb on
+photo crops. The full CNV's simulation and bitstream are `benchmarks/cnv.py`'s."""
+
+import json
+
+import pytest
+
+from bitfab.hls_gen.cnv import CALIBRATION_FIRST, FINN_FOLDING, cnv_graph
+from bitfab.hls_gen.compiler.boards import board
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
+from bitfab.hls_gen.compiler.plan import PlanError, check_fit, fold, image_cycles, map_to_hw
+from bitfab.hls_gen.datasets import photo_crops
+
+SEED = 20261205
+NARROW = (8, 8, 16, 16, 32, 32, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def cnv():
+    return cnv_graph("xnor")
+
+
+def test_cnv_has_finn_s_shapes_and_no_constant_channel(cnv):
+    pixels = photo_crops(64, first=CALIBRATION_FIRST)
+    _, trace = cnv.run(pixels)
+    shapes = {layer.name: tuple(trace[layer.name]["codes"].shape[1:])
+              for layer in cnv.layers[:-1]}
+    assert shapes == {"conv0": (64, 30, 30), "conv1": (64, 14, 14), "conv2": (128, 12, 12),
+                      "conv3": (128, 5, 5), "conv4": (256, 3, 3), "conv5": (256, 1, 1),
+                      "fc0": (512,), "fc1": (512,)}
+    # Thresholds at the medians of the calibration crops: every channel of every
+    # hidden layer takes both codes there.
+    for layer in cnv.layers[:-1]:
+        codes = trace[layer.name]["codes"].transpose(0, 1).flatten(1)
+        assert all(len(row.unique()) == 2 for row in codes), layer.name
+    # The test crops are other crops, and the classes depend on them.
+    logits = cnv(photo_crops(32))
+    assert len(logits.argmax(1).unique()) > 1
+
+
+def test_cnv_at_finn_s_folding_fits_the_ulx3s_at_finn_s_rate(cnv):
+    configs = fold(map_to_hw(cnv, (32, 32)), [{"pe": p, "simd": s} for p, s in FINN_FOLDING])
+    # FINN's slowest layers take 32,768 cycles a frame (3,052 frames/s at 100 MHz).
+    assert image_cycles(configs) == 32768
+    total = check_fit(configs, board("ulx3s-85f"))["total"]
+    assert total["luts"] < 26072 and total["dsps"] <= 156
+
+
+def test_pa_cnv_at_finn_s_folding_is_refused_by_name():
+    """M x N = 20 popcount lanes per PE where XNOR has one: at FINN's folding the PA
+    CNV does not fit the ULX3S, and the plan says which layer and resource."""
+    graph = cnv_graph("pa", calibration=16)
+    configs = map_to_hw(graph, (32, 32))
+    names = [layer.name for layer in graph.layers]
+    with pytest.raises(PlanError, match=r"does not fit ulx3s-85f: layer conv1 brings luts"):
+        check_fit(fold(configs, [{"pe": p, "simd": s} for p, s in FINN_FOLDING], names),
+                  board("ulx3s-85f"), names)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("kind", ["xnor", "pa"])
+def test_a_narrow_cnv_runs_on_photo_crops_in_cocotb(tmp_path, kind):
+    graph = cnv_graph(kind, m=2, n=3, channels=NARROW, calibration=32)
+    out = tmp_path / kind
+    report = run_flow(BuildConfig(out=str(out), bitstream=False, sim_images=4, image=[32, 32],
+                                  idle=0.3, backpressure=0.3, seed=SEED), graph,
+                      log=lambda _: None)
+    sim = json.loads(artifact(out, "sim.json").read_text())
+    assert sim["mismatches"] == 0 and sim["items"] == 4
+    plan = json.loads(artifact(out, "plan.json").read_text())["layers"]
+    # Every layer tapped, the pooled ones after their pool: 14 x 14 and 5 x 5.
+    positions = [30 * 30, 14 * 14, 12 * 12, 5 * 5, 3 * 3, 1, 1, 1, 1]
+    groups = [l["rows"] // l["pe"] for l in plan]
+    assert sim["beats_checked"] == 4 * (sum(p * g for p, g in zip(positions, groups))
+                                        + groups[-1])
+    assert [l["pool"] is not None for l in report["layers"]] == [
+        False, True, False, True, False, False, False, False, False]
