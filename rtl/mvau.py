@@ -229,6 +229,19 @@ class MVAUConfig:
         return Front.AND if self.front == "and" else Front.XNOR
 
     @property
+    def latency(self):
+        """Cycles from a row group's last fold leaving issue to its output beat entering
+        the output FIFO: the issue registers, the PE (`PAProcessingElement.latency`),
+        the row register and the encoder (or the scale's DSP block, or a register)."""
+        pe = PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
+                                            front=self._front, multipliers=self.multipliers)
+        if self.output == "codes":
+            output = ActivationEncoder.LATENCY
+        else:
+            output = dsp.LATENCY if self.scale_bits else 1
+        return ISSUE_STAGES + pe + 1 + output
+
+    @property
     def fifo_depth(self):
         """The output FIFO: room for every row group between issue and the FIFO (the
         issue registers, the PE, the row register, the encoder or the scale's DSP

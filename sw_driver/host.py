@@ -95,9 +95,11 @@ class Host:
         return results
 
     def scores(self, layers, codes, encoding):
-        """(items, cols) first-layer input codes -> each item's scores from the board."""
+        """(items, elements) first-layer input codes (a fully connected layer's columns,
+        or an image pixel by pixel, each pixel's channels together) -> each item's
+        scores from the board."""
         beats = input_beats(layers[0], codes, encoding)
-        per_item = layers[0].cols // layers[0].in_beat
+        per_item = layers[0].image_elements // layers[0].in_beat
         items = [beats[k:k + per_item] for k in range(0, len(beats), per_item)]
         outputs = self.run(items, layers[-1].groups)
         return [scores_from_beats(layers[-1], beats)[0] for beats in outputs]

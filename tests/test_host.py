@@ -2,19 +2,21 @@
 their length, and a whole session against the simulated board (the shell's Verilog
 in Verilator behind a TCP port), weights changed on the running board."""
 
+import json
+
 import pytest
 import torch
 
 from bitfab.hls_gen.compiler.deploy import deploy_weights, run_on_board, simulated_board
 from bitfab.hls_gen.errors import BitfabError
-from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
-from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
+from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from_dict
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link
 from bitfab.sw_driver.protocol import (WireError, WireFormat, crc, decode_outputs,
                                        decode_status, encode_inputs, encode_load, load_crc)
-from networks import digits_graph, small_graph
+from networks import cnn_graph, digits_graph, small_graph
 
 WIRE = WireFormat.of_widths(load_bits=32, in_bits=12, out_bits=20)
 
@@ -244,6 +246,25 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
                                               r"image \d, board \["):
             run_on_board(out, board.url, images=6, timeout=30, load=False)
     assert (again["mismatches"], again["load_words"]) == (0, 0), again
+
+
+@pytest.mark.sim
+def test_bitfab_run_drives_a_cnn_on_the_simulated_board(tmp_path):
+    """A convolutional network with a pool on the simulated board: its images go down
+    pixel by pixel, its scores come back equal to the golden model's, and another
+    model of the same plan loads into it."""
+    out = tmp_path / "cnn"
+    run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), cnn_graph(1, pool=True),
+             log=lambda _: None)
+    for model in (None, cnn_graph(2, pool=True)):
+        result = run_on_board(out, "sim", model, images=3, log=print)
+        assert (result["images"], result["mismatches"]) == (3, 0), result
+        # 64 pixels of 5 planes a beat (a command byte and 1), and the head's beats.
+        configs = plan_from_dict(json.loads(artifact(out, "plan.json").read_text()))[0]
+        wire = WireFormat.of_layers(configs)
+        assert result["wire_bytes_per_image"] == 64 * 2 + configs[-1].groups * wire.out_bytes
+    with pytest.raises(BitfabError, match=r"layer conv1: pool is None in the model"):
+        run_on_board(out, "sim", cnn_graph(1), images=1)
 
 
 def _verilog(component, name):

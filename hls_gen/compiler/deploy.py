@@ -13,7 +13,7 @@ several commands, as a powered board stays loaded between them.
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 from bitfab.hls_gen.errors import BitfabError
@@ -40,13 +40,16 @@ def _timeout(port, timeout):
 def check_same_plan(graph, configs, names):
     """Raise unless `graph`, folded as the build was, maps to the build's `configs`:
     the bitstream's memories and widths are fixed, only their contents change."""
-    mapped = map_to_hw(graph)
+    window = configs[0].window
+    mapped = map_to_hw(graph, window and (window.height, window.width))
     if len(mapped) != len(configs):
         raise BitfabError(f"the model has {len(mapped)} layers, the build's plan "
                           f"{len(configs)}: build it instead")
-    folded = fold(mapped, [{"pe": c.pe, "simd": c.simd} for c in configs], names)
+    folded = fold(mapped, [{"pe": c.pe, "simd": c.simd, "multipliers": c.multipliers}
+                           for c in configs], names)
     for name, theirs, ours in zip(names, folded, configs):
-        for field, value in asdict(ours).items():
+        for field in (f.name for f in fields(ours)):
+            value = getattr(ours, field)
             if getattr(theirs, field) != value:
                 raise BitfabError(f"layer {name}: {field} is {getattr(theirs, field)} in the "
                                   f"model, {value} in the build's plan; the bitstream "
@@ -56,9 +59,6 @@ def check_same_plan(graph, configs, names):
 def _plan(out):
     """(configs, names, the plan as plan.json holds it) of a network's build."""
     plan = read_result(out, "plan.json")
-    if any(layer.get("window") for layer in plan.get("layers", [])):
-        raise BitfabError(f"the plan in {out} is a convolutional network's: bitfab deploy, "
-                          f"run and board drive fully connected networks so far")
     if "layers" not in plan:
         raise BitfabError(f"the plan in {out} is not a network's plan (a convolution "
                           f"engine's?): bitfab deploy, run and board drive networks")
@@ -98,8 +98,8 @@ def _link_bound(configs):
     byte) carries: a board's bound, far below what its network computes."""
     from bitfab.rtl.shell import BAUD
     from bitfab.sw_driver.protocol import WireFormat
-    per_image = WireFormat.of_layers(configs).item_bytes(configs[0].cols // configs[0].in_beat,
-                                                        configs[-1].groups)
+    per_image = WireFormat.of_layers(configs).item_bytes(
+        configs[0].image_elements // configs[0].in_beat, configs[-1].groups)
     return {"wire_bytes_per_image": per_image,
             "link_images_per_s": round(BAUD / 10 / per_image, 1), "baud": BAUD}
 
@@ -133,9 +133,12 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     """Load the weights of `model` (a frozen graph; default the build's golden.json) into
     the board at `port` (unless `load` is false: deployed before), stream `images`
     digits test images (default all), and write ``out/run.json``: mismatches
-    against `model`, accuracy, speed. Any mismatch then raises, naming the first."""
+    against `model`, accuracy, speed. Any mismatch then raises, naming the first. A
+    network on photo crops (3 channels of 8 bits) runs crops, which have no labels:
+    its accuracy is None."""
     import torch
 
+    from bitfab.hls_gen.compiler.network import test_inputs
     from bitfab.hls_gen.datasets import load_digits_split
     if images is not None and (not isinstance(images, int) or images < 1):
         raise BitfabError(f"images must be a positive number of test images, not {images!r}")
@@ -144,10 +147,14 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
                           "BUILD` and its URL, or a real board")
     configs, graph = _build(out, model)
     words = load_stream(graph, configs)
-    split = load_digits_split()
-    pixels = split.x_test.long().flatten(1)[:images]
-    labels = split.y_test[:images]
+    count = images if images is not None else len(load_digits_split().x_test)
+    pixels = test_inputs(graph, configs[0], count)
+    digits = configs[0].image_elements == 64 and graph.input_bits == 5
+    labels = load_digits_split().y_test[:len(pixels)] if digits else None
     golden = graph.run(pixels)[0]
+    if pixels.dim() == 4:     # an image goes down pixel by pixel, each pixel's channels
+        pixels = pixels.permute(0, 2, 3, 1)
+    pixels = pixels.flatten(1)
 
     def work(host):
         log(f"run: {len(words) if load else 'no'} load words, then {len(pixels)} images")
@@ -169,13 +176,13 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     wrong = (scores != golden).any(dim=1)
     result = {"port": port, "images": len(pixels), "mismatches": int(wrong.sum()),
               "first_mismatch": int(wrong.nonzero()[0]) if wrong.any() else None,
-              "accuracy": (scores.argmax(1) == labels).float().mean().item(),
-              "golden_accuracy": (golden.argmax(1) == labels).float().mean().item(),
+              "accuracy": _accuracy(scores, labels), "golden_accuracy": _accuracy(golden, labels),
               "load_words": len(words) if load else 0, "seconds": round(seconds, 2),
               **_link_bound(configs)}
     (Path(out) / "run.json").write_text(json.dumps(result, indent=1) + "\n")
+    accuracy = "" if labels is None else f", accuracy {100 * result['accuracy']:.1f}%"
     log(f"run: {result['images']} images, {result['mismatches']} score mismatches against "
-        f"the golden model, accuracy {100 * result['accuracy']:.1f}%, {seconds:.1f} s")
+        f"the golden model{accuracy}, {seconds:.1f} s")
     if wrong.any():
         k = result["first_mismatch"]
         raise BitfabError(f"the board's scores differ from the golden model's on "
@@ -183,6 +190,10 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
                           f"{k}, board {scores[k].tolist()}, golden {golden[k].tolist()}); "
                           f"{Path(out) / 'run.json'}")
     return result
+
+
+def _accuracy(scores, labels):
+    return None if labels is None else (scores.argmax(1) == labels).float().mean().item()
 
 
 def serve_board(out, log=print):
