@@ -17,7 +17,8 @@ frames/s per LUT. Target: at least that many frames/s per LUT4.
 
 The PA version (M = 4, N = 5) at the same folding: its plan's estimate, and the
 board's refusal where it does not fit; the widest default folding that fits,
-with its cycles per frame. PA vs XNOR latency (thesis Table 3.8): each layer's
+with its cycles per frame, or the refusal at every folding (its M weight bases
+take M times the weight memory, whatever the folding). PA vs XNOR latency (thesis Table 3.8): each layer's
 pipeline latency at equal folding, from a row's last fold to its output.
 
 Last line: one JSON object. ``--no-bitstream`` stops after simulation.
@@ -66,10 +67,19 @@ def pa_version(log):
         figures["fits_at_finn_folding"] = False
         figures["refused"] = str(error)
     log(f"PA at FINN's folding: {figures.get('refused', 'fits')}")
-    narrowed, fit = fitting_folding(configs, board(BOARD), names)
-    figures["fitting_folding"] = [f"{c.pe}x{c.simd}x{c.multipliers}" for c in narrowed]
-    figures["fitting_estimate"] = fit["total"]
-    figures["fitting_cycles_per_frame"] = image_cycles(narrowed)
+    # What the weights alone take: M bases of one bit per weight.
+    figures["weight_bits"] = sum(c.rows * c.cols * c.m for c in configs)
+    try:
+        narrowed, fit = fitting_folding(configs, board(BOARD), names)
+    except PlanError as error:
+        figures["fits_at_any_folding"] = False
+        figures["refused_at_any_folding"] = str(error)
+        log(f"PA at any folding: {error}")
+    else:
+        figures["fits_at_any_folding"] = True
+        figures["fitting_folding"] = [f"{c.pe}x{c.simd}x{c.multipliers}" for c in narrowed]
+        figures["fitting_estimate"] = fit["total"]
+        figures["fitting_cycles_per_frame"] = image_cycles(narrowed)
     # Table 3.8: at equal folding, every merge one multiplier per phi_k.
     equal = fold(configs, [{**f, "multipliers": c.m * c.n_in}
                            for f, c in zip(finn_folding(), configs)], names)
@@ -96,7 +106,8 @@ def main():
     rtl = report["rtl"]
     xnor = {key: report[key] for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz",
                                           "timing_met", "cycles_per_image", "bitstream")}
-    xnor.update(images=rtl["images"], mismatches=rtl["mismatches"],
+    xnor.update(weight_bits=sum(c.rows * c.cols * c.m for c in configs),
+                images=rtl["images"], mismatches=rtl["mismatches"],
                 beats_checked=rtl["beats_checked"], estimate=report["estimate"],
                 schedule_cycles_per_frame=image_cycles(configs),
                 latency_at_finn_folding=latencies(configs))
