@@ -30,13 +30,15 @@ class ModelSpec:
     ----------
     arch : str
         ``"mlp"`` (64 -> hidden -> hidden -> 10) or ``"cnn"`` (3x3 conv 16,
-        3x3 stride-2 conv 32, linear 512 -> 10), for 8x8 inputs.
+        3x3 stride-2 conv 32, linear 512 -> 10, by default), for 8x8 inputs.
     kind : str
         ``"float"``, ``"pa"`` or ``"xnor"``.
     m, n : int
         PA weight and activation pieces (ignored for other kinds).
     hidden : int
         MLP hidden width.
+    channels : tuple
+        CNN convolution widths (first, second); the head takes second x 4 x 4.
     """
 
     arch: str = "mlp"
@@ -44,16 +46,23 @@ class ModelSpec:
     m: int = 4
     n: int = 5
     hidden: int = 128
+    channels: tuple = (16, 32)
 
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
+        channels = tuple(self.channels)
+        if len(channels) != 2 or not all(isinstance(c, int) and c >= 1 for c in channels):
+            raise ValueError(f"channels must be two positive widths, not {self.channels!r}")
+        object.__setattr__(self, "channels", channels)
 
     @property
     def name(self):
         suffix = f"_m{self.m}n{self.n}" if self.kind == "pa" else ""
+        if self.arch == "cnn" and self.channels != (16, 32):
+            suffix += f"_c{self.channels[0]}x{self.channels[1]}"
         return f"{self.arch}_{self.kind}{suffix}"
 
     @property
@@ -95,7 +104,9 @@ def build_model(spec, pixel_bits=5, pixel_scale=1 / 16):
                    _linear(spec, spec.hidden, spec.hidden), nn.BatchNorm1d(spec.hidden),
                    _activation(spec), _linear(spec, spec.hidden, 10)]
     else:
-        layers += [_conv(spec, 1, 16, 1, first=True), nn.BatchNorm2d(16), _activation(spec),
-                   _conv(spec, 16, 32, 2, first=False), nn.BatchNorm2d(32), _activation(spec),
-                   nn.Flatten(), _linear(spec, 32 * 4 * 4, 10)]
+        first, second = spec.channels
+        layers += [_conv(spec, 1, first, 1, first=True), nn.BatchNorm2d(first),
+                   _activation(spec), _conv(spec, first, second, 2, first=False),
+                   nn.BatchNorm2d(second), _activation(spec), nn.Flatten(),
+                   _linear(spec, second * 4 * 4, 10)]
     return nn.Sequential(*layers)
