@@ -151,8 +151,9 @@ def parser():
         "demo", help="train float, PA and XNOR networks on the digits, freeze them to golden "
                      "models and report accuracies")
     demo.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
-    demo.add_argument("--arch", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"],
-                      help="architectures; the first one is the report's default model")
+    demo.add_argument("--arch", nargs="+", choices=["mlp", "cnn"], default=["cnn", "mlp"],
+                      help="architectures; the first one's PA network is the report's "
+                           "default model, whose bitstream the demo builds (default: cnn mlp)")
     demo.add_argument("--coef-bits", type=int, default=16,
                       help="signed width of the merged coefficients phi_k (default: 16)")
     demo.add_argument("--acc-bits", type=int, default=32,

@@ -60,15 +60,19 @@ def test_report_fields(demo):
 
 
 def test_rtl_matches_golden_on_every_test_image(demo):
-    """The generated PA and XNOR MLPs in cocotb: every output of every layer, 450 images."""
+    """The generated PA and XNOR MLPs in cocotb: every output of every layer, 450 images;
+    the report's top-level figures are the default model's, the PA CNN's."""
     _, stdout, report = demo
+    assert report["default_model"] == "cnn PA M=4 N=5"
+    assert report["rtl"] == report["models"]["cnn_pa_m4n5"]["hardware"]["rtl"]
     rtl = report["rtl"]
     assert (rtl["images"], rtl["mismatches"], rtl["simulator"]) == (450, 0, "verilator")
     assert rtl["golden_vs_rtl_agreement"] == 1.0
     # Three layers' outputs per image, each a beat per PE row group.
     assert rtl["beats_checked"] > 3 * 450
-    xnor = report["models"]["mlp_xnor"]["hardware"]["rtl"]
-    assert (xnor["images"], xnor["mismatches"]) == (450, 0)
+    for name in ("mlp_pa_m4n5", "mlp_xnor"):
+        mlp = report["models"][name]["hardware"]["rtl"]
+        assert (mlp["images"], mlp["mismatches"]) == (450, 0), name
     assert report["cycles_per_image"] > 0 and report["board"] == "ulx3s-85f"
     assert report["bitstream"] is None and "0 mismatches" in stdout
 
@@ -131,7 +135,8 @@ def test_second_run_loads_cached_models(demo):
                     "--images", "10")
     assert again.returncode == 0, again.stderr
     assert "loaded from" in again.stdout and "trained in" not in again.stdout
-    assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
+    models = json.loads((out / "report.json").read_text())["models"]
+    assert models["mlp_pa_m4n5"]["accuracy"] == report["models"]["mlp_pa_m4n5"]["accuracy"]
 
 
 def test_cli_reports_width_overflow(demo):

@@ -29,7 +29,7 @@ __all__ = ["DemoConfig", "run_demo"]
 class DemoConfig:
     """Everything the demo depends on; the cache of trained models is keyed on it."""
 
-    archs: tuple = ("mlp", "cnn")
+    archs: tuple = ("cnn", "mlp")    # the first is the default model's
     hidden: int = 128
     pa_default: tuple = (4, 5)
     pa_large: tuple = (8, 7)
@@ -37,9 +37,9 @@ class DemoConfig:
     # Quantized networks fine-tune from the float weights at a lower rate.
     quantized_training: TrainConfig = TrainConfig(lr=1e-3)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
-    # Hardware: the MLPs go through the build flow (CNNs wait for the convolution unit).
+    # Hardware: every arch's PA and XNOR networks go through the build flow.
     board: str = "ulx3s-85f"
-    bitstream: bool = True          # the PA MLP's bitstream; the XNOR MLP is simulated only
+    bitstream: bool = True          # the default model's; the others are simulated only
     sim_images: int | None = None   # None: the whole test split
 
     def specs(self, arch):
@@ -146,19 +146,20 @@ def run_demo(out, config=DemoConfig(), log=print):
 def _hardware(out, config, graphs, models, log):
     """Build every arch's PA model (M, N = `pa_default`) and XNOR model through the flow:
     the RTL of each on the test images against its golden model, and the bitstream of
-    the PA MLP (CNN bitstreams are not built yet). The report's top-level hardware
-    fields are the PA MLP's."""
-    pa_name = lambda arch: ModelSpec(arch, "pa", *config.pa_default).name
+    the default model, the first arch's PA model (the PA CNN by default), whose
+    figures are the report's top-level hardware fields. Each model's own are under
+    ``models.<name>.hardware``."""
+    default = ModelSpec(config.archs[0], "pa", *config.pa_default).name
     fields = {}
     for arch in config.archs:
-        for name in (pa_name(arch), f"{arch}_xnor"):
-            bitstream = config.bitstream and name == pa_name("mlp")
+        for name in (ModelSpec(arch, "pa", *config.pa_default).name, f"{arch}_xnor"):
+            bitstream = config.bitstream and name == default
             log(f"{name}: golden model -> RTL -> cocotb" + (" -> bitstream" if bitstream else ""))
             build = BuildConfig(out=str(out / "hw" / name), board=config.board,
                                 sim_images=config.sim_images, bitstream=bitstream)
             hw = run_flow(build, graphs[name], log=lambda text: log(f"  {text}"))
             models[name]["hardware"] = hw
-            if name == pa_name("mlp"):
+            if name == default:
                 fields = {k: hw[k] for k in ("rtl", "board", "luts", "ffs", "brams", "dsps",
                                              "fmax_mhz", "clock_mhz", "timing_met",
                                              "cycles_per_image", "images_per_s",
