@@ -18,6 +18,9 @@ __all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
 
 #: Registers from the weight block RAM's output to the processing elements.
 ISSUE_STAGES = 2
+#: Above this many folds the input buffer being computed on rotates by a fold each
+#: issue, and the PEs take its low bits, instead of a fold multiplexer's output.
+ROTATE_ABOVE_FOLDS = 4
 
 
 @dataclass(frozen=True)
@@ -351,7 +354,6 @@ class MatrixVectorUnit(wiring.Component):
         buffers = [Signal(cfg.cols * cfg.n_in, name=f"buffer{k}") for k in range(2)]
         full = Signal(2)
         fill_side = Signal()      # the buffer being filled
-        compute_side = Signal()   # the buffer being computed on
         beat = Signal(range(cfg.cols // cfg.in_beat))
         m.d.comb += self.i.ready.eq(~full.bit_select(fill_side, 1) & self.loaded)
         # The word being filled follows the payload every cycle until its beat is taken
@@ -360,9 +362,20 @@ class MatrixVectorUnit(wiring.Component):
         # `loaded` in `i.ready`, gated into 2 * cols * n_in enables, were the PA MLP's
         # critical path on ECP5. Nothing reads a buffer that is not full, so the other
         # buffer, when empty too, may follow the payload as well.
+        # Above `ROTATE_ABOVE_FOLDS` folds, the buffer being computed on rotates a fold
+        # at each issue, back to where it was after a row group: the PEs read its low
+        # bits. A fold multiplexer instead (the fold counter selecting one of 64 folds
+        # of the head's 2,560 buffered bits) was the digits CNNs' critical path on ECP5.
+        rotate = cfg.folds > ROTATE_ABOVE_FOLDS
+        fold_bits = cfg.simd * cfg.n_in
+        fire = Signal()
+        compute_side = Signal()   # the buffer being computed on
         for k, buffer in enumerate(buffers):
             with m.If(~full[k]):
                 m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(self.i.payload)
+            if rotate:
+                with m.Elif(fire & (compute_side == k)):
+                    m.d.sync += buffer.eq(buffer.rotate_right(fold_bits))
         filled = Signal()
         with m.If(self.i.valid & self.i.ready):
             with m.If(beat == cfg.cols // cfg.in_beat - 1):
@@ -384,7 +397,6 @@ class MatrixVectorUnit(wiring.Component):
         address = Signal(range(cfg.weight_rows))
         fold = Signal(range(cfg.folds))
         last = fold == cfg.folds - 1
-        fire = Signal()
         # Room is judged a cycle early, with one slot of margin for the fold
         # issued meanwhile, so `fire` is two flip-flops and a gate (timing).
         room = Signal()
@@ -419,7 +431,7 @@ class MatrixVectorUnit(wiring.Component):
             with m.Elif(done & (compute_side == k)):
                 m.d.sync += full[k].eq(0)
         source = Mux(compute_side, buffers[1], buffers[0])
-        piece = source.word_select(fold, cfg.simd * cfg.n_in)
+        piece = source[:fold_bits] if rotate else source.word_select(fold, fold_bits)
         planes = Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
         # ISSUE_STAGES registers between the block RAM (and the fold multiplexer) and
         # the PEs. The first can sit by the block RAM: its output is slow (5.8 ns clock

@@ -25,7 +25,7 @@ SIMS = simulators()
 
 # (kind, rows, cols, m, n, n_out, scale_bits, pe, simd, multipliers per PE); the
 # time-shared merges take longer than a row (7 steps for 3 folds: the unit spaces
-# its rows) and less (3 steps for 4 folds).
+# its rows) and less (3 steps for 4 and 12 folds).
 CASES = {
     "pa_codes": ("pa", 12, 24, 4, 5, 5, 0, 3, 8, None),
     "pa_scores_one_fold": ("pa", 6, 16, 2, 3, 0, 0, 2, 16, None),
@@ -33,6 +33,9 @@ CASES = {
     "xnor_scaled_scores": ("xnor", 10, 20, 1, 1, 0, 6, 5, 5, None),
     "pa_codes_shared_merge": ("pa", 12, 24, 4, 5, 5, 0, 3, 8, 3),
     "pa_scores_shared_merge": ("pa", 6, 16, 2, 3, 0, 0, 2, 4, 2),
+    # More folds than ROTATE_ABOVE_FOLDS: the input buffer rotates instead of a mux.
+    "xnor_codes_rotating_buffer": ("xnor", 8, 64, 1, 1, 1, 0, 2, 4, None),
+    "pa_codes_rotating_buffer": ("pa", 6, 48, 2, 3, 3, 0, 2, 4, 2),
 }
 
 
