@@ -63,3 +63,39 @@ def test_an_unsupported_convolution_is_refused_by_name():
     graph.layers[1] = replace(graph.layers[1], geometry=Geometry("conv2d", (3, 3), (1, 1)))
     with pytest.raises(UnsupportedLayerError, match="layer conv2: stride must be 1 or 2, not 3"):
         map_to_hw(graph, (8, 8))
+
+
+@pytest.mark.parametrize("stride,padding,kernel,match", [
+    ((3, 3), (1, 1), 3, "layer conv2: stride must be 1 or 2, not 3"),
+    ((1, 1), (3, 3), 3, r"layer conv2: padding must be 0 to kernel - 1 = 2, not 3"),
+    ((1, 2), (1, 1), 3, r"layer conv2: convolutions map to hardware with square kernels, "
+                        r"equal strides and padding"),
+    ((1, 1), (0, 0), 9, r"layer conv2: kernel must be 1 to 7, not 9"),
+])
+def test_a_convolution_the_window_cannot_make_is_refused_by_name(stride, padding, kernel,
+                                                                  match):
+    from dataclasses import replace
+
+    from bitfab.hls_gen.golden.kernels import Geometry
+    graph = cnn_graph(1)
+    second = graph.layers[1]
+    bases = second.bases[..., :1, :1].expand(*second.bases.shape[:3], kernel, kernel)
+    graph.layers[1] = replace(second, geometry=Geometry("conv2d", stride, padding),
+                              bases=bases.contiguous())
+    with pytest.raises(UnsupportedLayerError, match=match):
+        map_to_hw(graph, (8, 8))
+
+
+def test_an_image_too_large_for_the_line_buffers_is_refused_before_synthesis():
+    """The window units' line buffers grow with the image's width (kernel + stride rows
+    of it): 131,072 pixels wide, the digits CNN's convolutions need more block RAM
+    than the ULX3S has, and the plan says which layer and resource."""
+    from bitfab.hls_gen.compiler.boards import board
+    from bitfab.hls_gen.compiler.plan import check_fit
+    from bitfab.hls_gen.golden.ir import Graph
+    graph = cnn_graph(1)
+    convolutions = Graph(graph.input_bits, 1.0, graph.layers[:2])
+    names = ["conv1", "conv2"]
+    configs = map_to_hw(convolutions, (8, 131072))
+    with pytest.raises(PlanError, match=r"does not fit ulx3s-85f: layer conv2 brings brams"):
+        check_fit(fold(configs, [{"pe": 1, "simd": 1}] * 2, names), board("ulx3s-85f"), names)
