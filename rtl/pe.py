@@ -2,7 +2,7 @@
 
 import math
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -214,10 +214,12 @@ class PAProcessingElement(wiring.Component):
         """Sum each lane's counts over the row; merge the sums `multipliers` at a time.
 
         On a row's last fold the M*N sums move to a shift register (padded with
-        zeros to a whole number of steps) and the coefficients rotate beside it, so
-        multiplier p always takes position p of both: no step decode, no wide
-        multiplexers. Returns (step sum, valid, [last step]) as the parallel merge's
-        adder tree does, for the row accumulator.
+        zeros to a whole number of steps), so multiplier p always takes its position
+        p; its phi_k comes from `coef` (static while rows are in flight) through a
+        multiplexer on the step, ``merge_steps`` to one (cheaper than a rotating
+        copy of the phi_k: a LUT per bit and its flip-flop in every lane). Returns
+        (step sum, valid, [last step]) as the parallel merge's adder tree does, for
+        the row accumulator.
         """
         last = last[0]
         lanes, width = self.m * self.n, self.multipliers * self.merge_steps
@@ -230,7 +232,6 @@ class PAProcessingElement(wiring.Component):
             m.d.sync += fresh.eq(last)
 
         held = [Signal(sum_shape, name=f"held{k}") for k in range(width)]
-        phis = [Signal(signed(self.coef_bits), name=f"phi{k}") for k in range(width)]
         step = Signal(range(self.merge_steps))
         busy = Signal()
         final = busy & (step == self.merge_steps - 1)
@@ -249,13 +250,9 @@ class PAProcessingElement(wiring.Component):
             with m.Elif(busy):
                 m.d.sync += [h.eq(v) for h, v in zip(held, held[step_size:])]
                 m.d.sync += [busy.eq(~final), step.eq(step + 1)]
-            # A full rotation per row leaves phi_k in place; idle, they follow `coef`.
-            with m.If(busy):
-                rotated = phis[step_size:] + phis[:step_size]
-                m.d.sync += [p.eq(v) for p, v in zip(phis, rotated)]
-            with m.Else():
-                coef = [self.coef[k] for k in range(lanes)] + [0] * (width - lanes)
-                m.d.sync += [p.eq(v) for p, v in zip(phis, coef)]
+        coef = [self.coef[k] for k in range(lanes)] + [Const(0, signed(self.coef_bits))] * (width - lanes)
+        phis = [Array(coef[s * step_size + p] for s in range(self.merge_steps))[step]
+                for p in range(step_size)]
         products = [registered_product(m, platform, phis[p], held[p], advance, f"product{p}")
                     for p in range(self.multipliers)]
         valid, last = busy, final

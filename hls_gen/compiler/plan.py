@@ -295,8 +295,8 @@ def estimate(config, board):
     (`ISSUE_STAGES` registers each), per lane the popcount pipeline (about 2 bits
     per counted bit: a carry-chain tree registers every level) and the product and
     merge registers, the accumulators and the output stage; a time-shared merge
-    (`MVAUConfig.multipliers`) trades the per-fold products for a row sum, a shift
-    register place and a rotating phi_k per lane. DSPs: `MVAUConfig.multipliers`
+    (`MVAUConfig.multipliers`) trades the per-fold products for a row sum and a
+    shift register place per lane, and a phi_k multiplexer per multiplier. DSPs: `MVAUConfig.multipliers`
     per PE (and one per scaled score). Block RAM: the weight and table
     stores, tiled by the device's widest RAM port. Against nextpnr on the digits
     PA MLP (ULX3S 85F): 12,825 LUTs estimated for 15,647 (the shell, its status
@@ -312,11 +312,12 @@ def estimate(config, board):
     codes = c.output == "codes"
     if c.multipliers < terms:
         # Time-shared merge: per lane a row sum (adder and register) and its place in
-        # the shift register (a load-or-shift LUT per bit) beside a rotating phi_k;
-        # per multiplier a merged term.
+        # the shift register (a load-or-shift LUT per bit); per multiplier its phi_k
+        # through a multiplexer on the step and a merged term.
         sum_bits = c.cols.bit_length()
-        merge_luts = lanes * (2 * sum_bits + c.coef_bits) + c.dsps * c.acc_bits
-        merge_ffs = lanes * (2 * sum_bits + c.coef_bits) + c.dsps * 2 * c.acc_bits
+        merge_luts = (lanes * 2 * sum_bits
+                      + c.dsps * (c.coef_bits * (c.merge_steps + 1) // 2 + c.acc_bits))
+        merge_ffs = lanes * 2 * sum_bits + c.dsps * 2 * c.acc_bits
         products = [(c.coef_bits, sum_bits)] * c.dsps
     else:
         merge_luts, merge_ffs = lanes * c.acc_bits, lanes * 2 * c.acc_bits
