@@ -133,7 +133,8 @@ def test_estimate_follows_nextpnr_on_the_digits_pa_mlp():
 
 def digits_xnor_mlp(hidden, folding):
     """The digits XNOR MLP's units (64 -> hidden -> hidden -> 10) with the widths the
-    demo's freezer gives them, folded (PE, SIMD) per layer."""
+    demo's freezer gives them, folded (PE, SIMD) per layer, the first layer's merge
+    one multiplier per phi_k (as the builds the estimate was calibrated on)."""
     first = dict(m=2, n_in=5, front="and", coef_bits=6, acc_bits=12, n_out=1,
                  threshold_bits=12)
     acc_bits = hidden.bit_length() + 1          # -hidden..hidden
@@ -142,7 +143,8 @@ def digits_xnor_mlp(hidden, folding):
               MVAUConfig(rows=hidden, cols=hidden, **xnor),
               MVAUConfig(rows=10, cols=hidden, front="xnor", acc_bits=acc_bits,
                          output="scores", logit_bits=acc_bits + 15, scale_bits=16)]
-    return fold(shapes, folding and [{"pe": pe, "simd": simd} for pe, simd in folding])
+    return fold(shapes, folding and [{"pe": pe, "simd": simd, "multipliers": c.m * c.n_in}
+                                     for (pe, simd), c in zip(folding, shapes)])
 
 
 def test_estimate_follows_nextpnr_on_the_ice40():
