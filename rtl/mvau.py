@@ -225,7 +225,8 @@ class MVAUConfig:
         """One of the unit's `pe` processing elements."""
         return PAProcessingElement(m=self.m, n=self.n_in, simd=self.simd, front=self._front,
                                    coef_bits=self.coef_bits, acc_bits=self.acc_bits,
-                                   multipliers=self.multipliers, cols=self.cols)
+                                   multipliers=self.multipliers, cols=self.cols,
+                                   spaced_rows=True)
 
     @property
     def _front(self):

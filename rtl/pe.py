@@ -56,6 +56,13 @@ class PAProcessingElement(wiring.Component):
     cols : int or None
         Input bits per base of one row (folds x SIMD), which bounds each lane's
         sum; needed with fewer than M*N multipliers.
+    spaced_rows : bool
+        The producer never sends a row's last fold sooner than `merge_steps`
+        cycles after the last one's (`MatrixVectorUnit` spaces its rows so), so a
+        time-shared merge never holds the lanes back: no stall logic on the
+        popcount pipelines' enables (a combinational enable on every lane
+        register). Rows closer than that then merge wrongly; leave it False for
+        any other producer.
 
     Members
     -------
@@ -80,7 +87,7 @@ class PAProcessingElement(wiring.Component):
     XNOR_PRODUCT_STAGES = 2
 
     def __init__(self, *, m, n, simd, front=Front.AND, coef_bits=16, acc_bits=32,
-                 popcount_stages=None, multipliers=None, cols=None):
+                 popcount_stages=None, multipliers=None, cols=None, spaced_rows=False):
         for name, value in (("m", m), ("n", n), ("simd", simd), ("acc_bits", acc_bits)):
             _positive_int(name, value)
         if front not in (Front.AND, Front.XNOR):
@@ -98,6 +105,7 @@ class PAProcessingElement(wiring.Component):
             raise ValueError(f"popcount_stages must be in 0..{self.tree_levels} for simd "
                              f"{simd}, not {popcount_stages!r}")
         self.popcount_stages = popcount_stages
+        self.spaced_rows = bool(spaced_rows)
         self.multipliers = _check_multipliers(m, n, front, multipliers)
         self.cols = None
         if self.shared:
@@ -237,7 +245,7 @@ class PAProcessingElement(wiring.Component):
         final = busy & (step == self.merge_steps - 1)
         start = Signal()
         m.d.comb += start.eq(valid & last & front)
-        if self.merge_steps > 1:
+        if self.merge_steps > 1 and not self.spaced_rows:
             m.d.comb += front.eq(advance & ~(valid & last & busy & ~final))
         else:
             m.d.comb += front.eq(advance)
