@@ -46,6 +46,8 @@ def test_a_cnn_runs_in_cocotb_against_the_golden_model(tmp_path):
                       log=lambda _: None)
     sim = json.loads(artifact(out, "sim.json").read_text())
     assert sim["mismatches"] == 0 and sim["items"] == 8
+    # The report names the source the simulation ran (no bitstream here).
+    assert report["commit"] == sim["commit"] and sim["commit"]
     # Every layer tapped: 64 positions x 2 groups, 16 x 3 (or so), and the scores.
     plan = json.loads(artifact(out, "plan.json").read_text())["layers"]
     positions = [64, 16, 1]

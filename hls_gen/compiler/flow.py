@@ -41,6 +41,7 @@ from pathlib import Path
 from bitfab.hls_gen.compiler.boards import board as find_board
 from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.compiler.kinds import kind_for_golden, kind_for_model
+from bitfab.hls_gen.compiler.report import source_commit
 from bitfab.hls_gen.compiler.report import format_report, report_fields
 from bitfab.hls_gen.errors import BitfabError
 
@@ -288,7 +289,7 @@ def simulate(build, design, case, images, key=None, start=None):
     result = run_case(design, build.kind.toplevel, case, build.folder / "build", cfg.seed,
                       cfg.simulator, cfg.idle, cfg.backpressure, key=key)
     result.update(simulator=cfg.simulator, images=images,
-                  seconds=round(time.perf_counter() - start, 1))
+                  seconds=round(time.perf_counter() - start, 1), commit=source_commit())
     build.write(f"{name}.json", result)
     build.log(f"{name}: {result['images']} images, {result['mismatches']} mismatches, "
               f"{result['cycles_per_item']} cycles per image")
@@ -336,8 +337,10 @@ def step_synth(build):
     from bitfab.hls_gen.compiler.synth import build_bitstream
     kind, plan, board = build.kind, build.read("plan.json"), build.board
     clock = design_clock(board, kind.clock_mhz(build.cfg, board))
-    build.write("synth.json", build_bitstream(kind.core(plan), board, build.folder, build.log,
-                                              clock=clock, **kind.synth_options(plan, board)))
+    commit = source_commit()       # the source the bitstream's design is elaborated from
+    result = build_bitstream(kind.core(plan), board, build.folder, build.log, clock=clock,
+                             **kind.synth_options(plan, board))
+    build.write("synth.json", {**result, "commit": commit})
 
 
 @register_step("report", writes=("report.json", "report.md"))

@@ -65,7 +65,10 @@ def report_fields(build, plan):
         "bitstream": synth and synth["bitstream"],
         "critical_path": synth and synth.get("critical_path"),
         "estimate": plan["estimate"]["total"],
-        "commit": source_commit(),
+        # The source the figures come from: the bitstream's, else the simulation's
+        # (a step resumed later may run on newer source than the report's).
+        "commit": ((synth or {}).get("commit") or (sim or {}).get("commit")
+                   or source_commit()),
     }
 
 
