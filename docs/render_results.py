@@ -116,8 +116,23 @@ def render(folder, target):
                   "|---|---|" + "---|" * len(keys)]
         lines += [f"| {r['commit']} | {r['date']} | "
                   + " | ".join(_cell(r["figures"].get(k)) for k in keys) + " |" for r in runs]
+        lines += _latency_table(runs[-1])
     Path(target).write_text("\n".join(lines) + "\n")
     return len(builds), len(benchmarks)
+
+
+def _latency_table(record):
+    """Per-layer pipeline latencies of the XNOR and PA versions at equal folding, where a
+    benchmark gives them (`benchmarks/cnv.py`: thesis Table 3.8)."""
+    figures = record["figures"]
+    xnor = figures.get("xnor", {}).get("latency_at_finn_folding")
+    pa = figures.get("pa", {}).get("latency_at_finn_folding")
+    if not xnor or not pa:
+        return []
+    lines = ["", f"Pipeline latency per layer at equal folding, cycles from a row's last "
+                 f"fold to its output ({record['commit']}):", "",
+             "| layer | XNOR | PA (M=4, N=5) | PA - XNOR |", "|---|---|---|---|"]
+    return lines + [f"| {k} | {a} | {b} | {b - a} |" for k, (a, b) in enumerate(zip(xnor, pa))]
 
 
 README_MARKERS = ("<!-- headline results: docs/render_results.py readme -->",

@@ -33,12 +33,17 @@ def test_results_tables_are_rendered_from_the_records(tmp_path):
     record = render_results.build_record(report, "PA MLP")
     assert record["luts"] == 15755 and record["critical_path"].startswith("9.34 ns")
     (tmp_path / "builds.json").write_text(json.dumps([record]))
+    cnv = {"luts": 20000, "xnor": {"latency_at_finn_folding": [14, 13]},
+           "pa": {"latency_at_finn_folding": [22, 20]}}
     (tmp_path / "benchmarks.json").write_text(json.dumps(
-        [render_results.benchmark_record("popcount", {"bitfab_lut4_per_bit": 1.668})]))
-    assert render_results.render(tmp_path, tmp_path / "tables.md") == (1, 1)
+        [render_results.benchmark_record("popcount", {"bitfab_lut4_per_bit": 1.668}),
+         render_results.benchmark_record("cnv", cnv)]))
+    assert render_results.render(tmp_path, tmp_path / "tables.md") == (1, 2)
     tables = (tmp_path / "tables.md").read_text()
     assert "| PA MLP | ulx3s-85f |" in tables and "| 15,755 | 21,283 | 36 | 80 | 107.12 |" in tables
     assert "0 of 450 images" in tables and "1.668" in tables
+    # The CNV benchmark's per-layer latencies, XNOR against PA at equal folding.
+    assert "| 0 | 14 | 22 | 8 |" in tables and "| 1 | 13 | 20 | 7 |" in tables
     with pytest.raises(ValueError, match="no bitstream figures"):
         render_results.build_record({**report, "fmax_mhz": None}, "PA MLP")
 
