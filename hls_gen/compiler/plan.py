@@ -221,22 +221,16 @@ def fold(configs, folding=None, names=None):
             if not isinstance(value, int) or value < 1 or total % value:
                 raise PlanError(f"layer {names[k]}: {what}={value!r} does not divide its "
                                 f"{total} {dim}")
-        multipliers = f.get("multipliers")
-        terms = config.m * config.n_in
-        if multipliers is not None and (not isinstance(multipliers, int)
-                                        or isinstance(multipliers, bool)
-                                        or not 1 <= multipliers <= terms):
-            raise PlanError(f"layer {names[k]}: multipliers={multipliers!r} per PE; its merge "
-                            f"of {terms} phi_k takes 1..{terms}")
-        if multipliers is not None and multipliers < terms and not config.shared_merge_fits:
-            raise PlanError(f"layer {names[k]}: multipliers={multipliers} time-shares the "
-                            f"merge, whose row sums (up to {config.cols}) do not fit a DSP "
-                            f"operand; use {terms}")
         in_beat = folded[-1].pe if folded else _first_beat(config)
         window = config.window and replace(config.window, simd=in_beat)
         pool = config.pool and replace(config.pool, simd=pe)
-        folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
-                              pool=pool, multipliers=multipliers or terms))
+        try:
+            # The unit checks its multipliers (1..M*N; fewer only where its row sums
+            # fit a DSP operand); the plan names the layer.
+            folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
+                                  pool=pool, multipliers=f.get("multipliers")))
+        except ValueError as error:
+            raise PlanError(f"layer {names[k]}: {error}") from None
     target = image_cycles(folded)
     return [c if f.get("multipliers") else
             replace(c, multipliers=_fewest_multipliers(c, c.pe, c.simd, target))
