@@ -153,23 +153,18 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
     def cap(c):
         return max_pe_and if c.front == "and" else max_pe_xnor
 
-    def feed(c, in_beat):
-        """Cycles per image to bring `c` its inputs at `in_beat` elements a beat: a
-        window unit sends each position's columns, one beat a cycle."""
-        return c.positions * c.cols // in_beat
-
     first_beat = _first_beat(configs[0])
     widest = [_largest_divisor(c.rows, cap(c)) for c in configs]
-    target = max([configs[0].image_elements // first_beat, feed(configs[0], first_beat)]
+    target = max([configs[0].image_elements // first_beat, _feed(configs[0], first_beat)]
                  + [_compute_cycles(c, pe, _largest_divisor(c.cols, max_simd), c.m * c.n_in)
                     for c, pe in zip(configs, widest)]
-                 + [feed(c, pe) for c, pe in zip(configs[1:], widest)]
+                 + [_feed(c, pe) for c, pe in zip(configs[1:], widest)]
                  + [_pool_cycles(c, pe) for c, pe in zip(configs, widest)])
     folding, in_beat = [], first_beat
     for c, after in zip(configs, [*configs[1:], None]):
         fits = []
         for pe in _divisors(c.rows, cap(c)):
-            if max(feed(c, in_beat), feed(after, pe) if after is not None else 0,
+            if max(_feed(c, in_beat), _feed(after, pe) if after is not None else 0,
                    _pool_cycles(c, pe)) > target:
                 continue
             for simd in _divisors(c.cols, max_simd):
@@ -237,13 +232,19 @@ def fold(configs, folding=None, names=None):
             for c, f in zip(folded, folding)]
 
 
+def _feed(c, in_beat):
+    """Cycles per image to bring `c` its inputs at `in_beat` elements a beat: a window
+    unit sends each position's columns, one beat a cycle."""
+    return c.positions * c.cols // in_beat
+
+
 def image_cycles(configs):
     """Cycles per image of a folded pipeline: its slowest stage, a layer's compute
     (`MVAUConfig.cycles` per position), the feed of its input (a window unit
     sends each position's columns, `in_beat` elements a cycle) or its pooling."""
     first = configs[0]
     return max([first.image_elements // first.in_beat]
-               + [max(c.positions * max(c.cycles, c.cols // c.in_beat), _pool_cycles(c, c.pe))
+               + [max(c.positions * c.cycles, _feed(c, c.in_beat), _pool_cycles(c, c.pe))
                   for c in configs])
 
 
