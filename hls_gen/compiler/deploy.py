@@ -148,9 +148,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     configs, graph = _build(out, model)
     words = load_stream(graph, configs)
     count = images if images is not None else len(load_digits_split().x_test)
-    pixels = test_inputs(graph, configs[0], count)
-    digits = configs[0].image_elements == 64 and graph.input_bits == 5
-    labels = load_digits_split().y_test[:len(pixels)] if digits else None
+    pixels, labels = test_inputs(graph, configs[0], count)
     golden = graph.run(pixels)[0]
     if pixels.dim() == 4:     # an image goes down pixel by pixel, each pixel's channels
         pixels = pixels.permute(0, 2, 3, 1)

@@ -28,11 +28,12 @@ def test_inputs(graph, first, count):
     """The test inputs for a network whose first layer is `first`: the digits test
     images for 8 x 8 pixels of 5 bits (one channel, or 64 features); crops of
     scikit-learn's photos for a convolution on 3 channels of 8-bit pixels, at its
-    image size; anything else is refused by name."""
+    image size; anything else is refused by name. Returns (pixels, labels): the
+    digits' classes, or None for photo crops, which have none."""
     from bitfab.hls_gen.datasets import load_digits_split, photo_crops
     w = first.window
     if w is not None and (w.channels, graph.input_bits) == (3, 8):
-        return photo_crops(count, w.height, w.width)
+        return photo_crops(count, w.height, w.width), None
     digits = load_digits_split()
     if (first.image_elements != digits.x_test[0].numel() or graph.input_bits < digits.pixel_bits
             or (w and (w.height, w.width) != DIGITS_IMAGE)):
@@ -43,7 +44,8 @@ def test_inputs(graph, first, count):
             f"pixels of {digits.pixel_bits} bits) and photo crops (3 channels of 8 bits), "
             f"so it cannot be simulated here")
     pixels = digits.x_test.long()[:count]
-    return pixels.view(-1, 1, *DIGITS_IMAGE) if w else pixels.flatten(1)
+    pixels = pixels.view(-1, 1, *DIGITS_IMAGE) if w else pixels.flatten(1)
+    return pixels, digits.y_test[:count]
 
 
 class NetworkKind(DesignKind):
@@ -104,7 +106,7 @@ class NetworkKind(DesignKind):
     def case(self, golden, plan, cfg, count):
         from bitfab.sim.cases import network_case
         graph, configs = graph_from_dict(golden), plan_from_dict(plan)[0]
-        pixels = test_inputs(graph, configs[0], count)
+        pixels, _ = test_inputs(graph, configs[0], count)
         return network_case(graph, configs, pixels), len(pixels)
 
     def report_layers(self, plan):
