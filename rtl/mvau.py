@@ -237,8 +237,7 @@ class MVAUConfig:
         """Cycles from a row group's last fold leaving issue to its output beat entering
         the output FIFO: the issue registers, the PE (`PAProcessingElement.latency`),
         the row register and the encoder (or the scale's DSP block, or a register)."""
-        pe = PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
-                                            front=self._front, multipliers=self.multipliers)
+        pe = self._pe_latency
         if self.output == "codes":
             output = ActivationEncoder.LATENCY
         else:
@@ -250,11 +249,13 @@ class MVAUConfig:
         """The output FIFO: room for every row group between issue and the FIFO (the
         issue registers, the PE, the row register, the encoder or the scale's DSP
         block), so issue runs at full rate; a power of two."""
-        latency = PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
-                                                 front=self._front,
-                                                 multipliers=self.multipliers)
         output = 1 + max(ActivationEncoder.LATENCY, dsp.LATENCY)
-        return 1 << (ISSUE_STAGES + latency + output).bit_length()
+        return 1 << (ISSUE_STAGES + self._pe_latency + output).bit_length()
+
+    @property
+    def _pe_latency(self):
+        return PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
+                                              front=self._front, multipliers=self.multipliers)
 
     @property
     def in_layout(self):
