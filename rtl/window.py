@@ -99,8 +99,19 @@ class WindowConfig:
     @property
     def buffer_rows(self):
         """Image rows the buffer holds: a window's kernel rows and the stride's next ones,
-        so the next rows arrive while the present ones are read."""
-        return self.kernel + self.stride
+        so the next rows arrive while the present ones are read, and as many more as
+        the next image's first window needs beyond those while this image's last
+        output row is read (none for a 3x3 kernel with padding 1), so images follow
+        one another without a gap."""
+        k, s, p = self.kernel, self.stride, self.padding
+        unused = (self.height + 2 * p - k) % s      # rows below the last window
+        return k + s + max(0, (k - p) - (p + s - unused))
+
+    @property
+    def image_jump(self):
+        """Rows from the last output row's top to the next image's first (its top
+        padding row): ``height - (out_height - 1) * stride``."""
+        return self.height - (self.out_height - 1) * self.stride
 
     @property
     def depth(self):
@@ -127,11 +138,12 @@ class SlidingWindow(wiring.Component):
     """Streams every window of each image that comes in, with its padding.
 
     The line buffer (`WindowConfig.depth` beats in one memory) holds
-    ``kernel + stride`` image rows. A pixel is written once its row's slot is no
-    longer needed by the window being read; a window beat is read once its
-    image row is complete. Padding beats come from the pad code, not the buffer.
-    Images follow one another: the next image is taken once the last window of
-    this one has been read.
+    `WindowConfig.buffer_rows` image rows, a ring over the rows of every image in
+    turn. A pixel is written once its row's slot is no longer needed by the window
+    being read (its row is ``buffer_rows`` behind the window's top row, counting on
+    across images); a window beat is read once its image row is complete. Padding
+    beats come from the pad code, not the buffer. The next image's rows are written
+    while this image's last windows are read.
 
     Parameters
     ----------
@@ -149,9 +161,9 @@ class SlidingWindow(wiring.Component):
     completes its image row (padding beats need no input). Throughput: one
     output beat per cycle once an image's first window rows are in; each
     image then needs about ``kernel ** 2 / stride ** 2`` output beats per input
-    beat, so a continuous input never limits it. The next image's rows are
-    taken only once this image's last window is read, so its first window
-    waits for them (a line buffer that overlaps images is a refinement).
+    beat, so a continuous input never limits it, and the next image's first window
+    rows fit in the buffer beside this image's last ones: no gap between images
+    when the input keeps up.
     """
 
     def __init__(self, config):
@@ -173,15 +185,15 @@ class SlidingWindow(wiring.Component):
         read = buffer.read_port()
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=OUTPUT_FIFO_DEPTH)
 
-        # The writer: the pixel (wy, wx), fold wf, into row slot wslot = wy mod rows.
-        wy = Signal(range(c.height + 1))
+        # The writer: the pixel at column wx, fold wf, into row slot wslot, the ring's next.
         wx = Signal(range(c.width))
         wf = Signal(range(folds))
         wslot = Signal(range(rows))
 
         # The reader: output position (oy, ox), kernel position (ky, kx), fold rf. top and
         # left are the window's first input row and column (oy * s - p, ox * s - p);
-        # base_slot the buffer slot of row top.
+        # base_slot the buffer slot of row top. ahead: rows written beyond row top,
+        # counting on into the next image (-stride .. rows).
         span = 2 * (c.height + c.width + k + 2)
         top = Signal(signed(span.bit_length() + 1), init=-p)
         left = Signal(signed(span.bit_length() + 1), init=-p)
@@ -191,10 +203,11 @@ class SlidingWindow(wiring.Component):
         kx = Signal(range(k))
         rf = Signal(range(folds))
         base_slot = Signal(range(rows), init=(-p) % rows)
-        done = Signal()        # every window of this image read; waiting for the writer
+        ahead = Signal(signed((rows + c.image_jump).bit_length() + 1), init=p)
 
         # A row slot is free once the window being read starts below the row it held.
-        m.d.comb += self.i.ready.eq((wy < c.height) & (wy < top + rows))
+        m.d.comb += self.i.ready.eq(ahead < rows)
+        row_written = Signal()
         with m.If(self.i.valid & self.i.ready):
             m.d.comb += [write.en.eq(1),
                          write.addr.eq(wslot * row_beats + wx * folds + wf),
@@ -203,8 +216,8 @@ class SlidingWindow(wiring.Component):
             with m.If(wf == folds - 1):
                 m.d.sync += [wf.eq(0), wx.eq(wx + 1)]
                 with m.If(wx == c.width - 1):
-                    m.d.sync += [wx.eq(0), wy.eq(wy + 1),
-                                 wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
+                    m.d.comb += row_written.eq(1)
+                    m.d.sync += [wx.eq(0), wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
 
         iy = Signal(signed(top.shape().width + 1))
         ix = Signal(signed(left.shape().width + 1))
@@ -220,7 +233,7 @@ class SlidingWindow(wiring.Component):
         pad = Signal()
         room = fifo.w_level + in_flight < OUTPUT_FIFO_DEPTH
         issue = Signal()
-        m.d.comb += issue.eq(~done & room & (~inside | (iy < wy)))
+        m.d.comb += issue.eq(room & (~inside | (ky < ahead)))
         m.d.comb += [read.en.eq(issue),
                      read.addr.eq(row_slot * row_beats + column * folds + rf)]
         m.d.sync += [in_flight.eq(issue), pad.eq(~inside)]
@@ -230,6 +243,10 @@ class SlidingWindow(wiring.Component):
                      self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
 
+        # The window's top moves down `stride` rows after each output row, and after the
+        # last one to the next image's first (`WindowConfig.image_jump` rows on).
+        moved = Signal(range(max(s, c.image_jump) + 1))
+        jump_slot = c.image_jump % rows
         with m.If(issue):
             m.d.sync += rf.eq(rf + 1)
             with m.If(rf == folds - 1):
@@ -239,17 +256,18 @@ class SlidingWindow(wiring.Component):
                     with m.If(ky == k - 1):
                         m.d.sync += [ky.eq(0), ox.eq(ox + 1), left.eq(left + s)]
                         with m.If(ox == c.out_width - 1):
-                            m.d.sync += [ox.eq(0), left.eq(-p), oy.eq(oy + 1),
-                                         top.eq(top + s),
-                                         base_slot.eq(Mux(base_slot + s >= rows,
-                                                          base_slot + s - rows,
-                                                          base_slot + s))]
+                            m.d.sync += [ox.eq(0), left.eq(-p)]
                             with m.If(oy == c.out_height - 1):
-                                m.d.sync += done.eq(1)
-
-        # The next image starts once this one is read and written through (rows past
-        # the last window may still be arriving).
-        with m.If(done & (wy == c.height)):
-            m.d.sync += [done.eq(0), oy.eq(0), top.eq(-p), base_slot.eq((-p) % rows),
-                         wy.eq(0), wslot.eq(0)]
+                                m.d.comb += moved.eq(c.image_jump)
+                                m.d.sync += [oy.eq(0), top.eq(-p),
+                                             base_slot.eq(Mux(base_slot + jump_slot >= rows,
+                                                              base_slot + jump_slot - rows,
+                                                              base_slot + jump_slot))]
+                            with m.Else():
+                                m.d.comb += moved.eq(s)
+                                m.d.sync += [oy.eq(oy + 1), top.eq(top + s),
+                                             base_slot.eq(Mux(base_slot + s >= rows,
+                                                              base_slot + s - rows,
+                                                              base_slot + s))]
+        m.d.sync += ahead.eq(ahead + row_written - moved)
         return m

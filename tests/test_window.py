@@ -104,19 +104,17 @@ def test_a_window_bench_fails_on_a_wrong_window(tmp_path):
                     tmp_path / "sim", SEED, SIM, key="wrong")
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_an_image_streams_one_window_beat_per_cycle(stride):
-    """Amaranth's simulator, input always valid, output always ready: padding beats go
-    out at once, a beat that needs an image row follows the beat completing that row
-    four cycles later, and once the first window's rows are in, the rest of the image
-    streams one beat per cycle with no gap."""
+def _stream(config, images):
+    """Amaranth's simulator, input always valid, output always ready: the cycles of
+    every input and output transfer, the outputs checked against the golden model."""
     from amaranth.sim import Simulator
-    config = WindowConfig(channels=2, simd=1, kernel=3, height=6, width=5, stride=stride,
-                          padding=1, element_bits=2)
+    c = config
     dut = SlidingWindow(config)
-    x = torch.randint(0, 4, (1, 6, 5, 2), generator=torch.Generator().manual_seed(SEED))
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randint(0, 1 << c.element_bits, (images, c.height, c.width, c.channels),
+                      generator=gen)
     beats = _beats(x, config)
-    want = _beats(sliding_windows(x, 3, stride, 1), config)
+    want = _beats(sliding_windows(x, c.kernel, c.stride, c.padding), config)
     got, out_cycles, in_cycles = [], [], []
 
     async def bench(ctx):
@@ -140,8 +138,35 @@ def test_an_image_streams_one_window_beat_per_cycle(stride):
     sim.add_testbench(bench)
     sim.run()
     assert got == want
+    return in_cycles, out_cycles
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_an_image_streams_one_window_beat_per_cycle(stride):
+    """Padding beats go out at once, a beat that needs an image row follows the beat
+    completing that row four cycles later, and once the first window's rows are in,
+    the rest of the image streams one beat per cycle with no gap."""
+    config = WindowConfig(channels=2, simd=1, kernel=3, height=6, width=5, stride=stride,
+                          padding=1, element_bits=2)
+    in_cycles, out_cycles = _stream(config, 1)
     gaps = [(a, b) for a, b in zip(out_cycles, out_cycles[1:]) if b != a + 1]
     # The first window's first pixel row (ky = 1, image row 0) and its last (image row 1)
     # are complete at input beats 10 and 20 (5 pixels of 2 folds a row).
     row0, row1 = in_cycles[5 * 2 - 1], in_cycles[2 * 5 * 2 - 1]
     assert out_cycles[0] == 3 and gaps == [(gaps[0][0], row0 + 4), (gaps[1][0], row1 + 4)]
+
+
+@pytest.mark.parametrize("kernel,stride,padding,height", [
+    (3, 1, 1, 6), (3, 1, 0, 6), (3, 2, 1, 7), (3, 2, 0, 7), (5, 1, 0, 7), (1, 1, 0, 4)])
+def test_images_follow_one_another_without_a_gap(kernel, stride, padding, height):
+    """Three images back to back: once the first image's first window is out, the
+    windows of all three stream one beat per cycle. The next image's first window
+    rows go into the buffer (`WindowConfig.buffer_rows`) while this image's last
+    output row is read; a buffer of kernel + stride rows would stall two rows per
+    image for a 3x3 kernel without padding."""
+    config = WindowConfig(channels=2, simd=2, kernel=kernel, height=height, width=5,
+                          stride=stride, padding=padding, element_bits=2)
+    _, out_cycles = _stream(config, 3)
+    assert len(out_cycles) == 3 * config.out_beats
+    start = kernel * kernel - 1          # the first window's last beat
+    assert out_cycles[-1] - out_cycles[start] == len(out_cycles) - 1 - start
