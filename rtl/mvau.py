@@ -21,6 +21,12 @@ ISSUE_STAGES = 2
 #: Above this many folds the input buffer being computed on rotates by a fold each
 #: issue, and the PEs take its low bits, instead of a fold multiplexer's output.
 ROTATE_ABOVE_FOLDS = 4
+#: Cycles a row group counts against the output FIFO's room beyond `MVAUConfig.latency`:
+#: the in-flight counter's register and the FIFO's own output register.
+FIFO_HOLD = 2
+#: Places the room check keeps free: it is judged a cycle early, with one more place
+#: for the fold issued meanwhile.
+FIFO_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class MVAUConfig:
         one per phi_k, merging every fold. Fewer time-share them once per row
         (`PAProcessingElement`): a row then takes ``max(folds, merge_steps)`` cycles,
         and the unit spaces its rows so that no PE ever stalls.
+    fifo : int or None
+        The output FIFO's depth (at least 2); None for `scheduled_fifo_depth`, the
+        depth the unit's schedule needs. A smaller one makes issue wait for room.
     """
 
     rows: int
@@ -107,6 +116,7 @@ class MVAUConfig:
     window: WindowConfig | None = None
     multipliers: int | None = None
     pool: WindowConfig | None = None
+    fifo: int | None = None
 
     def __post_init__(self):
         for name in ("window", "pool"):
@@ -120,6 +130,10 @@ class MVAUConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"MVAU {name} must be a positive integer, not {value!r}")
+        if self.fifo is not None and (not isinstance(self.fifo, int)
+                                      or isinstance(self.fifo, bool) or self.fifo < 2):
+            raise ValueError(f"MVAU fifo must be a depth of at least 2, or None for the "
+                             f"scheduled depth, not {self.fifo!r}")
         for outer, inner in (("rows", "pe"), ("cols", "simd"), ("cols", "in_beat")):
             if getattr(self, outer) % getattr(self, inner):
                 raise ValueError(f"MVAU {inner}={getattr(self, inner)} does not divide "
@@ -246,11 +260,40 @@ class MVAUConfig:
 
     @property
     def fifo_depth(self):
-        """The output FIFO: room for every row group between issue and the FIFO (the
-        issue registers, the PE, the row register, the encoder or the scale's DSP
-        block), so issue runs at full rate; a power of two."""
-        output = 1 + max(ActivationEncoder.LATENCY, dsp.LATENCY)
-        return 1 << (ISSUE_STAGES + self._pe_latency + output).bit_length()
+        """The output FIFO's depth: `fifo`, or `scheduled_fifo_depth`."""
+        return self.scheduled_fifo_depth if self.fifo is None else self.fifo
+
+    @property
+    def vector_period(self):
+        """The fewest cycles between two input vectors: their compute (`cycles`) or
+        their input beats, whichever is longer (one buffer fills while the other is
+        computed on)."""
+        return max(self.cycles, self.cols // self.in_beat)
+
+    @property
+    def scheduled_fifo_depth(self):
+        """The output FIFO's depth from the unit's static schedule, so that issue never
+        waits for room when the consumer takes each beat as it comes (the next
+        layer's window ring and input buffers take whole rows and vectors).
+
+        A row group counts against the room from its last fold's issue until
+        `FIFO_HOLD` cycles after its output enters the FIFO (`latency`). Row groups
+        issue `row_cycles` apart, their folds back to back, and vectors at the
+        fastest `vector_period` apart. The depth is the most row groups whose last
+        folds issue within ``latency + FIFO_HOLD`` cycles, plus `FIFO_MARGIN`. Where
+        rows issue back to back, one place fewer slows the unit
+        (tests/test_fifo_depths.py, per unit and in a network); a time-shared merge
+        of one row a fold may get a place or two more than it needs."""
+        span = self.latency + FIFO_HOLD
+        vectors = span // self.vector_period + 2
+        ends = [v * self.vector_period + g * self.row_cycles + self.folds - 1
+                for v in range(vectors) for g in range(self.groups)]
+        most, oldest = 0, 0
+        for k, end in enumerate(ends):
+            while end - ends[oldest] >= span:
+                oldest += 1
+            most = max(most, k - oldest + 1)
+        return most + FIFO_MARGIN
 
     @property
     def _pe_latency(self):

@@ -90,8 +90,9 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
     graph = Graph(3, 1.0, [random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)])
     [config] = fold(map_to_hw(graph))
     latency = config.processing_element().latency
-    assert config.fifo_depth == 1 << (ISSUE_STAGES + latency + 1
-                                     + ActivationEncoder.LATENCY).bit_length()
+    assert (config.output, config.scale_bits) == ("scores", 0)    # a head, unscaled
+    assert config.latency == ISSUE_STAGES + latency + 1 + 1
+    assert config.fifo_depth == config.scheduled_fifo_depth > 2
     assert len(made) == 1       # the one just made here
 
 

@@ -200,10 +200,11 @@ def fitting_folding(configs, board, names=None):
 
 
 def fold(configs, folding=None, names=None):
-    """Apply `folding` (a list of {"pe", "simd", "multipliers"} per layer, None for the
-    default). A PA layer given no multipliers (per PE, for its merge) gets the fewest
-    that keep it within the rate of the folded pipeline's slowest stage
-    (`image_cycles` with one multiplier per phi_k)."""
+    """Apply `folding` (a list of {"pe", "simd", "multipliers", "fifo"} per layer, None
+    for the default). A PA layer given no multipliers (per PE, for its merge) gets the
+    fewest that keep it within the rate of the folded pipeline's slowest stage
+    (`image_cycles` with one multiplier per phi_k). Each layer's output FIFO gets the
+    depth its schedule needs (`MVAUConfig.scheduled_fifo_depth`) unless "fifo" sets it."""
     folding = default_folding(configs) if folding is None else folding
     names = names or [f"layer{k}" for k in range(len(configs))]
     if len(folding) != len(configs):
@@ -223,7 +224,8 @@ def fold(configs, folding=None, names=None):
             # The unit checks its multipliers (1..M*N; fewer only where its row sums
             # fit a DSP operand); the plan names the layer.
             folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
-                                  pool=pool, multipliers=f.get("multipliers")))
+                                  pool=pool, multipliers=f.get("multipliers"),
+                                  fifo=f.get("fifo")))
         except ValueError as error:
             raise PlanError(f"layer {names[k]}: {error}") from None
     target = image_cycles(folded)
