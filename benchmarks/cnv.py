@@ -110,6 +110,7 @@ def main():
                 images=rtl["images"], mismatches=rtl["mismatches"],
                 beats_checked=rtl["beats_checked"], estimate=report["estimate"],
                 schedule_cycles_per_frame=image_cycles(configs),
+                fifo_depths=[c.fifo_depth for c in configs],
                 latency_at_finn_folding=latencies(configs))
     if report["fmax_mhz"]:
         fps = report["fmax_mhz"] * 1e6 / report["cycles_per_image"]

@@ -20,7 +20,7 @@ from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 __all__ = ["NetworkKind", "test_inputs"]
 
 LAYER_FIELDS = ("name", "rows", "cols", "pe", "simd", "m", "n_in", "front", "acc_bits",
-                "window", "multipliers", "pool")
+                "window", "multipliers", "pool", "fifo_depth")
 DIGITS_IMAGE = (8, 8)
 
 
@@ -117,10 +117,11 @@ class NetworkKind(DesignKind):
             w = layer.get("window")
             return (f"{w['kernel']}x{w['kernel']} conv, stride {w['stride']}, on "
                     f"{w['channels']} x {w['height']} x {w['width']}" if w else "fully connected")
-        lines = ["| layer | rows x cols | PE | SIMD | M x N | front | kind |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| layer | rows x cols | PE | SIMD | M x N | front | kind | FIFO |",
+                 "|---|---|---|---|---|---|---|---|"]
         return lines + [f"| {l['name']} | {l['rows']} x {l['cols']} | {l['pe']} | {l['simd']} "
-                        f"| {l['m']} x {l['n_in']} | {l['front']} | {window(l)} |"
+                        f"| {l['m']} x {l['n_in']} | {l['front']} | {window(l)} "
+                        f"| {l.get('fifo_depth')} |"
                         for l in report["layers"]]
 
 

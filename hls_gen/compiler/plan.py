@@ -430,11 +430,14 @@ def load_stream(graph, configs):
 
 
 def plan_to_dict(configs, names):
-    return {"layers": [{"name": name, **asdict(c)} for name, c in zip(names, configs)]}
+    """The plan as JSON: each layer's name, its `MVAUConfig` fields and the output FIFO
+    depth it is built with (`MVAUConfig.fifo_depth`, for people; not read back)."""
+    return {"layers": [{"name": name, **asdict(c), "fifo_depth": c.fifo_depth}
+                       for name, c in zip(names, configs)]}
 
 
 def plan_from_dict(value):
     names = [entry["name"] for entry in value["layers"]]
-    configs = [MVAUConfig(**{k: v for k, v in entry.items() if k != "name"})
+    configs = [MVAUConfig(**{k: v for k, v in entry.items() if k not in ("name", "fifo_depth")})
                for entry in value["layers"]]
     return configs, names
