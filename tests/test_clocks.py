@@ -120,6 +120,8 @@ def test_ice40_bitstream_at_a_pll_clock_routed_for_more(tmp_path):
     assert "constraining clock net 'clk' to 30.00 MHz" in timing
     assert "Input frequency of PLL 'pll' is constrained to 12.0 MHz" in timing
     assert "ignoring clock constraint" not in timing
+    # yosys puts clock enables only where 8 flip-flops share one (iCE40 placement).
+    assert "synth_ice40 -dffe_min_ce_use 8 " in (tmp_path / "build" / "bitfab.ys").read_text()
 
 
 def test_route_constraints_name_the_design_clock_net():

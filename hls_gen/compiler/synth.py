@@ -140,7 +140,7 @@ def build_bitstream(core, board, out_dir, log=print, overrides=None, router=None
     the bitstream path."""
     clock = design_clock(board) if clock is None else clock
     route_mhz = max(clock.mhz, board.clock_mhz) if route_mhz is None else route_mhz
-    overrides = dict(overrides or {})
+    overrides = {**(board.family.synth_overrides() or {}), **(overrides or {})}
     if abs(route_mhz - clock.mhz) > 1e-6:
         overrides.update(board.family.route_constraint(route_mhz))
     use_yowasp()

@@ -86,6 +86,11 @@ class Family:
         """`Platform.build` overrides that have nextpnr route the net ``clk`` for `mhz`."""
         raise NotImplementedError(f"{self.name}: no clock constraint")
 
+    def synth_overrides(self):
+        """`Platform.build` overrides for every bitstream of the family (synthesis
+        options), or None; a build's own overrides come on top."""
+        return None
+
     def engine_overrides(self):
         """`Platform.build` overrides for the convolution engines' netlists, or None."""
         return None
