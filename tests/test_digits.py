@@ -87,6 +87,8 @@ def test_the_cnns_run_in_rtl_on_every_test_image(demo):
         assert (rtl["images"], rtl["mismatches"]) == (450, 0), name
         assert rtl["beats_checked"] > (64 + 16) * 450, name
         assert [bool(layer["window"]) for layer in hardware["layers"]] == [True, True, False]
+        # With the FIFO depths the schedule gives, the pipeline runs at its schedule.
+        assert hardware["cycles_per_image"] == hardware["schedule_cycles_per_image"], name
 
 
 def test_pa_mlp_close_to_full_precision(demo):

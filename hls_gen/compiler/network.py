@@ -12,8 +12,9 @@ What the flow's steps make of a network::
 """
 
 from bitfab.hls_gen.compiler.design import DesignKind
-from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, load_stream,
-                                          map_to_hw, plan_from_dict, plan_to_dict)
+from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, image_cycles,
+                                          load_stream, map_to_hw, plan_from_dict,
+                                          plan_to_dict)
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
@@ -85,10 +86,13 @@ class NetworkKind(DesignKind):
         else:
             folded = fold(configs, cfg.folding, names)
             fit = check_fit(folded, board, names)
+        schedule = image_cycles(folded)
         log("plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.positions * c.cycles} "
-                                 f"cycles per image)" for n, c in zip(names, folded)))
+                                 f"cycles per image)" for n, c in zip(names, folded))
+            + f"; the pipeline's schedule: {schedule} cycles per image")
         return {**plan_to_dict(folded, names), "board": board.name, "estimate": fit,
-                "cycles_per_layer": [c.cycles for c in folded]}
+                "cycles_per_layer": [c.cycles for c in folded],
+                "schedule_cycles_per_image": schedule}
 
     def design(self, plan):
         from bitfab.rtl.network import Network

@@ -59,6 +59,8 @@ def report_fields(build, plan):
         # Below the clock it runs at, the bitstream is unsafe on the board.
         "timing_met": synth and fmax >= clock,
         "cycles_per_image": cycles,
+        # What the plan's static schedule says (networks): the slowest stage's cycles.
+        "schedule_cycles_per_image": plan.get("schedule_cycles_per_image"),
         "images_per_s": round(fmax * 1e6 / cycles) if fmax and cycles else None,
         # What the bitstream computes on the board, at the clock it runs at.
         "images_per_s_at_clock": round(clock * 1e6 / cycles) if clock and cycles else None,
