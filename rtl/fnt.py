@@ -14,8 +14,9 @@ __all__ = ["FNTButterfly", "FNT", "butterfly", "check_fnt_length"]
 
 def check_fnt_length(b, length, what="FNT"):
     """Root 2 has order 2b modulo 2^b + 1: a transform is a power of two, 2..2b long."""
-    if not isinstance(length, int) or length < 2 or length & (length - 1) or length > 2 * b:
-        raise ValueError(f"{what} length must be a power of two in 2..{2 * b} for b={b} "
+    if (not isinstance(length, int) or length < 2 or length & (length - 1) or length > 2 * b
+            or (2 * b) % length):
+        raise ValueError(f"{what} length must be a power of two dividing {2 * b} for b={b} "
                          f"(root 2 has order {2 * b}), not {length!r}")
 
 

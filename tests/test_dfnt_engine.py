@@ -22,7 +22,7 @@ SIM = default_simulator()
      "eq. 2.11 bound fails: 64 channels x 7x7 kernel"),
     (dict(kernel=3, padding=3), ValueError, "padding must be at most kernel - 1 = 2, not 3"),
     (dict(kernel=9, length=8), ValueError, "9x9 kernel needs a transform length >= 9, not 8"),
-    (dict(length=12), ValueError, "DFNT engine length must be a power of two in 2..64 for b=32 "
+    (dict(length=12), ValueError, "DFNT engine length must be a power of two dividing 64 for b=32 "
      "\\(root 2 has order 64\\), not 12"),
     (dict(b=12), ValueError, "b must be 2\\^t"),
     (dict(height=2, kernel=5, length=8), ValueError, "2x8 image padded by 0 is smaller"),

@@ -12,8 +12,9 @@ import random
 import pytest
 import torch
 
-from bitfab.hls_gen.golden.dfnt import (DFNTBoundError, DFNTConv, check_bound, dfnt_conv2d,
-    fnt, fnt2d, fnt2d_residues, ifnt, ifnt2d, pointwise_accumulate, pointwise_accumulate_dim1)
+from bitfab.hls_gen.golden.dfnt import (DFNTBoundError, DFNTConv, check_bound, check_length,
+    dfnt_conv2d, fnt, fnt2d, fnt2d_residues, ifnt, ifnt2d, pointwise_accumulate,
+    pointwise_accumulate_dim1)
 from bitfab.hls_gen.golden.dim1 import Dim1
 
 SEED = 20261123
@@ -90,7 +91,7 @@ def test_bad_codes_and_widths_are_refused():
         dim1.check_codes(torch.tensor([3, 257]))
     with pytest.raises(ValueError, match="b must be an integer >= 2, not 1"):
         Dim1(1)
-    with pytest.raises(ValueError, match="power of two in 2..16 for b=8"):
+    with pytest.raises(ValueError, match="power of two dividing 16 for b=8"):
         fnt(torch.zeros(3, 32, dtype=torch.int64), dim1)
     with pytest.raises(ValueError, match="not a b=8 diminished-1 code"):
         fnt(torch.full((4,), 300), dim1)
@@ -226,3 +227,35 @@ def test_bound_from_widths_is_enforced():
         layer(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 3, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match="longer than 2b = 8"):
         DFNTConv(channels=1, kernel=9, b=4, x_bits=1, w_bits=1)
+
+
+def test_a_length_that_2_is_no_root_of_is_refused():
+    """b = 6, L = 8: 2 is no root of order 8 modulo 2^6 + 1 (2b / L is not whole). The
+    golden model took it and returned [13, -2, -4, 6, -32, -22] where every output is
+    4, with its eq. 2.11 bound check passing; now it refuses the length, as the RTL's
+    transform does (`bitfab.rtl.fnt.check_fnt_length`)."""
+    with pytest.raises(ValueError, match="power of two dividing 12 for b=6.*not 8"):
+        dfnt_conv2d(torch.ones(1, 1, 7, 2, dtype=torch.int64),
+                    torch.ones(1, 1, 2, 2, dtype=torch.int64), b=6, x_bits=2, w_bits=2,
+                    length=8)
+    with pytest.raises(ValueError, match="power of two dividing 12 for b=6.*not 8"):
+        fnt(torch.zeros(8, dtype=torch.int64), Dim1(6))
+    # Every length it takes inverts (L = 2, 4 for b = 6).
+    for length in (2, 4):
+        x = torch.arange(length, dtype=torch.int64)
+        assert torch.equal(ifnt(fnt(x, Dim1(6)), Dim1(6)), x)
+    # RTL and golden model take the same lengths for every width the RTL has.
+    from bitfab.rtl.fnt import check_fnt_length
+    for b in (4, 8, 16, 32, 64):
+        for length in range(1, 2 * b + 3):
+            try:
+                check_length(Dim1(b), length)
+                golden = True
+            except ValueError:
+                golden = False
+            try:
+                check_fnt_length(b, length)
+                rtl = True
+            except ValueError:
+                rtl = False
+            assert golden == rtl, (b, length)

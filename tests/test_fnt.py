@@ -17,9 +17,9 @@ SIM = default_simulator()
 
 
 def test_parameters_checked():
-    with pytest.raises(ValueError, match="power of two in 2..16 for b=8 .*not 32"):
+    with pytest.raises(ValueError, match="power of two dividing 16 for b=8 .*not 32"):
         FNT(8, 32)
-    with pytest.raises(ValueError, match="power of two in 2..16 for b=8 .*not 12"):
+    with pytest.raises(ValueError, match="power of two dividing 16 for b=8 .*not 12"):
         FNT(8, 12)
     with pytest.raises(ValueError, match="FNT stages must be in 0..3, not 4"):
         FNT(8, 8, stages=4)

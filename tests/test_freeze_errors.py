@@ -1,5 +1,7 @@
 """Bad input to the freezer and the golden model: a clear error naming the problem."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -165,3 +167,32 @@ def test_width_helpers():
     assert choose_frac_bits([300.0], 8) == -2          # 300 / 4 = 75 <= 127
     with pytest.raises(WidthOverflowError):
         choose_frac_bits([1e30], 4, max_frac_bits=8)
+
+
+def _with_non_finite(kind, value):
+    """The digits XNOR or PA MLP, eval mode, with one `value` written into `kind`'s
+    tensor: the XNOR layer's weights, a batch norm's running variance, the PA layer's
+    weights, the PA activation's scales (beta)."""
+    arch, target = {"xnor_weight": ("xnor", "model.1.weight"),
+                    "bn_running_var": ("xnor", "model.2.running_var"),
+                    "pa_weight": ("pa", "model.1.weight"),
+                    "pa_beta": ("pa", "model.3.beta")}[kind]
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("mlp", arch, hidden=16)).eval()
+    tensors = {f"model.{name}": t for name, t in
+               [*model.named_parameters(), *model.named_buffers()]}
+    with torch.no_grad():
+        tensors[target].view(-1)[3] = value
+    return model, target
+
+
+@pytest.mark.parametrize("kind", ["xnor_weight", "bn_running_var", "pa_weight", "pa_beta"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_nan_or_infinity_anywhere_is_refused_naming_the_tensor(kind, value):
+    """A NaN in an XNOR layer's weights or a batch norm's running variance froze into a
+    threshold of -2^63, which the load words then cut to 0 (the RTL disagreed with its
+    own golden model); in PA weights or beta it failed in fixedpoint.py naming no layer."""
+    model, target = _with_non_finite(kind, value)
+    with pytest.raises(FreezeError, match="^" + re.escape(target) + r": 1 of \d+ values are "
+                                          r"NaN or infinite"):
+        freeze(model)

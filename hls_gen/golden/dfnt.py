@@ -42,9 +42,11 @@ class DFNTBoundError(WidthOverflowError):
 
 
 def check_length(dim1, length):
-    if not is_power_of_two(length) or not 2 <= length <= 2 * dim1.b:
-        raise ValueError(f"FNT length must be a power of two in 2..{2 * dim1.b} for b={dim1.b} "
-                         f"(root 2 has order {2 * dim1.b}), not {length!r}")
+    """Refuse a transform length that 2 is not a root of unity of modulo 2^b + 1: a power
+    of two dividing 2b (2 has order 2b; the root is 2^(2b/L), eq. 2.8)."""
+    if not is_power_of_two(length) or not 2 <= length <= 2 * dim1.b or (2 * dim1.b) % length:
+        raise ValueError(f"FNT length must be a power of two dividing {2 * dim1.b} for "
+                         f"b={dim1.b} (root 2 has order {2 * dim1.b}), not {length!r}")
 
 
 def _bit_reverse(length):

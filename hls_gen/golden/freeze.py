@@ -167,9 +167,22 @@ def freeze(model, config=FreezeConfig()):
                 raise UnsupportedLayerError(
                     f"{path} ({type(module).__module__}.{type(module).__name__}) is not "
                     f"supported; supported modules: {supported}")
+            _check_finite(path, module)
             fn(builder, path, module)
         _finish_last_layer(builder)
     return Graph(builder.input.bits, builder.input.scale, builder.layers)
+
+
+def _check_finite(path, module):
+    """Refuse a module holding a NaN or an infinity in a parameter or buffer: frozen, it
+    would become an integer out of every width (a threshold of -2^63) or no integer."""
+    tensors = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise FreezeError(f"{path}.{name}: {bad} of {tensor.numel()} values are NaN or "
+                              f"infinite; a golden model holds integers made from finite "
+                              f"values only")
 
 
 @handler(BitplaneInput)
