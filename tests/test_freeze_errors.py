@@ -196,3 +196,25 @@ def test_a_nan_or_infinity_anywhere_is_refused_naming_the_tensor(kind, value):
     with pytest.raises(FreezeError, match="^" + re.escape(target) + r": 1 of \d+ values are "
                                           r"NaN or infinite"):
         freeze(model)
+
+
+def test_the_golden_model_names_what_is_wrong_with_its_input():
+    """An input of the wrong shape gave torch's own error ("mat1 and mat2 shapes cannot
+    be multiplied (20x63 and 64x222)"); now the golden model names the layer and the
+    shape it takes."""
+    torch.manual_seed(0)
+    mlp = freeze(build_model(ModelSpec("mlp", "pa", hidden=16)).eval())
+    cnn = freeze(build_model(ModelSpec("cnn", "xnor", channels=(2, 2))).eval())
+    for graph, x, message in [
+            (mlp, torch.zeros(20, 63, dtype=torch.long), r"takes \(N, 64\) inputs, not \(20, 63\)"),
+            (mlp, torch.zeros(20, 1, 8, 8, dtype=torch.long), r"not \(20, 1, 8, 8\)"),
+            (mlp, [[0] * 64], "must be a tensor of pixels, not list"),
+            (mlp, torch.zeros(2, 64, dtype=torch.bool), "must be integer pixels, not torch.bool"),
+            (mlp, torch.full((2, 64), 0.5), "non-integer floats"),
+            (mlp, torch.full((2, 64), 32), r"must be in 0..31 \(5 bit planes\), got 32..32"),
+            (cnn, torch.zeros(3, 64, dtype=torch.long),
+             r"takes images \(N, 1, H, W\), not \(3, 64\)")]:
+        with pytest.raises(BitfabError, match=message):
+            graph.run(x)
+    assert mlp(torch.zeros(2, 64)).shape == (2, 10)
+    assert cnn(torch.zeros(2, 1, 8, 8, dtype=torch.long)).shape == (2, 10)

@@ -8,6 +8,7 @@ layer's intermediate tensors so a testbench can compare any of them.
 """
 
 from dataclasses import asdict, dataclass, field
+from math import prod
 
 import torch
 
@@ -153,6 +154,24 @@ class Graph:
     layers: list
 
     def check_input(self, pixels):
+        """The input as integer codes, or a `BitfabError` naming what is wrong with it:
+        its shape (the first layer's), its type, its range (`input_bits`)."""
+        if not isinstance(pixels, torch.Tensor):
+            raise BitfabError(f"golden model input must be a tensor of pixels, not "
+                              f"{type(pixels).__name__}")
+        first = self.layers[0]
+        if first.geometry.kind == "conv2d":
+            weights = first.bases[0] if isinstance(first, PopcountLayer) else first.weight_bits
+            channels = weights.shape[1]
+            if pixels.dim() != 4 or pixels.shape[1] != channels:
+                raise BitfabError(f"golden model input: layer {first.name} takes images "
+                                  f"(N, {channels}, H, W), not {tuple(pixels.shape)}")
+        elif pixels.dim() < 2 or prod(pixels.shape[1:]) != first.widths.fan_in or (
+                pixels.dim() > 2 and not first.flatten_input):
+            raise BitfabError(f"golden model input: layer {first.name} takes (N, "
+                              f"{first.widths.fan_in}) inputs, not {tuple(pixels.shape)}")
+        if pixels.is_complex() or pixels.dtype == torch.bool:
+            raise BitfabError(f"golden model input must be integer pixels, not {pixels.dtype}")
         if pixels.is_floating_point():
             if not torch.equal(pixels, pixels.round()):
                 raise BitfabError("golden model input must be integer pixels, got "
