@@ -21,6 +21,8 @@ ISSUE_STAGES = 2
 #: Above this many folds the input buffer being computed on rotates by a fold each
 #: issue, and the PEs take its low bits, instead of a fold multiplexer's output.
 ROTATE_ABOVE_FOLDS = 4
+#: Where a unit's input vectors wait (`MVAUConfig.input_buffer`).
+INPUT_BUFFERS = ("auto", "registers", "memory")
 #: Cycles a row group counts against the output FIFO's room beyond `MVAUConfig.latency`:
 #: the in-flight counter's register and the FIFO's own output register.
 FIFO_HOLD = 2
@@ -95,6 +97,12 @@ class MVAUConfig:
     fifo : int or None
         The output FIFO's depth (at least 2); None for `scheduled_fifo_depth`, the
         depth the unit's schedule needs. A smaller one makes issue wait for room.
+    input_buffer : str
+        Where the two input vectors wait: ``"registers"`` (a fold multiplexer, or a
+        rotating buffer above `ROTATE_ABOVE_FOLDS` folds), ``"memory"`` (a memory of
+        fold words; `simd` must be a multiple of `in_beat`), or ``"auto"``: memory
+        above `ROTATE_ABOVE_FOLDS` folds where it can be, registers elsewhere
+        (`input_in_memory`).
     """
 
     rows: int
@@ -117,6 +125,7 @@ class MVAUConfig:
     multipliers: int | None = None
     pool: WindowConfig | None = None
     fifo: int | None = None
+    input_buffer: str = "auto"
 
     def __post_init__(self):
         for name in ("window", "pool"):
@@ -138,6 +147,13 @@ class MVAUConfig:
             if getattr(self, outer) % getattr(self, inner):
                 raise ValueError(f"MVAU {inner}={getattr(self, inner)} does not divide "
                                  f"{outer}={getattr(self, outer)}")
+        if self.input_buffer not in INPUT_BUFFERS:
+            raise ValueError(f"MVAU input_buffer must be one of {', '.join(INPUT_BUFFERS)}, "
+                             f"not {self.input_buffer!r}")
+        if self.input_buffer == "memory" and self.simd % self.in_beat:
+            raise ValueError(f"MVAU input_buffer='memory' gathers in_beat={self.in_beat} "
+                             f"input elements into fold words of simd={self.simd}; simd must "
+                             f"be a multiple of in_beat")
         if self.front not in ("and", "xnor"):
             raise ValueError(f"MVAU front must be 'and' or 'xnor', not {self.front!r}")
         if self.front == "xnor" and (self.m, self.n_in) != (1, 1):
@@ -219,6 +235,21 @@ class MVAUConfig:
     def row_cycles(self):
         """Cycles per row group: its folds, or the time-shared merge if longer."""
         return max(self.folds, self.merge_steps)
+
+    @property
+    def input_in_memory(self):
+        """True when the input vectors wait in a memory of ``2 * folds`` fold words (one
+        a fold, read a cycle ahead like the weights) instead of ``2 * cols * n_in``
+        flip-flops with a multiplexer or a rotation on every bit."""
+        if self.input_buffer != "auto":
+            return self.input_buffer == "memory"
+        return self.folds > ROTATE_ABOVE_FOLDS and self.simd % self.in_beat == 0
+
+    @property
+    def input_memory_depth(self):
+        """Fold words of the input memory: a side of ``2 ** ceil(log2(folds))`` words per
+        vector, addressed by (side, fold)."""
+        return 2 << max(1, (self.folds - 1).bit_length())
 
     @property
     def weight_rows(self):
@@ -394,40 +425,25 @@ class MatrixVectorUnit(wiring.Component):
         m = Module()
         stores = self._loader(m)
 
-        # Two input buffers, ping-pong: one fills while the other is computed on.
-        # Element e's planes sit at bits [e*n_in, (e+1)*n_in).
-        buffers = [Signal(cfg.cols * cfg.n_in, name=f"buffer{k}") for k in range(2)]
+        # Two input vectors, ping-pong: one fills while the other is computed on. `full`
+        # marks a side from its last input to its last issued fold.
         full = Signal(2)
-        fill_side = Signal()      # the buffer being filled
-        beat = Signal(range(cfg.cols // cfg.in_beat))
+        fill_side = Signal()      # the side being filled
+        compute_side = Signal()   # the side being computed on
+        fire = Signal()           # a fold issues this cycle
         m.d.comb += self.i.ready.eq(~full.bit_select(fill_side, 1) & self.loaded)
-        # The word being filled follows the payload every cycle until its beat is taken
-        # (the beat then moves on, or the buffer becomes full), so the buffers'
-        # enables are its `full` flip-flops (and the beat): the producer's valid and the
-        # `loaded` in `i.ready`, gated into 2 * cols * n_in enables, were the PA MLP's
-        # critical path on ECP5. Nothing reads a buffer that is not full, so the other
-        # buffer, when empty too, may follow the payload as well.
-        # Above `ROTATE_ABOVE_FOLDS` folds, the buffer being computed on rotates a fold
-        # at each issue, back to where it was after a row group: the PEs read its low
-        # bits. A fold multiplexer instead (the fold counter selecting one of 64 folds
-        # of the head's 2,560 buffered bits) was the digits CNNs' critical path on ECP5.
-        rotate = cfg.folds > ROTATE_ABOVE_FOLDS
-        fold_bits = cfg.simd * cfg.n_in
-        fire = Signal()
-        compute_side = Signal()   # the buffer being computed on
-        for k, buffer in enumerate(buffers):
-            with m.If(~full[k]):
-                m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(self.i.payload)
-            if rotate:
-                with m.Elif(fire & (compute_side == k)):
-                    m.d.sync += buffer.eq(buffer.rotate_right(fold_bits))
-        filled = Signal()
-        with m.If(self.i.valid & self.i.ready):
-            with m.If(beat == cfg.cols // cfg.in_beat - 1):
-                m.d.comb += filled.eq(1)
-                m.d.sync += [beat.eq(0), fill_side.eq(~fill_side)]
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+        take = self.i.valid & self.i.ready
+        fold = Signal(range(cfg.folds))
+        last = fold == cfg.folds - 1
+        done = Signal()           # the vector's last fold issues this cycle
+        if cfg.input_in_memory:
+            planes, filled = self._input_memory(m, take, fill_side, compute_side, fire, fold,
+                                                last, done)
+        else:
+            planes, filled = self._input_registers(m, take, full, fill_side, compute_side,
+                                                   fire, fold)
+        with m.If(filled[0]):
+            m.d.sync += fill_side.eq(~fill_side)
 
         # Issue: fold f of row group r reads weights row r * folds + f. The PEs and
         # the encoder never stall (no clock-enable fanout, no ready chain across
@@ -440,8 +456,6 @@ class MatrixVectorUnit(wiring.Component):
                                                    depth=cfg.fifo_depth)
         in_flight = Signal(range(fifo.depth + 1))
         address = Signal(range(cfg.weight_rows))
-        fold = Signal(range(cfg.folds))
-        last = fold == cfg.folds - 1
         # Room is judged a cycle early, with one slot of margin for the fold
         # issued meanwhile, so `fire` is two flip-flops and a gate (timing).
         room = Signal()
@@ -463,21 +477,19 @@ class MatrixVectorUnit(wiring.Component):
         # The read port always reads the address of the next cycle's fold.
         m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.weight_rows - 1, 0,
                                                   address + 1), address))
-        done = Signal()
         with m.If(fire):
             m.d.sync += [address.eq(weights.addr), fold.eq(Mux(last, 0, fold + 1))]
             with m.If(address == cfg.weight_rows - 1):
                 m.d.comb += done.eq(1)
                 m.d.sync += compute_side.eq(~compute_side)
-        # A buffer is full from its last input beat to its last issued fold.
+        # A side is full from its last input (its last fold word written, in memory)
+        # to its last issued fold.
+        _, filled_side = filled
         for k in range(2):
-            with m.If(filled & (fill_side == k)):
+            with m.If(filled_side[k]):
                 m.d.sync += full[k].eq(1)
             with m.Elif(done & (compute_side == k)):
                 m.d.sync += full[k].eq(0)
-        source = Mux(compute_side, buffers[1], buffers[0])
-        piece = source[:fold_bits] if rotate else source.word_select(fold, fold_bits)
-        planes = Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
         # ISSUE_STAGES registers between the block RAM (and the fold multiplexer) and
         # the PEs. The first can sit by the block RAM: its output is slow (5.8 ns clock
         # to out on ECP5) and far from the PEs, and the two together, 9.6 ns with the
@@ -540,6 +552,87 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
         return m
+
+    def _input_registers(self, m, take, full, fill_side, compute_side, fire, fold):
+        """Two ``cols * n_in``-bit registers; returns the fold's planes (element s's
+        plane j at bit ``j * simd + s``) as the PEs take them the cycle a fold issues,
+        and (the last beat taken, the sides it fills)."""
+        cfg = self.config
+        # Element e's planes sit at bits [e*n_in, (e+1)*n_in).
+        buffers = [Signal(cfg.cols * cfg.n_in, name=f"buffer{k}") for k in range(2)]
+        beat = Signal(range(cfg.cols // cfg.in_beat))
+        # The word being filled follows the payload every cycle until its beat is taken
+        # (the beat then moves on, or the buffer becomes full), so the buffers'
+        # enables are its `full` flip-flops (and the beat): the producer's valid and the
+        # `loaded` in `i.ready`, gated into 2 * cols * n_in enables, were the PA MLP's
+        # critical path on ECP5. Nothing reads a buffer that is not full, so the other
+        # buffer, when empty too, may follow the payload as well.
+        # Above `ROTATE_ABOVE_FOLDS` folds, the buffer being computed on rotates a fold
+        # at each issue, back to where it was after a row group: the PEs read its low
+        # bits. A fold multiplexer instead (the fold counter selecting one of 64 folds
+        # of the head's 2,560 buffered bits) was the digits CNNs' critical path on ECP5.
+        rotate = cfg.folds > ROTATE_ABOVE_FOLDS
+        fold_bits = cfg.simd * cfg.n_in
+        for k, buffer in enumerate(buffers):
+            with m.If(~full[k]):
+                m.d.sync += buffer.word_select(beat, cfg.in_beat * cfg.n_in).eq(self.i.payload)
+            if rotate:
+                with m.Elif(fire & (compute_side == k)):
+                    m.d.sync += buffer.eq(buffer.rotate_right(fold_bits))
+        filled = Signal()
+        with m.If(take):
+            with m.If(beat == cfg.cols // cfg.in_beat - 1):
+                m.d.comb += filled.eq(1)
+                m.d.sync += beat.eq(0)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        source = Mux(compute_side, buffers[1], buffers[0])
+        piece = source[:fold_bits] if rotate else source.word_select(fold, fold_bits)
+        sides = Cat(filled & (fill_side == 0), filled & (fill_side == 1))
+        return self._planes(piece), (filled, sides)
+
+    def _input_memory(self, m, take, fill_side, compute_side, fire, fold, last, done):
+        """A memory of fold words, a side of them per vector (address: side, fold). Input
+        beats gather into a fold word, written the cycle after its last beat from
+        registers; the read port reads the next cycle's fold, as the weights' does, so
+        the fold's planes come out the cycle it issues. Returns the planes and (the last
+        beat taken, the sides whose last word is written)."""
+        cfg = self.config
+        fold_bits = cfg.simd * cfg.n_in
+        parts = cfg.simd // cfg.in_beat
+        fold_width = max(1, (cfg.folds - 1).bit_length())
+        store = m.submodules.input_store = memory.Memory(
+            shape=unsigned(fold_bits), depth=cfg.input_memory_depth, init=[])
+        write, read = store.write_port(), store.read_port()
+        gather = Signal(fold_bits)
+        part = Signal(range(parts))
+        word = Signal(fold_width)
+        # The part being gathered follows the payload until it is taken.
+        m.d.sync += gather.word_select(part, cfg.in_beat * cfg.n_in).eq(self.i.payload)
+        filled = Signal()
+        pending, pending_last = Signal(), Signal()
+        m.d.sync += [pending.eq(0), write.addr.eq(Cat(word, fill_side)),
+                     pending_last.eq(filled)]
+        with m.If(take):
+            m.d.sync += part.eq(part + 1)
+            with m.If(part == parts - 1):
+                m.d.sync += [part.eq(0), pending.eq(1), word.eq(word + 1)]
+                with m.If(word == cfg.folds - 1):
+                    m.d.comb += filled.eq(1)
+                    m.d.sync += word.eq(0)
+        m.d.comb += [write.en.eq(pending), write.data.eq(gather)]
+        next_fold = Mux(fire, Mux(last, 0, fold + 1), fold)
+        m.d.comb += read.addr.eq(Cat(next_fold.as_unsigned()[:fold_width], compute_side ^ done))
+        written = pending & pending_last
+        side = write.addr[-1]
+        sides = Cat(written & (side == 0), written & (side == 1))
+        return self._planes(read.data), (filled, sides)
+
+    def _planes(self, piece):
+        """A fold word (element s's planes at bits [s*n_in, (s+1)*n_in)) in the PEs'
+        order: plane j of element s at bit ``j * simd + s``."""
+        cfg = self.config
+        return Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
 
     def _loader(self, m):
         """Write the load stream's words into the stores; return them by name."""

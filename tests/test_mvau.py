@@ -37,6 +37,11 @@ CASES = {
     # More folds than ROTATE_ABOVE_FOLDS: the input buffer rotates instead of a mux.
     "xnor_codes_rotating_buffer": ("xnor", 8, 64, 1, 1, 1, 0, 2, 4, None),
     "pa_codes_rotating_buffer": ("pa", 6, 48, 2, 3, 3, 0, 2, 4, 2),
+    # More folds, SIMD a multiple of the input beat (8): the input vectors wait in a
+    # memory of fold words, one beat a word or gathered from two.
+    "xnor_codes_input_memory": ("xnor", 8, 64, 1, 1, 1, 0, 2, 8, None),
+    "pa_codes_input_memory_gathered": ("pa", 6, 96, 2, 3, 3, 0, 2, 16, None),
+    "pa_scores_input_memory_shared_merge": ("pa", 6, 96, 2, 3, 0, 0, 3, 16, 2),
 }
 
 
@@ -67,6 +72,7 @@ def _run_layer(tmp_path_factory, name, top, toplevel, sim=SIMS[0]):
     codes = torch.randint(0, high, (items, cols), generator=gen)
     [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd, "multipliers": multipliers}])
     assert config.multipliers == multipliers or m * n
+    assert config.input_in_memory == ("input_memory" in name)
     case = network_case(graph, [config], codes, taps=False)
     result = run_case(top(config), toplevel, case,
                       tmp_path_factory.getbasetemp() / "sim", SEED, sim, idle=0.3,
@@ -161,8 +167,10 @@ def test_estimate_follows_nextpnr_on_the_ice40():
             (128, ((1, 32), (2, 32), (1, 8)), 8232, 15, 1.1),
             (128, ((1, 8), (1, 16), (1, 2)), 6437, 14, 1.1),
             (24, ((1, 1), (1, 1), (1, 1)), 4010, 8, 1.15)):
-        # Those builds had output FIFOs of the power of two above the latency + 4.
-        measured = [replace(c, fifo=1 << (c.latency + 1).bit_length())
+        # Those builds had output FIFOs of the power of two above the latency + 4, and
+        # their input vectors in registers.
+        measured = [replace(c, fifo=1 << (c.latency + 1).bit_length(),
+                            input_buffer="registers")
                     for c in digits_xnor_mlp(hidden, folding)]
         total = {key: sum(estimate(c, board("icebreaker"))[key] for c in measured)
                  for key in ("luts", "brams", "dsps")}
@@ -183,11 +191,11 @@ def test_default_folding_narrows_to_fit_the_board():
                                         r"\d+ \(estimated\), the device has 5280 \(4224 "
                                         r"placeable\); lower this layer's pe/simd"):
         check_fit(wide, board("icebreaker"), ["0", "1", "2"])
-    with pytest.raises(PlanError, match=r"does not fit icebreaker: layer \d brings luts to "
-                                        r"\d+ \(estimated\), the device has 5280 \(4224 "
-                                        r"placeable\), even folded to PE = SIMD = 1 "
-                                        r"everywhere; choose a larger board"):
-        fitting_folding(digits_xnor_mlp(128, None), board("icebreaker"), ["0", "1", "2"])
+    # 512 hidden units: their weights alone take more block RAM than the UP5K's 30.
+    with pytest.raises(PlanError, match=r"does not fit icebreaker: layer \d brings brams to "
+                                        r"\d+ \(estimated\), the device has 30, even folded "
+                                        r"to PE = SIMD = 1 everywhere; choose a larger board"):
+        fitting_folding(digits_xnor_mlp(512, None), board("icebreaker"), ["0", "1", "2"])
 
 
 def test_plan_too_big_for_the_board_is_refused():

@@ -288,7 +288,8 @@ def estimate(config, board):
     LUTs: about 2 LUT4 per counted bit for the AND/XNOR front and popcount, an adder
     bit per accumulator bit and merged term, the multiplexer from the two input
     buffers to one fold's bits (about a LUT4 per two buffer bits) and comparators.
-    FFs: the two input buffers, the loader's row, the issued weights and planes
+    FFs: the two input buffers (or, with the input in memory, `MVAUConfig.input_in_memory`,
+    a block RAM and the fold word gathered), the loader's row, the issued weights and planes
     (`ISSUE_STAGES` registers each), per lane the popcount pipeline (about 2 bits
     per counted bit: a carry-chain tree registers every level) and the product and
     merge registers, the accumulators and the output stage; a time-shared merge
@@ -319,15 +320,23 @@ def estimate(config, board):
     else:
         merge_luts, merge_ffs = lanes * c.acc_bits, lanes * 2 * c.acc_bits
         products = [(c.coef_bits, c.simd.bit_length())] * c.dsps
-    luts = (lanes * 2 * c.simd + merge_luts + c.cols * c.n_in
+    fold_bits = c.simd * c.n_in
+    if c.input_in_memory:
+        # A memory of fold words (block RAM here) and the register gathering one.
+        buffer_luts, buffer_ffs = fold_bits // 2 + 30, fold_bits + 20
+    else:
+        buffer_luts, buffer_ffs = c.cols * c.n_in, 2 * c.cols * c.n_in
+    luts = (lanes * 2 * c.simd + merge_luts + buffer_luts
             + c.pe * c.n_out * c.threshold_bits * codes + 200)
-    ffs = (2 * c.cols * c.n_in + c.pe * c.m * c.simd
+    ffs = (buffer_ffs + c.pe * c.m * c.simd
            + ISSUE_STAGES * (c.simd * c.n_in + c.pe * c.m * c.simd)
            + lanes * 2 * c.simd + merge_ffs + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name != "coefficients")
+    if c.input_in_memory:
+        brams += board.ram_blocks(fold_bits, c.input_memory_depth)
     if c.window is not None:
         # The line buffer, its counters and the output FIFO of the window unit.
         w = c.window

@@ -89,8 +89,9 @@ class ICE40(Family):
         fifo_brams = self.ram_blocks(c.out_layout.size, c.fifo_depth) if fifo_bits > 256 else 0
         counted = c.pe * c.m * c.n_in * c.simd
         fifo = fifo_bits * (not fifo_brams)
+        multiplexer = 0 if c.input_in_memory else 2 * c.cols * c.n_in
         luts = (estimate["luts"] + sum(a * b for a, b in products) + counted * 6 // 10
-                + 2 * c.cols * c.n_in + fifo)
+                + multiplexer + fifo)
         ffs = estimate["ffs"] + sum(3 * (a + b) for a, b in products) + counted * 3 // 2 + fifo
         windows = 25 * ((c.window is not None) + (c.pool is not None))
         return {"luts": luts + ffs - 3 * counted + 130 + windows, "ffs": ffs,
