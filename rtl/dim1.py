@@ -483,8 +483,8 @@ class Dim1FromInt(_Dim1Unit):
 
 class Dim1ToInt(_Dim1Unit):
     """A diminished-1 code to the integer it names: the residue 0..2^b (unsigned), or
-    (`signed_output`) its representative in -(2^(b-1) - 1)..2^(b-1), the range of
-    eq. 2.11. ``o`` is (un)signed(b + 1). `stages` 0 or 1.
+    (`signed_output`) its representative in -2^(b-1)..2^(b-1) (the residue 2^(b-1) + 1
+    is -2^(b-1)), the range of eq. 2.11. ``o`` is (un)signed(b + 1). `stages` 0 or 1.
     """
 
     def __init__(self, b, signed_output=True, stages=0):
@@ -510,7 +510,7 @@ def dim1_from_int(value, b):
 
 def dim1_to_int(code, b, signed_output=True):
     """The residue a code names, 0..2^b, or (`signed_output`) its representative in
-    -(2^(b-1) - 1)..2^(b-1)."""
+    -2^(b-1)..2^(b-1)."""
     residue = Mux(code[b], 0, code[:b] + 1)
     if not signed_output:
         return residue
