@@ -2,6 +2,7 @@
 board smoke test (the bitstream itself is the slow suite's, in test_build.py)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.compiler.synth import use_yowasp
 from bitfab.rtl.board_top import BoardTop
 from bitfab.rtl.shell import BAUD
-from networks import small_graph
+from networks import cnn_graph, small_graph
 
 
 
@@ -284,3 +285,38 @@ def test_the_cli_folding_sets_each_pa_layer_s_merge_multipliers(tmp_path, capsys
     with pytest.raises(SystemExit):
         main(["build", str(model), "--out", out + "3", "--fold", "2x16xtwo,1x8"])
     assert "folding must look like 2x64,2x64x5,1x64" in capsys.readouterr().err
+
+
+@pytest.mark.sim
+def test_a_failed_simulation_is_a_report_and_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """RTL that disagrees with its golden model (here, one golden beat flipped): the
+    sim step writes sim.json (count, first mismatch, seed, wave dump) and `bitfab
+    build` exits 2 with one line naming the layer, the beat, both values, the count,
+    the seed and the dump; it raised a RuntimeError traceback from sim/cases.py."""
+    from bitfab.hls_gen import cli
+    from bitfab.sim import cases
+
+    made = cases.network_case
+
+    def one_beat_off(*args, **kwargs):
+        case = made(*args, **kwargs)
+        case["outputs"]["tap1"][3] ^= 1
+        return case
+
+    monkeypatch.setattr(cases, "network_case", one_beat_off)
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(graph_to_dict(cnn_graph(1))))
+    out = tmp_path / "build"
+    code = cli.main(["build", str(model), "--out", str(out), "--images", "3",
+                     "--no-bitstream"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1, error
+    sim = json.loads(artifact(out, "sim.json").read_text())
+    assert sim["mismatches"] == 1 and sim["first_mismatch"]["beat"] == 3
+    first = sim["first_mismatch"]
+    name = json.loads(artifact(out, "plan.json").read_text())["layers"][1]["name"]
+    assert (f"sim: 1 mismatches in 3 images (seed {sim['seed']}); first at layer {name} "
+            f"(tap1), beat 3 (image {first['item']}): RTL {first['rtl']}, golden "
+            f"{first['golden']}; wave dump: ") in error[0]
+    dump = error[0].split("wave dump: ")[1].split(";")[0]
+    assert dump.endswith((".vcd", ".fst")) and Path(dump).exists(), dump

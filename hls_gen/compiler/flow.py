@@ -34,6 +34,7 @@ from what that step ran with: start from that step to rebuild it instead.
 import functools
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -46,6 +47,7 @@ from bitfab.hls_gen.compiler.report import format_report, report_fields
 from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["Step", "STEP_LOOKUP", "STEPS", "register_step", "BuildConfig", "Build", "run_flow",
+           "SimulationMismatch",
            "artifact", "read_result", "design_verilog", "format_report", "saved_config"]
 
 
@@ -280,6 +282,35 @@ def step_emit_rtl(build):
     (build.folder / f"{kind.toplevel}.v.plan").write_text(_design_key(plan))
 
 
+class SimulationMismatch(BitfabError):
+    """The design disagreed with its golden model in simulation (the step's JSON holds
+    the count, the first mismatch, the seed and the wave dump)."""
+
+
+def _mismatch_text(build, result):
+    """One line: where the first mismatch is (the layer a tap belongs to), what each side
+    gave, how many, the seed, and where the step's JSON and the wave dump are."""
+    first = result.get("first_mismatch") or {}
+    stream = first.get("stream", "?")
+    where = stream
+    if stream.startswith("tap") and build.path("plan.json").exists():
+        layers = build.read("plan.json").get("layers", [])
+        index = int(stream[3:])
+        if index < len(layers):
+            where = f"layer {layers[index]['name']} ({stream})"
+    if "rtl" in first:
+        what = f"beat {first['beat']} (image {first['item']}): RTL {first['rtl']}, golden " \
+               f"{first['golden']}"
+    else:
+        what = f"{first.get('rtl_beats')} beats out where the golden model gives " \
+               f"{first.get('golden_beats')}"
+    waves = re.search(r"wave dump: ([^;]*)", result.get("failure", ""))
+    return (f"{build.step.name}: {result['mismatches']} mismatches in {result['images']} "
+            f"images (seed {result['seed']}); first at {where}, {what}; wave dump: "
+            f"{waves.group(1) if waves else 'none'}; details in "
+            f"{build.path(build.step.name + '.json')}")
+
+
 def simulate(build, design, case, images, key=None, start=None):
     """Run `case` on `design` in cocotb, building in the step's ``build`` folder, and
     write ``{step}.json`` (mismatches, cycles, ..., the seconds since `start`)."""
@@ -287,10 +318,13 @@ def simulate(build, design, case, images, key=None, start=None):
     cfg, name = build.cfg, build.step.name
     start = time.perf_counter() if start is None else start
     result = run_case(design, build.kind.toplevel, case, build.folder / "build", cfg.seed,
-                      cfg.simulator, cfg.idle, cfg.backpressure, key=key)
+                      cfg.simulator, cfg.idle, cfg.backpressure, key=key,
+                      raise_on_mismatch=False)
     result.update(simulator=cfg.simulator, images=images,
                   seconds=round(time.perf_counter() - start, 1), commit=source_commit())
     build.write(f"{name}.json", result)
+    if result["mismatches"]:
+        raise SimulationMismatch(_mismatch_text(build, result))
     build.log(f"{name}: {result['images']} images, {result['mismatches']} mismatches, "
               f"{result['cycles_per_item']} cycles per image")
     return result
