@@ -31,7 +31,12 @@ def _load_model(path):
     if not path.exists():
         raise BitfabError(f"model file {path} does not exist")
     if path.suffix == ".json":
-        value = json.loads(path.read_text())
+        try:
+            value = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise BitfabError(f"model file {path} is not valid JSON ({error})") from None
+        if not isinstance(value, dict):
+            raise BitfabError(f"model file {path} is not a golden model (a JSON object)")
         if value.get("kind") == "int_conv":
             from bitfab.hls_gen.golden.intconv import IntConvLayer
             return IntConvLayer.from_dict(value)
@@ -248,7 +253,7 @@ def main(argv=None):
     from bitfab.sw_driver.protocol import WireError
     try:
         args.run(args)
-    except (BitfabError, ValueError, WireError) as error:
+    except (BitfabError, ValueError, WireError, OSError) as error:
         print(f"bitfab {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

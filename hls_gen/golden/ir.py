@@ -22,6 +22,25 @@ __all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "graph_
            "graph_from_dict"]
 
 
+def _check_width(layer, name, values, bits):
+    """Every value of `values` fits `bits` signed bits, or a `WidthOverflowError` naming
+    the layer, the field, the value and the width."""
+    if values is None or not values.numel():
+        return
+    low, high = -(1 << max(bits, 1) - 1), (1 << max(bits, 1) - 1) - 1
+    bad = ((values < low) | (values > high)).nonzero()
+    if bits < 1 or len(bad):
+        where = tuple(bad[0].tolist()) if len(bad) else ()
+        value = int(values[where]) if len(bad) else None
+        raise WidthOverflowError(f"layer {layer}: {name} {value} at {where} does not fit its "
+                                 f"recorded {bits} signed bits ({low}..{high})")
+
+
+def _check_bits(layer, name, values):
+    if values is not None and values.numel() and bool(((values != 0) & (values != 1)).any()):
+        raise BitfabError(f"layer {layer}: {name} must hold bits 0 and 1 only")
+
+
 @dataclass
 class Thresholds:
     """Per-channel integer thresholds that encode the next layer's activations.
@@ -50,6 +69,7 @@ class _Layer:
     pool: tuple | None = None  # (kernel, stride): max pooling of a convolution's codes
 
     def __post_init__(self):
+        self._check_stored()
         if self.pool is None:
             return
         pool = tuple(self.pool)
@@ -63,6 +83,19 @@ class _Layer:
                               f"{self.geometry.kind} layer's "
                               f"{'codes' if self.output is not None else 'scores'}")
         self.pool = pool
+
+    def _check_stored(self):
+        """Refuse a stored integer outside its recorded width (a corrupted or hand-edited
+        golden JSON, or a freezer bug): the load words would cut it without a word."""
+        w = self.widths
+        if self.output is not None:
+            values = self.output.values
+            _check_width(self.name, "thresholds", values, w.threshold_bits)
+            if values.numel() and bool((values[..., 1:] < values[..., :-1]).any()):
+                raise BitfabError(f"layer {self.name}: thresholds must not decrease along "
+                                  f"each channel's codes")
+        if self.channel_scale is not None:
+            _check_width(self.name, "channel_scale", self.channel_scale, w.scale_bits)
 
     def _inputs(self, codes):
         if self.flatten_input:
@@ -107,6 +140,11 @@ class PopcountLayer(_Layer):
     bases: torch.Tensor = field(default=None)
     coefficients: torch.Tensor = field(default=None)
 
+    def _check_stored(self):
+        super()._check_stored()
+        _check_bits(self.name, "bases", self.bases)
+        _check_width(self.name, "coefficients", self.coefficients, self.widths.coef_bits)
+
     def execute(self, codes, trace):
         counts = golden.and_popcounts(self._inputs(codes), self.bases, self.geometry)
         trace["popcounts"] = counts
@@ -122,6 +160,10 @@ class XnorLayer(_Layer):
     """
 
     weight_bits: torch.Tensor = field(default=None)
+
+    def _check_stored(self):
+        super()._check_stored()
+        _check_bits(self.name, "weight_bits", self.weight_bits)
 
     def execute(self, codes, trace):
         bits = self._inputs(codes)[:, 0]
@@ -241,6 +283,14 @@ def graph_from_dict(value):
     if value.get("format") not in _READ_FORMATS:
         raise BitfabError(f"not a bitfab golden model (format {value.get('format')!r}; "
                           f"this bitfab reads {', '.join(_READ_FORMATS)})")
+    try:
+        return _graph_from_dict(value)
+    except (KeyError, TypeError, AttributeError) as error:
+        missing = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise BitfabError(f"not a well-formed bitfab golden model: {missing}") from None
+
+
+def _graph_from_dict(value):
     layers = []
     for entry in value["layers"]:
         geometry = entry["geometry"]

@@ -1,0 +1,91 @@
+"""Bad input at the command line: a one-line error naming the problem and exit status
+2, no traceback, and no step output a later ``--start`` would take as good."""
+
+import json
+import re
+
+import pytest
+
+from bitfab.hls_gen import cli
+from bitfab.hls_gen.golden.ir import graph_to_dict
+from networks import cnn_graph
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    return graph_to_dict(cnn_graph(1))
+
+
+def _edited(golden, edit):
+    value = json.loads(json.dumps(golden))
+    edit(value)
+    return json.dumps(value)
+
+
+def _thresholds_beyond_their_width(value):
+    value["layers"][0]["thresholds"][0][0] = 10 ** 12
+
+
+def _no_widths(value):
+    del value["layers"][1]["widths"]
+
+
+def _weights_not_bits(value):
+    value["layers"][2]["weight_bits"][0][0] = 2
+
+
+CASES = {
+    # name: (model file text or None for missing, extra arguments, message)
+    "missing": (None, [], "model file .*missing.json does not exist"),
+    "empty": ("", [], r"model file .*empty.json is not valid JSON \(Expecting value"),
+    "truncated": (lambda g: json.dumps(g)[:500], [], "model file .*truncated.json is not "
+                  "valid JSON"),
+    "not_an_object": ("[1, 2]", [], "is not a golden model"),
+    "wrong_format": (lambda g: _edited(g, lambda v: v.update(format="x")), [],
+                     "not a bitfab golden model .format 'x'"),
+    "threshold_beyond_width": (lambda g: _edited(g, _thresholds_beyond_their_width), [],
+                               r"layer conv1: thresholds 1000000000000 at \(0, 0\) does not "
+                               r"fit its recorded \d+ signed bits"),
+    "field_missing": (lambda g: _edited(g, _no_widths), [],
+                      "not a well-formed bitfab golden model: missing field 'widths'"),
+    "weights_not_bits": (lambda g: _edited(g, _weights_not_bits), [],
+                         "layer head: weight_bits must hold bits 0 and 1 only"),
+    "folding_zero": (json.dumps, ["--fold", "0x9,1x36,1x96"],
+                     "layer conv1: pe=0 does not divide its 4 output rows"),
+    "folding_garbage": (json.dumps, ["--fold", "abc"], "folding must look like"),
+    "folding_too_few": (json.dumps, ["--fold", "1x9"], "folding gives 1 layers, the network "
+                        "has 3"),
+    "clock_zero": (json.dumps, ["--clock-mhz", "0"], "clock must be a positive number"),
+    "clock_beyond_pll": (json.dumps, ["--clock-mhz", "5000"], "the ulx3s-85f PLL makes"),
+    "out_unwritable": (json.dumps, ["--out", "/proc/no/such/dir"], "No such file or "
+                       "directory: '/proc/no"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_build_input_is_one_line_and_exit_2(name, golden, tmp_path, capsys):
+    text, extra, message = CASES[name]
+    model = tmp_path / f"{name}.json"
+    if text is not None:
+        model.write_text(text(golden) if callable(text) else text)
+    out = tmp_path / "out"
+    args = ["build", str(model), "--out", str(out), "--stop", "fold", *extra]
+    if "--out" in extra:
+        args = ["build", str(model), "--stop", "fold", *extra]
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:          # argparse's own refusals
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len([line for line in err if "error:" in line]) == 1, err
+    assert not any("Traceback" in line for line in err), err
+    assert re.search(message, err[-1]), err[-1]
+    # Nothing a later --start would take as a good step.
+    assert not (out / "fold" / "plan.json").exists()
+
+
+def test_run_on_a_directory_that_is_not_a_build(tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0], err
