@@ -8,6 +8,8 @@ report and re-check it against the cached trained models.
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,40 @@ from layercheck import check_layers
 BITFAB = Path(sys.executable).with_name("bitfab")
 
 
-def _bitfab(*args):
-    return subprocess.run([str(BITFAB), *args], capture_output=True, text=True, timeout=1800)
+#: Seconds without a line of output after which the demo counts as hung (its longest
+#: silent stretch, the PA CNN's 450 images in Verilator, takes about 2 minutes idle).
+QUIET_LIMIT = 1500
+
+
+def _bitfab(*args, quiet_limit=QUIET_LIMIT):
+    """Run the console script. A hang guard, not a speed test: a slow machine only makes
+    it slower; it stops the run after `quiet_limit` seconds without a line of output,
+    naming the last line (the step that hung)."""
+    process = subprocess.Popen([str(BITFAB), *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    out, err, last = [], [], [time.monotonic()]
+
+    def read(stream, lines):
+        for line in stream:
+            lines.append(line)
+            last[0] = time.monotonic()
+
+    readers = [threading.Thread(target=read, args=pair, daemon=True)
+               for pair in ((process.stdout, out), (process.stderr, err))]
+    for reader in readers:
+        reader.start()
+    while process.poll() is None:
+        if time.monotonic() - last[0] > quiet_limit:
+            process.kill()
+            process.wait()
+            step = (out or err or ["(no output at all)"])[-1].strip()
+            pytest.fail(f"bitfab {' '.join(args)}: no output for {quiet_limit} s; hung "
+                        f"after: {step}")
+        time.sleep(1)
+    for reader in readers:
+        reader.join()
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(out),
+                                       "".join(err))
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +181,18 @@ def test_cli_reports_width_overflow(demo):
     assert run.returncode == 2
     assert "error: layer 1: worst-case accumulator" in run.stderr
     assert "acc_bits=20" in run.stderr
+
+
+def test_the_hang_guard_names_the_step_that_hung(monkeypatch, tmp_path):
+    """A run that stops printing is stopped after the quiet limit, naming its last line;
+    one that keeps printing is never stopped, however long it takes."""
+    script = tmp_path / "bitfab"
+    script.write_text("#!/bin/sh\necho 'sim: 3 inputs'\nsleep 30\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys.modules[__name__], "BITFAB", script)
+    with pytest.raises(pytest.fail.Exception, match="no output for 2 s; hung after: sim: 3"):
+        _bitfab("demo", quiet_limit=2)
+    script.write_text("#!/bin/sh\nfor i in 1 2 3 4; do echo step $i; sleep 1; done\n")
+    run = _bitfab("demo", quiet_limit=2)
+    assert run.returncode == 0 and run.stdout.split() == ["step", "1", "step", "2", "step",
+                                                         "3", "step", "4"]
