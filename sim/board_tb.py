@@ -20,16 +20,37 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 PERIOD_NS = 10
 PARENT = os.getppid()
+#: Clock cycles without a byte on either pin after which the design counts as idle
+#: (the digits networks answer an input within a few thousand cycles); from then on
+#: the bench stops the simulator and waits for the host in real time, instead of
+#: simulating an idle design as fast as it can (most of a core). About a second of
+#: simulation.
+QUIET_CYCLES = 50_000
+IDLE_WAIT_S = 0.05
+#: Bit times the design runs on between two looks at the connection while no byte is
+#: waiting (a look costs a trip through Python: at 10, reaching `QUIET_CYCLES` took
+#: seconds of a core).
+LOOK_EVERY_BITS = 100
 
 
-def _readable(sock):
-    # The bench ends if the process that started it does (no host will come back).
-    assert os.getppid() == PARENT, "the process that started the simulated board ended"
-    return bool(select.select([sock], [], [], 0)[0])
+def _readable(sock, host, deadline=None):
+    """True when `sock` has bytes (or a connection) waiting. Once the design has been
+    quiet for `QUIET_CYCLES`, wait for them in real time instead, the simulator
+    stopped (`IDLE_WAIT_S` at a time, checking `deadline`)."""
+    while True:
+        # The bench ends if the process that started it does (no host will come back).
+        assert os.getppid() == PARENT, "the process that started the simulated board ended"
+        assert deadline is None or time.monotonic() < deadline, "no host connected"
+        quiet = get_sim_time("ns") - host["active_ns"] > QUIET_CYCLES * PERIOD_NS
+        if select.select([sock], [], [], IDLE_WAIT_S if quiet else 0)[0]:
+            return True
+        if not quiet:
+            return False
 
 
 @cocotb.test()
@@ -48,7 +69,7 @@ async def serve(dut):
     partial = Path(PARAMS["port_file"] + ".partial")      # listening already
     partial.write_text(str(server.getsockname()[1]))
     os.replace(partial, PARAMS["port_file"])
-    host = {"conn": None, "sent": 0}
+    host = {"conn": None, "sent": 0, "active_ns": get_sim_time("ns")}
 
     async def transmit():
         """The shell's tx pin -> the connection, one byte per start bit."""
@@ -66,17 +87,17 @@ async def serve(dut):
             except OSError:
                 pass
             host["sent"] += 1
+            host["active_ns"] = get_sim_time("ns")
 
     cocotb.start_soon(transmit())
     sessions = PARAMS.get("sessions", 1)
     served = 0
     while not sessions or served < sessions:
-        deadline = time.monotonic() + PARAMS.get("accept_within_s", 60)
-        while not _readable(server):
-            assert sessions == 0 or time.monotonic() < deadline, "no host connected"
-            await Timer(10 * bit_ns, unit="ns")
+        deadline = time.monotonic() + PARAMS.get("accept_within_s", 60) if sessions else None
+        while not _readable(server, host, deadline):
+            await Timer(LOOK_EVERY_BITS * bit_ns, unit="ns")
         host["conn"], _ = server.accept()
-        received = await _receive(dut, host["conn"], bit_ns)
+        received = await _receive(dut, host, bit_ns)
         host["conn"].close()
         host["conn"] = None
         served += 1
@@ -84,12 +105,13 @@ async def serve(dut):
     server.close()
 
 
-async def _receive(dut, conn, bit_ns):
-    """Bytes from `conn` onto the rx pin until the host closes; returns how many."""
-    received = 0
+async def _receive(dut, host, bit_ns):
+    """Bytes from the host's connection onto the rx pin until the host closes; returns
+    how many."""
+    conn, received = host["conn"], 0
     while True:
-        if not _readable(conn):
-            await Timer(10 * bit_ns, unit="ns")
+        if not _readable(conn, host):
+            await Timer(LOOK_EVERY_BITS * bit_ns, unit="ns")
             continue
         chunk = conn.recv(65536)
         if not chunk:
@@ -99,3 +121,4 @@ async def _receive(dut, conn, bit_ns):
                 dut.rx.value = level
                 await Timer(bit_ns, unit="ns")
         received += len(chunk)
+        host["active_ns"] = get_sim_time("ns")

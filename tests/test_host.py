@@ -3,6 +3,9 @@ their length, and a whole session against the simulated board (the shell's Veril
 in Verilator behind a TCP port), weights changed on the running board."""
 
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -280,3 +283,60 @@ def test_bitfab_run_without_a_build_says_what_is_missing(tmp_path, capsys):
     assert "images must be a positive number of test images, not 0" in capsys.readouterr().err
     assert main(["run", str(tmp_path), "--no-load"]) == 2
     assert "--no-load needs a board that holds weights" in capsys.readouterr().err
+
+
+def _cpu_seconds(pid):
+    """User and system CPU seconds of process `pid` and its children that have ended."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.sim
+def test_an_idle_simulated_board_sleeps(tmp_path):
+    """With no host talking, the simulated board uses under 5% of a core (it simulated
+    the idle design as fast as it could, about 85%), and a host that comes later is
+    served at once."""
+    graph = small_graph(3)
+    configs = fold(map_to_hw(graph))
+    design = shell_verilog(NetworkInstance(configs),
+                           network_v=_verilog(Network(configs), "network"))
+    with SimulatedBoard(design, tmp_path) as board:
+        # The simulator: this process's child running the Verilated top, `board`.
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and _parent(p) == os.getpid() and _command(p).endswith("/board")]
+        assert len(children) == 1, children
+
+        def cpu(seconds):
+            before = sum(_cpu_seconds(pid) for pid in children)
+            time.sleep(seconds)
+            return sum(_cpu_seconds(pid) for pid in children) - before
+
+        # Simulating QUIET_CYCLES of the idle design takes a second or so, more on a
+        # busy machine; then the board sleeps.
+        deadline = time.monotonic() + 30      # within the bench's wait for a host
+        while cpu(1) > 0.05 and time.monotonic() < deadline:
+            pass
+        used = cpu(4)
+        assert used < 0.05 * 4, f"{used:.2f} CPU seconds in 4 s idle"
+        pixels = torch.randint(0, 8, (3, 16), generator=torch.Generator().manual_seed(5))
+        wire = WireFormat.of_layers(configs)
+        start = time.monotonic()
+        with Host(open_link(board.url, timeout=30), wire, timeout=60) as host:
+            host.load(load_stream(graph, configs), configs)
+            scores = host.scores(configs, pixels, graph.layers[0].input_encoding)
+        assert scores == graph.run(pixels)[0].tolist()
+        assert time.monotonic() - start < 60
+
+
+def _command(proc):
+    try:
+        return (proc / "cmdline").read_text().split("\0")[0]
+    except OSError:
+        return ""
+
+
+def _parent(proc):
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
