@@ -593,39 +593,42 @@ class MatrixVectorUnit(wiring.Component):
 
     def _input_memory(self, m, take, fill_side, compute_side, fire, fold, last, done):
         """A memory of fold words, a side of them per vector (address: side, fold). Input
-        beats gather into a fold word, written the cycle after its last beat from
-        registers; the read port reads the next cycle's fold, as the weights' does, so
-        the fold's planes come out the cycle it issues. Returns the planes and (the last
-        beat taken, the sides whose last word is written)."""
+        beats gather into a fold word, written with its last beat (the side is full
+        the cycle after, as a register buffer would be: one cycle later, and a unit as
+        fast as its input lost a cycle a vector); the read port reads the next cycle's
+        fold, as the weights' does, so the fold's planes come out the cycle it issues.
+        Returns the planes and (the last beat taken, the sides it fills)."""
         cfg = self.config
         fold_bits = cfg.simd * cfg.n_in
+        beat_bits = cfg.in_beat * cfg.n_in
         parts = cfg.simd // cfg.in_beat
         fold_width = max(1, (cfg.folds - 1).bit_length())
         store = m.submodules.input_store = memory.Memory(
             shape=unsigned(fold_bits), depth=cfg.input_memory_depth, init=[])
         write, read = store.write_port(), store.read_port()
-        gather = Signal(fold_bits)
         part = Signal(range(parts))
         word = Signal(fold_width)
-        # The part being gathered follows the payload until it is taken.
-        m.d.sync += gather.word_select(part, cfg.in_beat * cfg.n_in).eq(self.i.payload)
         filled = Signal()
-        pending, pending_last = Signal(), Signal()
-        m.d.sync += [pending.eq(0), write.addr.eq(Cat(word, fill_side)),
-                     pending_last.eq(filled)]
+        # The earlier parts of the word wait in `gather`, each following the payload
+        # until it is taken.
+        data = self.i.payload.as_value()
+        if parts > 1:
+            gather = Signal(fold_bits - beat_bits)
+            with m.If(part != parts - 1):
+                m.d.sync += gather.word_select(part, beat_bits).eq(data)
+            data = Cat(gather, data)
+        m.d.comb += [write.addr.eq(Cat(word, fill_side)), write.data.eq(data)]
         with m.If(take):
             m.d.sync += part.eq(part + 1)
             with m.If(part == parts - 1):
-                m.d.sync += [part.eq(0), pending.eq(1), word.eq(word + 1)]
+                m.d.comb += write.en.eq(1)
+                m.d.sync += [part.eq(0), word.eq(word + 1)]
                 with m.If(word == cfg.folds - 1):
                     m.d.comb += filled.eq(1)
                     m.d.sync += word.eq(0)
-        m.d.comb += [write.en.eq(pending), write.data.eq(gather)]
         next_fold = Mux(fire, Mux(last, 0, fold + 1), fold)
         m.d.comb += read.addr.eq(Cat(next_fold.as_unsigned()[:fold_width], compute_side ^ done))
-        written = pending & pending_last
-        side = write.addr[-1]
-        sides = Cat(written & (side == 0), written & (side == 1))
+        sides = Cat(filled & (fill_side == 0), filled & (fill_side == 1))
         return self._planes(read.data), (filled, sides)
 
     def _planes(self, piece):

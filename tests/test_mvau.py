@@ -122,8 +122,10 @@ def test_estimate_follows_nextpnr_on_the_digits_pa_mlp():
     (ULX3S 85F, `bitfab build` on the demo's golden model on 2026-11-25: 15,647
     LUTs, 21,283 FFs, 36 DP16KD, 80 MULT18X18D, the serial shell and its status
     included). Memories and DSPs are exact; LUTs and FFs within a fifth: an
-    estimate well under the build would let a plan that cannot fit reach synthesis."""
-    common = dict(m=4, n_in=5, front="and", coef_bits=16, word_bits=32)
+    estimate well under the build would let a plan that cannot fit reach synthesis.
+    That build held its input vectors in registers."""
+    common = dict(m=4, n_in=5, front="and", coef_bits=16, word_bits=32,
+                  input_buffer="registers")
     configs = [
         MVAUConfig(rows=128, cols=64, pe=1, simd=64, acc_bits=25, output="codes", n_out=5,
                    threshold_bits=25, in_beat=8, **common),
