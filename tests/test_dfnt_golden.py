@@ -234,7 +234,8 @@ def test_a_length_that_2_is_no_root_of_is_refused():
     golden model took it and returned [13, -2, -4, 6, -32, -22] where every output is
     4, with its eq. 2.11 bound check passing; now it refuses the length, as the RTL's
     transform does (`bitfab.rtl.fnt.check_fnt_length`)."""
-    with pytest.raises(ValueError, match="power of two dividing 12 for b=6.*not 8"):
+    # The convolution refuses b = 6 itself, as the engine's diminished-1 units do.
+    with pytest.raises(ValueError, match="b must be 2.t for t = 2..6 .*not 6"):
         dfnt_conv2d(torch.ones(1, 1, 7, 2, dtype=torch.int64),
                     torch.ones(1, 1, 2, 2, dtype=torch.int64), b=6, x_bits=2, w_bits=2,
                     length=8)
@@ -244,8 +245,22 @@ def test_a_length_that_2_is_no_root_of_is_refused():
     for length in (2, 4):
         x = torch.arange(length, dtype=torch.int64)
         assert torch.equal(ifnt(fnt(x, Dim1(6)), Dim1(6)), x)
-    # RTL and golden model take the same lengths for every width the RTL has.
+    # RTL and golden model take the same widths for the convolution (up to the golden
+    # tensors' 32 bits) and the same lengths for every width the RTL has.
+    from bitfab.rtl.dim1 import check_dim1_width
     from bitfab.rtl.fnt import check_fnt_length
+    for b in range(0, 34):
+        try:
+            DFNTConv(channels=1, kernel=1, b=b, x_bits=1, w_bits=1)
+            golden = True
+        except ValueError:
+            golden = False
+        try:
+            check_dim1_width(b)
+            rtl = True
+        except ValueError:
+            rtl = False
+        assert golden == rtl, b
     for b in (4, 8, 16, 32, 64):
         for length in range(1, 2 * b + 3):
             try:

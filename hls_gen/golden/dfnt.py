@@ -30,11 +30,15 @@ import torch
 from bitfab.hls_gen.golden.dim1 import Dim1, is_power_of_two
 from bitfab.hls_gen.errors import WidthOverflowError
 
-__all__ = ["DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
+__all__ = ["DFNT_WIDTHS", "DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
            "transform_matrix", "fnt2d_residues", "pointwise_accumulate",
            "pointwise_accumulate_dim1", "check_bound", "WeightSpectra",
            "DFNTConv", "dfnt_conv2d", "engine_layer", "engine_load_codes", "engine_input_rows",
            "engine_output_rows"]
+
+
+#: The widths b of the DFNT engine's diminished-1 units: the Fermat moduli 2^(2^t) + 1.
+DFNT_WIDTHS = (4, 8, 16, 32, 64)
 
 
 class DFNTBoundError(WidthOverflowError):
@@ -337,6 +341,11 @@ class DFNTConv:
     padding: int = 0
 
     def __post_init__(self):
+        if self.b not in DFNT_WIDTHS:
+            # The engine's diminished-1 units take these (`bitfab.rtl.dim1`); Dim1 itself
+            # computes modulo 2^b + 1 for any b.
+            raise ValueError(f"diminished-1 width b must be 2^t for t = 2..6 (4, 8, 16, 32, "
+                             f"64), not {self.b!r}")
         dim1 = Dim1(self.b)
         if self.length is not None:
             check_length(dim1, self.length)
