@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -46,12 +46,34 @@ class Segment:
             else self.shape.width
 
     def row_bits(self, value):
-        """A row's integer bits from a plain int (unsigned shapes) or a layout value."""
+        """A row's integer bits from a plain int (unsigned shapes) or a layout value; a
+        value that does not fit its field is refused (a layout's constant would cut it
+        to the field's width without a word)."""
         if isinstance(self.shape, data.Layout):
+            _check_fits(self.name, self.shape, value)
             return self.shape.const(value).as_bits()
         if not 0 <= value < 1 << self.width:
             raise ValueError(f"{self.name} row {value} does not fit {self.width} bits")
         return value
+
+
+def _check_fits(name, shape, value):
+    """Raise ValueError unless `value` (ints, lists and dicts as `shape`'s constants take
+    them) fits every field of layout or shape `shape`."""
+    if isinstance(shape, data.ArrayLayout):
+        for k, item in enumerate(value):
+            _check_fits(f"{name}[{k}]", shape.elem_shape, item)
+    elif isinstance(shape, data.StructLayout):
+        for field, item in value.items():
+            _check_fits(f"{name}.{field}", shape[field].shape, item)
+    else:
+        plain = Shape.cast(shape)
+        low = -(1 << plain.width - 1) if plain.signed else 0
+        high = (1 << plain.width - plain.signed) - 1
+        if not low <= int(value) <= high:
+            kind = "signed" if plain.signed else "unsigned"
+            raise ValueError(f"{name}: {value} does not fit {kind}({plain.width}) "
+                             f"({low}..{high})")
 
 
 @dataclass(frozen=True)
