@@ -464,7 +464,7 @@ class MatrixVectorUnit(wiring.Component):
         else:
             planes, filled = self._input_registers(m, take, full, fill_side, compute_side,
                                                    fire, fold)
-        with m.If(filled[0]):
+        with m.If(filled):
             m.d.sync += fill_side.eq(~fill_side)
 
         # Issue: fold f of row group r reads weights row r * folds + f. The PEs and
@@ -504,11 +504,9 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(address == cfg.weight_rows - 1):
                 m.d.comb += done.eq(1)
                 m.d.sync += compute_side.eq(~compute_side)
-        # A side is full from its last input (its last fold word written, in memory)
-        # to its last issued fold.
-        _, filled_side = filled
+        # A side is full from its last input to its last issued fold.
         for k in range(2):
-            with m.If(filled_side[k]):
+            with m.If(filled & (fill_side == k)):
                 m.d.sync += full[k].eq(1)
             with m.Elif(done & (compute_side == k)):
                 m.d.sync += full[k].eq(0)
@@ -578,7 +576,7 @@ class MatrixVectorUnit(wiring.Component):
     def _input_registers(self, m, take, full, fill_side, compute_side, fire, fold):
         """Two ``cols * n_in``-bit registers; returns the fold's planes (element s's
         plane j at bit ``j * simd + s``) as the PEs take them the cycle a fold issues,
-        and (the last beat taken, the sides it fills)."""
+        and whether this cycle takes the vector's last beat."""
         cfg = self.config
         # Element e's planes sit at bits [e*n_in, (e+1)*n_in).
         buffers = [Signal(cfg.cols * cfg.n_in, name=f"buffer{k}") for k in range(2)]
@@ -610,8 +608,7 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
         source = Mux(compute_side, buffers[1], buffers[0])
         piece = source[:fold_bits] if rotate else source.word_select(fold, fold_bits)
-        sides = Cat(filled & (fill_side == 0), filled & (fill_side == 1))
-        return self._planes(piece), (filled, sides)
+        return self._planes(piece), filled
 
     def _input_memory(self, m, take, fill_side, compute_side, fire, fold, last, done):
         """A memory of fold words, a side of them per vector (address: side, fold). Input
@@ -619,7 +616,7 @@ class MatrixVectorUnit(wiring.Component):
         the cycle after, as a register buffer would be: one cycle later, and a unit as
         fast as its input lost a cycle a vector); the read port reads the next cycle's
         fold, as the weights' does, so the fold's planes come out the cycle it issues.
-        Returns the planes and (the last beat taken, the sides it fills)."""
+        Returns the planes and whether this cycle takes the vector's last beat."""
         cfg = self.config
         fold_bits = cfg.simd * cfg.n_in
         beat_bits = cfg.in_beat * cfg.n_in
@@ -650,8 +647,7 @@ class MatrixVectorUnit(wiring.Component):
                     m.d.sync += word.eq(0)
         next_fold = Mux(fire, Mux(last, 0, fold + 1), fold)
         m.d.comb += read.addr.eq(Cat(next_fold.as_unsigned()[:fold_width], compute_side ^ done))
-        sides = Cat(filled & (fill_side == 0), filled & (fill_side == 1))
-        return self._planes(read.data), (filled, sides)
+        return self._planes(read.data), filled
 
     def _planes(self, piece):
         """A fold word (element s's planes at bits [s*n_in, (s+1)*n_in)) in the PEs'

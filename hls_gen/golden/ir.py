@@ -27,13 +27,15 @@ def _check_width(layer, name, values, bits):
     the layer, the field, the value and the width."""
     if values is None or not values.numel():
         return
-    low, high = -(1 << max(bits, 1) - 1), (1 << max(bits, 1) - 1) - 1
+    if bits < 1:
+        raise WidthOverflowError(f"layer {layer}: {name} stored, but its recorded width is "
+                                 f"{bits} bits")
+    low, high = -(1 << bits - 1), (1 << bits - 1) - 1
     bad = ((values < low) | (values > high)).nonzero()
-    if bits < 1 or len(bad):
-        where = tuple(bad[0].tolist()) if len(bad) else ()
-        value = int(values[where]) if len(bad) else None
-        raise WidthOverflowError(f"layer {layer}: {name} {value} at {where} does not fit its "
-                                 f"recorded {bits} signed bits ({low}..{high})")
+    if len(bad):
+        where = tuple(bad[0].tolist())
+        raise WidthOverflowError(f"layer {layer}: {name} {int(values[where])} at {where} does "
+                                 f"not fit its recorded {bits} signed bits ({low}..{high})")
 
 
 def _check_bits(layer, name, values):
