@@ -20,35 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
 from bitfab.hls_gen.datasets import load_digits_split
-from bitfab.hls_gen.digits.demo import DemoConfig
-from bitfab.hls_gen.digits.models import ModelSpec, build_model
-from bitfab.hls_gen.digits.train import accuracy, init_from, predict, train
+from bitfab.hls_gen.digits.demo import DemoConfig, train_from_float
+from bitfab.hls_gen.digits.models import ModelSpec
+from bitfab.hls_gen.digits.train import accuracy, predict
 from bitfab.hls_gen.golden.freeze import freeze
 
 BOARD = "icebreaker"
 CHANNELS = (8, 8)
 NETLIST_IMAGES = 20
-
-
-def trained(channels, log):
-    """The float and XNOR CNNs of `channels`, trained as the demo trains them."""
-    split, config, models = load_digits_split(), DemoConfig(), {}
-    for kind in ("float", "xnor"):
-        spec = ModelSpec("cnn", kind, channels=channels)
-        training = config.float_training if kind == "float" else config.quantized_training
-        torch.manual_seed(training.seed)
-        model = build_model(spec, split.pixel_bits, split.pixel_scale)
-        if kind == "xnor":
-            init_from(model, models["float"])
-        start = time.perf_counter()
-        train(model, split.x_train, split.y_train, spec.input_shape, training)
-        log(f"{spec.name}: trained in {time.perf_counter() - start:.0f} s")
-        models[kind] = model.eval()
-    return split, spec, models, config
 
 
 def main():
@@ -59,7 +40,9 @@ def main():
     log = lambda text: print(text, flush=True)
     out = Path(args.out or tempfile.mkdtemp(prefix="icebreaker-cnn-"))
     start = time.perf_counter()
-    split, spec, models, config = trained(CHANNELS, log)
+    split, config = load_digits_split(), DemoConfig()
+    spec = ModelSpec("cnn", "xnor", channels=CHANNELS)
+    models = train_from_float(spec, split, config, log)
     graph = freeze(models["xnor"], config.freeze)
     pixels = split.x_test.view(-1, *spec.input_shape)
     golden = graph.predict(pixels)

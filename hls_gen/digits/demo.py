@@ -9,7 +9,7 @@ frozen into golden models. Writes ``DIR/report.json``.
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from bitfab.hls_gen.golden.ir import graph_to_dict
 from bitfab.hls_gen.digits.models import ModelSpec, build_model
 from bitfab.hls_gen.digits.train import TrainConfig, accuracy, init_from, predict, train
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo", "train_from_float"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,23 @@ def _fit(spec, split, training, reference, cache, log):
     torch.save({"key": key, "state": model.state_dict()}, path)
     log(f"  {spec.name:<14} trained in {seconds:.1f} s")
     return model, seconds
+
+
+def train_from_float(spec, split, config=DemoConfig(), log=print):
+    """Train `spec`'s float model, then `spec` from it, as the demo trains its models
+    (no cache); returns ``{"float": model, spec.kind: model}``, both in eval mode."""
+    models = {}
+    for kind in ("float", spec.kind):
+        training = config.float_training if kind == "float" else config.quantized_training
+        torch.manual_seed(training.seed)
+        model = build_model(replace(spec, kind=kind), split.pixel_bits, split.pixel_scale)
+        if kind != "float":
+            init_from(model, models["float"])
+        start = time.perf_counter()
+        train(model, split.x_train, split.y_train, spec.input_shape, training)
+        log(f"{replace(spec, kind=kind).name}: trained in {time.perf_counter() - start:.0f} s")
+        models[kind] = model.eval()
+    return models
 
 
 def _layer_report(graph):
