@@ -16,7 +16,7 @@ from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
 from bitfab.rtl.window import WindowConfig
 
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
-from bitfab.hls_gen.golden.ir import PopcountLayer, XnorLayer
+from bitfab.hls_gen.golden.ir import PopcountLayer, XnorLayer, kernel_shape
 
 __all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "image_cycles",
            "estimate", "check_fit", "load_rows", "load_stream", "plan_to_dict", "plan_from_dict"]
@@ -29,16 +29,10 @@ class PlanError(BitfabError):
     """A folding or plan that the hardware cannot take."""
 
 
-def _kernel_shape(layer):
-    """(input channels, kernel height, kernel width) of convolution `layer`."""
-    weights = layer.bases[0] if isinstance(layer, PopcountLayer) else layer.weight_bits
-    return tuple(weights.shape[1:])
-
-
 def _window(layer, shape):
     """The sliding window of convolution `layer` on input `shape` (C, H, W)."""
     g = layer.geometry
-    channels, kh, kw = _kernel_shape(layer)
+    channels, kh, kw = kernel_shape(layer)
     if g.groups != 1 or kh != kw or g.stride[0] != g.stride[1] or g.padding[0] != g.padding[1]:
         raise UnsupportedLayerError(
             f"layer {layer.name}: convolutions map to hardware with square kernels, equal "
@@ -80,7 +74,7 @@ def map_to_hw(graph, image=None):
     configs = []
     shape = None
     if image is not None and graph.layers[0].geometry.kind == "conv2d":
-        shape = (_kernel_shape(graph.layers[0])[0], *image)
+        shape = (kernel_shape(graph.layers[0])[0], *image)
     for k, layer in enumerate(graph.layers):
         if layer.geometry.kind not in ("linear", "conv2d"):
             raise UnsupportedLayerError(f"layer {layer.name}: {layer.geometry.kind} layers "

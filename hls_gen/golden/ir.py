@@ -18,8 +18,8 @@ from bitfab.hls_gen.golden.fixedpoint import LayerWidths
 from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.window import max_pool_codes
 
-__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "graph_to_dict",
-           "graph_from_dict"]
+__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "kernel_shape",
+           "graph_to_dict", "graph_from_dict"]
 
 
 def _check_width(layer, name, values, bits):
@@ -205,8 +205,7 @@ class Graph:
                               f"{type(pixels).__name__}")
         first = self.layers[0]
         if first.geometry.kind == "conv2d":
-            weights = first.bases[0] if isinstance(first, PopcountLayer) else first.weight_bits
-            channels = weights.shape[1]
+            channels = kernel_shape(first)[0]
             if pixels.dim() != 4 or pixels.shape[1] != channels:
                 raise BitfabError(f"golden model input: layer {first.name} takes images "
                                   f"(N, {channels}, H, W), not {tuple(pixels.shape)}")
@@ -241,6 +240,12 @@ class Graph:
 
     def predict(self, pixels):
         return self(pixels).argmax(dim=1)
+
+
+def kernel_shape(layer):
+    """(input channels, kernel height, kernel width) of convolution `layer`."""
+    weights = layer.bases[0] if isinstance(layer, PopcountLayer) else layer.weight_bits
+    return tuple(weights.shape[1:])
 
 
 def _tensor(value):
