@@ -89,7 +89,7 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
 
     If any beat differs: raises, naming the seed, the first mismatch and the wave
     dump; or, without `raise_on_mismatch`, returns the result with ``failure`` (the
-    bench's error, which names the wave dump) once the bench has written it.
+    bench's error) and ``waves`` (the wave dumps) once the bench has written it.
     """
     build_root = Path(build_root).resolve()   # the simulator runs elsewhere
     build_root.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,6 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
     except RuntimeError as error:
         detail = json.loads(result_path.read_text()) if result_path.exists() else {}
         if not raise_on_mismatch and detail.get("mismatches"):
-            return {**detail, "failure": str(error)}
+            return {**detail, "failure": str(error), "waves": getattr(error, "waves", [])}
         raise RuntimeError(f"{error}; first mismatch: {detail.get('first_mismatch')}") from error
     return json.loads(result_path.read_text())

