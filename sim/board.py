@@ -25,11 +25,13 @@ __all__ = ["SimulatedBoard", "shell_verilog"]
 DIVISOR = 4
 
 
-def shell_verilog(core, network_v=None, divisor=DIVISOR):
-    """Verilog of a `SerialShell` around `core` (module ``board``), with the generated
+def shell_verilog(core, network_v=None, divisor=DIVISOR, uart=True):
+    """Verilog of a `SerialShell` around `core` (module ``board``), or with `uart` false
+    of the bare `FrameShell` (its byte streams for pins), with the generated
     network's own Verilog (`network_v`) beside it when `core` is a `NetworkInstance`."""
-    from bitfab.rtl.shell import SerialShell
-    text = verilog.convert(SerialShell(core, divisor), name="board")
+    from bitfab.rtl.shell import FrameShell, SerialShell
+    shell = SerialShell(core, divisor) if uart else FrameShell(core)
+    text = verilog.convert(shell, name="board")
     return text if network_v is None else network_v + "\n" + text
 
 
@@ -40,11 +42,15 @@ class SimulatedBoard:
     the process ends), the design running on between them; leaving the ``with``
     block waits for the last to close, and raises if the bench failed.
     `optimize` compiles the simulator at -O1: longer to build, about three times
-    faster to run (a whole network's load words and test split)."""
+    faster to run (a whole network's load words and test split). With `uart` false
+    the design is a bare `FrameShell` (``shell_verilog(..., uart=False)``), whose
+    byte streams the bench drives a byte a cycle: the same frames, ten times
+    faster than over the UART at its fastest."""
 
     def __init__(self, design, build_root, sim="verilator", divisor=DIVISOR, sessions=1,
-                 optimize=False, start_within_s=900):
+                 optimize=False, start_within_s=900, uart=True):
         self.design, self.sim, self.divisor, self.sessions = design, sim, divisor, sessions
+        self.uart = uart
         self.optimize = optimize
         self.build_root = Path(build_root).resolve()
         self.start_within_s = start_within_s
@@ -57,7 +63,7 @@ class SimulatedBoard:
         port_file.unlink(missing_ok=True)
         key = hashlib.sha1((self.design + str(self.optimize)).encode()).hexdigest()[:12]
         params = {"divisor": self.divisor, "port_file": str(port_file),
-                  "sessions": self.sessions}
+                  "sessions": self.sessions, "bytes": not self.uart}
 
         def serve():
             try:

@@ -1,7 +1,8 @@
 """The simulated board's cocotb side: a `SerialShell` in the simulator behind a TCP port.
 
-BITFAB_PARAMS gives the shell's clock divisor, a file to write the port to
-and how many host sessions to serve (0: until killed). The bench listens on
+BITFAB_PARAMS gives the shell's clock divisor, a file to write the port to,
+how many host sessions to serve (0: until killed) and whether the top is the
+`SerialShell` (UART pins) or the bare `FrameShell` (byte streams, ``bytes``). The bench listens on
 127.0.0.1 and serves one connection at a time (the host, e.g. pyserial's
 ``socket://`` URL): every byte it receives goes onto the shell's ``rx`` pin at
 the shell's baud (8N1, low bit first), every byte the shell sends on ``tx``
@@ -23,6 +24,9 @@ from cocotb.triggers import FallingEdge, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
+#: The shell's byte streams are driven directly (`FrameShell`, no UART): a byte a
+#: cycle instead of one per ten bit times.
+BYTES = PARAMS.get("bytes", False)
 PERIOD_NS = 10
 PARENT = os.getppid()
 #: Clock cycles without a byte on either pin after which the design counts as idle
@@ -58,7 +62,10 @@ async def serve(dut):
     divisor = PARAMS["divisor"]
     bit_ns = divisor * PERIOD_NS
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
-    dut.rx.value = 1
+    if BYTES:
+        dut.rx__valid.value = 0
+    else:
+        dut.rx.value = 1
     dut.rst.value = 1
     for _ in range(2):
         await RisingEdge(dut.clk)
@@ -82,14 +89,24 @@ async def serve(dut):
                 byte |= int(dut.tx.value) << k
                 await Timer(bit_ns, unit="ns")
             assert int(dut.tx.value) == 1, f"byte {host['sent']} from the shell has no stop bit"
-            try:                # with no host connected, the byte is lost, as on a wire
-                host["conn"] and host["conn"].sendall(bytes([byte]))
-            except OSError:
-                pass
-            host["sent"] += 1
-            host["active_ns"] = get_sim_time("ns")
+            _send(host, bytes([byte]))
 
-    cocotb.start_soon(transmit())
+    async def transmit_bytes():
+        """The shell's tx stream (always ready) -> the connection, a burst of bytes (a
+        frame) at a time."""
+        dut.tx__ready.value = 1
+        burst = bytearray()
+        while True:
+            if not int(dut.tx__valid.value):
+                _send(host, burst)
+                burst = bytearray()
+                await RisingEdge(dut.tx__valid)
+                await FallingEdge(dut.clk)
+                continue
+            burst.append(int(dut.tx__payload.value))    # taken at the next rising edge
+            await FallingEdge(dut.clk)
+
+    cocotb.start_soon(transmit_bytes() if BYTES else transmit())
     sessions = PARAMS.get("sessions", 1)
     served = 0
     while not sessions or served < sessions:
@@ -97,7 +114,10 @@ async def serve(dut):
         while not _readable(server, host, deadline):
             await Timer(LOOK_EVERY_BITS * bit_ns, unit="ns")
         host["conn"], _ = server.accept()
-        received = await _receive(dut, host, bit_ns)
+        # Replies go out at once: Nagle's algorithm would hold a reply back until the
+        # host acknowledged the one before (up to 40 ms of its delayed ACK).
+        host["conn"].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        received = await (_receive_bytes(dut, host) if BYTES else _receive(dut, host, bit_ns))
         host["conn"].close()
         host["conn"] = None
         served += 1
@@ -122,3 +142,42 @@ async def _receive(dut, host, bit_ns):
                 await Timer(bit_ns, unit="ns")
         received += len(chunk)
         host["active_ns"] = get_sim_time("ns")
+
+
+async def _receive_bytes(dut, host):
+    """`_receive` onto the shell's rx stream: a byte a cycle while it is ready."""
+    conn, received = host["conn"], 0
+    while True:
+        if not _readable(conn, host):
+            await Timer(LOOK_EVERY_BITS * PERIOD_NS, unit="ns")
+            continue
+        chunk = conn.recv(65536)
+        if not chunk:
+            return received
+        # A Timer may end in the time step of a falling edge but before it: wait for
+        # that edge (or the next), so that one rising edge lies between two looks.
+        await FallingEdge(dut.clk)
+        for byte in chunk:
+            dut.rx__payload.value = byte
+            dut.rx__valid.value = 1
+            while True:
+                ready = int(dut.rx__ready.value)    # at a falling edge: the next rising
+                await FallingEdge(dut.clk)          # edge takes the byte if ready
+                if ready:
+                    break
+        dut.rx__valid.value = 0
+        received += len(chunk)
+        host["active_ns"] = get_sim_time("ns")
+
+
+def _send(host, data):
+    """Bytes from the shell to the host; with no host connected they are lost, as on a
+    wire."""
+    if not data:
+        return
+    try:
+        host["conn"] and host["conn"].sendall(data)
+    except OSError:
+        pass
+    host["sent"] += len(data)
+    host["active_ns"] = get_sim_time("ns")

@@ -8,13 +8,16 @@ from amaranth.hdl import signed
 
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.golden import kernels as golden
-from bitfab.hls_gen.golden.ir import Graph, Thresholds
+from bitfab.hls_gen.golden.ir import Graph
 from bitfab.hls_gen.golden.kernels import Geometry
-from bitfab.hls_gen.golden.synthetic import median_thresholds, random_layer
+from bitfab.hls_gen.golden.synthetic import digits_graph, median_thresholds, random_layer
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
 
 SEED = 20261122
+# The tests take digits_graph from here; it lives in the package for the benchmarks too.
+__all__ = ["digits_graph", "random_layer", "small_graph", "pe_golden", "pe_case", "cnn_graph",
+           "SEED"]
 
 
 def small_graph(seed=3):
@@ -24,23 +27,6 @@ def small_graph(seed=3):
     hidden.input_encoding, hidden.input_planes = "bitplanes", 3
     scores = random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6)
     return Graph(3, 1.0, [hidden, scores])
-
-def digits_graph(seed, hidden=8):
-    """A small random network for the digits (64 pixels in 5 bit planes -> `hidden` ->
-    10 scores). The weights are random; each hidden threshold is the median of its
-    accumulator over the training digits, so the hidden codes, and the scores, depend
-    on the image. (With `random_layer`'s thresholds, drawn from the accumulator's
-    whole range, seed 5 gave every digit the same codes and scores: a netlist with
-    a broken first layer passed its bench.)"""
-    gen = torch.Generator().manual_seed(seed)
-    first = random_layer(gen, "pa", hidden, 64, m=2, n=5, n_out=1, coef_bits=6)
-    first.input_encoding, first.input_planes = "bitplanes", 5
-    graph = Graph(5, 1.0, [first, random_layer(gen, "xnor", 10, hidden)])
-    acc = graph.run(load_digits_split().x_train.long().flatten(1))[1][first.name]["acc"]
-    descending = first.output.descending
-    median = torch.where(descending, -acc, acc).median(dim=0).values
-    first.output = Thresholds(median.unsqueeze(1), descending)
-    return graph
 
 def pe_golden(front, coef, w, x, k):
     """One row: w (M, K) and x (N, K) 0/1 over all folds -> the golden accumulator."""

@@ -2,6 +2,7 @@
 their length, and a whole session against the simulated board (the shell's Verilog
 in Verilator behind a TCP port), weights changed on the running board."""
 
+import binascii
 import json
 import os
 import time
@@ -17,143 +18,174 @@ from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link
-from bitfab.sw_driver.protocol import (WireError, WireFormat, crc, decode_outputs,
-                                       decode_status, encode_inputs, encode_load, load_crc)
+from bitfab.rtl.shell import CRC_INIT, STATUS
+from bitfab.sw_driver.protocol import (Reply, ShellModel, WireError, WireFormat, frame,
+                                       input_frames, load_crc, load_frames, parse_reply,
+                                       unframe)
 from networks import cnn_graph, digits_graph, small_graph
 
 WIRE = WireFormat.of_widths(load_bits=32, in_bits=12, out_bits=20)
 
 
-def test_frames_are_checked_before_they_are_sent():
-    assert (WIRE.load_bytes, WIRE.in_bytes, WIRE.out_bytes) == (4, 2, 3)
-    assert WIRE.item_bytes(in_beats=8, out_beats=10) == 8 * 3 + 10 * 3
-    assert encode_load([0x04030201], WIRE) == b"RL\x01\x02\x03\x04"
-    assert encode_inputs([0xABC, 1], WIRE) == b"I\xbc\x0aI\x01\x00"
-    with pytest.raises(WireError, match=r"input beat 1 is 4096, not a 12-bit unsigned"):
-        encode_inputs([0, 1 << 12], WIRE)
-    with pytest.raises(WireError, match=r"load word 0 is -1, not a 32-bit unsigned"):
-        encode_load([-1], WIRE)
+class FakeBoard(ShellModel):
+    """A link to a board of `plan_words` load words whose core answers each item of
+    `beats` input beats with one output beat, their sum; its receive side is
+    `ShellModel`. `silent` items get no answer; a status request gets none while
+    `mute` is above 0 (counting down). It records the most items in flight."""
 
-
-def test_replies_are_checked_by_their_length_and_width():
-    assert decode_outputs(b"\x01\x00\x00\xff\xff\x0f", WIRE) == [1, 0xFFFFF]
-    with pytest.raises(WireError, match="5 bytes from the board are not whole output beats "
-                                        "of 3 bytes"):
-        decode_outputs(b"\x01" * 5, WIRE)
-    with pytest.raises(WireError, match=r"output beat 0 is 0x100000, wider than the plan's "
-                                        r"20 bits: the line is out of step"):
-        decode_outputs(b"\x00\x00\x10", WIRE)
-
-
-class FakeBoard:
-    """A link whose board answers each complete item (`beats` input frames) with one
-    output beat, its input beats' sum (none if `silent`), and ``'C'`` with a status
-    of its inputs' and outputs' CRCs (nothing at all if `mute`); after the last
-    reply it sends `extra`. It records the most items ever in flight."""
-
-    def __init__(self, beats, silent=False, mute=False, extra=b""):
-        self.beats, self.silent, self.mute, self.extra = beats, silent, mute, extra
-        self.frames, self.reply, self.most_in_flight, self.in_flight = [], bytearray(), 0, 0
-        self.inputs, self.outputs, self.unread_outputs = bytearray(), bytearray(), 0
+    def __init__(self, beats, plan_words=2, silent=(), mute=0):
+        super().__init__(WIRE, plan_words)
+        self.beats, self.silent, self.mute = beats, set(silent), mute
+        self.reply, self.outputs, self.out_crc = bytearray(), 0, CRC_INIT
+        self.most_in_flight = 0
 
     def write(self, data):
-        k = 0
-        while k < len(data):
-            if data[k:k + 1] == b"I":
-                beat = data[k + 1:k + 1 + WIRE.in_bytes]
-                self.frames.append(int.from_bytes(beat, "little"))
-                self.inputs += beat
-                k += 1 + WIRE.in_bytes
-                if len(self.frames) % self.beats == 0:
-                    self._answer()
-            else:
-                if data[k:k + 1] == b"C" and not self.mute:
-                    self.reply += self._status()
-                k += 1
+        for byte in bytes(data):
+            taken, checks = len(self.taken), len(self.checks)
+            self.feed(bytes([byte]))
+            if len(self.taken) > taken and len(self.taken) % self.beats == 0:
+                self._answer(len(self.taken) // self.beats - 1)
+            if len(self.checks) > checks:
+                self._send_status()
 
-    def _answer(self):
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        if not (self.silent or self.mute):
-            out = sum(self.frames[-self.beats:]).to_bytes(WIRE.out_bytes, "little")
-            self.reply += out
-            self.outputs += out
-            self.unread_outputs += len(out)
+    def _answer(self, item):
+        # In flight: this item and those whose outputs wait unread.
+        unread = [unframe(f) for f in bytes(self.reply).split(b"\0")[:-1]]
+        in_flight = 1 + sum(1 for f in unread if f and f[0] == ord("O"))
+        self.most_in_flight = max(self.most_in_flight, in_flight)
+        if item in self.silent:
+            return
+        beat = sum(self.taken[-self.beats:])
+        self.out_crc = binascii.crc_hqx(beat.to_bytes(WIRE.out_bytes, "little"), self.out_crc)
+        self.reply += frame(bytes([ord("O")]) + self.outputs.to_bytes(2, "little")
+                            + beat.to_bytes(WIRE.out_bytes, "little"))
+        self.outputs += 1
 
-    def _status(self):
-        fields = [(0xFFFF, 2), (0, 3), (1, 1), (0, 1), (0, 1), (crc(self.inputs), 2),
-                  (crc(self.outputs), 2)]
-        self.inputs, self.outputs = bytearray(), bytearray()
-        return b"".join(value.to_bytes(size, "little") for value, size in fields)
+    def _send_status(self):
+        if self.mute:
+            self.mute -= 1
+            return
+        fields = {**self.statuses[-1], "framing_errors": 0, "overruns": 0,
+                  "out_crc": self.out_crc, "outputs": self.outputs}
+        self.out_crc = CRC_INIT
+        body = b"".join(fields[name].to_bytes(size, "little") for name, size in STATUS)
+        self.reply += frame(bytes([ord("S"), self.checks[-1]]) + body)
 
     def flush(self):
         pass
 
     def read(self, n):
         data, self.reply = bytes(self.reply[:n]), self.reply[n:]
-        outputs = min(len(data), self.unread_outputs)
-        self.unread_outputs -= outputs
-        self.in_flight -= outputs // WIRE.out_bytes
-        if not self.reply:
-            self.reply, self.extra = bytearray(self.extra), b""
         return data
 
-    @property
-    def in_waiting(self):
-        return len(self.reply)
+    def close(self):
+        pass
+
+
+def test_frames_are_checked_before_they_are_sent():
+    assert WIRE.item_bytes(in_beats=8, out_beats=10) == 8 * (1 + 2 + 2 + 2 + 2) + 10 * (
+        1 + 2 + 3 + 2 + 2)
+    with pytest.raises(WireError, match=r"input beat 1 is 4096, not a 12-bit unsigned"):
+        input_frames([0, 1 << 12], WIRE)
+    with pytest.raises(WireError, match=r"load word 0 is -1, not a 32-bit unsigned"):
+        load_frames([-1], WIRE)
+    with pytest.raises(WireError, match=r"input beat 0 is 4096"):
+        Host(FakeBoard(beats=1), WIRE, timeout=0.2).run([[1 << 12]], out_beats=1)
+
+
+def test_replies_are_checked_by_their_kind_length_and_width():
+    def reply(data):
+        return parse_reply(unframe(frame(data)[:-1]), WIRE)
+    assert reply(b"O\x05\x00\x01\x00\x00") == Reply("output", 5, 1)
+    assert reply(b"O\x05\x00\x01\x00\x10") is None           # wider than 20 bits
+    assert reply(b"O\x05\x00\x01\x00") is None                # too short
+    assert reply(b"X\x05\x00\x01\x00\x00") is None           # no such reply
+    assert unframe(frame(b"O\x05\x00\x01\x00\x00")[:-3]) is None   # cut
 
 
 def test_host_keeps_a_window_of_items_in_flight():
     items = [[k, 2 * k, 3 * k] for k in range(10)]
     board = FakeBoard(beats=3)
-    got = Host(board, WIRE, timeout=0.2, window=2).run(items, out_beats=1)
+    host = Host(board, WIRE, timeout=0.2, window=2)
+    host.load([5, 6])
+    got = host.run(items, out_beats=1)
     assert got == [[6 * k] for k in range(10)]
-    assert board.most_in_flight == 2
+    assert host.faults == [] and board.most_in_flight == 2
 
 
-def test_host_names_the_item_whose_reply_does_not_come():
-    with pytest.raises(WireError, match=r"item 0's output: 0 of 3 bytes came within 0.2 s"):
-        Host(FakeBoard(beats=1, silent=True), WIRE, timeout=0.2).run([[1], [2]], out_beats=1)
-    with pytest.raises(WireError, match="the board sent 3 bytes after the last item's outputs"):
-        Host(FakeBoard(beats=1, extra=b"\x00" * 3), WIRE, timeout=0.2).run([[1]], out_beats=1)
-
-
-def test_a_run_is_checked_by_the_board_status():
-    """The host compares the CRCs of what it sent and read with the board's: a byte
-    changed either way is caught even where the scores would look plausible."""
-    items = [[k, 2 * k] for k in range(4)]
-    assert Host(FakeBoard(beats=2), WIRE, timeout=0.2).run(items, out_beats=1) == [
-        [3 * k] for k in range(4)]
+def test_the_host_mends_faults_on_the_line():
+    """A frame cut on the way to the board (its beats go again from the first the
+    board lacks), an output frame changed on the way back (its item runs again), a
+    status that gets no reply (asked again), a load word changed (sent again): the
+    results are right and `faults` says what was mended."""
+    items = [[k, 2 * k] for k in range(6)]
+    want = [[3 * k] for k in range(6)]
     board = FakeBoard(beats=2)
-    with pytest.raises(WireError, match=r"run check: the board's CRC of the outputs it sent "
-                                        r"is 0x[0-9a-f]{4}, the host read 0x[0-9a-f]{4}"):
-        # (The first 12 bytes read are the status that opens the run.)
-        Host(ChangedRead(board, at=12 + 4), WIRE, timeout=0.2).run(items, out_beats=1)
-    with pytest.raises(WireError, match=r"run check: the board's CRC of the input beats is "
-                                        r"0x[0-9a-f]{4}, the host sent 0x[0-9a-f]{4}: bytes "
-                                        r"changed on the way to the board"):
-        # (Byte 0 is the 'C' that opens the run, byte 1 the first 'I'.)
-        Host(ChangedByte(FakeBoard(beats=2), at=2), WIRE, timeout=0.2).run(items, out_beats=1)
+    # Written: the load (13 bytes to restart, 2 words of 12, a status of 7), the run's
+    # status (7), then input frames of 9 bytes: byte 82 is inside item 1's second.
+    host = Host(CutWrite(board, at=[82]), WIRE, timeout=0.2)
+    host.load([5, 6])
+    assert host.run(items, out_beats=1) == want
+    assert any("input beats from" in fault for fault in host.faults), host.faults
+
+    board = FakeBoard(beats=2)
+    # Read: three statuses of 28 bytes, then output frames of 10: item 1's is 94..103.
+    host = Host(ChangedRead(board, at=[99]), WIRE, timeout=0.2)
+    host.load([5, 6])
+    assert host.run(items, out_beats=1) == want
+    assert any("again: its output beats were lost" in f for f in host.faults), host.faults
+
+    board = FakeBoard(beats=2, mute=1)
+    host = Host(board, WIRE, timeout=0.2)
+    assert host.load([5, 6]).crc == load_crc([5, 6], WIRE)
+    assert host.faults[0].endswith("no reply within 0.2 s")
+
+    host = Host(ChangedByte(FakeBoard(beats=2), at=20), WIRE, timeout=0.2)
+    assert host.load([5, 6]).words == 2
+    assert any(f.startswith("load words 0..1 again") for f in host.faults), host.faults
 
 
-def test_the_board_status_is_read_by_its_length():
-    with pytest.raises(WireError, match=r"the board's status: 0 of 12 bytes came within 0.2 s"):
-        Host(FakeBoard(beats=1, mute=True), WIRE, timeout=0.2).load([1, 2])
-    with pytest.raises(WireError, match=r"the board's status's loaded byte is 7, not 0 or 1"):
-        decode_status(bytes([0, 0, 2, 0, 0, 7, 0, 0, 0, 0, 0, 0]))
+def test_what_the_host_cannot_mend_is_named():
+    with pytest.raises(WireError, match=r"the board's status: no reply to 4 requests, 0.1 s "
+                                        r"each"):
+        Host(FakeBoard(beats=1, mute=10), WIRE, timeout=0.1).load([1, 2])
+    with pytest.raises(WireError, match=r"loaded after 2 of the 3 load words: it runs a "
+                                        r"bitstream of another plan"):
+        Host(FakeBoard(beats=1), WIRE, timeout=0.1).load([1, 2, 3])
+    host = Host(FakeBoard(beats=1, silent={0, 1}), WIRE, timeout=0.1)
+    host.load([1, 2])
+    with pytest.raises(WireError, match=r"item 0's output: 0 of 1 beats came, 4 times"):
+        host.run([[1], [2]], out_beats=1)
+
+
+class CutWrite:
+    """A link that loses the bytes written at offsets `at` (counting from its first
+    write), as an overrun would."""
+
+    def __init__(self, link, at):
+        self.link, self.at, self.written = link, set(at), 0
+
+    def write(self, data):
+        kept = bytes(b for k, b in enumerate(data) if self.written + k not in self.at)
+        self.written += len(data)
+        self.link.write(kept)
+
+    def __getattr__(self, name):
+        return getattr(self.link, name)
 
 
 class ChangedRead:
-    """A link that flips bit 0 of the byte read at offset `at` (counting from its
+    """A link that flips bit 0 of the bytes read at offsets `at` (counting from its
     first read)."""
 
     def __init__(self, link, at):
-        self.link, self.at, self.read_so_far = link, at, 0
+        self.link, self.at, self.read_so_far = link, set(at), 0
 
     def read(self, n):
         data = bytearray(self.link.read(n))
-        if 0 <= self.at - self.read_so_far < len(data):
-            data[self.at - self.read_so_far] ^= 1
+        for k in range(len(data)):
+            if self.read_so_far + k in self.at:
+                data[k] ^= 1
         self.read_so_far += len(data)
         return bytes(data)
 
@@ -182,16 +214,15 @@ def test_weights_change_on_the_simulated_board(tmp_path):
     wire = WireFormat.of_layers(configs)
     with SimulatedBoard(design, tmp_path) as board:
         link = open_link(board.url, timeout=30)
-        # A bit changed on the line (byte 9: word 1's third) is caught by the board's
-        # CRC; the next load, whole, goes through.
-        with pytest.raises(WireError, match=rf"the board's CRC of the load words is 0x[0-9a-f]"
-                                            rf"{{4}}, the host sent {load_crc(words, wire):#06x}"):
-            Host(ChangedByte(link, at=9), wire, timeout=60).load(words, configs)
-        with Host(link, wire, timeout=60) as host:
+        # A bit changed on the line (byte 20: in word 0's frame) costs that frame: the
+        # board skips the words after it, the host sends them again from word 0.
+        with Host(ChangedByte(link, at=20), wire, timeout=60) as host:
             for graph, want in zip(graphs, wants):
                 status = host.load(load_stream(graph, configs), configs)
                 assert (status.words, status.loaded) == (len(words), 1)
                 assert host.scores(configs, pixels, graph.layers[0].input_encoding) == want
+            assert host.faults[0].startswith("load words 0..")
+            assert len(host.faults) == 1, host.faults
 
 
 class ChangedByte:
@@ -226,10 +257,11 @@ def test_bitfab_run_loads_another_model_into_the_same_build(tmp_path):
     for model in (None, digits_graph(2)):
         result = run_on_board(out, "sim", model, images=6, log=print)
         assert (result["images"], result["mismatches"]) == (6, 0), result
-        # Per image, 8 input beats of 8 pixels in 5 planes (40 bits: a command byte and
-        # 5) and 2 output beats of 5 scores of 5 bits (25 bits: 4 bytes): 56 bytes,
-        # 205.7 images/s at 11,520 bytes/s.
-        assert (result["wire_bytes_per_image"], result["link_images_per_s"]) == (56, 205.7)
+        # Per image, 8 input beats of 8 pixels in 5 planes (40 bits, 5 bytes: a frame of
+        # 10 with command, index and CRC, 12 on the line) and 2 output beats of 5
+        # scores of 5 bits (25 bits, 4 bytes: frames of 11): 118 bytes, 97.6 images/s
+        # at 11,520 bytes/s.
+        assert (result["wire_bytes_per_image"], result["link_images_per_s"]) == (118, 97.6)
         assert result["accuracy"] == result["golden_accuracy"]
     with pytest.raises(BitfabError, match=r"layer \w+: rows is 16 in the model, 8 in the "
                                           r"build's plan; the bitstream cannot take it"):
@@ -262,10 +294,12 @@ def test_bitfab_run_drives_a_cnn_on_the_simulated_board(tmp_path):
     for model in (None, cnn_graph(2, pool=True)):
         result = run_on_board(out, "sim", model, images=3, log=print)
         assert (result["images"], result["mismatches"]) == (3, 0), result
-        # 64 pixels of 5 planes a beat (a command byte and 1), and the head's beats.
+        # 64 pixels of 5 planes a beat (a byte, in frames of 8 on the line), and the
+        # head's beats (frames of 7 and their bytes).
         configs = plan_from_dict(json.loads(artifact(out, "plan.json").read_text()))[0]
         wire = WireFormat.of_layers(configs)
-        assert result["wire_bytes_per_image"] == 64 * 2 + configs[-1].groups * wire.out_bytes
+        assert result["wire_bytes_per_image"] == 64 * 8 + configs[-1].groups * (
+            7 + wire.out_bytes)
     with pytest.raises(BitfabError, match=r"layer conv1: pool is None in the model"):
         run_on_board(out, "sim", cnn_graph(1), images=1)
 

@@ -87,10 +87,13 @@ def simulated_board(out, sessions=1, log=print):
     # A network of more than a few hundred load words runs long enough over the line
     # that an optimised simulator pays for its longer build.
     optimize = sum(c.load_words for c in configs) > OPTIMIZE_ABOVE_WORDS
-    log(f"the simulated board: the build's Verilog under the serial shell, in Verilator"
+    log(f"the simulated board: the build's Verilog under the shell's frames, in Verilator"
         f"{' (-O1)' if optimize else ''}")
-    return SimulatedBoard(shell_verilog(NetworkInstance(configs), text),
-                          Path(out) / "board_sim", sessions=sessions, optimize=optimize)
+    # The shell's byte streams driven directly: the frames a board's UART carries,
+    # without simulating each bit of them.
+    return SimulatedBoard(shell_verilog(NetworkInstance(configs), text, uart=False),
+                          Path(out) / "board_sim", sessions=sessions, optimize=optimize,
+                          uart=False)
 
 
 def _link_bound(configs):

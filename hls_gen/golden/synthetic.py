@@ -15,7 +15,7 @@ from bitfab.hls_gen.golden.fixedpoint import LayerWidths, signed_bits, unsigned_
 from bitfab.hls_gen.golden.ir import PopcountLayer, Thresholds, XnorLayer
 from bitfab.hls_gen.golden.kernels import Geometry
 
-__all__ = ["random_layer", "bitplane_layer", "as_conv", "median_thresholds"]
+__all__ = ["random_layer", "bitplane_layer", "as_conv", "median_thresholds", "digits_graph"]
 
 
 def random_layer(gen, kind, rows, cols, m=1, n=1, n_out=0, coef_bits=8, scale_bits=0):
@@ -101,3 +101,23 @@ def median_thresholds(graph, layer, pixels, levels):
     q = torch.tensor([(j + 1) / (levels + 1) for j in range(levels)], dtype=torch.float64)
     values = torch.quantile(acc, q, dim=1).T.round().long()
     layer.output = Thresholds(values, torch.zeros(len(values), dtype=torch.bool))
+
+
+def digits_graph(seed, hidden=8):
+    """A small random network for the digits (64 pixels in 5 bit planes -> `hidden` ->
+    10 scores). The weights are random; each hidden threshold is the median of its
+    accumulator over the training digits, so the hidden codes, and the scores, depend
+    on the image. (With `random_layer`'s thresholds, drawn from the accumulator's
+    whole range, seed 5 gave every digit the same codes and scores: a netlist with
+    a broken first layer passed its bench.)"""
+    from bitfab.hls_gen.datasets import load_digits_split
+    from bitfab.hls_gen.golden.ir import Graph
+    gen = torch.Generator().manual_seed(seed)
+    first = random_layer(gen, "pa", hidden, 64, m=2, n=5, n_out=1, coef_bits=6)
+    first.input_encoding, first.input_planes = "bitplanes", 5
+    graph = Graph(5, 1.0, [first, random_layer(gen, "xnor", 10, hidden)])
+    acc = graph.run(load_digits_split().x_train.long().flatten(1))[1][first.name]["acc"]
+    descending = first.output.descending
+    median = torch.where(descending, -acc, acc).median(dim=0).values
+    first.output = Thresholds(median.unsqueeze(1), descending)
+    return graph
