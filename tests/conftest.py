@@ -13,3 +13,19 @@ def pytest_collection_modifyitems(session, config, items):
         return FIRST.index(name) if name in FIRST else len(FIRST)
 
     items.sort(key=rank)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With BITFAB_COVERAGE set (`bitfab.sim.coverage`), the merged coverage report of
+    every bench this run built, written by the controller once the workers are done."""
+    from bitfab.sim import coverage
+    runs = coverage.folder()
+    if runs is None or hasattr(session.config, "workerinput") or not runs.exists():
+        return
+    result = coverage.write_report(runs)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"coverage: {result['runs']} runs, line blocks {result['lines_covered']} of "
+            f"{result['lines']} ({100 * (result['line_coverage'] or 0):.1f}%); "
+            f"{runs / 'coverage.txt'}")
