@@ -1,9 +1,10 @@
 """Properties over random small models (hypothesis): whatever freezes, its golden JSON
-reads back to the same model, and its load words carry every stored value exactly
-(nothing cut to a width)."""
+reads back to the same model, its load words carry every stored value exactly
+(nothing cut to a width), and its generated network simulates to 0 mismatches."""
 
 import json
 
+import pytest
 import torch
 from amaranth.lib import data
 from hypothesis import HealthCheck, given, settings
@@ -99,8 +100,6 @@ def test_load_words_carry_every_stored_value_exactly(drawn):
 def test_a_value_beyond_its_field_is_refused_not_cut():
     """Amaranth's layout constants cut a value to its field (100 in signed(4) reads back
     as 4); packing refuses it instead, naming the store, the row and the field."""
-    import pytest
-
     from bitfab.rtl.mvau import MVAUConfig
     config = MVAUConfig(rows=2, cols=4, m=2, n_in=1, coef_bits=4, n_out=2, threshold_bits=4)
     rows = {"coefficients": [[1, 2]], "weights": [0] * config.weight_rows,
@@ -112,3 +111,25 @@ def test_a_value_beyond_its_field_is_refused_not_cut():
     rows["coefficients"] = [[-9, 1]]
     with pytest.raises(ValueError, match=r"coefficients\[0\]: -9 does not fit signed\(4\)"):
         config.pack(rows)
+
+
+@pytest.mark.sim
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(models(), st.integers(0, 2 ** 16))
+def test_whatever_freezes_simulates_to_0_mismatches(tmp_path, drawn, seed):
+    """The whole chain on a random model: frozen, mapped, folded by default, packed,
+    generated and run in Verilator (random stalls and backpressure), every layer's
+    every output equal to the golden model's. (Few examples: each is a simulator
+    build.)"""
+    from bitfab.rtl.network import Network
+    from bitfab.sim.cases import network_case, run_case
+    model, inputs, bits = drawn
+    graph = freeze(model)
+    configs = fold(map_to_hw(graph))
+    pixels = torch.randint(0, 1 << bits, (6, inputs),
+                           generator=torch.Generator().manual_seed(seed))
+    case = network_case(graph, configs, pixels)
+    result = run_case(Network(configs), "network", case, tmp_path / f"sim_{seed}", seed,
+                      idle=0.3, backpressure=0.3, key=[repr(c) for c in configs])
+    assert result["mismatches"] == 0, result
