@@ -64,6 +64,9 @@ def _folding(text):
             raise argparse.ArgumentTypeError(
                 f"folding must look like 2x64,2x64x5,1x64 (PE x SIMD per layer, and the "
                 f"merge multipliers per PE of a PA layer), not {text!r}")
+        if min(values) < 0:
+            raise argparse.ArgumentTypeError(
+                f"folding {item!r}: PE, SIMD and multipliers cannot be negative")
         folding.append(dict(zip(("pe", "simd", "multipliers"), values)))
     return folding
 
@@ -249,7 +252,15 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    # argparse takes "-1x9" after --fold for an option of its own ("expected one
+    # argument"); joined to the option, the folding's own check names the problem.
+    joined = []
+    for arg in sys.argv[1:] if argv is None else argv:
+        if joined and joined[-1] == "--fold" and arg.startswith("-"):
+            joined[-1] = f"--fold={arg}"
+        else:
+            joined.append(arg)
+    args = parser().parse_args(joined)
     from bitfab.sw_driver.protocol import WireError
     try:
         args.run(args)

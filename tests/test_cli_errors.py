@@ -53,6 +53,8 @@ CASES = {
     "folding_zero": (json.dumps, ["--fold", "0x9,1x36,1x96"],
                      "layer conv1: pe=0 does not divide its 4 output rows"),
     "folding_garbage": (json.dumps, ["--fold", "abc"], "folding must look like"),
+    "folding_negative": (json.dumps, ["--fold", "-1x9,1x36,1x96"],
+                         "folding '-1x9': PE, SIMD and multipliers cannot be negative"),
     "folding_too_few": (json.dumps, ["--fold", "1x9"], "folding gives 1 layers, the network "
                         "has 3"),
     "clock_zero": (json.dumps, ["--clock-mhz", "0"], "clock must be a positive number"),
