@@ -253,6 +253,9 @@ class _Run:
             if None not in beats:
                 results[self.slots[oldest]] = beats
                 self.read += beats
+                first = self.start.outputs + oldest * self.out_beats
+                for b in range(self.out_beats):     # sequence numbers wrap: free them
+                    del host.outputs[(first + b) % SEQUENCE_MODULO]
                 self.flight.pop(0)
                 tries = 0
                 self._open()
