@@ -11,6 +11,8 @@ suite, run so, writes the report at its end (``tests/conftest.py``)::
 Verilog: an ``if`` branch, a ``case`` item, a statement block), `report` gives
 each Verilog module's covered blocks with the uncovered ones listed, and
 `write_report` writes ``coverage.json`` and ``coverage.txt`` beside the runs.
+The FPGA cells' simulation models in netlist simulations (`is_cell`) are counted
+apart: they are libraries, most of whose modes a design never uses.
 Toggle coverage (``--coverage-toggle``) made the benches 2.5 times slower
 (line coverage 1.6 times) and is left out.
 
@@ -27,9 +29,12 @@ from collections import defaultdict
 from pathlib import Path
 
 __all__ = ["ENV", "build_args", "keep", "read_points", "merge", "report", "write_report",
-           "summary"]
+           "summary", "is_cell"]
 
 ENV = "BITFAB_COVERAGE"
+# ECP5 cells of the netlist simulations (`bitfab.sim.netlist`); iCE40 cells are SB_*.
+CELLS = {"LUT1", "LUT2", "LUT3", "LUT4", "PFUMX", "L6MUX21", "CCU2C", "TRELLIS_FF",
+         "TRELLIS_DPR16X4", "MULT18X18D", "DP16KD"}
 DUMMY_TRIGGER = "verilog_backend.cc"
 
 
@@ -103,15 +108,27 @@ def report(points):
         entry["lines_covered"] += count > 0
         if not count:
             entry["uncovered"].add((build, line, code))
-    totals = {name: sum(m[name] for m in modules.values())
+    totals = {name: sum(m[name] for module, m in modules.items() if not is_cell(module))
               for name in ("lines", "lines_covered")}
+    cells = {f"cell_{name}": sum(m[name] for module, m in modules.items() if is_cell(module))
+             for name in ("lines", "lines_covered")}
     return {
         "line_coverage": _ratio(totals["lines_covered"], totals["lines"]), **totals,
+        "cell_line_coverage": _ratio(cells["cell_lines_covered"], cells["cell_lines"]),
+        **cells,
         "modules": {name: {"lines": m["lines"], "lines_covered": m["lines_covered"],
                            "line_coverage": _ratio(m["lines_covered"], m["lines"]),
                            "uncovered": [f"{b}:{line}: {code}"
                                          for b, line, code in sorted(m["uncovered"])]}
                     for name, m in sorted(modules.items())}}
+
+
+def is_cell(module):
+    """Whether `module` is an FPGA cell's simulation model (yosys's, or bitfab's
+    MULT18X18D and DP16KD) in a netlist simulation, not generated RTL: Verilator
+    names each parameter set of a cell ``NAME__...``."""
+    base = module.split("__")[0]
+    return base in CELLS or base.startswith("SB_")
 
 
 def _ratio(part, whole):
@@ -130,8 +147,11 @@ def write_report(runs_folder):
     paths = sorted(p for p in runs_folder.glob("*.json") if p.name != "coverage.json")
     result = {"runs": len(paths), **report(merge(paths))}
     (runs_folder / "coverage.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"{len(paths)} runs: line blocks {result['lines_covered']}/{result['lines']} "
-             f"({_percent(result['line_coverage'])})", ""]
+    lines = [f"{len(paths)} runs: line blocks of the generated RTL "
+             f"{result['lines_covered']}/{result['lines']} "
+             f"({_percent(result['line_coverage'])}); of the FPGA cells' models in netlist "
+             f"simulations {result['cell_lines_covered']}/{result['cell_lines']} "
+             f"({_percent(result['cell_line_coverage'])})", ""]
     for name, module in result["modules"].items():
         lines.append(f"{name}: line blocks {module['lines_covered']}/{module['lines']} "
                      f"({_percent(module['line_coverage'])})")
@@ -160,11 +180,12 @@ def summary(result):
     """`report`'s figures without the per-module lists: one JSON object, the last line
     of ``python -m bitfab.sim.coverage`` (``docs/render_results.py`` records it)."""
     modules = {name: m["line_coverage"] for name, m in result["modules"].items()
-               if m["line_coverage"] is not None}
+               if m["line_coverage"] is not None and not is_cell(name)}
     lowest = min(modules, key=modules.get) if modules else None
     return {"runs": result["runs"], "line_blocks": result["lines"],
             "line_blocks_covered": result["lines_covered"],
-            "line_coverage": result["line_coverage"], "modules": len(modules),
+            "line_coverage": result["line_coverage"],
+            "cell_line_coverage": result["cell_line_coverage"], "modules": len(modules),
             "modules_below_90": sum(v < 0.9 for v in modules.values()),
             "lowest_module": lowest, "lowest_module_coverage": modules.get(lowest)}
 

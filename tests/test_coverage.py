@@ -34,7 +34,8 @@ def test_a_bench_built_with_coverage_reports_its_blocks(tmp_path, monkeypatch):
     twice = coverage.write_report(runs)
     assert (twice["runs"], twice["lines"], twice["lines_covered"]) == (
         2, result["lines"], result["lines_covered"])
-    assert (runs / "coverage.txt").read_text().startswith("2 runs: line blocks")
+    assert (runs / "coverage.txt").read_text().startswith("2 runs: line blocks of the "
+                                                          "generated RTL")
 
 
 def test_uncovered_blocks_are_listed_with_their_verilog(tmp_path, monkeypatch):
