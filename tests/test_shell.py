@@ -220,3 +220,20 @@ def test_every_status_is_what_the_model_predicts(seed):
         status = {name: getattr(reply.value, name) for name in predicted}
         assert status == predicted, f"status {k} (tag {reply.number}), seed {seed}"
     assert [r.value for r in got if r.kind == "output"][-len(want):] == want
+
+
+def test_a_cut_word_and_a_burst_of_status_requests():
+    """Two of issue 32's findings, on the byte streams: a load word cut short left the
+    shell inside its frame, and the status request after it was swallowed as the
+    word's bytes; a burst of status requests came back merged. Now the request
+    (behind the byte 0 the host puts before each) is answered, and each of a burst
+    gets a reply of its own, tagged, in order."""
+    config, words, _, _ = one_layer()
+    shell = FrameShell([config])
+    wire = WireFormat.of_layers([config])
+    cut = load_frames(words[:1], wire)[:6]
+    message = restart_frame() + cut + b"\0" + check_frame(1) + check_frame(2) + check_frame(3)
+    got = replies(byte_line(shell, message, seed=3, idle=600), wire)
+    assert [(r.kind, r.number) for r in got] == [("status", 1), ("status", 2), ("status", 3)]
+    assert [r.value.dropped for r in got] == [1, 0, 0]
+    assert got[0].value.words == 0
