@@ -57,6 +57,8 @@ CASES = {
                          "folding '-1x9': PE, SIMD and multipliers cannot be negative"),
     "folding_too_few": (json.dumps, ["--fold", "1x9"], "folding gives 1 layers, the network "
                         "has 3"),
+    "board_unknown": (json.dumps, ["--board", "de10-nano"],
+                      r"argument --board: invalid choice: 'de10-nano' \(choose from"),
     "clock_zero": (json.dumps, ["--clock-mhz", "0"], "clock must be a positive number"),
     "clock_beyond_pll": (json.dumps, ["--clock-mhz", "5000"], "the ulx3s-85f PLL makes"),
     "out_unwritable": (json.dumps, ["--out", "/proc/no/such/dir"], "No such file or "
