@@ -117,7 +117,10 @@ async def serve(dut):
         # Replies go out at once: Nagle's algorithm would hold a reply back until the
         # host acknowledged the one before (up to 40 ms of its delayed ACK).
         host["conn"].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        received = await (_receive_bytes(dut, host) if BYTES else _receive(dut, host, bit_ns))
+        if BYTES:
+            received = await _receive(dut, host, LOOK_EVERY_BITS * PERIOD_NS, _onto_stream(dut))
+        else:
+            received = await _receive(dut, host, LOOK_EVERY_BITS * bit_ns, _onto_pin(dut, bit_ns))
         host["conn"].close()
         host["conn"] = None
         served += 1
@@ -125,35 +128,35 @@ async def serve(dut):
     server.close()
 
 
-async def _receive(dut, host, bit_ns):
-    """Bytes from the host's connection onto the rx pin until the host closes; returns
-    how many."""
+async def _receive(dut, host, look_ns, drive):
+    """Bytes from the host's connection, each chunk through `drive`, until the host
+    closes; returns how many."""
     conn, received = host["conn"], 0
     while True:
         if not _readable(conn, host):
-            await Timer(LOOK_EVERY_BITS * bit_ns, unit="ns")
+            await Timer(look_ns, unit="ns")
             continue
         chunk = conn.recv(65536)
         if not chunk:
             return received
-        for byte in chunk:
-            for level in [0, *((byte >> k) & 1 for k in range(8)), 1]:
-                dut.rx.value = level
-                await Timer(bit_ns, unit="ns")
+        await drive(chunk)
         received += len(chunk)
         host["active_ns"] = get_sim_time("ns")
 
 
-async def _receive_bytes(dut, host):
-    """`_receive` onto the shell's rx stream: a byte a cycle while it is ready."""
-    conn, received = host["conn"], 0
-    while True:
-        if not _readable(conn, host):
-            await Timer(LOOK_EVERY_BITS * PERIOD_NS, unit="ns")
-            continue
-        chunk = conn.recv(65536)
-        if not chunk:
-            return received
+def _onto_pin(dut, bit_ns):
+    """Bytes onto the rx pin at the shell's baud (8N1, low bit first)."""
+    async def drive(chunk):
+        for byte in chunk:
+            for level in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+                dut.rx.value = level
+                await Timer(bit_ns, unit="ns")
+    return drive
+
+
+def _onto_stream(dut):
+    """Bytes onto the shell's rx stream: a byte a cycle while it is ready."""
+    async def drive(chunk):
         # A Timer may end in the time step of a falling edge but before it: wait for
         # that edge (or the next), so that one rising edge lies between two looks.
         await FallingEdge(dut.clk)
@@ -166,8 +169,7 @@ async def _receive_bytes(dut, host):
                 if ready:
                     break
         dut.rx__valid.value = 0
-        received += len(chunk)
-        host["active_ns"] = get_sim_time("ns")
+    return drive
 
 
 def _send(host, data):
