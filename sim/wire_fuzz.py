@@ -129,11 +129,11 @@ def fuzz(host, model, words, count, seed, log=None):
         if kind == "status_burst":
             tags = [(host.tag + 1 + k) % 256 for k in range(rng.randrange(2, 9))]
             sent = b"".join(check_frame(tag) for tag in tags)
-            host._write(b"\0" + sent)
+            host.send_raw(b"\0" + sent)
             statuses = _burst(host, tags, index)
         else:
             sent = _sequence(kind, rng, host, model, words)
-            host._write(sent)
+            host.send_raw(sent)
             statuses = [host.status()]
         predicted = model.statuses[-len(statuses):]
         for status, fields in zip(statuses, predicted):
@@ -153,7 +153,7 @@ def _burst(host, tags, index):
     got = []
     deadline = time.monotonic() + host.timeout
     while len(got) < len(tags):
-        reply = host._reply(deadline)
+        reply = host.next_reply(deadline)
         if reply is None:
             raise FuzzMismatch(f"sequence {index} (status_burst): {len(got)} of "
                                f"{len(tags)} statuses came within {host.timeout} s")

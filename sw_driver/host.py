@@ -76,14 +76,15 @@ class Host:
     def close(self):
         self.link.close()
 
-    def _write(self, data):
+    def send_raw(self, data):
+        """Bytes as they are onto the link (frames, or anything: the fuzzer's)."""
         self.link.write(data)
         if hasattr(self.link, "flush"):
             self.link.flush()
 
-    def _reply(self, deadline):
-        """The next reply from the board, or None at `deadline`. Frames that are cut
-        or fail their CRC are counted and skipped; output beats are kept in
+    def next_reply(self, deadline):
+        """The next reply (`Reply`) from the board, or None at `deadline`. Frames that
+        are cut or fail their CRC are counted and skipped; output beats are kept in
         `outputs`."""
         while True:
             end = self.received.find(0)
@@ -110,9 +111,9 @@ class Host:
         for attempt in range(self.retries + 1):
             self.tag = (self.tag + 1) % 256
             # A byte 0 first ends whatever frame the board may be inside.
-            self._write(b"\0" + check_frame(self.tag))
+            self.send_raw(b"\0" + check_frame(self.tag))
             deadline = time.monotonic() + self.timeout
-            while (reply := self._reply(deadline)) is not None:
+            while (reply := self.next_reply(deadline)) is not None:
                 if reply.kind == "status" and reply.number == self.tag:
                     return reply.value
             self.faults.append(f"status {self.tag}: no reply within {self.timeout} s")
@@ -129,7 +130,7 @@ class Host:
             check_load_words(words, layers)
         load_frames(words, self.wire)         # every word checked before any is sent
         for attempt in range(self.retries + 1):
-            self._write(b"\0" + restart_frame())
+            self.send_raw(b"\0" + restart_frame())
             status = self.status()
             if status.words == 0 and status.crc == CRC_INIT:
                 break
@@ -140,7 +141,7 @@ class Host:
         at, tries = 0, 0
         while at < len(words):
             end = min(at + self.chunk, len(words))
-            self._write(load_frames(words[at:end], self.wire, start=at))
+            self.send_raw(load_frames(words[at:end], self.wire, start=at))
             status = self.status()
             if status.words == end or status.loaded:
                 at = end if status.words == end else len(words)
@@ -232,7 +233,7 @@ class _Run:
             slot = len(self.slots)
             self.slots.append(self.queue.pop(0))
             self.flight.append(slot)
-            host._write(input_frames(self.items[self.slots[slot]], host.wire,
+            host.send_raw(input_frames(self.items[self.slots[slot]], host.wire,
                                      start=self.start.inputs + slot * self.per_item))
 
     def _beats(self, slot):
@@ -247,7 +248,7 @@ class _Run:
         while self.flight:
             oldest = self.flight[0]
             deadline = time.monotonic() + host.timeout
-            while None in self._beats(oldest) and host._reply(deadline) is not None:
+            while None in self._beats(oldest) and host.next_reply(deadline) is not None:
                 pass
             beats = self._beats(oldest)
             if None not in beats:
@@ -282,10 +283,10 @@ class _Run:
         if lacking:
             slot, beat = divmod(taken, self.per_item)
             host.faults.append(f"input beats from {taken} again ({status.faults})")
-            host._write(input_frames(self.items[self.slots[slot]][beat:], host.wire,
+            host.send_raw(input_frames(self.items[self.slots[slot]][beat:], host.wire,
                                      start=self.start.inputs + taken))
             for later in (s for s in self.flight if s > slot):
-                host._write(input_frames(self.items[self.slots[later]], host.wire,
+                host.send_raw(input_frames(self.items[self.slots[later]], host.wire,
                                          start=self.start.inputs + later * self.per_item))
             return
         answered = (status.outputs - self.start.outputs) % SEQUENCE_MODULO

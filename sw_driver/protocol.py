@@ -18,7 +18,7 @@ from bitfab.rtl.shell import (CHECK, CRC_INIT, INPUT, INPUT_INDEX_BYTES, LOAD,
                               LOAD_INDEX_BYTES, OUTPUT, REPLY, RESTART, SEQUENCE_BYTES,
                               STATUS, STATUS_BYTES, frame_sizes)
 
-__all__ = ["WireError", "WireFormat", "BoardStatus", "frame", "unframe", "Reply",
+__all__ = ["WireError", "WireFormat", "BoardStatus", "frame", "unframe", "Reply", "parse_reply",
            "restart_frame", "check_frame", "load_frames", "input_frames", "crc", "load_crc",
            "input_crc", "ShellModel", "STATUS_BYTES"]
 
