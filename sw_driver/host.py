@@ -228,13 +228,16 @@ class _Run:
         self.flight = []                # slots sent, outputs not all back
 
     def _open(self):
-        host = self.host
-        while len(self.flight) < host.window and self.queue:
+        while len(self.flight) < self.host.window and self.queue:
             slot = len(self.slots)
             self.slots.append(self.queue.pop(0))
             self.flight.append(slot)
-            host.send_raw(input_frames(self.items[self.slots[slot]], host.wire,
-                                     start=self.start.inputs + slot * self.per_item))
+            self._send(slot)
+
+    def _send(self, slot, first=0):
+        """Slot `slot`'s input beats from its `first` on, with their indices."""
+        self.host.send_raw(input_frames(self.items[self.slots[slot]][first:], self.host.wire,
+                                        start=self.start.inputs + slot * self.per_item + first))
 
     def _beats(self, slot):
         first = self.start.outputs + slot * self.out_beats
@@ -283,11 +286,9 @@ class _Run:
         if lacking:
             slot, beat = divmod(taken, self.per_item)
             host.faults.append(f"input beats from {taken} again ({status.faults})")
-            host.send_raw(input_frames(self.items[self.slots[slot]][beat:], host.wire,
-                                     start=self.start.inputs + taken))
+            self._send(slot, beat)
             for later in (s for s in self.flight if s > slot):
-                host.send_raw(input_frames(self.items[self.slots[later]], host.wire,
-                                         start=self.start.inputs + later * self.per_item))
+                self._send(later)
             return
         answered = (status.outputs - self.start.outputs) % SEQUENCE_MODULO
         if answered >= (oldest + 1) * self.out_beats:
