@@ -10,7 +10,7 @@ hangs over the image's edge: the order of
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -114,9 +114,17 @@ class WindowConfig:
         return self.height - (self.out_height - 1) * self.stride
 
     @property
+    def address_bits(self):
+        """The line buffer's address fields, low to high: fold, column, row slot. Each
+        field's width is its own, so an address is the three counters side by side
+        (no multiplier or adder between them and the memory)."""
+        return (self.folds - 1).bit_length(), (self.width - 1).bit_length()
+
+    @property
     def depth(self):
-        """Entries (beats) of the line buffer."""
-        return self.buffer_rows * self.width * self.folds
+        """Entries (beats) of the line buffer: `buffer_rows` rows of the width and the
+        folds each rounded up to a power of two (`address_bits`)."""
+        return self.buffer_rows << sum(self.address_bits)
 
     @property
     def in_beats(self):
@@ -158,7 +166,8 @@ class SlidingWindow(wiring.Component):
         pixel's `WindowConfig.folds` beats.
 
     Latency: a window beat leaves four cycles after the input beat that
-    completes its image row (padding beats need no input). Throughput: one
+    completes its image row (padding beats need no input; the first one after
+    reset, four cycles after it). Throughput: one
     output beat per cycle once an image's first window rows are in; each
     image then needs about ``kernel ** 2 / stride ** 2`` output beats per input
     beat, so a continuous input never limits it, and the next image's first window
@@ -190,10 +199,10 @@ class SlidingWindow(wiring.Component):
         wf = Signal(range(folds))
         wslot = Signal(range(rows))
 
-        # The reader: output position (oy, ox), kernel position (ky, kx), fold rf. top and
-        # left are the window's first input row and column (oy * s - p, ox * s - p);
-        # base_slot the buffer slot of row top. ahead: rows written beyond row top,
-        # counting on into the next image (-stride .. rows).
+        # The position: output (oy, ox), kernel position (ky, kx), fold rf. top and left
+        # are the window's first input row and column (oy * s - p, ox * s - p); base_slot
+        # the buffer slot of row top. ahead: rows written beyond the top row of the
+        # window being read, counting on into the next image (-stride .. rows).
         span = 2 * (c.height + c.width + k + 2)
         top = Signal(signed(span.bit_length() + 1), init=-p)
         left = Signal(signed(span.bit_length() + 1), init=-p)
@@ -209,8 +218,7 @@ class SlidingWindow(wiring.Component):
         m.d.comb += self.i.ready.eq(ahead < rows)
         row_written = Signal()
         with m.If(self.i.valid & self.i.ready):
-            m.d.comb += [write.en.eq(1),
-                         write.addr.eq(wslot * row_beats + wx * folds + wf),
+            m.d.comb += [write.en.eq(1), write.addr.eq(Cat(wf, wx, wslot)),
                          write.data.eq(self.i.payload)]
             m.d.sync += wf.eq(wf + 1)
             with m.If(wf == folds - 1):
@@ -226,17 +234,32 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [iy.eq(top + ky), ix.eq(left + kx), slot.eq(base_slot + ky),
                      inside.eq((iy >= 0) & (iy < c.height) & (ix >= 0) & (ix < c.width))]
         row_slot = Mux(slot >= rows, slot - rows, slot)
-        column = ix.as_unsigned()[:max(1, (c.width - 1).bit_length())]
+        column = ix.as_unsigned()[:c.address_bits[1]]
+
+        # The next beat, staged in registers (its buffer address, whether it is padding,
+        # its kernel row, and how far the window's top moves once it is read), so that
+        # the read's address and its go-ahead come straight from flip-flops. The
+        # position moves on as the staged beat is taken.
+        staged = Signal()
+        staged_addr = Signal.like(read.addr)
+        staged_pad = Signal()
+        staged_ky = Signal.like(ky)
+        moved = Signal(range(max(s, c.image_jump) + 1))      # at the position
+        staged_moved = Signal.like(moved)
 
         # Issue a read while the output FIFO has room for it and the beat in flight.
         in_flight = Signal()
         pad = Signal()
         room = fifo.w_level + in_flight < OUTPUT_FIFO_DEPTH
         issue = Signal()
-        m.d.comb += issue.eq(room & (~inside | (ky < ahead)))
-        m.d.comb += [read.en.eq(issue),
-                     read.addr.eq(row_slot * row_beats + column * folds + rf)]
-        m.d.sync += [in_flight.eq(issue), pad.eq(~inside)]
+        advance = Signal()
+        m.d.comb += [issue.eq(staged & room & (staged_pad | (staged_ky < ahead))),
+                     advance.eq(~staged | issue)]
+        m.d.comb += [read.en.eq(issue), read.addr.eq(staged_addr)]
+        m.d.sync += [in_flight.eq(issue), pad.eq(staged_pad)]
+        with m.If(advance):
+            m.d.sync += [staged.eq(1), staged_addr.eq(Cat(rf, column, row_slot)),
+                         staged_pad.eq(~inside), staged_ky.eq(ky), staged_moved.eq(moved)]
 
         pad_beat = Const(sum(c.pad_code << (j * c.element_bits) for j in range(c.simd)), width)
         m.d.comb += [fifo.w_en.eq(in_flight), fifo.w_data.eq(Mux(pad, pad_beat, read.data)),
@@ -245,9 +268,8 @@ class SlidingWindow(wiring.Component):
 
         # The window's top moves down `stride` rows after each output row, and after the
         # last one to the next image's first (`WindowConfig.image_jump` rows on).
-        moved = Signal(range(max(s, c.image_jump) + 1))
         jump_slot = c.image_jump % rows
-        with m.If(issue):
+        with m.If(advance):
             m.d.sync += rf.eq(rf + 1)
             with m.If(rf == folds - 1):
                 m.d.sync += [rf.eq(0), kx.eq(kx + 1)]
@@ -269,5 +291,5 @@ class SlidingWindow(wiring.Component):
                                              base_slot.eq(Mux(base_slot + s >= rows,
                                                               base_slot + s - rows,
                                                               base_slot + s))]
-        m.d.sync += ahead.eq(ahead + row_written - moved)
+        m.d.sync += ahead.eq(ahead + row_written - Mux(issue, staged_moved, 0))
         return m

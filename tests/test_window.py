@@ -143,8 +143,9 @@ def _stream(config, images):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_an_image_streams_one_window_beat_per_cycle(stride):
-    """Padding beats go out at once, a beat that needs an image row follows the beat
-    completing that row four cycles later, and once the first window's rows are in,
+    """Padding beats go out at once (the first four cycles after reset: one to stage
+    it, one to read, two through the output FIFO), a beat that needs an image row
+    follows the beat completing that row four cycles later, and once the first window's rows are in,
     the rest of the image streams one beat per cycle with no gap."""
     config = WindowConfig(channels=2, simd=1, kernel=3, height=6, width=5, stride=stride,
                           padding=1, element_bits=2)
@@ -153,7 +154,7 @@ def test_an_image_streams_one_window_beat_per_cycle(stride):
     # The first window's first pixel row (ky = 1, image row 0) and its last (image row 1)
     # are complete at input beats 10 and 20 (5 pixels of 2 folds a row).
     row0, row1 = in_cycles[5 * 2 - 1], in_cycles[2 * 5 * 2 - 1]
-    assert out_cycles[0] == 3 and gaps == [(gaps[0][0], row0 + 4), (gaps[1][0], row1 + 4)]
+    assert out_cycles[0] == 4 and gaps == [(gaps[0][0], row0 + 4), (gaps[1][0], row1 + 4)]
 
 
 @pytest.mark.parametrize("kernel,stride,padding,height", [
