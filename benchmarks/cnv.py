@@ -81,7 +81,7 @@ def pa_version(log):
         figures["fitting_estimate"] = fit["total"]
         figures["fitting_cycles_per_frame"] = image_cycles(narrowed)
     # Table 3.8: at equal folding, every merge one multiplier per phi_k.
-    equal = fold(configs, [{**f, "multipliers": c.m * c.n_in}
+    equal = fold(configs, [{**f, "multipliers": c.terms}
                            for f, c in zip(finn_folding(), configs)], names)
     figures["latency_at_finn_folding"] = latencies(equal)
     return figures

@@ -116,6 +116,12 @@ class MVAUConfig:
         one per phi_k, merging every fold. Fewer time-share them once per row
         (`PAProcessingElement`): a row then takes ``max(folds, merge_steps)`` cycles,
         and the unit spaces its rows so that no PE ever stalls.
+    plane_sum : bool
+        The input's ``n_in`` planes are the bits of unsigned elements (a first layer's
+        pixels) and each phi_(i, j) is phi_(i, 0) * 2^j (``front="and"``): each PE then
+        sums its elements' values per weight base (`PAProcessingElement`), ``m``
+        lanes instead of ``m * n_in``, and `multipliers` counts up to ``m``. Whoever
+        packs the coefficients holds them to that form (`plane_sum_coefficients`).
     fifo : int or None
         The output FIFO's depth (at least 2); None for `scheduled_fifo_depth`, the
         depth the unit's schedule needs. A smaller one makes issue wait for room.
@@ -148,6 +154,7 @@ class MVAUConfig:
     pool: WindowConfig | None = None
     fifo: int | None = None
     input_buffer: str = "auto"
+    plane_sum: bool = False
 
     def __post_init__(self):
         for name in ("window", "pool"):
@@ -184,16 +191,19 @@ class MVAUConfig:
             raise ValueError(f"MVAU output must be 'codes' or 'scores', not {self.output!r}")
         if self.pool is not None:
             self._check_pool()
-        terms = self.m * self.n_in
+        if self.plane_sum not in (False, True) or (self.plane_sum and self.front != "and"):
+            raise ValueError(f"MVAU plane_sum must be True (front 'and' only) or False, not "
+                             f"{self.plane_sum!r} with front {self.front!r}")
+        terms = self.terms
         if self.multipliers is None:
             object.__setattr__(self, "multipliers", terms)
         value = self.multipliers
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= terms:
-            raise ValueError(f"MVAU multipliers must be an integer in 1..{terms} (m * n_in "
-                             f"phi_k per PE), not {value!r}")
+            raise ValueError(f"MVAU multipliers must be an integer in 1..{terms} (lanes per "
+                             f"PE), not {value!r}")
         if value < terms and not self.shared_merge_fits:
             raise ValueError(f"MVAU multipliers={value} time-shares the merge, whose row "
-                             f"sums up to cols={self.cols} do not fit a "
+                             f"sums up to {self.row_sum_bound} do not fit a "
                              f"{dsp.OPERAND_BITS}-bit DSP operand beside {self.coef_bits}-bit "
                              f"phi_k; use multipliers={terms}")
 
@@ -244,14 +254,25 @@ class MVAUConfig:
         return (self.rows, source.out_height, source.out_width)
 
     @property
+    def terms(self):
+        """Lanes each PE merges: ``m * n_in`` phi_k, or ``m`` with `plane_sum`."""
+        return self.m if self.plane_sum else self.m * self.n_in
+
+    @property
+    def row_sum_bound(self):
+        """A lane's largest row sum: `cols` counted bits, or `cols` elements of
+        ``n_in`` bits with `plane_sum`."""
+        return self.cols * ((1 << self.n_in) - 1) if self.plane_sum else self.cols
+
+    @property
     def shared_merge_fits(self):
-        """A time-shared merge's operands fit a DSP: phi_k and a row sum up to `cols`."""
-        return dsp.fits_dsp(signed(self.coef_bits), unsigned(self.cols.bit_length()))
+        """A time-shared merge's operands fit a DSP: phi_k and a lane's row sum."""
+        return dsp.fits_dsp(signed(self.coef_bits), unsigned(self.row_sum_bound.bit_length()))
 
     @property
     def merge_steps(self):
-        """Cycles each PE's merge takes per row: ``ceil(m * n_in / multipliers)``."""
-        return -(-self.m * self.n_in // self.multipliers)
+        """Cycles each PE's merge takes per row: ``ceil(terms / multipliers)``."""
+        return -(-self.terms // self.multipliers)
 
     @property
     def row_cycles(self):
@@ -293,7 +314,7 @@ class MVAUConfig:
         return PAProcessingElement(m=self.m, n=self.n_in, simd=self.simd, front=self._front,
                                    coef_bits=self.coef_bits, acc_bits=self.acc_bits,
                                    multipliers=self.multipliers, cols=self.cols,
-                                   spaced_rows=True)
+                                   plane_sum=self.plane_sum, spaced_rows=True)
 
     @property
     def _front(self):
@@ -351,7 +372,8 @@ class MVAUConfig:
     @property
     def _pe_latency(self):
         return PAProcessingElement.latency_of(m=self.m, n=self.n_in, simd=self.simd,
-                                              front=self._front, multipliers=self.multipliers)
+                                              front=self._front, multipliers=self.multipliers,
+                                              plane_sum=self.plane_sum)
 
     @property
     def in_layout(self):

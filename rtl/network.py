@@ -1,6 +1,7 @@
 """A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetInserter, ResetSignal, unsigned
+from amaranth.hdl import (Cat, ClockSignal, Instance, Module, Mux, ResetInserter, ResetSignal,
+                          Signal, unsigned)
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -98,18 +99,28 @@ class Network(wiring.Component):
         loading = SkidBuffer(unsigned(self.word_bits))
         m.submodules.loading = ResetInserter(self.load_restart)(loading)
         wiring.connect(m, wiring.flipped(self.load), loading.i)
-        # The ready is one expression, not an If per layer: Amaranth writes that as an
-        # `always @*` whose inputs are all constant from time 0 until the first layer is
-        # loaded, and Icarus never ran it, so the ready stayed X, the skid buffer never
-        # advanced and the first layer took its first word again every cycle.
-        earlier_loaded, ready = 1, 0
+        # The layer taking words is a register (one bit a layer), the first layer not yet
+        # loaded as of the cycle before: a chain of every layer's loaded flag into the
+        # load handshake was a CNN's critical path on ECP5. A layer's own flag still
+        # gates its valid, so no word reaches a loaded layer in the cycle its successor
+        # waits to be selected. The ready is one expression, not an If per layer:
+        # Amaranth writes that as an `always @*` whose inputs are all constant from
+        # time 0 until the first layer is loaded, and Icarus never ran it, so the ready
+        # stayed X, the skid buffer never advanced and the first layer took its first
+        # word again every cycle.
+        first_unloaded, earlier_loaded = [], 1
         for unit in units:
-            selected = earlier_loaded & ~unit.loaded
-            m.d.comb += [unit.load.valid.eq(loading.o.valid & selected),
+            first_unloaded.append(earlier_loaded & ~unit.loaded)
+            earlier_loaded = earlier_loaded & unit.loaded
+        selected = Signal(len(units), init=1)
+        m.d.sync += selected.eq(Mux(self.load_restart, 1, Cat(*first_unloaded)))
+        ready = 0
+        for k, unit in enumerate(units):
+            taking = selected[k] & ~unit.loaded
+            m.d.comb += [unit.load.valid.eq(loading.o.valid & taking),
                          unit.load.payload.eq(loading.o.payload),
                          unit.load_restart.eq(self.load_restart)]
-            ready = ready | (selected & unit.load.ready)
-            earlier_loaded = earlier_loaded & unit.loaded
+            ready = ready | (taking & unit.load.ready)
         m.d.comb += [loading.o.ready.eq(ready), self.loaded.eq(earlier_loaded)]
         return m
 

@@ -2,13 +2,13 @@
 
 import math
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import dsp
 from .dsp import registered_product
-from .popcount import Front, adder_tree, count_ones, stage
+from .popcount import Front, adder_tree, count_ones, spread, stage
 
 __all__ = ["PAProcessingElement"]
 
@@ -56,6 +56,13 @@ class PAProcessingElement(wiring.Component):
     cols : int or None
         Input bits per base of one row (folds x SIMD), which bounds each lane's
         sum; needed with fewer than M*N multipliers.
+    plane_sum : bool
+        The N activation planes are the bits of N-bit unsigned elements (a first
+        layer's pixels as bit planes) and ``phi_(i, j) = phi_(i, 0) * 2^j`` (``AND``
+        only): each weight base then sums its elements' values over the fold, one
+        lane per base instead of M x N popcounts, merged with ``phi_(i, 0)``. Exact
+        for such coefficients (the merge is linear); the other phi_k are not read,
+        so whoever loads them must hold them to that form.
     spaced_rows : bool
         The producer never sends a row's last fold sooner than `merge_steps`
         cycles after the last one's (`MatrixVectorUnit` spaces its rows so), so a
@@ -87,7 +94,8 @@ class PAProcessingElement(wiring.Component):
     XNOR_PRODUCT_STAGES = 2
 
     def __init__(self, *, m, n, simd, front=Front.AND, coef_bits=16, acc_bits=32,
-                 popcount_stages=None, multipliers=None, cols=None, spaced_rows=False):
+                 popcount_stages=None, multipliers=None, cols=None, plane_sum=False,
+                 spaced_rows=False):
         for name, value in (("m", m), ("n", n), ("simd", simd), ("acc_bits", acc_bits)):
             _positive_int(name, value)
         if front not in (Front.AND, Front.XNOR):
@@ -96,6 +104,11 @@ class PAProcessingElement(wiring.Component):
             raise ValueError(f"an XNOR PE has m = n = 1, not m={m}, n={n}")
         if front is Front.AND:
             _positive_int("coef_bits", coef_bits)
+        if plane_sum and front is not Front.AND:
+            raise ValueError("plane_sum sums N-bit elements under AND bases; an XNOR PE "
+                             "has none")
+        self.plane_sum = bool(plane_sum)
+        self.terms = _terms(m, n, self.plane_sum)
         self.m, self.n, self.simd, self.front = m, n, simd, front
         self.coef_bits, self.acc_bits = coef_bits, acc_bits
         self.tree_levels = _tree_levels(simd)
@@ -106,17 +119,19 @@ class PAProcessingElement(wiring.Component):
                              f"{simd}, not {popcount_stages!r}")
         self.popcount_stages = popcount_stages
         self.spaced_rows = bool(spaced_rows)
-        self.multipliers = _check_multipliers(m, n, front, multipliers)
+        self.multipliers = _check_multipliers(self.terms, front, multipliers)
         self.cols = None
         if self.shared:
             _positive_int("cols", cols)
             if cols % simd:
                 raise ValueError(f"cols={cols} is not a whole number of folds of simd {simd}")
-            if not dsp.fits_dsp(signed(coef_bits), unsigned(cols.bit_length())):
-                raise ValueError(f"a time-shared merge multiplies phi_k by sums up to "
-                                 f"cols={cols} in one {dsp.OPERAND_BITS}-bit DSP operand; "
-                                 f"cols is too large")
             self.cols = cols
+        self.lane_bound = _lane_bound(self.cols if self.shared else simd, n, self.plane_sum)
+        if self.shared and not dsp.fits_dsp(signed(coef_bits),
+                                            unsigned(self.lane_bound.bit_length())):
+            raise ValueError(f"a time-shared merge multiplies phi_k by row sums up to "
+                             f"{self.lane_bound} in one {dsp.OPERAND_BITS}-bit DSP operand; "
+                             f"cols={cols} is too large")
         self.sum_levels = _sum_levels(self.multipliers, 1)
         self.sum_stages = self.sum_levels   # every merge level registered (timing)
         members = {
@@ -130,13 +145,13 @@ class PAProcessingElement(wiring.Component):
 
     @property
     def shared(self):
-        """True when the merge is time-shared: fewer multipliers than phi_k."""
-        return self.multipliers < self.m * self.n
+        """True when the merge is time-shared: fewer multipliers than lanes."""
+        return self.multipliers < self.terms
 
     @property
     def merge_steps(self):
-        """Cycles the merge takes per row: ``ceil(M*N / multipliers)``."""
-        return _merge_steps(self.m, self.n, self.multipliers)
+        """Cycles the merge takes per row: ``ceil(lanes / multipliers)``."""
+        return _merge_steps(self.terms, self.multipliers)
 
     @property
     def product_stages(self):
@@ -150,19 +165,21 @@ class PAProcessingElement(wiring.Component):
     def latency(self):
         return self.latency_of(m=self.m, n=self.n, simd=self.simd, front=self.front,
                                popcount_stages=self.popcount_stages,
-                               multipliers=self.multipliers)
+                               multipliers=self.multipliers, plane_sum=self.plane_sum)
 
     @classmethod
-    def latency_of(cls, *, m, n, simd, front, popcount_stages=None, multipliers=None):
+    def latency_of(cls, *, m, n, simd, front, popcount_stages=None, multipliers=None,
+                   plane_sum=False):
         """`latency` of the PE these parameters make, without making one (a component
         made and never elaborated draws Amaranth's UnusedElaboratable warning):
         ``popcount_stages + product_stages + sum_stages + 1``, plus `merge_steps` for
         a time-shared merge."""
         if popcount_stages is None:
             popcount_stages = _tree_levels(simd)
-        multipliers = _check_multipliers(m, n, front, multipliers)
-        steps = _merge_steps(m, n, multipliers)
-        shared = steps if multipliers < m * n else 0
+        terms = _terms(m, n, plane_sum)
+        multipliers = _check_multipliers(terms, front, multipliers)
+        steps = _merge_steps(terms, multipliers)
+        shared = steps if multipliers < terms else 0
         return (popcount_stages + cls._product_stages(front) + _sum_levels(multipliers, 1)
                 + shared + 1)
 
@@ -178,7 +195,17 @@ class PAProcessingElement(wiring.Component):
         simd = self.simd
         w, x = self.i.payload.w, self.i.payload.x
         counts, valid, last = [], self.i.valid, [self.i.payload.last]
-        for i in range(self.m):
+        if self.plane_sum:
+            # Per weight base, the sum of its elements' N-bit values over the fold.
+            for i in range(self.m):
+                values = [Mux(w[i * simd + b], Cat(x[j * simd + b] for j in range(self.n)), 0)
+                          for b in range(simd)]
+                count, lane_valid, lane_last = adder_tree(
+                    m, values, self.tree_levels,
+                    spread(self.popcount_stages, self.tree_levels), front, valid, last,
+                    name=f"ps{i}")
+                counts.append(count)
+        for i in range(0 if self.plane_sum else self.m):
             for j in range(self.n):
                 wi, xj = w[i * simd:(i + 1) * simd], x[j * simd:(j + 1) * simd]
                 count, lane_valid, lane_last = count_ones(
@@ -206,8 +233,8 @@ class PAProcessingElement(wiring.Component):
         if self.front is Front.AND:
             # eq. 3.19: merge alpha_i * beta_j (phi_k, fixed point) with each count, in
             # DSP blocks whose own registers take the operands and hold the products.
-            products = [registered_product(m, platform, self.coef[k], counts[k], advance,
-                                           f"product{k}") for k in range(self.m * self.n)]
+            products = [registered_product(m, platform, self._lane_coef(k), counts[k], advance,
+                                           f"product{k}") for k in range(self.terms)]
         else:
             products = [(counts[0] << 1) - self.simd]
         for s in range(self.product_stages):
@@ -217,6 +244,10 @@ class PAProcessingElement(wiring.Component):
             last = [stage(m, last[0], advance, f"product{s}_last")]
         return adder_tree(m, products, self.sum_levels, set(range(1, self.sum_stages + 1)),
                           advance, valid, last, name="merge")
+
+    def _lane_coef(self, k):
+        """Lane k's phi: phi_k, or with `plane_sum` its base's phi_(k, 0)."""
+        return self.coef[k * self.n] if self.plane_sum else self.coef[k]
 
     def _shared_merge(self, m, platform, counts, valid, last, advance, front):
         """Sum each lane's counts over the row; merge the sums `multipliers` at a time.
@@ -230,8 +261,8 @@ class PAProcessingElement(wiring.Component):
         the row accumulator.
         """
         last = last[0]
-        lanes, width = self.m * self.n, self.multipliers * self.merge_steps
-        sum_shape = unsigned(self.cols.bit_length())
+        lanes, width = self.terms, self.multipliers * self.merge_steps
+        sum_shape = unsigned(self.lane_bound.bit_length())
         sums = [Signal(sum_shape, name=f"lane_sum{k}") for k in range(lanes)]
         fresh = Signal(init=1)   # the next fold starts a new row
         row_sums = [Mux(fresh, count, total + count) for count, total in zip(counts, sums)]
@@ -258,7 +289,8 @@ class PAProcessingElement(wiring.Component):
             with m.Elif(busy):
                 m.d.sync += [h.eq(v) for h, v in zip(held, held[step_size:])]
                 m.d.sync += [busy.eq(~final), step.eq(step + 1)]
-        coef = [self.coef[k] for k in range(lanes)] + [Const(0, signed(self.coef_bits))] * (width - lanes)
+        coef = ([self._lane_coef(k) for k in range(lanes)]
+                + [Const(0, signed(self.coef_bits))] * (width - lanes))
         phis = [Array(coef[s * step_size + p] for s in range(self.merge_steps))[step]
                 for p in range(step_size)]
         products = [registered_product(m, platform, phis[p], held[p], advance, f"product{p}")
@@ -271,22 +303,32 @@ class PAProcessingElement(wiring.Component):
                           advance, valid, [last], name="merge")
 
 
-def _check_multipliers(m, n, front, multipliers):
-    """`multipliers` checked against the M*N phi_k (default: all of them)."""
+def _terms(m, n, plane_sum):
+    """Lanes merged: one per weight base with `plane_sum`, else one per phi_k."""
+    return m if plane_sum else m * n
+
+
+def _lane_bound(per_lane, n, plane_sum):
+    """The largest lane sum over `per_lane` elements (N-bit values with `plane_sum`)."""
+    return per_lane * ((1 << n) - 1) if plane_sum else per_lane
+
+
+def _check_multipliers(terms, front, multipliers):
+    """`multipliers` checked against the `terms` lanes (default: all of them)."""
     if multipliers is None:
-        return m * n
+        return terms
     if front is not Front.AND and multipliers != 1:
         raise ValueError(f"an XNOR PE has no phi_k merge; multipliers must be 1 or None, "
                          f"not {multipliers!r}")
     if not isinstance(multipliers, int) or isinstance(multipliers, bool) \
-            or not 1 <= multipliers <= m * n:
-        raise ValueError(f"multipliers must be an integer in 1..{m * n} (m * n phi_k), "
+            or not 1 <= multipliers <= terms:
+        raise ValueError(f"multipliers must be an integer in 1..{terms} (one per lane), "
                          f"not {multipliers!r}")
     return multipliers
 
 
-def _merge_steps(m, n, multipliers):
-    return math.ceil(m * n / multipliers)
+def _merge_steps(terms, multipliers):
+    return math.ceil(terms / multipliers)
 
 
 def _tree_levels(simd):

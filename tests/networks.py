@@ -36,18 +36,22 @@ def pe_golden(front, coef, w, x, k):
     counts = golden.and_popcounts(x.unsqueeze(0), w.unsqueeze(1), geometry)
     return int(golden.merge_coefficients(counts, coef))
 
-def pe_case(front, m, n, simd, folds, coef_bits, stages, multipliers=None):
+def pe_case(front, m, n, simd, folds, coef_bits, stages, multipliers=None, plane_sum=False):
     """A PE and its case: 152 rows (all zeros, all ones, random) against the golden kernel;
-    `multipliers` below M*N makes its merge time-shared."""
+    `multipliers` below its lanes makes its merge time-shared. With `plane_sum` the
+    phi_k are alpha_i * 2^j, the form that datapath takes."""
     gen = torch.Generator().manual_seed(SEED)
     k = simd * folds
     top = 1 << max(coef_bits - 1, 0)
     coef = torch.randint(-top, top, (m, n), generator=gen) if front == "and" else None
+    if plane_sum:
+        alpha = torch.randint(-(top >> (n - 1)), top >> (n - 1), (m, 1), generator=gen)
+        coef = alpha * (1 << torch.arange(n)).view(1, n)
     bound = k * n * top if front == "and" else k
     acc_bits = (2 * bound).bit_length() + 1
     pe = PAProcessingElement(m=m, n=n, simd=simd, front=Front(front), coef_bits=coef_bits or 1,
                              acc_bits=acc_bits, popcount_stages=stages,
-                             multipliers=multipliers, cols=k)
+                             multipliers=multipliers, cols=k, plane_sum=plane_sum)
     layout = pe.signature.members["i"].signature.members["payload"].shape
     inputs, outputs = [], []
     rows = [(torch.zeros(m, k, dtype=torch.long), torch.zeros(n, k, dtype=torch.long)),

@@ -40,6 +40,30 @@ def test_cnv_has_finn_s_shapes_and_no_constant_channel(cnv):
     assert len(logits.argmax(1).unique()) > 1
 
 
+def test_the_pixel_layer_sums_pixels_and_a_plan_keeps_its_coefficients_to_that(cnv):
+    """CNV's first layer (+-1 weights as bases T- and T+ with coefficients -2^b, +2^b
+    over the pixels' bit planes) is planned as a plane sum: 2 lanes per PE, not 16.
+    Packing a model whose pixel-layer coefficients are not phi_(i, 0) * 2^j for that
+    plan is refused, naming the layer, instead of loading coefficients the datapath
+    never reads."""
+    from dataclasses import replace
+
+    from bitfab.hls_gen.compiler.plan import load_stream
+    from bitfab.hls_gen.golden.ir import Graph
+    configs = map_to_hw(cnv, (32, 32))
+    assert [c.plane_sum for c in configs] == [True] + [False] * 8
+    assert configs[0].terms == 2 and configs[0].row_sum_bound == 27 * 255
+    assert len(load_stream(cnv, configs)) == sum(c.load_words for c in configs)
+    first = cnv.layers[0]
+    coef = first.coefficients.clone()
+    coef[1, 3] += 1
+    edited = Graph(cnv.input_bits, cnv.input_scale, [replace(first, coefficients=coef),
+                                                     *cnv.layers[1:]])
+    assert not map_to_hw(edited, (32, 32))[0].plane_sum
+    with pytest.raises(PlanError, match=r"layer conv0: its coefficients are not "):
+        load_stream(edited, configs)
+
+
 def test_cnv_at_finn_s_folding_fits_the_ulx3s_at_finn_s_rate(cnv):
     configs = fold(map_to_hw(cnv, (32, 32)), [{"pe": p, "simd": s} for p, s in FINN_FOLDING])
     # FINN's slowest layers take 32,768 cycles a frame (3,052 frames/s at 100 MHz).

@@ -66,7 +66,7 @@ def test_a_time_shared_pe_needs_its_row_length():
         PAProcessingElement(m=4, n=5, simd=8, multipliers=4)
     with pytest.raises(ValueError, match="cols=12 is not a whole number of folds"):
         PAProcessingElement(m=4, n=5, simd=8, multipliers=4, cols=12)
-    with pytest.raises(ValueError, match="cols is too large"):
+    with pytest.raises(ValueError, match=r"cols=\d+ is too large"):
         PAProcessingElement(m=4, n=5, simd=8, multipliers=4, cols=8 << 17)
     with pytest.raises(ValueError, match="XNOR PE has no phi_k merge"):
         PAProcessingElement(m=1, n=1, simd=8, front=Front.XNOR, multipliers=2, cols=8)
@@ -102,6 +102,40 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
 def test_pe_cocotb(tmp_path_factory, front, m, n, simd, folds, coef_bits, stages, multipliers):
     pe, case = pe_case(front, m, n, simd, folds, coef_bits, stages, multipliers)
     run_vectors(tmp_path_factory, pe, "pa_pe", ["pe", front, m, n, simd, folds, coef_bits,
+                                                stages, multipliers], case)
+
+
+# (m, n, simd, folds, coef_bits, stages, multipliers) with plane_sum: CNV's first layer
+# (two bases, eight pixel planes, three pixels a fold) with its merge in parallel and
+# time-shared, and an odd shape with popcount stages cut.
+PLANE_SUM_CASES = [(2, 8, 3, 9, 9, None, 2), (2, 8, 3, 9, 9, None, 1), (3, 4, 5, 2, 10, 1, 2)]
+
+
+@pytest.mark.parametrize("m,n,simd,folds,coef_bits,stages,multipliers", PLANE_SUM_CASES)
+def test_a_plane_sum_pe_merges_one_lane_per_base(m, n, simd, folds, coef_bits, stages,
+                                                  multipliers):
+    pe = PAProcessingElement(m=m, n=n, simd=simd, coef_bits=coef_bits, popcount_stages=stages,
+                             multipliers=multipliers, cols=simd * folds, plane_sum=True)
+    assert pe.terms == m and pe.merge_steps == -(-m // multipliers)
+    assert pe.latency == PAProcessingElement.latency_of(
+        m=m, n=n, simd=simd, front=Front.AND, popcount_stages=stages,
+        multipliers=multipliers, plane_sum=True)
+    with pytest.raises(ValueError, match=f"multipliers must be an integer in 1..{m} "):
+        PAProcessingElement(m=m, n=n, simd=simd, multipliers=m + 1, cols=simd * folds,
+                            plane_sum=True)
+    with pytest.raises(ValueError, match="an XNOR PE has none"):
+        PAProcessingElement(m=1, n=1, simd=simd, front=Front.XNOR, plane_sum=True)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("m,n,simd,folds,coef_bits,stages,multipliers", PLANE_SUM_CASES)
+def test_plane_sum_pe_cocotb(tmp_path_factory, m, n, simd, folds, coef_bits, stages,
+                             multipliers):
+    """Per weight base the sum of its N-bit elements, merged with phi_(i, 0): the golden
+    kernel's sum over all M x N popcounts when phi_(i, j) = phi_(i, 0) * 2^j."""
+    pe, case = pe_case("and", m, n, simd, folds, coef_bits, stages, multipliers,
+                       plane_sum=True)
+    run_vectors(tmp_path_factory, pe, "pa_pe", ["plane_sum", m, n, simd, folds, coef_bits,
                                                 stages, multipliers], case)
 
 

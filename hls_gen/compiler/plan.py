@@ -11,6 +11,7 @@ from dataclasses import asdict, replace
 from math import prod
 
 import numpy as np
+import torch
 
 from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
 from bitfab.rtl.window import WindowConfig
@@ -87,7 +88,7 @@ def map_to_hw(graph, image=None):
         if isinstance(layer, PopcountLayer):
             rows, m = layer.bases.shape[1], layer.bases.shape[0]
             common = dict(m=m, n_in=layer.input_planes, front="and",
-                          coef_bits=widths.coef_bits)
+                          coef_bits=widths.coef_bits, plane_sum=plane_sum_coefficients(layer))
         elif isinstance(layer, XnorLayer):
             rows = layer.weight_bits.shape[0]
             common = dict(m=1, n_in=1, front="xnor")
@@ -150,7 +151,7 @@ def default_folding(configs, max_simd=64, max_pe_and=2, max_pe_xnor=8):
     first_beat = _first_beat(configs[0])
     widest = [_largest_divisor(c.rows, cap(c)) for c in configs]
     target = max([configs[0].image_elements // first_beat, _feed(configs[0], first_beat)]
-                 + [_compute_cycles(c, pe, _largest_divisor(c.cols, max_simd), c.m * c.n_in)
+                 + [_compute_cycles(c, pe, _largest_divisor(c.cols, max_simd), c.terms)
                     for c, pe in zip(configs, widest)]
                  + [_feed(c, pe) for c, pe in zip(configs[1:], widest)]
                  + [_pool_cycles(c, pe) for c, pe in zip(configs, widest)])
@@ -253,7 +254,7 @@ def _pool_cycles(c, pe):
 
 def _compute_cycles(c, pe, simd, multipliers):
     """Cycles per image of layer `c` folded to `pe` x `simd` with `multipliers`."""
-    steps = -(-c.m * c.n_in // multipliers)
+    steps = -(-c.terms // multipliers)
     return c.positions * (c.rows // pe) * max(c.cols // simd, steps)
 
 
@@ -261,7 +262,7 @@ def _fewest_multipliers(c, pe, simd, target):
     """The fewest merge multipliers per PE keeping `c` at `pe` x `simd` within `target`
     cycles per image (a time-shared merge only where its row sums fit a DSP), or
     None."""
-    terms = c.m * c.n_in
+    terms = c.terms
     for multipliers in range(1, terms + 1):
         shareable = multipliers == terms or (c.front == "and" and c.shared_merge_fits)
         if shareable and _compute_cycles(c, pe, simd, multipliers) <= target:
@@ -299,32 +300,36 @@ def estimate(config, board):
     and ``luts`` counts logic cells, as nextpnr's ICESTORM_LC does).
     """
     c = config
-    terms = c.m * c.n_in
+    terms = c.terms
     lanes = c.pe * terms
     codes = c.output == "codes"
+    # A lane's fold count: a popcount tree, about 2 LUT4 per counted bit; with
+    # plane_sum an adder tree of `simd` masked n_in-bit values.
+    lane_bits = c.simd * (c.n_in + 1) if c.plane_sum else 2 * c.simd
     if c.multipliers < terms:
         # Time-shared merge: per lane a row sum (adder and register) and its place in
         # the shift register (a load-or-shift LUT per bit); per multiplier its phi_k
         # through a multiplexer on the step and a merged term.
-        sum_bits = c.cols.bit_length()
+        sum_bits = c.row_sum_bound.bit_length()
         merge_luts = (lanes * 2 * sum_bits
                       + c.dsps * (c.coef_bits * (c.merge_steps + 1) // 2 + c.acc_bits))
         merge_ffs = lanes * 2 * sum_bits + c.dsps * 2 * c.acc_bits
         products = [(c.coef_bits, sum_bits)] * c.dsps
     else:
         merge_luts, merge_ffs = lanes * c.acc_bits, lanes * 2 * c.acc_bits
-        products = [(c.coef_bits, c.simd.bit_length())] * c.dsps
+        count = c.simd * ((1 << c.n_in) - 1) if c.plane_sum else c.simd
+        products = [(c.coef_bits, count.bit_length())] * c.dsps
     fold_bits = c.simd * c.n_in
     if c.input_in_memory:
         # A memory of fold words (block RAM here) and the register gathering one.
         buffer_luts, buffer_ffs = fold_bits // 2 + 30, fold_bits + 20
     else:
         buffer_luts, buffer_ffs = c.cols * c.n_in, 2 * c.cols * c.n_in
-    luts = (lanes * 2 * c.simd + merge_luts + buffer_luts
+    luts = (lanes * lane_bits + merge_luts + buffer_luts
             + c.pe * c.n_out * c.threshold_bits * codes + 200)
     ffs = (buffer_ffs + c.pe * c.m * c.simd
            + ISSUE_STAGES * (c.simd * c.n_in + c.pe * c.m * c.simd)
-           + lanes * 2 * c.simd + merge_ffs + 2 * c.pe * c.acc_bits
+           + lanes * lane_bits + merge_ffs + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
@@ -421,12 +426,29 @@ def load_rows(layer, config, input_shape=None):
     return rows
 
 
+def plane_sum_coefficients(layer):
+    """True when `layer` takes its inputs as bit planes of unsigned values and each of its
+    coefficients is its weight base's first shifted by the plane, phi_(i, j) =
+    phi_(i, 0) * 2^j: the form `MVAUConfig.plane_sum` sums whole input values for,
+    one lane per base (a first layer's pixels, as the freezer writes it)."""
+    if not isinstance(layer, PopcountLayer) or layer.input_encoding != "bitplanes":
+        return False
+    coef = layer.coefficients
+    return bool((coef == coef[:, :1] * (1 << torch.arange(coef.shape[1]))).all())
+
+
 def load_stream(graph, configs):
     """The whole load stream of `graph` for the plan `configs`: each layer's
     `load_rows`, packed (`MVAUConfig.pack`), layer after layer, as the network's
-    load port takes them."""
+    load port takes them. A plane-sum layer's coefficients must keep that form (the
+    datapath reads only each base's first): other ones are refused, naming the layer."""
     if len(graph.layers) != len(configs):
         raise PlanError(f"{len(graph.layers)} layers for a plan of {len(configs)}")
+    for layer, config in zip(graph.layers, configs):
+        if config.plane_sum and not plane_sum_coefficients(layer):
+            raise PlanError(f"layer {layer.name}: its coefficients are not phi_(i, 0) * 2^j "
+                            f"over bit planes, which this plan's plane-sum datapath "
+                            f"assumes; build a plan for this model")
     shapes = [None] + [c.out_shape for c in configs[:-1]]
     return [word for layer, config, shape in zip(graph.layers, configs, shapes)
             for word in config.pack(load_rows(layer, config, shape))]
