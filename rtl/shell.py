@@ -101,8 +101,8 @@ class FrameShell(wiring.Component):
         All weights are loaded (an LED on a board).
 
     A frame's command takes effect a cycle after its closing byte 0; a reply goes
-    out a byte a cycle, after a cycle per byte spent on its CRC and one per byte
-    finding its COBS blocks.
+    out a byte a cycle, after a cycle per byte spent on its CRC (and one fetching the
+    first), one marking its bytes 0 and one per byte finding its COBS blocks.
     """
 
     def __init__(self, core):
@@ -267,6 +267,8 @@ class FrameShell(wiring.Component):
         frame_crc = Signal(16)
         run = Signal(range(longest + 1))           # bytes left in this COBS block
         zero_next = Signal()                       # the block ends at a byte 0
+        now = Signal(8)                 # the CRC's next byte, the frame's byte at - 1
+        zeros = Signal(longest)         # per byte from the block's next on: is it 0
         tx = self.tx
         output_frame = Cat(Const(OUTPUT, 8), fields["outputs"], net.o.payload)
         status_frame = Cat(Const(REPLY, 8), tag, *fields.values())
@@ -279,36 +281,46 @@ class FrameShell(wiring.Component):
                     m.d.comb += net.o.ready.eq(1)
                     m.d.sync += [raw.eq(output_frame), status_out.eq(0),
                                  fields["outputs"].eq(fields["outputs"] + 1)]
-                    m.next = "crc"
+                    m.next = "fetch"
                 with m.Elif(checking):
                     m.d.sync += [raw.eq(status_frame), status_out.eq(1), checking.eq(0)]
                     m.d.comb += reported.eq(1)
-                    m.next = "crc"
+                    m.next = "fetch"
                 m.d.sync += [at.eq(0), frame_crc.eq(CRC_INIT)]
+            # The byte the CRC takes is fetched into a register a cycle ahead (a
+            # multiplexer over the frame's bytes and the CRC's XORs in one cycle were
+            # a CNN build's critical path on ECP5).
+            with m.State("fetch"):
+                m.d.sync += [now.eq(raw.word_select(at, 8)), at.eq(at + 1)]
+                m.next = "crc"
             with m.State("crc"):
                 # A byte a cycle through the frame's CRC (and, for an output beat's
                 # payload, the window's CRC of the bytes sent); then the CRC goes on the
                 # end, high byte first.
-                now = raw.word_select(at, 8)
-                m.d.sync += [frame_crc.eq(_crc_bytes(frame_crc, now)), at.eq(at + 1)]
-                with m.If(~status_out & (at >= payload_from)
-                          & (at < payload_from + self.out_bytes)):
+                m.d.sync += [frame_crc.eq(_crc_bytes(frame_crc, now)), at.eq(at + 1),
+                             now.eq(raw.word_select(at, 8))]
+                with m.If(~status_out & (at > payload_from)
+                          & (at <= payload_from + self.out_bytes)):
                     m.d.sync += fields["out_crc"].eq(_crc_bytes(fields["out_crc"], now))
                 for kind, length in lengths.items():
-                    with m.If((status_out == kind) & (at == length - 1)):
+                    with m.If((status_out == kind) & (at == length)):
                         done = _crc_bytes(frame_crc, now)
                         m.d.sync += [raw[8 * length:8 * length + 16].eq(Cat(done[8:], done[:8])),
                                      left.eq(length + CRC_BYTES), run.eq(0)]
-                        m.next = "scan"
+                        m.next = "zeros"
+            with m.State("zeros"):
+                m.d.sync += zeros.eq(Cat(raw.word_select(k, 8) == 0 for k in range(longest)))
+                m.next = "scan"
             with m.State("scan"):
                 # COBS: a block's code byte is 1 + its bytes before the next byte 0 (or
                 # the frame's end), found a byte a cycle (a priority encoder over the
-                # frame's bytes was the iCE40 shell's critical path).
-                with m.If((run == left) | (raw.word_select(run, 8) == 0)):
+                # frame's bytes was the iCE40 shell's critical path) on flags that shift
+                # along (a multiplexer on `run` over the frame's bytes was the ECP5's).
+                with m.If((run == left) | zeros[0]):
                     m.d.sync += zero_next.eq(run != left)
                     m.next = "code"
                 with m.Else():
-                    m.d.sync += run.eq(run + 1)
+                    m.d.sync += [run.eq(run + 1), zeros.eq(zeros >> 1)]
             with m.State("code"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(run + 1)]
                 with m.If(tx.ready):
@@ -319,7 +331,8 @@ class FrameShell(wiring.Component):
                     with m.If(tx.ready):
                         m.d.sync += [raw.eq(raw >> 8), left.eq(left - 1), run.eq(run - 1)]
                 with m.Elif(zero_next):
-                    m.d.sync += [raw.eq(raw >> 8), left.eq(left - 1)]   # the byte 0
+                    m.d.sync += [raw.eq(raw >> 8), left.eq(left - 1),   # the byte 0
+                                 zeros.eq(zeros >> 1)]
                     m.next = "scan"
                 with m.Else():
                     m.next = "end"
