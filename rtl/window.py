@@ -20,7 +20,7 @@ __all__ = ["WindowConfig", "SlidingWindow"]
 
 KERNELS = range(1, 8)
 STRIDES = (1, 2)
-OUTPUT_FIFO_DEPTH = 4
+OUTPUT_FIFO_DEPTH = 5
 
 
 def _positive(name, value):
@@ -247,10 +247,14 @@ class SlidingWindow(wiring.Component):
         moved = Signal(range(max(s, c.image_jump) + 1))      # at the position
         staged_moved = Signal.like(moved)
 
-        # Issue a read while the output FIFO has room for it and the beat in flight.
+        # Issue a read while the output FIFO has room for it and the beat in flight,
+        # judged a cycle early with a slot of margin for the beat issued meanwhile, so
+        # that the go-ahead comes from flip-flops (the FIFO's level through an adder
+        # into every counter's enable was the unit's slowest path on ECP5).
         in_flight = Signal()
         pad = Signal()
-        room = fifo.w_level + in_flight < OUTPUT_FIFO_DEPTH
+        room = Signal()
+        m.d.sync += room.eq(fifo.w_level + in_flight < OUTPUT_FIFO_DEPTH - 1)
         issue = Signal()
         advance = Signal()
         m.d.comb += [issue.eq(staged & room & (staged_pad | (staged_ky < ahead))),
