@@ -199,7 +199,8 @@ class MVAUConfig:
             object.__setattr__(self, "multipliers", terms)
         value = self.multipliers
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= terms:
-            raise ValueError(f"MVAU multipliers must be an integer in 1..{terms} (lanes per "
+            lanes = "m plane sums" if self.plane_sum else "m * n_in phi_k"
+            raise ValueError(f"MVAU multipliers must be an integer in 1..{terms} ({lanes} per "
                              f"PE), not {value!r}")
         if value < terms and not self.shared_merge_fits:
             raise ValueError(f"MVAU multipliers={value} time-shares the merge, whose row "
