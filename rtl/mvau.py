@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from . import dsp
 from .dsp import registered_product
 from .encoder import ActivationEncoder, threshold_layout
-from .pe import PAProcessingElement
+from .pe import PAProcessingElement, lane_sum_bound, merge_lanes
 from .popcount import Front, stage
 from .window import WindowConfig
 
@@ -257,13 +257,13 @@ class MVAUConfig:
     @property
     def terms(self):
         """Lanes each PE merges: ``m * n_in`` phi_k, or ``m`` with `plane_sum`."""
-        return self.m if self.plane_sum else self.m * self.n_in
+        return merge_lanes(self.m, self.n_in, self.plane_sum)
 
     @property
     def row_sum_bound(self):
         """A lane's largest row sum: `cols` counted bits, or `cols` elements of
         ``n_in`` bits with `plane_sum`."""
-        return self.cols * ((1 << self.n_in) - 1) if self.plane_sum else self.cols
+        return lane_sum_bound(self.cols, self.n_in, self.plane_sum)
 
     @property
     def shared_merge_fits(self):

@@ -10,7 +10,7 @@ from . import dsp
 from .dsp import registered_product
 from .popcount import Front, adder_tree, count_ones, spread, stage
 
-__all__ = ["PAProcessingElement"]
+__all__ = ["PAProcessingElement", "merge_lanes", "lane_sum_bound"]
 
 
 def _positive_int(name, value):
@@ -108,7 +108,7 @@ class PAProcessingElement(wiring.Component):
             raise ValueError("plane_sum sums N-bit elements under AND bases; an XNOR PE "
                              "has none")
         self.plane_sum = bool(plane_sum)
-        self.terms = _terms(m, n, self.plane_sum)
+        self.terms = merge_lanes(m, n, self.plane_sum)
         self.m, self.n, self.simd, self.front = m, n, simd, front
         self.coef_bits, self.acc_bits = coef_bits, acc_bits
         self.tree_levels = _tree_levels(simd)
@@ -126,7 +126,7 @@ class PAProcessingElement(wiring.Component):
             if cols % simd:
                 raise ValueError(f"cols={cols} is not a whole number of folds of simd {simd}")
             self.cols = cols
-        self.lane_bound = _lane_bound(self.cols if self.shared else simd, n, self.plane_sum)
+        self.lane_bound = lane_sum_bound(self.cols if self.shared else simd, n, self.plane_sum)
         if self.shared and not dsp.fits_dsp(signed(coef_bits),
                                             unsigned(self.lane_bound.bit_length())):
             raise ValueError(f"a time-shared merge multiplies phi_k by row sums up to "
@@ -176,7 +176,7 @@ class PAProcessingElement(wiring.Component):
         a time-shared merge."""
         if popcount_stages is None:
             popcount_stages = _tree_levels(simd)
-        terms = _terms(m, n, plane_sum)
+        terms = merge_lanes(m, n, plane_sum)
         multipliers = _check_multipliers(terms, front, multipliers)
         steps = _merge_steps(terms, multipliers)
         shared = steps if multipliers < terms else 0
@@ -303,12 +303,12 @@ class PAProcessingElement(wiring.Component):
                           advance, valid, [last], name="merge")
 
 
-def _terms(m, n, plane_sum):
+def merge_lanes(m, n, plane_sum):
     """Lanes merged: one per weight base with `plane_sum`, else one per phi_k."""
     return m if plane_sum else m * n
 
 
-def _lane_bound(per_lane, n, plane_sum):
+def lane_sum_bound(per_lane, n, plane_sum):
     """The largest lane sum over `per_lane` elements (N-bit values with `plane_sum`)."""
     return per_lane * ((1 << n) - 1) if plane_sum else per_lane
 

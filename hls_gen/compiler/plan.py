@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
+from bitfab.rtl.pe import lane_sum_bound
 from bitfab.rtl.window import WindowConfig
 
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
@@ -317,7 +318,7 @@ def estimate(config, board):
         products = [(c.coef_bits, sum_bits)] * c.dsps
     else:
         merge_luts, merge_ffs = lanes * c.acc_bits, lanes * 2 * c.acc_bits
-        count = c.simd * ((1 << c.n_in) - 1) if c.plane_sum else c.simd
+        count = lane_sum_bound(c.simd, c.n_in, c.plane_sum)
         products = [(c.coef_bits, count.bit_length())] * c.dsps
     fold_bits = c.simd * c.n_in
     if c.input_in_memory:
