@@ -115,9 +115,10 @@ class WindowConfig:
 
     @property
     def address_bits(self):
-        """The line buffer's address fields, low to high: fold, column, row slot. Each
-        field's width is its own, so an address is the three counters side by side
-        (no multiplier or adder between them and the memory)."""
+        """Widths of the line buffer's two low address fields, fold and column; the row
+        slot sits above them. Each field is as wide as its own counter, so an address
+        is the three counters side by side (no multiplier or adder between them and
+        the memory)."""
         return (self.folds - 1).bit_length(), (self.width - 1).bit_length()
 
     @property
@@ -186,7 +187,6 @@ class SlidingWindow(wiring.Component):
         c = self.config
         m = Module()
         k, s, p, folds, rows = c.kernel, c.stride, c.padding, c.folds, c.buffer_rows
-        row_beats = c.width * folds
         width = c.layout.size
 
         m.submodules.buffer = buffer = Memory(shape=unsigned(width), depth=c.depth, init=[])
