@@ -190,7 +190,7 @@ def fuzz_simulated_board(graph, root, sequences, seed, log=print):
     words = load_stream(graph, configs)
     wire = WireFormat.of_layers(configs)
     model = ShellModel(wire, len(words))
-    with SimulatedBoard(design, root, uart=False) as board:
+    with SimulatedBoard(design, root, uart=False, optimize=True) as board:
         start = time.monotonic()
         with Host(TappedLink(open_link(board.url, timeout=30), model), wire, timeout=60,
                   retries=0) as host:
