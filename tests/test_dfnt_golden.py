@@ -42,6 +42,15 @@ def _modular_reference(dim1, op, x, y):
     return [fns[op](dim1.decode(int(a)), dim1.decode(int(c))) % f for a, c in zip(x, y)]
 
 
+def _accepts(check, *args):
+    """False if `check(*args)` refuses its arguments (ValueError or TypeError)."""
+    try:
+        check(*args)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _expect_equal(got, want, what):
     got, want = list(map(int, got)), list(map(int, want))
     for index, (g, w) in enumerate(zip(got, want)):
@@ -52,7 +61,7 @@ def _expect_equal(got, want, what):
 @pytest.mark.parametrize("b", [2, 3, 4, 5, 8, 16, 32])
 @pytest.mark.parametrize("op", ["add", "sub", "mul"])
 def test_two_operand_ops_match_modular_arithmetic(b, op):
-    dim1 = Dim1(b)
+    dim1 = Dim1(b, any_width=True)
     x, y = _operands(dim1, None if b <= 8 else 100_000)
     got = dim1.decode(getattr(dim1, op)(x, y))
     _expect_equal(got, _modular_reference(dim1, op, x, y), f"b={b} {op}")
@@ -60,7 +69,7 @@ def test_two_operand_ops_match_modular_arithmetic(b, op):
 
 @pytest.mark.parametrize("b", [2, 4, 8, 16, 32, 64])
 def test_one_operand_ops_and_conversions(b):
-    dim1 = Dim1(b)
+    dim1 = Dim1(b, any_width=True)
     f = dim1.modulus
     rng = random.Random(SEED)
     values = list(range(f)) if b <= 8 else [0, 1, f - 1, f - 2, 1 << b - 1] + \
@@ -240,11 +249,11 @@ def test_a_length_that_2_is_no_root_of_is_refused():
                     torch.ones(1, 1, 2, 2, dtype=torch.int64), b=6, x_bits=2, w_bits=2,
                     length=8)
     with pytest.raises(ValueError, match="power of two dividing 12 for b=6.*not 8"):
-        fnt(torch.zeros(8, dtype=torch.int64), Dim1(6))
+        fnt(torch.zeros(8, dtype=torch.int64), Dim1(6, any_width=True))
     # Every length it takes inverts (L = 2, 4 for b = 6).
     for length in (2, 4):
         x = torch.arange(length, dtype=torch.int64)
-        assert torch.equal(ifnt(fnt(x, Dim1(6)), Dim1(6)), x)
+        assert torch.equal(ifnt(fnt(x, Dim1(6, any_width=True)), Dim1(6, any_width=True)), x)
     # RTL and golden model take the same widths for the convolution (up to the golden
     # tensors' 32 bits) and the same lengths for every width the RTL has.
     from bitfab.rtl.dim1 import check_dim1_width
@@ -261,6 +270,10 @@ def test_a_length_that_2_is_no_root_of_is_refused():
         except ValueError:
             rtl = False
         assert golden == rtl, b
+    # Dim1 itself, the units' specification, takes the units' widths and no others.
+    for b in [*range(0, 70), True, 8.0, "8", None]:
+        assert _accepts(Dim1, b) == _accepts(check_dim1_width, b), b
+    assert Dim1(6, any_width=True).modulus == 65
     for b in (4, 8, 16, 32, 64):
         for length in range(1, 2 * b + 3):
             try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bitfab.hls_gen.golden.dim1 import Dim1, is_power_of_two
+from bitfab.hls_gen.golden.dim1 import HARDWARE_WIDTHS, Dim1, is_power_of_two
 from bitfab.hls_gen.errors import WidthOverflowError
 
 __all__ = ["DFNT_WIDTHS", "DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
@@ -38,7 +38,7 @@ __all__ = ["DFNT_WIDTHS", "DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2
 
 
 #: The widths b of the DFNT engine's diminished-1 units: the Fermat moduli 2^(2^t) + 1.
-DFNT_WIDTHS = (4, 8, 16, 32, 64)
+DFNT_WIDTHS = HARDWARE_WIDTHS
 
 
 class DFNTBoundError(WidthOverflowError):
@@ -341,12 +341,7 @@ class DFNTConv:
     padding: int = 0
 
     def __post_init__(self):
-        if self.b not in DFNT_WIDTHS:
-            # The engine's diminished-1 units take these (`bitfab.rtl.dim1`); Dim1 itself
-            # computes modulo 2^b + 1 for any b.
-            raise ValueError(f"diminished-1 width b must be 2^t for t = 2..6 (4, 8, 16, 32, "
-                             f"64), not {self.b!r}")
-        dim1 = Dim1(self.b)
+        dim1 = Dim1(self.b)     # the engine's diminished-1 units' widths
         if self.length is not None:
             check_length(dim1, self.length)
             if self.length < self.kernel:

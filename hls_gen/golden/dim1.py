@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Dim1", "is_power_of_two"]
+__all__ = ["HARDWARE_WIDTHS", "Dim1", "is_power_of_two"]
+
+#: The widths b the diminished-1 units in `bitfab.rtl.dim1` take (2^t, t = 2..6).
+HARDWARE_WIDTHS = (4, 8, 16, 32, 64)
 
 
 def is_power_of_two(value):
@@ -35,16 +38,24 @@ def _where(cond, a, b):
 
 @dataclass(frozen=True)
 class Dim1:
-    """Diminished-1 code for b data bits (b >= 2); the modulus is 2^b + 1.
+    """Diminished-1 code for b data bits; the modulus is 2^b + 1.
 
-    b need not be a power of two for the arithmetic; the FNT wants b = 2^t.
+    As the specification of the units in `bitfab.rtl.dim1` it takes their widths,
+    `HARDWARE_WIDTHS`, and refuses the rest. The arithmetic itself holds for any
+    b >= 2 (the FNT wants b = 2^t): ``Dim1(b, any_width=True)`` computes modulo
+    2^b + 1 for such a b, with no hardware to match.
     """
 
     b: int
+    any_width: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.b, int) or self.b < 2:
+        if not isinstance(self.b, int) or isinstance(self.b, bool) or self.b < 2:
             raise ValueError(f"diminished-1 width b must be an integer >= 2, not {self.b!r}")
+        if not self.any_width and self.b not in HARDWARE_WIDTHS:
+            raise ValueError(f"diminished-1 width b must be 2^t for t = 2..6 (4, 8, 16, 32, "
+                             f"64), as the hardware units take, not {self.b}; "
+                             f"Dim1(b, any_width=True) computes modulo 2^b + 1 for any b >= 2")
 
     @property
     def modulus(self):
