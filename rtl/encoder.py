@@ -1,18 +1,26 @@
 """Activation encoder: integer thresholds to the next layer's one-hot codes."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ActivationEncoder", "threshold_layout"]
+__all__ = ["ActivationEncoder", "orient_thresholds", "threshold_layout"]
 
 
 def threshold_layout(n, threshold_bits):
-    """One channel's thresholds T_1..T_n and its comparison direction."""
+    """One channel's thresholds as the encoder stores them, `orient_thresholds` of
+    T_1..T_n (`threshold_bits` each: one bit more), and its comparison direction."""
     return data.StructLayout({
-        "thresholds": data.ArrayLayout(signed(threshold_bits), n),
+        "thresholds": data.ArrayLayout(signed(threshold_bits + 1), n),
         "descending": unsigned(1),
     })
+
+
+def orient_thresholds(thresholds, descending):
+    """The thresholds T_j of a channel as `ActivationEncoder` takes them: T_j itself,
+    or 1 - T_j for a `descending` channel, where -acc >= T_j is not(acc >= 1 - T_j).
+    So the encoder compares acc itself and never negates it."""
+    return [1 - t if descending else t for t in thresholds]
 
 
 class ActivationEncoder(wiring.Component):
@@ -22,7 +30,9 @@ class ActivationEncoder(wiring.Component):
     ``code = #{j : s * acc >= T_j}`` with ``s = -1`` where the channel is
     ``descending``; the output is the code in one-hot planes, bit ``j`` set when
     ``code == j + 1`` (PA bases V_j, eq. 3.18; code 0 sets none). With n = 1 the
-    single bit is a sign code (1 for +1).
+    single bit is a sign code (1 for +1). The thresholds come oriented
+    (`orient_thresholds`: 1 - T_j for a descending channel), so each comparison is
+    ``acc >= T'_j``, inverted for a descending channel: no negation of acc.
 
     Parameters
     ----------
@@ -31,7 +41,8 @@ class ActivationEncoder(wiring.Component):
     n : int
         Thresholds per channel, 1..16.
     acc_bits, threshold_bits : int
-        Signed widths of the accumulators and the thresholds.
+        Signed widths of the accumulators and the thresholds T_j (the oriented
+        thresholds take one bit more: `threshold_layout`).
 
     Members
     -------
@@ -44,10 +55,12 @@ class ActivationEncoder(wiring.Component):
     Latency `LATENCY` cycles; throughput one beat per cycle.
     """
 
-    # Stage 1 registers s * acc, stage 2 the comparisons, stage 3 the one-hot code.
-    # Negating in the comparison's cycle put two carry chains (the negation and the
-    # comparison's subtraction) in series: the critical path of the whole PA MLP
-    # on ECP5 (10.6 ns, 7 of it routing between the chains).
+    # Stage 1 registers acc and the thresholds, stage 2 the comparisons, stage 3 the
+    # one-hot code. Negating acc for a descending channel took a carry chain and a
+    # multiplexer per channel (about 2 LUT4 per accumulator bit: CNV-W1A1 went from
+    # 21,689 to 18,852 LUT4 by yosys without them), and in the comparison's cycle it
+    # was the PA MLP's critical path on ECP5 (two carry chains in series); the
+    # oriented thresholds need neither.
     LATENCY = 3
 
     def __init__(self, *, channels, n, acc_bits, threshold_bits):
@@ -71,24 +84,23 @@ class ActivationEncoder(wiring.Component):
         m = Module()
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        # -acc of the most negative acc needs one more bit.
-        oriented = Signal(data.ArrayLayout(signed(self.acc_bits + 1), self.channels))
-        thresholds = Signal(data.ArrayLayout(data.ArrayLayout(signed(self.threshold_bits),
-                                                              self.n), self.channels))
+        accs = Signal.like(self.i.payload.acc)
+        thresholds = Signal.like(self.i.payload.channel)
         ge = Signal(data.ArrayLayout(unsigned(self.n), self.channels))
         for c in range(self.channels):
-            acc, channel = self.i.payload.acc[c], self.i.payload.channel[c]
             with m.If(advance):
-                m.d.sync += [oriented[c].eq(Mux(channel.descending, -acc, acc)),
-                             thresholds[c].eq(channel.thresholds)]
-                m.d.sync += ge[c].eq(Cat(oriented[c] >= thresholds[c][j]
+                m.d.sync += [accs[c].eq(self.i.payload.acc[c]),
+                             thresholds[c].eq(self.i.payload.channel[c])]
+                channel = thresholds[c]
+                # -acc >= T_j is not(acc >= 1 - T_j): the stored T'_j is 1 - T_j.
+                m.d.sync += ge[c].eq(Cat((accs[c] >= channel.thresholds[j]) ^ channel.descending
                                          for j in range(self.n)))
             # Count, not a thermometer: the result is exact even for unsorted thresholds.
             code = sum(ge[c][j] for j in range(self.n))
             with m.If(advance):
                 m.d.sync += self.o.payload[c].eq(Cat(code == j + 1 for j in range(self.n)))
-        oriented_valid, compared = Signal(), Signal()
+        registered_valid, compared = Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [oriented_valid.eq(self.i.valid), compared.eq(oriented_valid),
+            m.d.sync += [registered_valid.eq(self.i.valid), compared.eq(registered_valid),
                          self.o.valid.eq(compared)]
         return m

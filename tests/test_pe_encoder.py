@@ -10,7 +10,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from bitfab.hls_gen.golden import kernels as golden
-from bitfab.rtl.encoder import ActivationEncoder, threshold_layout
+from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds, threshold_layout
 from bitfab.rtl.mvau import ISSUE_STAGES
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
@@ -195,7 +195,8 @@ def test_encoder_cocotb(tmp_path_factory, channels, n, acc_bits, threshold_bits)
         outputs.append(out_layout.const([sum(int(onehot[j, c]) << j for j in range(n))
                                          for c in range(channels)]).as_bits())
         inputs.append(layout.const({"acc": acc, "channel": [
-            {"thresholds": t, "descending": d} for t, d in zip(thresholds, descending)]}).as_bits())
+            {"thresholds": orient_thresholds(t, d), "descending": d}
+            for t, d in zip(thresholds, descending)]}).as_bits())
     run_vectors(tmp_path_factory, encoder, "encoder", ["enc", channels, n, acc_bits,
                                                        threshold_bits], {"inputs": inputs,
                                                                          "outputs": outputs})

@@ -104,8 +104,9 @@ def test_a_value_beyond_its_field_is_refused_not_cut():
     config = MVAUConfig(rows=2, cols=4, m=2, n_in=1, coef_bits=4, n_out=2, threshold_bits=4)
     rows = {"coefficients": [[1, 2]], "weights": [0] * config.weight_rows,
             "thresholds": [[{"thresholds": [100, -3], "descending": 0}]] * config.groups}
+    # threshold_bits 4: the encoder stores them oriented (1 - T when descending), in 5.
     with pytest.raises(ValueError, match=r"thresholds\[0\]\.thresholds\[0\]: 100 does not "
-                                         r"fit signed\(4\) \(-8..7\)"):
+                                         r"fit signed\(5\) \(-16..15\)"):
         config.pack(rows)
     rows["thresholds"] = [[{"thresholds": [1, 3], "descending": 0}]] * config.groups
     rows["coefficients"] = [[-9, 1]]

@@ -13,6 +13,7 @@ from math import prod
 import numpy as np
 import torch
 
+from bitfab.rtl.encoder import orient_thresholds
 from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
 from bitfab.rtl.pe import lane_sum_bound
 from bitfab.rtl.window import WindowConfig
@@ -418,9 +419,12 @@ def load_rows(layer, config, input_shape=None):
         rows["coefficients"] = [layer.coefficients.flatten().tolist()]
     if c.output == "codes":
         values, descending = layer.output.values, layer.output.descending
-        rows["thresholds"] = [[{"thresholds": values[g * c.pe + p].tolist(),
-                                "descending": int(descending[g * c.pe + p])}
-                               for p in range(c.pe)] for g in range(c.groups)]
+
+        def channel(k):
+            return {"thresholds": orient_thresholds(values[k].tolist(), bool(descending[k])),
+                    "descending": int(descending[k])}
+        rows["thresholds"] = [[channel(g * c.pe + p) for p in range(c.pe)]
+                              for g in range(c.groups)]
     elif c.scale_bits:
         scale = layer.channel_scale.tolist()
         rows["scales"] = [scale[g * c.pe:(g + 1) * c.pe] for g in range(c.groups)]
