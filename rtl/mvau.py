@@ -18,6 +18,9 @@ __all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
 
 #: Registers from the weight block RAM's output to the processing elements.
 ISSUE_STAGES = 2
+#: Cycles from a fold's issue to its weights' row leaving the block RAM: the read
+#: address is a register, the fold's own (the other signals of the fold wait as long).
+READ_STAGES = 1
 #: Above this many folds the input buffer being computed on rotates by a fold each
 #: issue, and the PEs take its low bits, instead of a fold multiplexer's output.
 ROTATE_ABOVE_FOLDS = 4
@@ -324,14 +327,15 @@ class MVAUConfig:
     @property
     def latency(self):
         """Cycles from a row group's last fold leaving issue to its output beat entering
-        the output FIFO: the issue registers, the PE (`PAProcessingElement.latency`),
+        the output FIFO: the memories' read and the issue registers, the PE
+        (`PAProcessingElement.latency`),
         the row register and the encoder (or the scale's DSP block, or a register)."""
         pe = self._pe_latency
         if self.output == "codes":
             output = ActivationEncoder.LATENCY
         else:
             output = dsp.LATENCY if self.scale_bits else 1
-        return ISSUE_STAGES + pe + 1 + output
+        return READ_STAGES + ISSUE_STAGES + pe + 1 + output
 
     @property
     def fifo_depth(self):
@@ -482,8 +486,7 @@ class MatrixVectorUnit(wiring.Component):
         last = fold == cfg.folds - 1
         done = Signal()           # the vector's last fold issues this cycle
         if cfg.input_in_memory:
-            planes, filled = self._input_memory(m, take, fill_side, compute_side, fire, fold,
-                                                last, done)
+            planes, filled = self._input_memory(m, take, fill_side, compute_side, fold)
         else:
             planes, filled = self._input_registers(m, take, full, fill_side, compute_side,
                                                    fire, fold)
@@ -519,11 +522,15 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += [in_flight.eq(in_flight + (fire & last) - fifo.w_en),
                      room.eq(fifo.level + in_flight < fifo.depth - 1)]
         weights = stores["weights"].read_port()
-        # The read port always reads the address of the next cycle's fold.
-        m.d.comb += weights.addr.eq(Mux(fire, Mux(address == cfg.weight_rows - 1, 0,
-                                                  address + 1), address))
+        # The read address is the `address` register itself: the row of the fold issued
+        # this cycle comes out the cycle after (`READ_STAGES`). The next fold's address,
+        # an adder and a multiplexer on `fire` in front of the read port, then the route
+        # to block RAMs spread over the chip, was CNV-W1A1's critical path on ECP5
+        # (16.6 ns, 11.4 of it one route).
+        m.d.comb += weights.addr.eq(address)
         with m.If(fire):
-            m.d.sync += [address.eq(weights.addr), fold.eq(Mux(last, 0, fold + 1))]
+            m.d.sync += [address.eq(Mux(address == cfg.weight_rows - 1, 0, address + 1)),
+                         fold.eq(Mux(last, 0, fold + 1))]
             with m.If(address == cfg.weight_rows - 1):
                 m.d.comb += done.eq(1)
                 m.d.sync += compute_side.eq(~compute_side)
@@ -537,7 +544,14 @@ class MatrixVectorUnit(wiring.Component):
         # the PEs. The first can sit by the block RAM: its output is slow (5.8 ns clock
         # to out on ECP5) and far from the PEs, and the two together, 9.6 ns with the
         # routing, were the PA MLP's critical path with one register.
-        issued = {"valid": fire, "last": last, "planes": planes, "weights": weights.data}
+        issued = {"valid": fire, "last": last}
+        if not cfg.input_in_memory:     # (the input memory's planes come with the weights)
+            issued["planes"] = planes
+        for k in range(READ_STAGES):
+            issued = {name: stage(m, value, 1, f"read{k}_{name}")
+                      for name, value in issued.items()}
+        issued.setdefault("planes", planes)
+        issued["weights"] = weights.data
         for k in range(ISSUE_STAGES):
             issued = {name: stage(m, value, 1, f"issued{k}_{name}")
                       for name, value in issued.items()}
@@ -633,12 +647,13 @@ class MatrixVectorUnit(wiring.Component):
         piece = source[:fold_bits] if rotate else source.word_select(fold, fold_bits)
         return self._planes(piece), filled
 
-    def _input_memory(self, m, take, fill_side, compute_side, fire, fold, last, done):
+    def _input_memory(self, m, take, fill_side, compute_side, fold):
         """A memory of fold words, a side of them per vector (address: side, fold). Input
         beats gather into a fold word, written with its last beat (the side is full
         the cycle after, as a register buffer would be: one cycle later, and a unit as
-        fast as its input lost a cycle a vector); the read port reads the next cycle's
-        fold, as the weights' does, so the fold's planes come out the cycle it issues.
+        fast as its input lost a cycle a vector); the read address is the fold and
+        side being issued, registers, as the weights' is, so the fold's planes come
+        out with its weights, the cycle after it issues.
         Returns the planes and whether this cycle takes the vector's last beat."""
         cfg = self.config
         fold_bits = cfg.simd * cfg.n_in
@@ -668,8 +683,7 @@ class MatrixVectorUnit(wiring.Component):
                 with m.If(word == cfg.folds - 1):
                     m.d.comb += filled.eq(1)
                     m.d.sync += word.eq(0)
-        next_fold = Mux(fire, Mux(last, 0, fold + 1), fold)
-        m.d.comb += read.addr.eq(Cat(next_fold.as_unsigned()[:fold_width], compute_side ^ done))
+        m.d.comb += read.addr.eq(Cat(fold.as_unsigned()[:fold_width], compute_side))
         return self._planes(read.data), filled
 
     def _planes(self, piece):

@@ -79,8 +79,8 @@ def test_the_scheduled_depth_is_the_least_at_which_the_unit_keeps_its_schedule(n
 def test_the_scheduled_depth_counts_bursts_of_an_input_bound_unit():
     """A unit waiting for its input issues a vector's 4 rows in a burst: the depth holds
     the burst (the next is too far off to count) and the margin."""
-    burst = MVAUConfig(rows=8, cols=16, pe=2, simd=16, front="xnor")
-    assert (burst.vector_period, burst.cycles, burst.groups) == (16, 4, 4)
+    burst = MVAUConfig(rows=8, cols=32, pe=2, simd=16, front="xnor")
+    assert (burst.vector_period, burst.cycles, burst.groups) == (32, 8, 4)
     assert burst.latency + 2 < burst.vector_period and burst.fifo_depth == 4 + 2
     assert steady_cycles(burst) == burst.vector_period
 

@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from bitfab.hls_gen.golden import kernels as golden
 from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds, threshold_layout
-from bitfab.rtl.mvau import ISSUE_STAGES
+from bitfab.rtl.mvau import ISSUE_STAGES, READ_STAGES
 from bitfab.rtl.pe import PAProcessingElement
 from bitfab.rtl.popcount import Front
 from bitfab.sim import runner
@@ -91,7 +91,7 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
     [config] = fold(map_to_hw(graph))
     latency = config.processing_element().latency
     assert (config.output, config.scale_bits) == ("scores", 0)    # a head, unscaled
-    assert config.latency == ISSUE_STAGES + latency + 1 + 1
+    assert config.latency == READ_STAGES + ISSUE_STAGES + latency + 1 + 1
     assert config.fifo_depth == config.scheduled_fifo_depth > 2
     assert len(made) == 1       # the one just made here
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bitfab.rtl.encoder import orient_thresholds
-from bitfab.rtl.mvau import ISSUE_STAGES, MVAUConfig
+from bitfab.rtl.mvau import ISSUE_STAGES, READ_STAGES, MVAUConfig
 from bitfab.rtl.pe import lane_sum_bound
 from bitfab.rtl.window import WindowConfig
 
@@ -287,8 +287,9 @@ def estimate(config, board):
     buffers to one fold's bits (about a LUT4 per two buffer bits) and comparators.
     FFs: the two input buffers (or, with the input in memory, `MVAUConfig.input_in_memory`,
     a block RAM and the fold word gathered), the loader's row, the issued weights and planes
-    (`ISSUE_STAGES` registers each), per lane the popcount pipeline (about 2 bits
-    per counted bit: a carry-chain tree registers every level) and the product and
+    (`ISSUE_STAGES` registers each; a register buffer's planes `READ_STAGES` more), per
+    lane the popcount pipeline (about 2 bits per counted bit: a carry-chain tree
+    registers every level) and the product and
     merge registers, the accumulators and the output stage; a time-shared merge
     (`MVAUConfig.multipliers`) trades the per-fold products for a row sum and a
     shift register place per lane, and a phi_k multiplexer per multiplier. DSPs: `MVAUConfig.multipliers`
@@ -331,6 +332,7 @@ def estimate(config, board):
             + c.pe * c.n_out * c.threshold_bits * codes + 200)
     ffs = (buffer_ffs + c.pe * c.m * c.simd
            + ISSUE_STAGES * (c.simd * c.n_in + c.pe * c.m * c.simd)
+           + READ_STAGES * c.simd * c.n_in * (not c.input_in_memory)
            + lanes * lane_bits + merge_ffs + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
