@@ -328,8 +328,8 @@ class MVAUConfig:
     def latency(self):
         """Cycles from a row group's last fold leaving issue to its output beat entering
         the output FIFO: the memories' read and the issue registers, the PE
-        (`PAProcessingElement.latency`),
-        the row register and the encoder (or the scale's DSP block, or a register)."""
+        (`PAProcessingElement.latency`), the row register and the encoder (or the
+        scale's DSP block, or a register)."""
         pe = self._pe_latency
         if self.output == "codes":
             output = ActivationEncoder.LATENCY

@@ -289,8 +289,8 @@ def estimate(config, board):
     a block RAM and the fold word gathered), the loader's row, the issued weights and planes
     (`ISSUE_STAGES` registers each; a register buffer's planes `READ_STAGES` more), per
     lane the popcount pipeline (about 2 bits per counted bit: a carry-chain tree
-    registers every level) and the product and
-    merge registers, the accumulators and the output stage; a time-shared merge
+    registers every level) and the product and merge registers, the accumulators
+    and the output stage; a time-shared merge
     (`MVAUConfig.multipliers`) trades the per-fold products for a row sum and a
     shift register place per lane, and a phi_k multiplexer per multiplier. DSPs: `MVAUConfig.multipliers`
     per PE (and one per scaled score). Block RAM: the weight and table
