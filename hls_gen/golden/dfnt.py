@@ -27,18 +27,14 @@ from dataclasses import dataclass
 
 import torch
 
-from bitfab.hls_gen.golden.dim1 import HARDWARE_WIDTHS, Dim1, is_power_of_two
+from bitfab.hls_gen.golden.dim1 import Dim1, is_power_of_two
 from bitfab.hls_gen.errors import WidthOverflowError
 
-__all__ = ["DFNT_WIDTHS", "DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
+__all__ = ["DFNTBoundError", "check_length", "fnt", "ifnt", "fnt2d", "ifnt2d",
            "transform_matrix", "fnt2d_residues", "pointwise_accumulate",
            "pointwise_accumulate_dim1", "check_bound", "WeightSpectra",
            "DFNTConv", "dfnt_conv2d", "engine_layer", "engine_load_codes", "engine_input_rows",
            "engine_output_rows"]
-
-
-#: The widths b of the DFNT engine's diminished-1 units: the Fermat moduli 2^(2^t) + 1.
-DFNT_WIDTHS = HARDWARE_WIDTHS
 
 
 class DFNTBoundError(WidthOverflowError):
