@@ -12,6 +12,7 @@ from .dsp import registered_product
 from .encoder import ActivationEncoder, threshold_layout
 from .pe import PAProcessingElement, lane_sum_bound, merge_lanes
 from .popcount import Front, stage
+from .ram import registered_read, uncontended_memory
 from .window import WindowConfig
 
 __all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
@@ -521,13 +522,12 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += fire.eq(full.bit_select(compute_side, 1) & room & idle)
         m.d.sync += [in_flight.eq(in_flight + (fire & last) - fifo.w_en),
                      room.eq(fifo.level + in_flight < fifo.depth - 1)]
-        weights = stores["weights"].read_port()
         # The read address is the `address` register itself: the row of the fold issued
         # this cycle comes out the cycle after (`READ_STAGES`). The next fold's address,
         # an adder and a multiplexer on `fire` in front of the read port, then the route
         # to block RAMs spread over the chip, was CNV-W1A1's critical path on ECP5
         # (16.6 ns, 11.4 of it one route).
-        m.d.comb += weights.addr.eq(address)
+        weights = registered_read(m, stores["weights"], address, "weight_row")
         with m.If(fire):
             m.d.sync += [address.eq(Mux(address == cfg.weight_rows - 1, 0, address + 1)),
                          fold.eq(Mux(last, 0, fold + 1))]
@@ -551,7 +551,7 @@ class MatrixVectorUnit(wiring.Component):
             issued = {name: stage(m, value, 1, f"read{k}_{name}")
                       for name, value in issued.items()}
         issued.setdefault("planes", planes)
-        issued["weights"] = weights.data
+        issued["weights"] = weights
         for k in range(ISSUE_STAGES):
             issued = {name: stage(m, value, 1, f"issued{k}_{name}")
                       for name, value in issued.items()}
@@ -660,9 +660,10 @@ class MatrixVectorUnit(wiring.Component):
         beat_bits = cfg.in_beat * cfg.n_in
         parts = cfg.simd // cfg.in_beat
         fold_width = max(1, (cfg.folds - 1).bit_length())
-        store = m.submodules.input_store = memory.Memory(
-            shape=unsigned(fold_bits), depth=cfg.input_memory_depth, init=[])
-        write, read = store.write_port(), store.read_port()
+        # (The two sides: a row is never read while it is written.)
+        store = m.submodules.input_store = uncontended_memory(unsigned(fold_bits),
+                                                              cfg.input_memory_depth)
+        write = store.write_port()
         part = Signal(range(parts))
         word = Signal(fold_width)
         filled = Signal()
@@ -683,8 +684,9 @@ class MatrixVectorUnit(wiring.Component):
                 with m.If(word == cfg.folds - 1):
                     m.d.comb += filled.eq(1)
                     m.d.sync += word.eq(0)
-        m.d.comb += read.addr.eq(Cat(fold.as_unsigned()[:fold_width], compute_side))
-        return self._planes(read.data), filled
+        read = registered_read(m, store, Cat(fold.as_unsigned()[:fold_width], compute_side),
+                               "fold_word")
+        return self._planes(read), filled
 
     def _planes(self, piece):
         """A fold word (element s's planes at bits [s*n_in, (s+1)*n_in)) in the PEs'
@@ -704,10 +706,13 @@ class MatrixVectorUnit(wiring.Component):
             else:
                 # Weights always in block RAM, whose address register sits in the
                 # block: a shallow store (10 rows) became LUT RAM, and the next-fold
-                # address fanned out to every LUT RAM cell (60 MHz on ECP5).
-                attrs = {"ram_style": "block"} if segment.name == "weights" else None
-                stores[segment.name] = m.submodules[segment.name] = memory.Memory(
-                    shape=segment.shape, depth=segment.depth, init=[], attrs=attrs)
+                # address fanned out to every LUT RAM cell (60 MHz on ECP5). They are
+                # written only while the unit is loaded, when nothing issues.
+                if segment.name == "weights":
+                    store = uncontended_memory(segment.shape, segment.depth, block=True)
+                else:
+                    store = memory.Memory(shape=segment.shape, depth=segment.depth, init=[])
+                stores[segment.name] = m.submodules[segment.name] = store
         widest = max(cfg.words_per_row(s) for s in segments)
         row = Signal(widest * word)
         index = Signal(range(len(segments)))

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .ram import registered_read, uncontended_memory
 
 __all__ = ["WindowConfig", "SlidingWindow"]
 
@@ -189,9 +190,10 @@ class SlidingWindow(wiring.Component):
         k, s, p, folds, rows = c.kernel, c.stride, c.padding, c.folds, c.buffer_rows
         width = c.layout.size
 
-        m.submodules.buffer = buffer = Memory(shape=unsigned(width), depth=c.depth, init=[])
+        # A row's slot is written only once no window reads it, and read only once its
+        # row is complete: a read never meets a write to its beat.
+        m.submodules.buffer = buffer = uncontended_memory(unsigned(width), c.depth)
         write = buffer.write_port()
-        read = buffer.read_port()
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=OUTPUT_FIFO_DEPTH)
 
         # The writer: the pixel at column wx, fold wf, into row slot wslot, the ring's next.
@@ -241,7 +243,7 @@ class SlidingWindow(wiring.Component):
         # the read's address and its go-ahead come straight from flip-flops. The
         # position moves on as the staged beat is taken.
         staged = Signal()
-        staged_addr = Signal.like(read.addr)
+        staged_addr = Signal(range(c.depth))
         staged_pad = Signal()
         staged_ky = Signal.like(ky)
         moved = Signal(range(max(s, c.image_jump) + 1))      # at the position
@@ -259,14 +261,14 @@ class SlidingWindow(wiring.Component):
         advance = Signal()
         m.d.comb += [issue.eq(staged & room & (staged_pad | (staged_ky < ahead))),
                      advance.eq(~staged | issue)]
-        m.d.comb += [read.en.eq(issue), read.addr.eq(staged_addr)]
+        read = registered_read(m, buffer, staged_addr, "window_beat")
         m.d.sync += [in_flight.eq(issue), pad.eq(staged_pad)]
         with m.If(advance):
             m.d.sync += [staged.eq(1), staged_addr.eq(Cat(rf, column, row_slot)),
                          staged_pad.eq(~inside), staged_ky.eq(ky), staged_moved.eq(moved)]
 
         pad_beat = Const(sum(c.pad_code << (j * c.element_bits) for j in range(c.simd)), width)
-        m.d.comb += [fifo.w_en.eq(in_flight), fifo.w_data.eq(Mux(pad, pad_beat, read.data)),
+        m.d.comb += [fifo.w_en.eq(in_flight), fifo.w_data.eq(Mux(pad, pad_beat, read)),
                      self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
 
