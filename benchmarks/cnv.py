@@ -58,7 +58,7 @@ def pa_version(log):
     graph = cnv_graph("pa", m=4, n=5, calibration=16)
     names = [layer.name for layer in graph.layers]
     configs = map_to_hw(graph, IMAGE)
-    folded = fold(configs, finn_folding(), names)
+    folded = fold(configs, finn_folding(), names, board(BOARD))
     figures = {"m": 4, "n": 5, "estimate_at_finn_folding": None}
     try:
         figures["estimate_at_finn_folding"] = check_fit(folded, board(BOARD), names)["total"]
@@ -82,7 +82,7 @@ def pa_version(log):
         figures["fitting_cycles_per_frame"] = image_cycles(narrowed)
     # Table 3.8: at equal folding, every merge one multiplier per phi_k.
     equal = fold(configs, [{**f, "multipliers": c.terms}
-                           for f, c in zip(finn_folding(), configs)], names)
+                           for f, c in zip(finn_folding(), configs)], names, board(BOARD))
     figures["latency_at_finn_folding"] = latencies(equal)
     return figures
 
@@ -102,7 +102,7 @@ def main():
                         bitstream=not args.no_bitstream)
     report = run_flow(build, graph, log=lambda text: log(f"  {text}"))
     names = [layer.name for layer in graph.layers]
-    configs = fold(map_to_hw(graph, IMAGE), finn_folding(), names)
+    configs = fold(map_to_hw(graph, IMAGE), finn_folding(), names, board(BOARD))
     rtl = report["rtl"]
     xnor = {key: report[key] for key in ("luts", "ffs", "brams", "dsps", "fmax_mhz",
                                           "timing_met", "cycles_per_image", "bitstream")}

@@ -129,6 +129,12 @@ class MVAUConfig:
     fifo : int or None
         The output FIFO's depth (at least 2); None for `scheduled_fifo_depth`, the
         depth the unit's schedule needs. A smaller one makes issue wait for room.
+    weight_bank_rows : int or None
+        The weight store split into banks of this many rows (a power of two), each
+        read into a register of its own beside its block RAMs, the banks' rows then
+        combined (`weight_banks`, `read_stages`): for a store deeper than one block
+        RAM, whose read otherwise ends in a multiplexer over block RAMs spread over the
+        chip. None: one store.
     input_buffer : str
         Where the two input vectors wait: ``"registers"`` (a fold multiplexer, or a
         rotating buffer above `ROTATE_ABOVE_FOLDS` folds), ``"memory"`` (a memory of
@@ -159,6 +165,7 @@ class MVAUConfig:
     fifo: int | None = None
     input_buffer: str = "auto"
     plane_sum: bool = False
+    weight_bank_rows: int | None = None
 
     def __post_init__(self):
         for name in ("window", "pool"):
@@ -180,6 +187,11 @@ class MVAUConfig:
             if getattr(self, outer) % getattr(self, inner):
                 raise ValueError(f"MVAU {inner}={getattr(self, inner)} does not divide "
                                  f"{outer}={getattr(self, outer)}")
+        rows = self.weight_bank_rows
+        if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)
+                                 or rows < 1 or rows & (rows - 1)):
+            raise ValueError(f"MVAU weight_bank_rows must be a power of two, or None for one "
+                             f"store, not {rows!r}")
         if self.input_buffer not in INPUT_BUFFERS:
             raise ValueError(f"MVAU input_buffer must be one of {', '.join(INPUT_BUFFERS)}, "
                              f"not {self.input_buffer!r}")
@@ -305,6 +317,23 @@ class MVAUConfig:
         return self.groups * self.folds
 
     @property
+    def weight_row_bits(self):
+        """Bits of a weight store row: a fold's weights for every PE."""
+        return self.pe * self.m * self.simd
+
+    @property
+    def weight_banks(self):
+        """Banks of the weight store: ``weight_rows / weight_bank_rows``, rounded up."""
+        rows = self.weight_bank_rows
+        return 1 if rows is None else -(-self.weight_rows // rows)
+
+    @property
+    def read_stages(self):
+        """Cycles from a fold's issue to its weights' row leaving the store: `READ_STAGES`,
+        and one more for the banks' own registers."""
+        return READ_STAGES + (self.weight_banks > 1)
+
+    @property
     def cycles(self):
         """Cycles to compute one vector, once its input is buffered."""
         return self.groups * self.row_cycles
@@ -336,7 +365,7 @@ class MVAUConfig:
             output = ActivationEncoder.LATENCY
         else:
             output = dsp.LATENCY if self.scale_bits else 1
-        return READ_STAGES + ISSUE_STAGES + pe + 1 + output
+        return self.read_stages + ISSUE_STAGES + pe + 1 + output
 
     @property
     def fifo_depth(self):
@@ -398,8 +427,7 @@ class MVAUConfig:
         if self.front == "and":
             found.append(Segment("coefficients",
                                  data.ArrayLayout(signed(self.coef_bits), self.m * self.n_in), 1))
-        found.append(Segment("weights", unsigned(self.pe * self.m * self.simd),
-                             self.weight_rows))
+        found.append(Segment("weights", unsigned(self.weight_row_bits), self.weight_rows))
         if self.output == "codes":
             found.append(Segment("thresholds", data.ArrayLayout(
                 threshold_layout(self.n_out, self.threshold_bits), self.pe), self.groups))
@@ -527,7 +555,7 @@ class MatrixVectorUnit(wiring.Component):
         # an adder and a multiplexer on `fire` in front of the read port, then the route
         # to block RAMs spread over the chip, was CNV-W1A1's critical path on ECP5
         # (16.6 ns, 11.4 of it one route).
-        weights = registered_read(m, stores["weights"], address, "weight_row")
+        weights = self._weight_row(m, stores["weights"], address)
         with m.If(fire):
             m.d.sync += [address.eq(Mux(address == cfg.weight_rows - 1, 0, address + 1)),
                          fold.eq(Mux(last, 0, fold + 1))]
@@ -545,12 +573,13 @@ class MatrixVectorUnit(wiring.Component):
         # to out on ECP5) and far from the PEs, and the two together, 9.6 ns with the
         # routing, were the PA MLP's critical path with one register.
         issued = {"valid": fire, "last": last}
-        if not cfg.input_in_memory:     # (the input memory's planes come with the weights)
+        if not cfg.input_in_memory:
             issued["planes"] = planes
-        for k in range(READ_STAGES):
+        for k in range(cfg.read_stages):
             issued = {name: stage(m, value, 1, f"read{k}_{name}")
                       for name, value in issued.items()}
-        issued.setdefault("planes", planes)
+            # (The input memory's planes come out the cycle after their fold issues.)
+            issued.setdefault("planes", planes)
         issued["weights"] = weights
         for k in range(ISSUE_STAGES):
             issued = {name: stage(m, value, 1, f"issued{k}_{name}")
@@ -609,6 +638,26 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
         return m
+
+    def _weight_row(self, m, store, address):
+        """The weights' row at `address` (a register), `MVAUConfig.read_stages` cycles
+        later. Banks (`MVAUConfig.weight_bank_rows`): each bank's row goes into a
+        register of its own, which the placer can keep by the bank's block RAMs (their
+        output is slow, 5.8 ns clock to out on ECP5), zero unless the row was the
+        bank's, and the registers are ORed: CNV-W1A1's conv5 read its 36 block RAMs
+        into one multiplexer (15.5 ns, 6.1 of it the route from the farthest)."""
+        cfg = self.config
+        if cfg.weight_banks == 1:
+            return registered_read(m, store, address, "weight_row")
+        bits = cfg.weight_bank_rows.bit_length() - 1
+        row = 0
+        for b, bank in enumerate(store):
+            read = registered_read(m, bank, address[:bits], f"bank{b}_row")
+            hit = Signal(name=f"bank{b}_hit")
+            kept = Signal.like(read, name=f"bank{b}_kept")
+            m.d.sync += [hit.eq(address[bits:] == b), kept.eq(Mux(hit, read, 0))]
+            row = row | kept
+        return row
 
     def _input_registers(self, m, take, full, fill_side, compute_side, fire, fold):
         """Two ``cols * n_in``-bit registers; returns the fold's planes (element s's
@@ -708,11 +757,21 @@ class MatrixVectorUnit(wiring.Component):
                 # block: a shallow store (10 rows) became LUT RAM, and the next-fold
                 # address fanned out to every LUT RAM cell (60 MHz on ECP5). They are
                 # written only while the unit is loaded, when nothing issues.
-                if segment.name == "weights":
-                    store = uncontended_memory(segment.shape, segment.depth, block=True)
+                if segment.name != "weights":
+                    store = m.submodules[segment.name] = memory.Memory(
+                        shape=segment.shape, depth=segment.depth, init=[])
+                elif cfg.weight_banks == 1:
+                    store = m.submodules.weights = uncontended_memory(
+                        segment.shape, segment.depth, block=True)
                 else:
-                    store = memory.Memory(shape=segment.shape, depth=segment.depth, init=[])
-                stores[segment.name] = m.submodules[segment.name] = store
+                    bank_rows = cfg.weight_bank_rows
+                    store = [uncontended_memory(segment.shape,
+                                                min(bank_rows, segment.depth - b * bank_rows),
+                                                block=True)
+                             for b in range(cfg.weight_banks)]
+                    for b, bank in enumerate(store):
+                        m.submodules[f"weights_bank{b}"] = bank
+                stores[segment.name] = store
         widest = max(cfg.words_per_row(s) for s in segments)
         row = Signal(widest * word)
         index = Signal(range(len(segments)))
@@ -741,6 +800,12 @@ class MatrixVectorUnit(wiring.Component):
             if segment.name == "coefficients":
                 with m.If(write[k]):
                     m.d.sync += stores[segment.name].as_value().eq(value)
+            elif segment.name == "weights" and cfg.weight_banks > 1:
+                bits = cfg.weight_bank_rows.bit_length() - 1
+                for b, bank in enumerate(stores[segment.name]):
+                    port = bank.write_port()
+                    m.d.comb += [port.addr.eq(write_address[:bits]), port.data.eq(value),
+                                 port.en.eq(write[k] & (write_address[bits:] == b))]
             else:
                 port = stores[segment.name].write_port()
                 m.d.comb += [port.addr.eq(write_address), port.data.eq(value),

@@ -80,6 +80,34 @@ def test_cnv_at_finn_s_folding_fits_the_ulx3s_at_finn_s_rate(cnv):
                                        board("ulx3s-85f")) == {}
 
 
+def test_weight_stores_deeper_than_a_block_ram_are_banked_on_the_ecp5(cnv):
+    """On the ULX3S, a weight store deeper than the DP16KD configuration that holds its
+    rows in the fewest blocks is split into banks of that depth (conv5: 32-bit rows,
+    18,432 of them, banks of 16,384 rows of 1-bit blocks), each read into its own
+    register: a cycle more of latency, no more block RAM. Shallower stores stay one,
+    an iCE40 plan has none, and the folding's "bank_rows" overrides the choice."""
+    folding = [{"pe": p, "simd": s} for p, s in FINN_FOLDING]
+    mapped = map_to_hw(cnv, (32, 32))
+    ecp5 = fold(mapped, folding, board=board("ulx3s-85f"))
+    plain = fold(mapped, folding)
+    assert [c.weight_bank_rows for c in ecp5] == [None] * 4 + [2048, 16384, 16384, 16384,
+                                                               None]
+    assert [c.weight_banks for c in ecp5] == [1] * 4 + [2, 2, 2, 2, 1]
+    assert [c.weight_bank_rows for c in plain] == [None] * 9
+    assert [c.latency - p.latency for c, p in zip(ecp5, plain)] == [0] * 4 + [1] * 4 + [0]
+    fit, plain_fit = (check_fit(c, board("ulx3s-85f")) for c in (ecp5, plain))
+    assert fit["total"]["brams"] <= plain_fit["total"]["brams"]
+    assert fit["total"]["ffs"] > plain_fit["total"]["ffs"]
+    assert fold(mapped, folding, board=board("icebreaker"))[5].weight_bank_rows is None
+    override = [*folding[:5], {**folding[5], "bank_rows": 4096}, *folding[6:]]
+    assert fold(mapped, override, board=board("ulx3s-85f"))[5].weight_banks == 5
+    for bad in (3, 0, -8, 2.0, True, "many"):
+        override[5] = {**folding[5], "bank_rows": bad}
+        with pytest.raises(PlanError, match=r"layer conv5: MVAU weight_bank_rows must be a "
+                                             r"power of two"):
+            fold(mapped, override, [layer.name for layer in cnv.layers], board("ulx3s-85f"))
+
+
 def test_pa_cnv_at_finn_s_folding_is_refused_by_name():
     """M x N = 20 popcount lanes per PE where XNOR has one: at FINN's folding the PA
     CNV does not fit the ULX3S, and the plan says which layer and resource (its

@@ -42,7 +42,12 @@ CASES = {
     "xnor_codes_input_memory": ("xnor", 8, 64, 1, 1, 1, 0, 2, 8, None),
     "pa_codes_input_memory_gathered": ("pa", 6, 96, 2, 3, 3, 0, 2, 16, None),
     "pa_scores_input_memory_shared_merge": ("pa", 6, 96, 2, 3, 0, 0, 3, 16, 2),
+    # Weight stores in banks (`MVAUConfig.weight_bank_rows`): 4 of 8 rows behind an
+    # input memory, and 2 of 8 and 4 rows behind register buffers.
+    "xnor_codes_input_memory_banked": ("xnor", 8, 64, 1, 1, 1, 0, 2, 8, None),
+    "pa_codes_banked": ("pa", 12, 24, 4, 5, 5, 0, 3, 8, None),
 }
+BANK_ROWS = {"xnor_codes_input_memory_banked": 8, "pa_codes_banked": 8}
 
 
 @pytest.mark.sim
@@ -70,8 +75,10 @@ def _run_layer(tmp_path_factory, name, top, toplevel, sim=SIMS[0]):
     high = n + 1 if kind == "pa" else 2
     items = 60
     codes = torch.randint(0, high, (items, cols), generator=gen)
-    [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd, "multipliers": multipliers}])
+    [config] = fold(map_to_hw(graph), [{"pe": pe, "simd": simd, "multipliers": multipliers,
+                                        "bank_rows": BANK_ROWS.get(name)}])
     assert config.multipliers == multipliers or m * n
+    assert (config.weight_banks > 1) == ("banked" in name)
     assert config.input_in_memory == ("input_memory" in name)
     case = network_case(graph, [config], codes, taps=False)
     result = run_case(top(config), toplevel, case,

@@ -45,7 +45,8 @@ def check_same_plan(graph, configs, names):
     if len(mapped) != len(configs):
         raise BitfabError(f"the model has {len(mapped)} layers, the build's plan "
                           f"{len(configs)}: build it instead")
-    folded = fold(mapped, [{"pe": c.pe, "simd": c.simd, "multipliers": c.multipliers}
+    folded = fold(mapped, [{"pe": c.pe, "simd": c.simd, "multipliers": c.multipliers,
+                            "fifo": c.fifo, "bank_rows": c.weight_bank_rows}
                            for c in configs], names)
     for name, theirs, ours in zip(names, folded, configs):
         for field in (f.name for f in fields(ours)):

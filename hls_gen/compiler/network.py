@@ -89,7 +89,7 @@ class NetworkKind(DesignKind):
         if cfg.folding is None:
             folded, fit = fitting_folding(configs, board, names)
         else:
-            folded = fold(configs, cfg.folding, names)
+            folded = fold(configs, cfg.folding, names, board)
             fit = check_fit(folded, board, names)
         schedule = image_cycles(folded)
         log("plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.positions * c.cycles} "

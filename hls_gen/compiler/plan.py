@@ -188,7 +188,7 @@ def fitting_folding(configs, board, names=None):
     does not fit even at PE = SIMD = 1 is refused, naming the layer and the
     resource."""
     for caps in FOLDING_CAPS:
-        folded = fold(configs, default_folding(configs, *caps), names)
+        folded = fold(configs, default_folding(configs, *caps), names, board)
         fit, overrun = _fit(folded, board, names)
         if overrun is None:
             return folded, fit
@@ -196,12 +196,15 @@ def fitting_folding(configs, board, names=None):
                     "everywhere; choose a larger board")
 
 
-def fold(configs, folding=None, names=None):
-    """Apply `folding` (a list of {"pe", "simd", "multipliers", "fifo"} per layer, None
-    for the default). A PA layer given no multipliers (per PE, for its merge) gets the
-    fewest that keep it within the rate of the folded pipeline's slowest stage
-    (`image_cycles` with one multiplier per phi_k). Each layer's output FIFO gets the
-    depth its schedule needs (`MVAUConfig.scheduled_fifo_depth`) unless "fifo" sets it."""
+def fold(configs, folding=None, names=None, board=None):
+    """Apply `folding` (a list of {"pe", "simd", "multipliers", "fifo", "bank_rows"} per
+    layer, None for the default). A PA layer given no multipliers (per PE, for its
+    merge) gets the fewest that keep it within the rate of the folded pipeline's
+    slowest stage (`image_cycles` with one multiplier per phi_k). Each layer's output
+    FIFO gets the depth its schedule needs (`MVAUConfig.scheduled_fifo_depth`) unless
+    "fifo" sets it. A weight store deeper than one of `board`'s block RAMs is split
+    into banks where the board's family says so (`Family.weight_bank_rows`) unless
+    "bank_rows" sets the rows of a bank (None: one store)."""
     folding = default_folding(configs) if folding is None else folding
     names = names or [f"layer{k}" for k in range(len(configs))]
     if len(folding) != len(configs):
@@ -220,9 +223,16 @@ def fold(configs, folding=None, names=None):
         try:
             # The unit checks its multipliers (1..M*N; fewer only where its row sums
             # fit a DSP operand); the plan names the layer.
-            folded.append(replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
-                                  pool=pool, multipliers=f.get("multipliers"),
-                                  fifo=f.get("fifo")))
+            unit = replace(config, pe=pe, simd=simd, in_beat=in_beat, window=window,
+                           pool=pool, multipliers=f.get("multipliers"), fifo=f.get("fifo"))
+            if "bank_rows" in f:
+                bank_rows = f["bank_rows"]
+            elif board is not None:
+                bank_rows = board.family.weight_bank_rows(unit.weight_row_bits,
+                                                          unit.weight_rows)
+            else:
+                bank_rows = None
+            folded.append(replace(unit, weight_bank_rows=bank_rows))
         except ValueError as error:
             raise PlanError(f"layer {names[k]}: {error}") from None
     target = image_cycles(folded)
@@ -287,7 +297,8 @@ def estimate(config, board):
     buffers to one fold's bits (about a LUT4 per two buffer bits) and comparators.
     FFs: the two input buffers (or, with the input in memory, `MVAUConfig.input_in_memory`,
     a block RAM and the fold word gathered), the loader's row, the issued weights and planes
-    (`ISSUE_STAGES` registers each; a register buffer's planes `READ_STAGES` more), per
+    (`ISSUE_STAGES` registers each; a register buffer's planes `MVAUConfig.read_stages`
+    more; banked weights, `MVAUConfig.weight_bank_rows`, a register per bank), per
     lane the popcount pipeline (about 2 bits per counted bit: a carry-chain tree
     registers every level) and the product and merge registers, the accumulators
     and the output stage; a time-shared merge
@@ -332,12 +343,21 @@ def estimate(config, board):
             + c.pe * c.n_out * c.threshold_bits * codes + 200)
     ffs = (buffer_ffs + c.pe * c.m * c.simd
            + ISSUE_STAGES * (c.simd * c.n_in + c.pe * c.m * c.simd)
-           + READ_STAGES * c.simd * c.n_in * (not c.input_in_memory)
+           + c.read_stages * c.simd * c.n_in * (not c.input_in_memory)
+           + (c.read_stages - READ_STAGES) * fold_bits * c.input_in_memory
            + lanes * lane_bits + merge_ffs + 2 * c.pe * c.acc_bits
            + 2 * c.pe * c.n_out * c.threshold_bits * codes + 100)
     products += [(c.acc_bits, c.scale_bits)] * (c.pe * bool(c.scale_bits))
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
-                if s.name != "coefficients")
+                if s.name not in ("coefficients", "weights"))
+    banks, width = c.weight_banks, c.weight_row_bits
+    bank_rows = c.weight_bank_rows or c.weight_rows
+    brams += sum(board.ram_blocks(width, min(bank_rows, c.weight_rows - b * bank_rows))
+                 for b in range(banks))
+    if banks > 1:
+        # Each bank's register and hit flag, and an OR of the banks' registers.
+        ffs += banks * (width + 1)
+        luts += width * (banks - 1) // 3 + banks
     if c.input_in_memory:
         brams += board.ram_blocks(fold_bits, c.input_memory_depth)
     if c.window is not None:

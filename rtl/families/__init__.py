@@ -33,6 +33,9 @@ class Family:
         Registered products go to the family's DSP blocks (`bitfab.rtl.dsp`).
     ram_shapes : tuple of (int, int)
         Block RAM configurations, (width, depth) each.
+    bank_weights : bool
+        Weight stores deeper than a block RAM are split into banks, each read into a
+        register of its own (`weight_bank_rows`).
     bels : dict
         ``luts``/``ffs``/``brams``/``dsps`` -> nextpnr's cell name in ``--report``
         utilization; a key left out is not counted by nextpnr (`ff_cells` then).
@@ -53,6 +56,7 @@ class Family:
     carry_chains: bool = False
     dsp_products: bool = False
     ram_shapes: tuple = ()
+    bank_weights: bool = False
     bels: dict = None
     ff_cells: str = ""
     tools: dict = None
@@ -64,6 +68,17 @@ class Family:
         """Block RAMs a width x depth memory takes: tiles side by side and stacked, in
         the configuration that takes fewest."""
         return min(-(-width // w) * -(-depth // d) for w, d in self.ram_shapes)
+
+    def weight_bank_rows(self, width, depth):
+        """Rows per bank of a `width` x `depth` weight store (`bitfab.rtl.mvau.MVAUConfig.
+        weight_bank_rows`): the depth of the block RAM configuration that holds rows of
+        `width` in the fewest blocks per row (the deepest of equals: yosys then stacks
+        none), or None where one such block RAM is deep enough or the family does not
+        bank (`bank_weights`)."""
+        if not self.bank_weights or not self.ram_shapes:
+            return None
+        _, rows = min(self.ram_shapes, key=lambda s: (-(-width // s[0]) / s[1], -s[1]))
+        return rows if depth > rows else None
 
     def pll_settings(self, oscillator_mhz):
         """Every (mhz, vco_mhz, params) setting of the PLL from `oscillator_mhz`."""

@@ -103,6 +103,10 @@ class ECP5(Family):
 FAMILY = ECP5(
     "ecp5", carry_chains=True, dsp_products=True,
     ram_shapes=((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
+    # A DP16KD's output is slow (5.8 ns clock to out) and yosys's ECP5 map has no
+    # output register: a multiplexer over stacked block RAMs, spread over the chip,
+    # was CNV-W1A1's critical path.
+    bank_weights=True,
     bels={"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "brams": "DP16KD",
           "dsps": "MULT18X18D"},
     ff_cells=r"TRELLIS_FF",
