@@ -1,15 +1,18 @@
 """The folded matrix-vector-threshold unit (FINN's MVAU folding, PA and XNOR datapaths)."""
 
+import operator
 from dataclasses import dataclass
+from functools import reduce
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from . import dsp
 from .dsp import registered_product
 from .encoder import ActivationEncoder, threshold_layout
+from .families import family_of
 from .pe import PAProcessingElement, lane_sum_bound, merge_lanes
 from .popcount import Front, stage
 from .ram import registered_read, uncontended_memory
@@ -501,7 +504,7 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        stores = self._loader(m)
+        stores = self._loader(m, family_of(platform))
 
         # Two input vectors, ping-pong: one fills while the other is computed on. `full`
         # marks a side from its last input to its last issued fold.
@@ -602,15 +605,15 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += group.eq(next_group)
         table = None
         if cfg.output == "codes" or cfg.scale_bits:
-            table = stores["thresholds" if cfg.output == "codes" else "scales"].read_port()
-            m.d.comb += table.addr.eq(next_group)
+            table = registered_read(m, stores["thresholds" if cfg.output == "codes"
+                                           else "scales"], next_group, "table_row")
         row_valid = Signal()
         row_acc = Signal(data.ArrayLayout(signed(cfg.acc_bits), cfg.pe))
         m.d.sync += [row_valid.eq(taken)] + [row_acc[p].eq(pe.o.payload)
                                               for p, pe in enumerate(pes)]
         if table is not None:
-            row_table = Signal.like(table.data)
-            m.d.sync += row_table.eq(table.data)
+            row_table = Signal.like(table)
+            m.d.sync += row_table.eq(table)
         if cfg.output == "codes":
             encoder = m.submodules.encoder = ActivationEncoder(
                 channels=cfg.pe, n=cfg.n_out, acc_bits=cfg.acc_bits,
@@ -650,13 +653,14 @@ class MatrixVectorUnit(wiring.Component):
         if cfg.weight_banks == 1:
             return registered_read(m, store, address, "weight_row")
         bits = cfg.weight_bank_rows.bit_length() - 1
-        row = 0
+        kept = []
         for b, bank in enumerate(store):
             read = registered_read(m, bank, address[:bits], f"bank{b}_row")
             hit = Signal(name=f"bank{b}_hit")
-            kept = Signal.like(read, name=f"bank{b}_kept")
-            m.d.sync += [hit.eq(address[bits:] == b), kept.eq(Mux(hit, read, 0))]
-            row = row | kept
+            kept.append(Signal.like(read, name=f"bank{b}_kept"))
+            m.d.sync += [hit.eq(address[bits:] == b), kept[-1].eq(Mux(hit, read, 0))]
+        row = Signal.like(kept[0], name="banks_row")
+        m.d.comb += row.eq(reduce(operator.or_, kept))
         return row
 
     def _input_registers(self, m, take, full, fill_side, compute_side, fire, fold):
@@ -743,8 +747,10 @@ class MatrixVectorUnit(wiring.Component):
         cfg = self.config
         return Cat(piece[s * cfg.n_in + j] for j in range(cfg.n_in) for s in range(cfg.simd))
 
-    def _loader(self, m):
-        """Write the load stream's words into the stores; return them by name."""
+    def _loader(self, m, family):
+        """Write the load stream's words into the stores; return them by name. Every
+        store is written only while the unit is loaded, when nothing reads it; the
+        tables go to block RAM where `family` says so (`Family.tables_in_block_ram`)."""
         cfg = self.config
         word = cfg.word_bits
         segments = cfg.segments
@@ -758,8 +764,9 @@ class MatrixVectorUnit(wiring.Component):
                 # address fanned out to every LUT RAM cell (60 MHz on ECP5). They are
                 # written only while the unit is loaded, when nothing issues.
                 if segment.name != "weights":
-                    store = m.submodules[segment.name] = memory.Memory(
-                        shape=segment.shape, depth=segment.depth, init=[])
+                    store = m.submodules[segment.name] = uncontended_memory(
+                        segment.shape, segment.depth,
+                        block=family is not None and family.tables_in_block_ram)
                 elif cfg.weight_banks == 1:
                     store = m.submodules.weights = uncontended_memory(
                         segment.shape, segment.depth, block=True)

@@ -29,14 +29,19 @@ SEED = 20261124
 def test_the_flow_runs_the_mapped_network_against_the_golden_model(tmp_path):
     """`bitfab build --netlist-images`: a PA + XNOR network on 40 test digits, under
     random stalls and backpressure, as yosys maps it (its phi_k products in DSPs,
-    popcounts in carry chains, weights in block and distributed RAM)."""
+    popcounts in carry chains, weights and tables in block RAM, the PA layer's
+    weights in two banks, FIFOs in distributed RAM)."""
     out = tmp_path / "build"
     graph = digits_graph(5)
-    run_flow(BuildConfig(out=str(out), stop_step="emit_rtl"), graph, log=lambda _: None)
+    folding = [{"pe": 1, "simd": 64, "bank_rows": 4}, {"pe": 5, "simd": 2}]
+    run_flow(BuildConfig(out=str(out), stop_step="emit_rtl", folding=folding), graph,
+             log=lambda _: None)
     report = run_flow(BuildConfig(out=str(out), start_step="netlist", netlist_images=40,
-                                  idle=0.2, backpressure=0.2, bitstream=False, seed=SEED),
+                                  idle=0.2, backpressure=0.2, bitstream=False, seed=SEED,
+                                  folding=folding),
                       log=lambda _: None)
     configs, _ = plan_from_dict(json.loads(artifact(out, "plan.json").read_text()))
+    assert [c.weight_banks for c in configs] == [2, 1]
     pixels = load_digits_split().x_test.long().flatten(1)[:40]
     case = network_case(graph, configs, pixels)
     assert report["netlist"] == {"images": 40, "mismatches": 0, "simulator": "verilator",

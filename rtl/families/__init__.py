@@ -36,6 +36,9 @@ class Family:
     bank_weights : bool
         Weight stores deeper than a block RAM are split into banks, each read into a
         register of its own (`weight_bank_rows`).
+    tables_in_block_ram : bool
+        A unit's threshold or scale table goes to block RAM, however small; otherwise
+        yosys chooses (LUT RAM where the family has it).
     bels : dict
         ``luts``/``ffs``/``brams``/``dsps`` -> nextpnr's cell name in ``--report``
         utilization; a key left out is not counted by nextpnr (`ff_cells` then).
@@ -57,6 +60,7 @@ class Family:
     dsp_products: bool = False
     ram_shapes: tuple = ()
     bank_weights: bool = False
+    tables_in_block_ram: bool = False
     bels: dict = None
     ff_cells: str = ""
     tools: dict = None

@@ -107,6 +107,9 @@ FAMILY = ECP5(
     # output register: a multiplexer over stacked block RAMs, spread over the chip,
     # was CNV-W1A1's critical path.
     bank_weights=True,
+    # A 16 x 4 LUT RAM (TRELLIS_DPR16X4) takes 6 TRELLIS_COMB: CNV-W1A1's threshold
+    # tables, wide and a few rows deep, took 1,992 of its 18,928.
+    tables_in_block_ram=True,
     bels={"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "brams": "DP16KD",
           "dsps": "MULT18X18D"},
     ff_cells=r"TRELLIS_FF",
