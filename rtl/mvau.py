@@ -1,8 +1,6 @@
 """The folded matrix-vector-threshold unit (FINN's MVAU folding, PA and XNOR datapaths)."""
 
-import operator
 from dataclasses import dataclass
-from functools import reduce
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -646,21 +644,25 @@ class MatrixVectorUnit(wiring.Component):
         """The weights' row at `address` (a register), `MVAUConfig.read_stages` cycles
         later. Banks (`MVAUConfig.weight_bank_rows`): each bank's row goes into a
         register of its own, which the placer can keep by the bank's block RAMs (their
-        output is slow, 5.8 ns clock to out on ECP5), zero unless the row was the
-        bank's, and the registers are ORed: CNV-W1A1's conv5 read its 36 block RAMs
-        into one multiplexer (15.5 ns, 6.1 of it the route from the farthest)."""
+        output is slow, 5.8 ns clock to out on ECP5), and the registers are ORed, each
+        gated by a flag (the address's bank, delayed alongside) saying whether the row
+        was the bank's: CNV-W1A1's conv5 read its 36 block RAMs into one multiplexer
+        (15.5 ns, 6.1 of it the route from the farthest). (Zeroing the registers
+        themselves, a synchronous reset, mapped the same logic; yosys 0.70's ABC9 then
+        stopped without a word on a small network, or failed an assertion on CNV,
+        depending on how the OR was written.)"""
         cfg = self.config
         if cfg.weight_banks == 1:
             return registered_read(m, store, address, "weight_row")
         bits = cfg.weight_bank_rows.bit_length() - 1
-        kept = []
+        row = 0
         for b, bank in enumerate(store):
             read = registered_read(m, bank, address[:bits], f"bank{b}_row")
-            hit = Signal(name=f"bank{b}_hit")
-            kept.append(Signal.like(read, name=f"bank{b}_kept"))
-            m.d.sync += [hit.eq(address[bits:] == b), kept[-1].eq(Mux(hit, read, 0))]
-        row = Signal.like(kept[0], name="banks_row")
-        m.d.comb += row.eq(reduce(operator.or_, kept))
+            kept = Signal.like(read, name=f"bank{b}_kept")
+            hit = [Signal(name=f"bank{b}_hit{k}") for k in range(2)]
+            m.d.sync += [hit[0].eq(address[bits:] == b), hit[1].eq(hit[0]), kept.eq(read)]
+            hit = hit[1]
+            row = row | Mux(hit, kept, 0)
         return row
 
     def _input_registers(self, m, take, full, fill_side, compute_side, fire, fold):
