@@ -355,9 +355,11 @@ def estimate(config, board):
     brams += sum(board.ram_blocks(width, min(bank_rows, c.weight_rows - b * bank_rows))
                  for b in range(banks))
     if banks > 1:
-        # Each bank's register and hit flag, and an OR of the banks' registers.
-        ffs += banks * (width + 1)
-        luts += width * (banks - 1) // 3 + banks
+        # Each bank's register and its two flag registers; per bit, a LUT4 gates and
+        # ORs two banks' registers, and an OR tree joins those.
+        pairs = -(-banks // 2)
+        ffs += banks * (width + 2)
+        luts += width * (pairs + (pairs - 1) // 3) + banks
     if c.input_in_memory:
         brams += board.ram_blocks(fold_bits, c.input_memory_depth)
     if c.window is not None:
