@@ -82,8 +82,11 @@ def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
     rtlil = plan.files["top.il"]
     assert "EHXPLLL" in rtlil and "uart" in plan.files["top.lpf"]
     assert "FREQUENCY PORT \"clk25_0__io\" 25000000.0 HZ" in plan.files["top.lpf"]
-    # Every layer's weights go to block RAM, however shallow (here 2 and 4 rows).
-    assert rtlil.count('attribute \\ram_style "block"') == len(configs)
+    # Every layer's weights and table go to block RAM, however shallow (here 2 and 4
+    # rows), and yosys builds no read-first logic for them.
+    tables = sum(c.output == "codes" or bool(c.scale_bits) for c in configs)
+    assert rtlil.count('attribute \\ram_style "block"') == len(configs) + tables
+    assert rtlil.count('attribute \\no_rw_check 1') >= len(configs) + tables
     # Every phi_k product is a MULT18X18D with its input, pipeline and output registers.
     dsps = [cell for cell in rtlil.split("\n  cell ")[1:] if cell.startswith("\\MULT18X18D")]
     assert len(dsps) == sum(c.pe * c.m * c.n_in for c in configs)
@@ -320,3 +323,47 @@ def test_a_failed_simulation_is_a_report_and_a_one_line_error(tmp_path, monkeypa
             f"{first['golden']}; wave dump: ") in error[0]
     dump = error[0].split("wave dump: ")[1].split(";")[0]
     assert dump.endswith((".vcd", ".fst")) and Path(dump).exists(), dump
+
+
+def test_a_design_abc9_fails_on_is_mapped_with_plain_abc(tmp_path):
+    """yosys 0.70's ABC9 fails on some netlists (an assertion as it reintegrates them,
+    or no word at all); the bitstream flow then maps the LUTs with plain ABC, says so,
+    and reports the mapper. Any other failure is the build's error."""
+    from bitfab.hls_gen.compiler.synth import abc9_failed, with_lut_mapper_fallback
+    ecp5 = board("ulx3s-85f").family
+    rpt = tmp_path / "bitfab.rpt"
+    steps = {"silent": "2.46.18.5. Executing ABC9.\nRunning ABC command: ...\n",
+             "assert": "2.46.19.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate).\n"
+                       "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed\n",
+             "other": "2.46.19.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate).\n"
+                      "2.47. Executing OPT pass.\nERROR: something else\n"}
+    assert not abc9_failed(rpt)
+    for name, text in steps.items():
+        rpt.write_text("1. Executing RTLIL frontend.\n" + text)
+        assert abc9_failed(rpt) == (name != "other"), name
+        calls, said = [], []
+
+        def build(overrides):
+            calls.append(overrides)
+            if len(calls) == 1:
+                raise BitfabError("the toolchain failed")
+        if name == "other":
+            with pytest.raises(BitfabError, match="the toolchain failed"):
+                with_lut_mapper_fallback(build, {"router": "router2"}, ecp5, rpt, said.append)
+            assert len(calls) == 1
+        else:
+            assert with_lut_mapper_fallback(build, {"router": "router2"}, ecp5, rpt,
+                                            said.append) == "abc"
+            assert calls == [{"router": "router2"},
+                             {"router": "router2", **ecp5.engine_overrides()}]
+            assert "ABC9 failed on this design" in said[0]
+    calls.clear()
+    assert with_lut_mapper_fallback(lambda o: calls.append(o), {}, ecp5, rpt) == "abc9"
+    # Already plain ABC (the convolution engines): built once, as asked.
+    assert with_lut_mapper_fallback(lambda o: calls.append(o), ecp5.engine_overrides(), ecp5,
+                                    rpt) == "abc"
+    assert calls == [{}, ecp5.engine_overrides()]
+    # A family without a plain-ABC mapping re-raises.
+    with pytest.raises(BitfabError):
+        with_lut_mapper_fallback(lambda o: (_ for _ in ()).throw(BitfabError("x")), {},
+                                 board("icebreaker").family, rpt)

@@ -66,6 +66,8 @@ def report_fields(build, plan):
         "images_per_s_at_clock": round(clock * 1e6 / cycles) if clock and cycles else None,
         "bitstream": synth and synth["bitstream"],
         "critical_path": synth and synth.get("critical_path"),
+        # yosys's LUT mapping: "abc9", or "abc" where ABC9 failed on the design.
+        "lut_mapper": synth and synth.get("lut_mapper"),
         "estimate": plan["estimate"]["total"],
         # The source the figures come from: the bitstream's, else the simulation's
         # (a step resumed later may run on newer source than the report's).

@@ -25,7 +25,7 @@ from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["use_yowasp", "build_bitstream", "parse_nextpnr_report", "critical_path",
-           "yosys_flip_flops",
+           "yosys_flip_flops", "abc9_failed", "with_lut_mapper_fallback",
            "run_plan", "NEXTPNR_OPTS", "nextpnr_opts"]
 
 # nextpnr's options on every build; `BITFAB_NEXTPNR_OPTS` in the environment adds more
@@ -149,9 +149,13 @@ def build_bitstream(core, board, out_dir, log=print, overrides=None, router=None
     start = time.perf_counter()
     log(f"build: yosys + nextpnr for {board.name}, clock {clock.mhz:.6g} MHz routed for "
         f"{route_mhz:.6g}, in {build_dir} (minutes)")
-    plan = platform.build(BoardTop(core, clock, BAUD), name="bitfab", build_dir=str(build_dir),
-                          do_build=False, nextpnr_opts=nextpnr_opts(router), **overrides)
-    run_plan(plan, build_dir, "bitfab", board.family)
+    def build(overrides):
+        plan = platform.build(BoardTop(core, clock, BAUD), name="bitfab",
+                              build_dir=str(build_dir), do_build=False,
+                              nextpnr_opts=nextpnr_opts(router), **overrides)
+        run_plan(plan, build_dir, "bitfab", board.family)
+    mapper = with_lut_mapper_fallback(build, overrides, board.family, build_dir / "bitfab.rpt",
+                                      log)
     bitstream = build_dir / f"bitfab.{board.family.bitstream_suffix}"
     if not bitstream.exists():
         raise BitfabError(f"the toolchain finished but wrote no {bitstream}")
@@ -163,6 +167,39 @@ def build_bitstream(core, board, out_dir, log=print, overrides=None, router=None
     if "ffs" not in board.bels:
         figures["ffs"] = yosys_flip_flops(build_dir / "bitfab.rpt", board.family)
     figures.update(clock_mhz=round(clock.mhz, 3), bitstream=str(bitstream),
-                   build_seconds=round(time.perf_counter() - start, 1))
+                   build_seconds=round(time.perf_counter() - start, 1), lut_mapper=mapper)
     return figures
+
+
+def abc9_failed(log):
+    """Whether yosys's log `log` (a path) ends inside its ABC9 LUT mapping: yosys 0.70's
+    ABC9 fails an assertion when it reintegrates some netlists ("GetSize(conn.first)
+    == GetSize(conn.second)"), and on others stops without a word."""
+    path = Path(log)
+    if not path.exists():
+        return False
+    steps = [line for line in path.read_text(errors="replace").splitlines()
+             if ". Executing " in line]
+    return bool(steps) and ("ABC9" in steps[-1] or "ABC_OPS_REINTEGRATE" in steps[-1])
+
+
+def with_lut_mapper_fallback(build, overrides, family, log_path, log=print):
+    """Run ``build(overrides)``; where yosys's ABC9 failed on the design (`abc9_failed`
+    on yosys's log at `log_path`), run it again with the family's plain-ABC LUT
+    mapping (`Family.engine_overrides`), saying so. Returns the LUT mapper that
+    mapped the design: ``"abc9"`` (synth's own) or ``"abc"``."""
+    plain = family.engine_overrides()
+    if plain and all(overrides.get(key) == value for key, value in plain.items()):
+        build(overrides)
+        return "abc"
+    try:
+        build(overrides)
+        return "abc9"
+    except BitfabError:
+        if not (plain and abc9_failed(log_path)):
+            raise
+    log(f"build: yosys's ABC9 failed on this design (see {log_path}); mapping its LUTs "
+        f"with plain ABC instead")
+    build({**overrides, **plain})
+    return "abc"
 
