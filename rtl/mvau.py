@@ -329,6 +329,12 @@ class MVAUConfig:
         return 1 if rows is None else -(-self.weight_rows // rows)
 
     @property
+    def weight_bank_depths(self):
+        """Rows of each bank of the weight store (the last may hold fewer)."""
+        rows = self.weight_bank_rows or self.weight_rows
+        return [min(rows, self.weight_rows - b * rows) for b in range(self.weight_banks)]
+
+    @property
     def read_stages(self):
         """Cycles from a fold's issue to its weights' row leaving the store: `READ_STAGES`,
         and one more for the banks' own registers."""
@@ -773,11 +779,8 @@ class MatrixVectorUnit(wiring.Component):
                     store = m.submodules.weights = uncontended_memory(
                         segment.shape, segment.depth, block=True)
                 else:
-                    bank_rows = cfg.weight_bank_rows
-                    store = [uncontended_memory(segment.shape,
-                                                min(bank_rows, segment.depth - b * bank_rows),
-                                                block=True)
-                             for b in range(cfg.weight_banks)]
+                    store = [uncontended_memory(segment.shape, depth, block=True)
+                             for depth in cfg.weight_bank_depths]
                     for b, bank in enumerate(store):
                         m.submodules[f"weights_bank{b}"] = bank
                 stores[segment.name] = store

@@ -351,9 +351,7 @@ def estimate(config, board):
     brams = sum(board.ram_blocks(s.width, s.depth) for s in c.segments
                 if s.name not in ("coefficients", "weights"))
     banks, width = c.weight_banks, c.weight_row_bits
-    bank_rows = c.weight_bank_rows or c.weight_rows
-    brams += sum(board.ram_blocks(width, min(bank_rows, c.weight_rows - b * bank_rows))
-                 for b in range(banks))
+    brams += sum(board.ram_blocks(width, depth) for depth in c.weight_bank_depths)
     if banks > 1:
         # Each bank's register and its two flag registers; per bit, a LUT4 gates and
         # ORs two banks' registers, and an OR tree joins those.
