@@ -13,11 +13,11 @@ testbench runs the very netlist that is placed. `tests/test_carry.py` proves the
 model equal to yosys's simulation model of the primitive.
 """
 
-from amaranth.hdl import Cat, Const, Instance, Signal, Value
+from amaranth.hdl import Cat, Const, Instance, Mux, Signal, Value
 
 from .families import family_of
 
-__all__ = ["Chain", "ccu2c_model", "lut_init", "has_carry_chains"]
+__all__ = ["Chain", "ccu2c_model", "has_carry_chains", "lut", "lut_init"]
 
 
 def has_carry_chains(platform):
@@ -31,15 +31,33 @@ def lut_init(function):
     return sum((function(k & 1, k >> 1 & 1, k >> 2 & 1, k >> 3 & 1) & 1) << k for k in range(16))
 
 
+def lut(init, ins):
+    """A LUT of `init` (bit k: the output for inputs ``k``, ``ins[0]`` its low bit) as a
+    value of `ins`, with the constant inputs folded into a smaller table: a simulation
+    model of the cell, no bigger than the inputs it really reads."""
+    ins = [Value.cast(v) for v in ins]
+    free = [k for k, v in enumerate(ins) if not isinstance(v, Const)]
+    fixed = sum(v.value << k for k, v in enumerate(ins) if isinstance(v, Const))
+    table = [init >> (fixed | sum((j >> n & 1) << k for n, k in enumerate(free))) & 1
+             for j in range(1 << len(free))]
+    if len(set(table)) == 1:
+        return Const(table[0], 1)
+    if table == [0, 1]:
+        return ins[free[0]]
+    return Const(sum(bit << j for j, bit in enumerate(table)), len(table)).bit_select(
+        Cat(*(ins[k] for k in free)), 1)
+
+
 def ccu2c_model(m, init0, init1, cin, ins0, ins1, s0, s1, cout):
     """A CCU2C (INJECT1_0 = INJECT1_1 = "NO") in logic: drives `s0`, `s1` and `cout`
-    from `cin` and the halves' (A, B, C, D) inputs `ins0`, `ins1`."""
+    from `cin` and the halves' (A, B, C, D) inputs `ins0`, `ins1`. Each half's LUT is
+    one signal, read by both its sum and its carry."""
     middle = Signal(name=f"{cout.name}_c1")
     for init, ins, c_in, s, c_out in ((init0, ins0, cin, s0, middle),
                                       (init1, ins1, middle, s1, cout)):
-        f = Const(init, 16).bit_select(Cat(*ins), 1)
-        g = Const(init & 0xF, 4).bit_select(Cat(*ins[:2]), 1)
-        m.d.comb += [s.eq(f ^ c_in), c_out.eq((~f & g) | (f & c_in))]
+        f = Signal(name=f"{s.name}_f")
+        m.d.comb += [f.eq(lut(init, ins)), s.eq(f ^ c_in),
+                     c_out.eq(Mux(f, c_in, lut(init & 0xF, ins[:2])))]
 
 
 class Chain:

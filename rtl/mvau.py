@@ -705,7 +705,10 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
         source = Mux(compute_side, buffers[1], buffers[0])
-        piece = source[:fold_bits] if rotate else source.word_select(fold, fold_bits)
+        # A signal, not the expression: each of the fold's bits that the PEs read would
+        # otherwise carry its own copy of the multiplexers into the netlist.
+        piece = Signal(fold_bits, name="fold_word")
+        m.d.comb += piece.eq(source[:fold_bits] if rotate else source.word_select(fold, fold_bits))
         return self._planes(piece), filled
 
     def _input_memory(self, m, take, fill_side, compute_side, fold):
