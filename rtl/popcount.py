@@ -113,6 +113,16 @@ def stage(m, value, advance, name):
     return reg
 
 
+def stage_bits(m, bits, advance, name):
+    """One pipeline register (`stage`) for several 1-bit values; returns its bits. (A
+    register a bit is the same hardware, but a statement per bit in the Verilog that
+    the simulators compile.)"""
+    if not bits:
+        return []
+    reg = stage(m, Cat(*bits), advance, name)
+    return [reg[j] for j in range(len(bits))]
+
+
 def adder_tree(m, terms, levels, registered, advance, valid, tags=(), name="tree"):
     """Sum `terms` pairwise over `levels` levels, with a register after each level in
     `registered`; `valid` and the `tags` travel alongside. Each register grows by the
@@ -195,10 +205,10 @@ def count_ones(m, platform, pairs, front, stages, advance, valid, tags=(), name=
         if level not in registered:
             return numbers, spare, valid, tags
         tag = f"{name}_l{level}"
-        numbers = [([stage(m, b, advance, f"{tag}_n{k}_{j}") for j, b in enumerate(bits)], inv)
+        numbers = [(stage_bits(m, bits, advance, f"{tag}_n{k}"), inv)
                    for k, (bits, inv) in enumerate(numbers)]
-        spare = [tuple(stage(m, v, advance, f"{tag}_cin{k}_{j}") for j, v in enumerate(pair))
-                 for k, pair in enumerate(spare)]
+        flat = stage_bits(m, [v for pair in spare for v in pair], advance, f"{tag}_cin")
+        spare = [(flat[2 * k], flat[2 * k + 1]) for k in range(len(spare))]
         valid = stage(m, valid, advance, f"{tag}_valid")
         tags = [stage(m, t, advance, f"{tag}_tag{k}") for k, t in enumerate(tags)]
         return numbers, spare, valid, tags
