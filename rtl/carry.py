@@ -37,7 +37,7 @@ def lut(init, ins):
     model of the cell, no bigger than the inputs it really reads."""
     ins = [Value.cast(v) for v in ins]
     free = [k for k, v in enumerate(ins) if not isinstance(v, Const)]
-    fixed = sum(v.value << k for k, v in enumerate(ins) if isinstance(v, Const))
+    fixed = sum((v.value & 1) << k for k, v in enumerate(ins) if isinstance(v, Const))
     table = [init >> (fixed | sum((j >> n & 1) << k for n, k in enumerate(free))) & 1
              for j in range(1 << len(free))]
     if len(set(table)) == 1:
