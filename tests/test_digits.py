@@ -6,6 +6,7 @@ report and re-check it against the cached trained models.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.digits.demo import DemoConfig
 from bitfab.hls_gen.golden.freeze import freeze
@@ -123,6 +125,25 @@ def test_the_cnns_run_in_rtl_on_every_test_image(demo):
         assert [bool(layer["window"]) for layer in hardware["layers"]] == [True, True, False]
         # With the FIFO depths the schedule gives, the pipeline runs at its schedule.
         assert hardware["cycles_per_image"] == hardware["schedule_cycles_per_image"], name
+
+
+@pytest.mark.sim
+def test_the_cnns_run_every_test_image_through_stalls_and_backpressure(demo, tmp_path):
+    """The demo's PA and XNOR CNN builds again from their sim step, the input idle and
+    the output held back in 30% of the cycles (seeded): every output of every layer,
+    450 images, 0 mismatches. (The demo itself runs them unstalled, to measure the
+    schedule.)"""
+    out, _, report = demo
+    for name in ("cnn_pa_m4n5", "cnn_xnor"):
+        build = tmp_path / name
+        shutil.copytree(out / "hw" / name, build, ignore=shutil.ignore_patterns("build"))
+        run_flow(BuildConfig(out=str(build), start_step="sim", stop_step="sim",
+                             bitstream=False, idle=0.3, backpressure=0.3), log=lambda _: None)
+        sim = json.loads(artifact(build, "sim.json").read_text())
+        assert (sim["items"], sim["mismatches"], sim["beats_checked"]) == (
+            450, 0, report["models"][name]["hardware"]["rtl"]["beats_checked"]), name
+        config = json.loads(artifact(build, "config.json").read_text())["config"]
+        assert (config["idle"], config["backpressure"]) == (0.3, 0.3)
 
 
 def test_pa_mlp_close_to_full_precision(demo):
