@@ -1,8 +1,8 @@
 """The main job end to end: `bitfab demo` on the real digits, through the console script.
 
-One demo run (about six minutes on an idle 2-core machine: training, then both
-MLPs through Verilog and cocotb) trains every network; the tests then read its
-report and re-check it against the cached trained models.
+One demo run (under four minutes on an idle 2-core machine: training, then the two
+CNNs and the two MLPs through Verilog and cocotb) trains every network; the tests
+then read its report and re-check it against the cached trained models.
 """
 
 import json
