@@ -43,7 +43,18 @@ def _load_model(path):
         return graph_from_dict(value)
     if path.suffix == ".pt":
         import torch
-        model = torch.load(path, weights_only=False)
+        try:
+            model = torch.load(path, weights_only=False)
+        except (ModuleNotFoundError, AttributeError) as error:
+            # A pickle names its classes; the class of a model written in the user's own
+            # script is gone when bitfab loads it.
+            missing = (f"module {error.name!r}" if isinstance(error, ModuleNotFoundError)
+                       else f"a class ({error})")
+            raise BitfabError(
+                f"model file {path}: the pickled module needs {missing}, which cannot be "
+                f"imported here; run bitfab where the model's class imports, or freeze it "
+                f"there (bitfab.hls_gen.golden.freeze.freeze, then graph_to_dict into a "
+                f".json) and build the golden JSON") from None
         if not isinstance(model, torch.nn.Module):
             raise BitfabError(f"{path} holds a {type(model).__name__}, not a model; save "
                               f"the whole module with torch.save(model, path)")

@@ -23,15 +23,15 @@ def _edited(golden, edit):
 
 
 def _thresholds_beyond_their_width(value):
-    value["layers"][0]["thresholds"][0][0] = 10 ** 12
+    value["nodes"][0]["thresholds"][0][0] = 10 ** 12
 
 
 def _no_widths(value):
-    del value["layers"][1]["widths"]
+    del value["nodes"][1]["widths"]
 
 
 def _weights_not_bits(value):
-    value["layers"][2]["weight_bits"][0][0] = 2
+    value["nodes"][2]["weight_bits"][0][0] = 2
 
 
 CASES = {
@@ -93,3 +93,45 @@ def test_run_on_a_directory_that_is_not_a_build(tmp_path, capsys):
     assert cli.main(["run", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0], err
+
+
+_OWN_NET = '''
+import sys
+import torch
+from torch import nn
+from bitfab.hls_gen.frontend.layers import BitplaneInput, XNORLinear
+
+
+class OwnNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.input, self.head = BitplaneInput(), XNORLinear(64, 10)
+
+    def forward(self, pixels):
+        return self.head(self.input(pixels))
+
+
+if __name__ == "__main__":
+    torch.save(OwnNet(), sys.argv[1])
+'''
+
+
+@pytest.mark.parametrize("where", ["script", "module"])
+def test_a_pickled_model_whose_class_cannot_be_imported_is_one_line(where, tmp_path, capsys):
+    """The class lives in the user's script (pickled as __main__.OwnNet) or in a module of
+    theirs that bitfab's process cannot import."""
+    import subprocess
+    import sys
+    source = tmp_path / "own_net.py"
+    source.write_text(_OWN_NET)
+    model = tmp_path / "own.pt"
+    command = ([sys.executable, str(source), str(model)] if where == "script" else
+               [sys.executable, "-c", f"import sys, torch, own_net; "
+                                      f"torch.save(own_net.OwnNet(), {str(model)!r})"])
+    subprocess.run(command, check=True, cwd=tmp_path)
+    code = cli.main(["build", str(model), "--out", str(tmp_path / "out"), "--stop", "fold"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    needed = "a class .*OwnNet" if where == "script" else "module 'own_net'"
+    assert re.search(f"own.pt: the pickled module needs {needed}.*, which cannot be imported "
+                     f"here; run bitfab where the model's class imports, or freeze it", err[0])

@@ -58,13 +58,19 @@ def test_the_freezer_pools_a_convolution_s_codes_exactly():
     assert again.layers[0].pool == (2, 2) and torch.equal(again(pixels), graph(pixels))
 
 
-def test_a_format_1_golden_model_still_reads_and_an_unknown_one_is_refused():
+def test_format_1_and_2_golden_models_still_read_and_an_unknown_one_is_refused():
     graph = cnn_graph(1)
     saved = graph_to_dict(graph)
-    assert saved["format"] == "bitfab-golden-2"
+    assert saved["format"] == "bitfab-golden-3"
     pixels = load_digits_split().x_test[:4].long().view(-1, 1, 8, 8)
-    old = graph_from_dict({**saved, "format": "bitfab-golden-1"})
-    assert torch.equal(old(pixels), graph(pixels))
+    # Formats 1 and 2 held a chain: a list of layers without tensor names.
+    chain = {k: v for k, v in saved.items() if k not in ("nodes", "input", "output")}
+    chain["layers"] = [{k: v for k, v in node.items() if k not in ("inputs", "outputs")}
+                       for node in saved["nodes"]]
+    for format in ("bitfab-golden-1", "bitfab-golden-2"):
+        old = graph_from_dict({**chain, "format": format})
+        assert old.is_chain and [n.name for n in old.layers] == [n.name for n in graph.layers]
+        assert torch.equal(old(pixels), graph(pixels))
     with pytest.raises(BitfabError, match="format 'bitfab-golden-9'; this bitfab reads"):
         graph_from_dict({**saved, "format": "bitfab-golden-9"})
 

@@ -260,5 +260,7 @@ class SignActivation(nn.Module):
 
 def xnor_weight(w):
     """XNOR-Net weights: sign(W) times mean|W| of each output channel (dim 0)."""
-    alpha = w.abs().flatten(1).mean(dim=1).view(-1, *([1] * (w.dim() - 1)))
-    return sign_ste(w) * alpha
+    # Flattened and viewed back, not broadcast by a shape built from w.dim(): torch.fx
+    # traces this (a proxy's dim() is not a number).
+    alpha = w.abs().flatten(1).mean(dim=1, keepdim=True)
+    return (sign_ste(w).flatten(1) * alpha).view_as(w)

@@ -1,29 +1,40 @@
 """Freeze a trained bitfab model into the integer golden model (`ir.Graph`).
 
-The front end walks an `nn.Sequential` in order with a handler per module
-type (hls4ml's handler registry). What it folds:
+The front end captures the model with torch.fx (bitfab's layers, batch norm and
+the activation quantizers as leaves, so an `nn.Sequential` and a module with its
+own `forward` are captured alike) and walks the captured graph in order with a
+handler per module type (hls4ml's handler registry) and per function (the
+joins: ``x + y``, ``torch.cat``, a scale by a constant). What it folds:
 
 - PA weights -> M one-hot bases T_i and the alphas (eq. 3.15-3.16);
 - alpha_i * beta_j -> phi_k in a fixed point the freezer chooses (eq. 3.19);
 - batch norm and the next activation quantizer's endpoints -> per-channel
   integer thresholds, so the next code is N integer comparisons;
 - XNOR weights -> sign bits, their mean|W| scale into the thresholds (or, for
-  the last layer, a fixed-point per-class scale).
+  the last layer, a fixed-point per-class scale);
+- a layer's value that a join or a fork needs before its quantizer (Bi-Real's
+  shortcut) -> an `Affine` node, acc * mul + add in a fixed point chosen per
+  value; joins -> `Add` (inputs shifted to one fixed point) and `Concat`; the
+  quantizer after a join -> a `Threshold` node.
 
 Every width is derived from the worst case and checked against
 `FreezeConfig` before anything runs.
 """
 
+import math
+import operator
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.fx
 from torch import nn
 
 from bitfab.hls_gen.errors import FreezeError, UnsupportedLayerError
 from bitfab.hls_gen.golden.fixedpoint import (LayerWidths, check_width, choose_frac_bits,
     signed_bits, to_fixed, unsigned_bits)
 from bitfab.hls_gen.golden.kernels import Geometry
-from bitfab.hls_gen.golden.ir import Graph, PopcountLayer, Thresholds, XnorLayer
+from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, Graph, MaxPool, PopcountLayer,
+    Threshold, Thresholds, XnorLayer)
 from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
     XNORLinear)
 from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
@@ -79,13 +90,33 @@ class _Activation:
 
 @dataclass
 class _Pending:
-    """A compute layer waiting for its batch norm and activation quantizer."""
+    """A value waiting for its batch norm and activation quantizer: a compute layer's
+    accumulator (`layer` set), or a fixed-point tensor already in the graph (`layer`
+    None: an `Affine` or `Add` output named `tensor`, `frac` fractional bits)."""
 
     path: str
-    layer: object            # PopcountLayer or XnorLayer, output not yet set
+    layer: object            # PopcountLayer or XnorLayer, output not yet set; or None
     real_scale: torch.Tensor  # (C,) float64: real output = real_scale * integer acc
     per_class_scale: bool     # XNOR: real_scale differs per channel (mean|W|)
     bn: tuple | None = None   # (g, h): bn(y) = g * y + h, per channel, float64
+    tensor: str | None = None  # a fixed-point value's tensor
+    frac: int = 0
+    fixed_bound: int = 0      # a fixed-point value's worst case |y|
+
+    @property
+    def bound(self):
+        return self.layer.widths.acc_bound if self.layer is not None else self.fixed_bound
+
+
+@dataclass
+class _State:
+    """What one tensor of the PyTorch model is to the freezer: activation codes in the
+    IR tensor `tensor` (`activation` set), or a value awaiting its quantizer (`pending`)."""
+
+    activation: _Activation | None
+    pending: _Pending | None
+    flatten: bool
+    tensor: str
 
 
 @dataclass
@@ -95,7 +126,58 @@ class _Builder:
     activation: _Activation | None = None
     pending: _Pending | None = None
     flatten: bool = False
-    layers: list = field(default_factory=list)
+    tensor: str = "input"     # the IR tensor holding the current activation codes
+    fanout: int = 1           # how many nodes of the model read the current value
+    nodes: list = field(default_factory=list)
+
+    def save(self):
+        return _State(self.activation, self.pending, self.flatten, self.tensor)
+
+    def load(self, state, fanout=1):
+        # A copy of the pending value: a handler adds its batch norm to this reader's
+        # value only, not to another reader's of the same tensor.
+        self.activation, self.flatten, self.tensor = (state.activation, state.flatten,
+                                                      state.tensor)
+        self.pending = state.pending and replace(state.pending)
+        self.fanout = fanout
+
+    def producer(self, tensor):
+        return next((n for n in self.nodes if n.outputs and n.outputs[0] == tensor), None)
+
+    def fixed(self, path):
+        """The current value as a fixed-point tensor in the graph: a compute layer's
+        accumulator (batch norm applied) becomes its layer and an `Affine` node."""
+        p = self.pending
+        if p.layer is None and p.bn is None:
+            return p
+        if p.layer is not None:
+            p.layer.outputs = [p.layer.name]
+            self.nodes.append(p.layer)
+            source, base = p.layer.name, p.layer.name
+        else:
+            source, base = p.tensor, p.tensor
+        g, h = p.bn if p.bn is not None else (torch.ones_like(p.real_scale),
+                                              torch.zeros_like(p.real_scale))
+        a = g * p.real_scale
+        coef_bits, acc_bits = self.config.coef_bits, self.config.acc_bits
+        mul_frac = choose_frac_bits(a.tolist(), coef_bits)
+        mul = torch.tensor([to_fixed(v, mul_frac) for v in a.tolist()], dtype=torch.int64)
+        # The value's fixed point: as many fractional bits as keep its worst case within
+        # acc_bits - 2 (room for a join of up to four), at most the multiplier's; the
+        # product drops the rest (shift).
+        peak = p.bound * float(a.abs().max()) + float(h.abs().max())
+        frac = mul_frac if peak == 0 else min(
+            mul_frac, acc_bits - 3 - math.ceil(math.log2(peak)))
+        shift = mul_frac - frac
+        add = torch.tensor([to_fixed(v, frac) for v in h.tolist()], dtype=torch.int64)
+        bound = ((p.bound * int(mul.abs().max())) >> shift) + int(add.abs().max())
+        name = f"{base}_value"
+        bits = check_width(name, "fixed-point value", bound, acc_bits, "lower coef_bits")
+        self.nodes.append(Affine(name, [source], mul=mul, add=add, shift=shift, frac=frac,
+                                 coef_bits=coef_bits, bits=bits))
+        self.pending = _Pending(path, None, torch.full_like(a, 2.0 ** -frac), False,
+                                tensor=name, frac=frac, fixed_bound=bound)
+        return self.pending
 
     def need_input(self, path, module):
         if self.activation is None:
@@ -111,23 +193,44 @@ class _Builder:
         if self.pending is not None:
             raise FreezeError(f"{path}: the output of {self.pending.path} reaches it without "
                               f"an activation quantizer (PAActivation or SignActivation)")
+        layer.inputs = [self.tensor]
         self.pending = _Pending(path, layer, real_scale, per_class_scale)
         self.flatten = False
 
-    def close(self, thresholds, activation):
-        self.pending.layer.output = thresholds
-        self.layers.append(self.pending.layer)
+    def close(self, path, thresholds, activation):
+        p = self.pending
+        if p.layer is not None:
+            p.layer.output = thresholds
+            p.layer.outputs = [p.layer.name]
+            self.nodes.append(p.layer)
+            self.tensor = p.layer.name
+        else:
+            # The quantizer after a join: its own node, on the fixed-point value.
+            name = _layer_name(path)
+            self.nodes.append(Threshold(name, [p.tensor], output=thresholds,
+                                        bits=signed_bits(-p.bound, p.bound)))
+            self.tensor = name
         self.pending = None
         self.activation = activation
 
 
-def _leaves(module, prefix):
-    """(path, module) for each leaf of nested Sequentials, in execution order."""
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            yield from _leaves(child, f"{prefix}.{name}")
-    else:
-        yield prefix, module
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer with every module bitfab has a handler for kept whole (the
+    freezer reads their parameters, not their arithmetic)."""
+
+    def is_leaf_module(self, module, qualname):
+        return type(module) in _HANDLERS or super().is_leaf_module(module, qualname)
+
+
+def _capture(model):
+    """The model's torch.fx graph, or an error naming why it cannot be captured."""
+    try:
+        return _Tracer().trace(model)
+    except Exception as error:  # noqa: BLE001 - any tracing failure is the user's model
+        raise UnsupportedLayerError(
+            f"{type(model).__name__}: torch.fx cannot capture its forward "
+            f"({type(error).__name__}: {error}); the freezer needs a forward without "
+            f"control flow that depends on the data") from None
 
 
 def freeze(model, config=FreezeConfig()):
@@ -155,22 +258,175 @@ def freeze(model, config=FreezeConfig()):
     WidthOverflowError
         A layer whose worst case does not fit `config`.
     """
-    if not isinstance(model, nn.Sequential):
-        raise UnsupportedLayerError(f"freeze expects an nn.Sequential of bitfab layers, "
-                                    f"not {type(model).__name__}")
+    if not isinstance(model, nn.Module) or type(model) in _HANDLERS:
+        raise UnsupportedLayerError(f"freeze expects a network of bitfab layers (an "
+                                    f"nn.Sequential, or a module whose forward torch.fx "
+                                    f"captures), not {type(model).__name__}")
+    captured = _capture(model)
     builder = _Builder(config)
+    states = {}
     with torch.no_grad():
-        for path, module in _leaves(model, "model"):
-            fn = _HANDLERS.get(type(module))
-            if fn is None:
-                supported = ", ".join(sorted(t.__name__ for t in _HANDLERS))
-                raise UnsupportedLayerError(
-                    f"{path} ({type(module).__module__}.{type(module).__name__}) is not "
-                    f"supported; supported modules: {supported}")
-            _check_finite(path, module)
-            fn(builder, path, module)
-        _finish_last_layer(builder)
-    return Graph(builder.input.bits, builder.input.scale, builder.layers)
+        for position, node in enumerate(captured.nodes):
+            if node.op == "placeholder":
+                if states:
+                    raise UnsupportedLayerError(f"input {node.name}: the model takes one "
+                                                f"input, the pixels")
+                states[node] = builder.save()
+            elif node.op == "output":
+                _load(builder, states, node.args[0], node)
+                _finish_last_layer(builder)
+            elif node.op == "call_module":
+                _module_node(builder, states, model, node)
+            else:
+                _function_node(builder, states, node, position)
+    return Graph(builder.input.bits, builder.input.scale, builder.nodes)
+
+
+def _load(builder, states, value, reader):
+    """Make `value` (an fx node) the builder's current value, as `reader` reads it."""
+    if not isinstance(value, torch.fx.Node) or value not in states:
+        raise UnsupportedLayerError(f"{_where(reader)} reads {value!r}, which is not a "
+                                    f"tensor of the model")
+    builder.load(states[value], fanout=len(value.users))
+    if builder.pending is not None and builder.fanout > 1:
+        # A value read twice (a fork: Bi-Real's shortcut and its sign) is computed once:
+        # as a fixed-point tensor that both readers take.
+        builder.fixed(builder.pending.path)
+        states[value] = builder.save()
+        builder.pending = replace(builder.pending)
+
+
+def _where(node):
+    if node.op == "call_module":
+        return f"model.{node.target}"
+    return f"node {node.name}"
+
+
+def _module_node(builder, states, model, node):
+    path = f"model.{node.target}"
+    module = model.get_submodule(node.target)
+    if len(node.args) != 1 or node.kwargs:
+        raise UnsupportedLayerError(f"{path} ({type(module).__name__}) is called with "
+                                    f"{len(node.args)} arguments; bitfab's modules take one "
+                                    f"tensor")
+    fn = _HANDLERS.get(type(module))
+    if fn is None:
+        supported = ", ".join(sorted(t.__name__ for t in _HANDLERS))
+        raise UnsupportedLayerError(
+            f"{path} ({type(module).__module__}.{type(module).__name__}) is not "
+            f"supported; supported modules: {supported}")
+    _load(builder, states, node.args[0], node)
+    _check_finite(path, module)
+    fn(builder, path, module)
+    states[node] = builder.save()
+
+
+_ADD = {operator.add, torch.add}
+_MUL = {operator.mul, torch.mul}
+_SCALE = {operator.mul: lambda c: c, torch.mul: lambda c: c,
+          operator.truediv: lambda c: 1.0 / c, torch.div: lambda c: 1.0 / c}
+
+
+def _function_node(builder, states, node, position):
+    target = node.target
+    name = getattr(target, "__name__", str(target))
+    where = f"node {node.name} ({name}, position {position} of the captured graph)"
+    if node.op == "call_function" and target in _ADD and not node.kwargs:
+        _join_add(builder, states, node, where)
+    elif node.op == "call_function" and target in _SCALE and not node.kwargs:
+        _scale(builder, states, node, where, _SCALE[target])
+    elif node.op == "call_function" and target is torch.cat:
+        _join_concat(builder, states, node, where)
+    elif (node.op == "call_function" and target is torch.flatten) or (
+            node.op == "call_method" and target == "flatten"):
+        start, end = (list(node.args[1:]) + [1, -1][len(node.args) - 1:])[:2]
+        start, end = node.kwargs.get("start_dim", start), node.kwargs.get("end_dim", end)
+        _load(builder, states, node.args[0], node)
+        _flatten(builder, f"node {node.name}", nn.Flatten(start, end))
+        states[node] = builder.save()
+    else:
+        raise UnsupportedLayerError(f"{where}: {node.op} {name} is not supported; the joins "
+                                    f"bitfab maps are x + y, torch.cat on channels and a "
+                                    f"scale by a constant")
+
+
+def _fixed_input(builder, states, value, node, where):
+    """A join's input as a fixed-point `_Pending` in the graph."""
+    _load(builder, states, value, node)
+    if builder.pending is None:
+        raise FreezeError(f"{where}: joins the activation codes of {builder.tensor}; a sum "
+                          f"takes values before their quantizer (Bi-Real's shortcut carries "
+                          f"the pre-sign value)")
+    return builder.fixed(builder.pending.path)
+
+
+def _join_add(builder, states, node, where):
+    if len(node.args) != 2:
+        raise UnsupportedLayerError(f"{where}: adds {len(node.args)} operands, not two")
+    values = [_fixed_input(builder, states, value, node, where) for value in node.args]
+    channels = {len(v.real_scale) for v in values}
+    if len(channels) > 1:
+        raise FreezeError(f"{where}: adds {' and '.join(v.tensor for v in values)} of "
+                          f"{' and '.join(str(len(v.real_scale)) for v in values)} channels")
+    frac = min(v.frac for v in values)
+    # Every input's real scale must be 2^-frac_i times one common factor, so that
+    # shifts align them.
+    factors = [v.real_scale * 2.0 ** v.frac for v in values]
+    if not all(torch.equal(f, factors[0]) for f in factors[1:]):
+        raise FreezeError(f"{where}: adds values whose scales differ by other than a power "
+                          f"of two ({' and '.join(v.tensor for v in values)}); scale both "
+                          f"sides alike")
+    bound = sum((v.bound >> (v.frac - frac)) + (v.frac > frac) for v in values)
+    bits = check_width(node.name, "sum", bound, builder.config.acc_bits, "lower coef_bits")
+    builder.nodes.append(Add(node.name, [v.tensor for v in values],
+                             fracs=[v.frac for v in values], frac=frac, bits=bits))
+    pending = _Pending(f"node {node.name}", None, factors[0] * 2.0 ** -frac, False,
+                       tensor=node.name, frac=frac, fixed_bound=bound)
+    states[node] = _State(None, pending, False, node.name)
+
+
+def _scale(builder, states, node, where, how):
+    """A value times (or divided by) a constant: only its real scale changes (a fractal
+    join's mean is a sum and a 1/k in the next thresholds)."""
+    value, constant = node.args
+    if isinstance(value, (int, float)) and node.target in _MUL:
+        value, constant = constant, value      # c * x
+    if not isinstance(constant, (int, float)) or isinstance(constant, bool) or constant == 0:
+        raise UnsupportedLayerError(f"{where}: scales by {constant!r}; only a non-zero "
+                                    f"constant number maps")
+    _load(builder, states, value, node)
+    if builder.pending is None:
+        raise FreezeError(f"{where}: scales activation codes; scale the value before its "
+                          f"quantizer")
+    if builder.pending.bn is not None:
+        builder.fixed(builder.pending.path)
+    builder.pending.real_scale = builder.pending.real_scale * how(float(constant))
+    states[node] = builder.save()
+
+
+def _join_concat(builder, states, node, where):
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if dim != 1:
+        raise UnsupportedLayerError(f"{where}: concatenates along dimension {dim}; bitfab "
+                                    f"concatenates channels (dim=1)")
+    inputs = []
+    for value in tensors:
+        _load(builder, states, value, node)
+        if builder.activation is None or builder.pending is not None or builder.flatten:
+            raise FreezeError(f"{where}: concatenates activation codes (after a quantizer, "
+                              f"before any flatten); {builder.tensor} is not")
+        inputs.append((builder.tensor, builder.activation))
+    first = inputs[0][1]
+    for tensor, act in inputs[1:]:
+        if (act.encoding, act.planes, act.values) != (first.encoding, first.planes,
+                                                      first.values):
+            raise FreezeError(f"{where}: concatenates codes of different quantizers "
+                              f"({inputs[0][0]}: {first.encoding} {first.planes} planes, "
+                              f"{tensor}: {act.encoding} {act.planes} planes, or their "
+                              f"levels differ); the next layer's coefficients need one")
+    builder.nodes.append(Concat(node.name, [t for t, _ in inputs]))
+    states[node] = _State(first, None, False, node.name)
 
 
 def _check_finite(path, module):
@@ -187,7 +443,7 @@ def _check_finite(path, module):
 
 @handler(BitplaneInput)
 def _bitplane_input(builder, path, module):
-    if builder.activation is not None or builder.layers:
+    if builder.activation is not None or builder.nodes:
         raise FreezeError(f"{path}: BitplaneInput must be the first module")
     values = [2.0 ** b * module.scale for b in range(module.bits)]
     builder.activation = _Activation("bitplanes", module.bits, values)
@@ -223,13 +479,22 @@ def _max_pool(builder, path, module):
     if builder.pending is not None:
         raise FreezeError(f"{path}: max pooling must come after {builder.pending.path}'s "
                           f"activation quantizer (it pools the codes), not before it")
-    last = builder.layers[-1] if builder.layers else None
-    if last is None or last.geometry.kind != "conv2d" or builder.flatten:
+    last = builder.producer(builder.tensor)
+    if last is None or builder.flatten:
         raise FreezeError(f"{path}: max pooling must follow a convolution's activation "
                           f"quantizer (before any Flatten)")
-    if last.pool is not None:
-        raise FreezeError(f"{path}: a second pooling after {last.name}")
-    last.pool = (kernel, stride)
+    if (isinstance(last, (PopcountLayer, XnorLayer)) and builder.fanout == 1
+            and last.geometry.kind == "conv2d"):
+        if last.pool is not None:
+            raise FreezeError(f"{path}: a second pooling after {last.name}")
+        last.pool = (kernel, stride)      # the layer's own pool, as in a chain
+        return
+    if isinstance(last, (PopcountLayer, XnorLayer)) and last.geometry.kind != "conv2d":
+        raise FreezeError(f"{path}: max pooling must follow a convolution's activation "
+                          f"quantizer (before any Flatten)")
+    name = _layer_name(path)
+    builder.nodes.append(MaxPool(name, [builder.tensor], kernel=kernel, stride=stride))
+    builder.tensor = name
 
 
 @handler(nn.Dropout, nn.Identity)
@@ -362,7 +627,7 @@ def _thresholds(pending, endpoints):
                                                       torch.zeros_like(scale))
     a = g * scale                              # bn(real output) = a * Y + h
     v = endpoints.view(1, -1)
-    bound = pending.layer.widths.acc_bound
+    bound = pending.bound
     descending = a < 0
     safe = torch.where(a == 0, torch.ones_like(a), a).view(-1, 1)
     q = (v - h.view(-1, 1)) / safe            # a > 0: Y >= q;  a < 0: Y <= q <=> -Y >= -q
@@ -383,7 +648,7 @@ def _pa_activation(builder, path, module):
                           f"each optimiser step)")
     values, descending = _thresholds(builder.pending, v)
     betas = module.beta.detach().double().tolist()
-    builder.close(Thresholds(values, descending),
+    builder.close(path, Thresholds(values, descending),
                   _Activation("onehot", module.n, betas))
 
 
@@ -391,14 +656,15 @@ def _pa_activation(builder, path, module):
 def _sign_activation(builder, path, module):
     builder.need_pending(path, module)
     values, descending = _thresholds(builder.pending, torch.zeros(1, dtype=torch.float64))
-    builder.close(Thresholds(values, descending), _Activation("sign", 1, [1.0]))
+    builder.close(path, Thresholds(values, descending), _Activation("sign", 1, [1.0]))
 
 
 def _finish_last_layer(builder):
     pending = builder.pending
-    if pending is None:
+    if pending is None or pending.layer is None:
         raise FreezeError("the model must end with a compute layer giving class scores, "
-                          "not an activation quantizer")
+                          "not an activation quantizer" + (
+                              "" if pending is None else f" or a join ({pending.tensor})"))
     if pending.bn is not None:
         raise FreezeError(f"batch norm after the last layer {pending.path} is not supported: "
                           f"per-class scaling of the scores needs a multiplier")
@@ -419,4 +685,5 @@ def _finish_last_layer(builder):
     else:
         # PA: one scale 2^-F for every class; the argmax needs no multiplier.
         layer.widths = replace(widths, threshold_bits=0, logit_bits=widths.acc_bits)
-    builder.layers.append(layer)
+    layer.outputs = [layer.name]
+    builder.nodes.append(layer)

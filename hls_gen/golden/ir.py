@@ -1,13 +1,21 @@
 """The integer IR produced by `freeze`: it is the golden model.
 
-A `Graph` is a bit-plane input encoding followed by a list of layers. Each
-layer is a dataclass holding only integers (0/1 bases, fixed-point
-coefficients, integer thresholds) and its derived widths; `execute()`
-delegates to the kernels in `bitfab.hls_gen.golden.kernels`. `Graph.run` returns every
-layer's intermediate tensors so a testbench can compare any of them.
+A `Graph` is a graph of named tensors and nodes in topological order, as an
+ONNX/QONNX graph is: the input tensor holds the pixels (bit planes), each
+node names the tensors it reads and the one it writes. Compute layers
+(`PopcountLayer`, `XnorLayer`) hold only integers (0/1 bases, fixed-point
+coefficients, integer thresholds) and their derived widths; the graph ops
+(`Affine`, `Add`, `Concat`, `Threshold`, `MaxPool`) make forks and joins:
+residual additions in a recorded fixed point, channel concatenation, the
+thresholds after a join. Every `run`-method delegates to the kernels in
+`bitfab.hls_gen.golden.kernels`. `Graph.run` returns every node's intermediate
+tensors, and every tensor by name, so a testbench can compare any of them.
+Queries follow QONNX's ModelWrapper: `find_producer`, `find_consumers`,
+`is_fork_node`, `is_join_node`. A chain of layers (formats 1 and 2, every
+`nn.Sequential`) is the graph whose nodes read their predecessor's output.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from math import prod
 
 import torch
@@ -18,8 +26,9 @@ from bitfab.hls_gen.golden.fixedpoint import LayerWidths
 from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.window import max_pool_codes
 
-__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Graph", "Trace", "kernel_shape",
-           "graph_to_dict", "graph_from_dict"]
+__all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold",
+           "MaxPool", "Graph", "Trace", "TensorInfo", "kernel_shape", "graph_to_dict",
+           "graph_from_dict"]
 
 
 def _check_width(layer, name, values, bits):
@@ -69,6 +78,8 @@ class _Layer:
     output: Thresholds | None = None          # None for the last layer
     channel_scale: torch.Tensor | None = None  # (C,), widths.scale_frac bits, last layer only
     pool: tuple | None = None  # (kernel, stride): max pooling of a convolution's codes
+    inputs: list | None = None   # tensor names read; None: the previous node's output
+    outputs: list | None = None  # tensor names written; None: [name]
 
     def __post_init__(self):
         self._check_stored()
@@ -98,6 +109,9 @@ class _Layer:
                                   f"each channel's codes")
         if self.channel_scale is not None:
             _check_width(self.name, "channel_scale", self.channel_scale, w.scale_bits)
+
+    def run(self, values, trace):
+        return self.execute(values[0], trace)
 
     def _inputs(self, codes):
         if self.flatten_input:
@@ -175,13 +189,225 @@ class XnorLayer(_Layer):
 
 
 class Trace(dict):
-    """Per-layer intermediate tensors: ``trace[layer_name][key]``.
+    """Per-node intermediate tensors: ``trace[node_name][key]``; every tensor of the
+    graph by name in ``trace.tensors``.
 
-    Keys: "popcounts" (PA: (B, M, N, C, ...); XNOR: (B, C, ...) XOR counts),
+    Layer keys: "popcounts" (PA: (B, M, N, C, ...); XNOR: (B, C, ...) XOR counts),
     "acc" (the integer accumulator), and "codes" (next activation codes, pooled
-    where the layer pools; "unpooled" then holds them before) or "logits" (the
-    last layer).
+    where the layer pools; "unpooled" then holds them before) or "logits" (a
+    layer without thresholds: the class scores, or the accumulator an `Affine`
+    reads). Graph ops: "fixed" (`Affine`, `Add`), "codes" (`Threshold`,
+    `MaxPool`, `Concat`).
     """
+
+    def __init__(self):
+        super().__init__()
+        self.tensors = {}
+
+
+def _names(node, field_name, value):
+    """A node's tensor names as a list of non-empty strings, or a `BitfabError`."""
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(v, str) and v for v in value)):
+        raise BitfabError(f"node {node}: {field_name} must be a non-empty list of tensor "
+                          f"names, not {value!r}")
+    return list(value)
+
+
+@dataclass
+class _Op:
+    """A graph op that is not a compute layer: named, reading and writing named tensors."""
+
+    name: str
+    inputs: list
+    outputs: list | None = None
+
+    #: Inputs the op takes: (least, most); None: no limit.
+    arity = (1, 1)
+
+    def __post_init__(self):
+        self.inputs = _names(self.name, "inputs", self.inputs)
+        self.outputs = _names(self.name, "outputs", self.outputs or [self.name])
+        least, most = self.arity
+        if len(self.inputs) < least or (most is not None and len(self.inputs) > most):
+            raise BitfabError(f"node {self.name} ({type(self).__name__}) takes "
+                              f"{least if least == most else f'{least} or more'} inputs, "
+                              f"not {len(self.inputs)} ({', '.join(self.inputs)})")
+        self._check_stored()
+
+    def _check_stored(self):
+        pass
+
+    def _check_shapes(self, values):
+        shapes = [tuple(v.shape) for v in values]
+        if len(set(shapes)) > 1:
+            raise BitfabError(f"node {self.name} ({type(self).__name__}): its inputs must "
+                              f"have one shape, not " + ", ".join(
+                                  f"{t} {s}" for t, s in zip(self.inputs, shapes)))
+
+
+@dataclass
+class Affine(_Op):
+    """A layer's accumulator as a fixed-point value, per channel
+    ``y = ((acc * mul[c]) >> shift) + add[c]`` (an arithmetic shift: the floor) with
+    `frac` fractional bits: the pre-quantizer value of the layer (its batch norm
+    applied) where a join or a fork needs the value itself, not codes (Bi-Real's
+    shortcut carries it). `mul` has `coef_bits` signed bits; `bits` is the signed
+    width of y, from the freezer's worst case."""
+
+    mul: torch.Tensor = None   # (C,) int64, `coef_bits` signed bits
+    add: torch.Tensor = None   # (C,) int64
+    shift: int = 0
+    frac: int = 0
+    coef_bits: int = 16
+    bits: int = 32
+
+    def _check_stored(self):
+        _check_width(self.name, "mul", self.mul, self.coef_bits)
+        _check_width(self.name, "add", self.add, self.bits)
+        if self.mul.dim() != 1 or self.mul.shape != self.add.shape:
+            raise BitfabError(f"node {self.name}: mul and add must be one value per channel, "
+                              f"not shapes {tuple(self.mul.shape)} and {tuple(self.add.shape)}")
+        if not isinstance(self.shift, int) or self.shift < 0:
+            raise BitfabError(f"node {self.name}: shift must be a non-negative integer, not "
+                              f"{self.shift!r}")
+
+    def run(self, values, trace):
+        acc = values[0]
+        if acc.dim() < 2 or acc.shape[1] != len(self.mul):
+            raise BitfabError(f"node {self.name}: scales {len(self.mul)} channels, its input "
+                              f"{self.inputs[0]} has shape {tuple(acc.shape)}")
+        view = (1, -1) + (1,) * (acc.dim() - 2)
+        y = ((acc * self.mul.view(view)) >> self.shift) + self.add.view(view)
+        _check_width(self.name, "output", y, self.bits)
+        trace["fixed"] = y
+        return y
+
+
+@dataclass
+class Add(_Op):
+    """The sum of two or more fixed-point tensors of one shape, in the fewest
+    fractional bits among them (`frac`): an input with more (`fracs` records each)
+    is shifted right to it (the floor; wiring in hardware). A residual shortcut,
+    the NASB sum of a cell's ops, a fractal join before its mean (whose 1/k the
+    next thresholds hold)."""
+
+    arity = (2, None)
+
+    fracs: list = None
+    frac: int = 0
+    bits: int = 32
+
+    @property
+    def shifts(self):
+        """Right shift of each input."""
+        return [f - self.frac for f in self.fracs]
+
+    def _check_stored(self):
+        if not isinstance(self.fracs, (list, tuple)) or len(self.fracs) != len(self.inputs):
+            raise BitfabError(f"node {self.name}: fracs must give the fractional bits of each "
+                              f"of its {len(self.inputs)} inputs, not {self.fracs!r}")
+        self.fracs = [int(f) for f in self.fracs]
+        if self.frac != min(self.fracs):
+            raise BitfabError(f"node {self.name}: joins fixed points of {self.fracs} "
+                              f"fractional bits into {self.frac}; a sum is in its inputs' "
+                              f"fewest ({min(self.fracs)})")
+
+    def run(self, values, trace):
+        self._check_shapes(values)
+        y = sum(v >> s for v, s in zip(values, self.shifts))
+        _check_width(self.name, "sum", y, self.bits)
+        trace["fixed"] = y
+        return y
+
+
+@dataclass
+class Concat(_Op):
+    """Tensors joined along the channels (dimension 1): DenseNet's concatenation, the
+    channel groups of a grouped block. Every other dimension must agree."""
+
+    arity = (2, None)
+
+    def run(self, values, trace):
+        rest = {(v.dim(), tuple(v.shape[:1]) + tuple(v.shape[2:])) for v in values}
+        if len(rest) > 1:
+            raise BitfabError(f"node {self.name} (Concat): its inputs differ beyond the "
+                              f"channels: " + ", ".join(f"{t} {tuple(v.shape)}" for t, v in
+                                                        zip(self.inputs, values)))
+        codes = torch.cat(values, dim=1)
+        trace["codes"] = codes
+        return codes
+
+
+@dataclass
+class Threshold(_Op):
+    """Codes from a fixed-point tensor: the next activation's N comparisons per channel
+    (batch norm and the quantizer's endpoints folded, as a layer's own thresholds are);
+    `bits` is the signed width of its input."""
+
+    output: Thresholds = None
+    bits: int = 32
+
+    def _check_stored(self):
+        _check_width(self.name, "thresholds", self.output.values, self.bits + 1)
+        values = self.output.values
+        if values.numel() and bool((values[..., 1:] < values[..., :-1]).any()):
+            raise BitfabError(f"node {self.name}: thresholds must not decrease along each "
+                              f"channel's codes")
+
+    def run(self, values, trace):
+        y = values[0]
+        if y.dim() < 2 or y.shape[1] != self.output.values.shape[0]:
+            raise BitfabError(f"node {self.name}: thresholds for {self.output.values.shape[0]} "
+                              f"channels, its input {self.inputs[0]} has shape "
+                              f"{tuple(y.shape)}")
+        codes = self.output.execute(y)
+        trace["codes"] = codes
+        return codes
+
+
+@dataclass
+class MaxPool(_Op):
+    """Max pooling of codes (or of fixed-point values): `kernel` x `kernel`, `stride`."""
+
+    kernel: int = 2
+    stride: int = 2
+
+    def _check_stored(self):
+        for what in ("kernel", "stride"):
+            value = getattr(self, what)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BitfabError(f"node {self.name}: pool {what} must be a positive "
+                                  f"integer, not {value!r}")
+
+    def run(self, values, trace):
+        x = values[0]
+        if x.dim() != 4:
+            raise BitfabError(f"node {self.name}: pools images (N, C, H, W), not "
+                              f"{tuple(x.shape)}")
+        codes = max_pool_codes(x.permute(0, 2, 3, 1), self.kernel, self.stride)
+        codes = codes.permute(0, 3, 1, 2)
+        trace["codes"] = codes
+        return codes
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a graph: its shape per sample and what its integers are.
+
+    kind: "pixels" (the input, `bits` bit planes), "codes" (activation codes
+    0..`levels`, read by their consumers as `encoding`: "onehot", "sign" or
+    "bitplanes"), "acc" (a layer's accumulator, `bits` signed), "fixed" (a
+    fixed-point value, `bits` signed with `frac` fractional bits) or "scores".
+    """
+
+    name: str
+    shape: tuple
+    kind: str
+    bits: int
+    levels: int = 0
+    encoding: str | None = None
+    frac: int = 0
 
 
 @dataclass
@@ -189,13 +415,182 @@ class Graph:
     """The golden model: integer-only, bit-exact specification of the hardware.
 
     Input: unsigned integer pixels, shape (B, features) or (B, C, H, W), each
-    in 0 .. 2**input_bits - 1. Output: integer class scores; the class is the
-    first index of the maximum.
+    in 0 .. 2**input_bits - 1, in the tensor named `input`. Output: integer class
+    scores in the tensor named `output` (the last node's, unless given); the
+    class is the first index of the maximum.
+
+    `nodes` are in topological order (they are sorted into one on construction;
+    a cycle, a tensor written twice or read but never written, and a node whose
+    output nobody reads are refused, naming the nodes). A layer given no
+    `inputs` reads the previous node's output, so a list of layers is a chain.
     """
 
     input_bits: int
     input_scale: float         # real value of one pixel step (documentation only)
-    layers: list
+    nodes: list
+    input: str = "input"
+    output: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.nodes, list) or not self.nodes:
+            raise BitfabError(f"a golden model needs at least one node, not {self.nodes!r}")
+        previous = self.input
+        for node in self.nodes:
+            if getattr(node, "inputs", None) is None:
+                node.inputs = [previous]
+            node.inputs = _names(node.name, "inputs", node.inputs)
+            if getattr(node, "outputs", None) is None:
+                node.outputs = [node.name]
+            node.outputs = _names(node.name, "outputs", node.outputs)
+            if len(node.outputs) != 1:
+                raise BitfabError(f"node {node.name}: writes one tensor, not "
+                                  f"{len(node.outputs)} ({', '.join(node.outputs)})")
+            previous = node.outputs[0]
+        if self.output is None:
+            self.output = previous
+        self._check_structure()
+
+    def _check_structure(self):
+        names = [node.name for node in self.nodes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise BitfabError(f"node names must be unique: {', '.join(twice)} named twice")
+        producer = {}
+        for node in self.nodes:
+            for tensor in node.outputs:
+                if tensor == self.input or tensor in producer:
+                    first = "the graph input" if tensor == self.input else producer[tensor].name
+                    raise BitfabError(f"tensor {tensor} is written by both {first} and "
+                                      f"node {node.name}")
+                producer[tensor] = node
+        for node in self.nodes:
+            for tensor in node.inputs:
+                if tensor != self.input and tensor not in producer:
+                    raise BitfabError(f"node {node.name} reads tensor {tensor}, which no "
+                                      f"node writes")
+        if self.output not in producer:
+            raise BitfabError(f"graph output {self.output} is written by no node")
+        self.nodes = self._sorted(producer)
+        used = {t for node in self.nodes for t in node.inputs} | {self.output}
+        for node in self.nodes:
+            if node.outputs[0] not in used:
+                raise BitfabError(f"node {node.name}: its output {node.outputs[0]} is read "
+                                  f"by no node and is not the graph output")
+
+    def _sorted(self, producer):
+        """The nodes in a topological order (kept where it already is one), or a
+        `BitfabError` naming a cycle."""
+        order, state = [], {}
+
+        def visit(node, path):
+            if state.get(node.name) == "done":
+                return
+            if state.get(node.name) == "open":
+                cycle = path[path.index(node.name):] + [node.name]
+                raise BitfabError(f"the graph has a cycle: {' -> '.join(cycle)}; a streaming "
+                                  f"network must be acyclic")
+            state[node.name] = "open"
+            for tensor in node.inputs:
+                if tensor in producer:
+                    visit(producer[tensor], path + [node.name])
+            state[node.name] = "done"
+            order.append(node)
+
+        for node in self.nodes:
+            visit(node, [])
+        return order
+
+    # Queries, as QONNX's ModelWrapper.
+    def node(self, name):
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise BitfabError(f"the graph has no node {name!r}; its nodes: "
+                          f"{', '.join(n.name for n in self.nodes)}")
+
+    def find_producer(self, tensor):
+        """The node writing `tensor`, or None for the graph input."""
+        return next((n for n in self.nodes if tensor in n.outputs), None)
+
+    def find_consumers(self, tensor):
+        """The nodes reading `tensor`, in order."""
+        return [n for n in self.nodes if tensor in n.inputs]
+
+    def is_fork_node(self, node):
+        """`node`'s output feeds more than one node."""
+        return len(self.find_consumers(node.outputs[0])) > 1
+
+    def is_join_node(self, node):
+        return len(node.inputs) > 1
+
+    @property
+    def is_chain(self):
+        """Every node a layer reading the one before (the graph input for the first)."""
+        previous = self.input
+        for node in self.nodes:
+            if not isinstance(node, _Layer) or node.inputs != [previous]:
+                return False
+            previous = node.outputs[0]
+        return previous == self.output
+
+    @property
+    def layers(self):
+        """The layers of a chain, in order (the list itself: editing it edits the graph).
+        A graph with forks or joins is refused, naming its first: the hardware flow
+        maps chains of layers."""
+        if self.is_chain:
+            return self.nodes
+        for node in self.nodes:
+            if not isinstance(node, _Layer):
+                what = f"a {type(node).__name__} op"
+            elif self.is_join_node(node):
+                what = "a join"
+            elif self.is_fork_node(node):
+                what = f"a fork (read by {', '.join(n.name for n in self.find_consumers(node.outputs[0]))})"
+            else:
+                continue
+            raise BitfabError(f"node {node.name} is {what}: the hardware flow maps chains of "
+                              f"layers; this graph's forks and joins run in the golden model "
+                              f"only")
+        raise BitfabError("the graph's nodes do not form a chain")
+
+    def tensors(self, input_shape):
+        """Every tensor's `TensorInfo`, for inputs of `input_shape` per sample (shapes
+        found by running the golden model on one zero input)."""
+        _, trace = self.run(torch.zeros((1, *input_shape), dtype=torch.int64))
+        infos = {self.input: TensorInfo(self.input, tuple(input_shape), "pixels",
+                                        self.input_bits, encoding="bitplanes")}
+        for node in self.nodes:
+            name = node.outputs[0]
+            shape = tuple(trace.tensors[name].shape[1:])
+            reader = next((n for n in self.find_consumers(name) if isinstance(n, _Layer)),
+                          None)
+            encoding = reader.input_encoding if reader is not None else None
+            if isinstance(node, _Layer) and node.output is not None:
+                info = TensorInfo(name, shape, "codes", node.output.values.shape[1],
+                                  levels=node.output.values.shape[1], encoding=encoding)
+            elif isinstance(node, _Layer):
+                kind = "scores" if name == self.output else "acc"
+                info = TensorInfo(name, shape, kind, node.widths.logit_bits
+                                  or node.widths.acc_bits)
+            elif isinstance(node, (Affine, Add)):
+                info = TensorInfo(name, shape, "fixed", node.bits, frac=node.frac)
+            elif isinstance(node, Threshold):
+                levels = node.output.values.shape[1]
+                info = TensorInfo(name, shape, "codes", levels, levels=levels,
+                                  encoding=encoding)
+            else:
+                first = infos[node.inputs[0]]
+                info = replace(first, name=name, shape=shape,
+                               encoding=encoding or first.encoding)
+            infos[name] = info
+        return infos
+
+    def _first_layer(self):
+        for node in self.find_consumers(self.input):
+            if isinstance(node, _Layer):
+                return node
+        return None
 
     def check_input(self, pixels):
         """The input as integer codes, or a `BitfabError` naming what is wrong with it:
@@ -203,14 +598,15 @@ class Graph:
         if not isinstance(pixels, torch.Tensor):
             raise BitfabError(f"golden model input must be a tensor of pixels, not "
                               f"{type(pixels).__name__}")
-        first = self.layers[0]
-        if first.geometry.kind == "conv2d":
+        first = self._first_layer()
+        if first is not None and first.geometry.kind == "conv2d":
             channels = kernel_shape(first)[0]
             if pixels.dim() != 4 or pixels.shape[1] != channels:
                 raise BitfabError(f"golden model input: layer {first.name} takes images "
                                   f"(N, {channels}, H, W), not {tuple(pixels.shape)}")
-        elif pixels.dim() < 2 or prod(pixels.shape[1:]) != first.widths.fan_in or (
-                pixels.dim() > 2 and not first.flatten_input):
+        elif first is not None and (pixels.dim() < 2
+                                    or prod(pixels.shape[1:]) != first.widths.fan_in
+                                    or (pixels.dim() > 2 and not first.flatten_input)):
             raise BitfabError(f"golden model input: layer {first.name} takes (N, "
                               f"{first.widths.fan_in}) inputs, not {tuple(pixels.shape)}")
         if pixels.is_complex() or pixels.dtype == torch.bool:
@@ -227,13 +623,15 @@ class Graph:
         return pixels
 
     def run(self, pixels):
-        """Run every layer; return (logits, Trace)."""
-        codes = self.check_input(pixels)
+        """Run every node; return (scores, Trace)."""
         trace = Trace()
-        for layer in self.layers:
-            trace[layer.name] = {}
-            codes = layer.execute(codes, trace[layer.name])
-        return codes, trace
+        values = trace.tensors
+        values[self.input] = self.check_input(pixels)
+        for node in self.nodes:
+            trace[node.name] = {}
+            values[node.outputs[0]] = node.run([values[t] for t in node.inputs],
+                                               trace[node.name])
+        return values[self.output], trace
 
     def __call__(self, pixels):
         return self.run(pixels)[0]
@@ -252,37 +650,61 @@ def _tensor(value):
     return torch.tensor(value, dtype=torch.int64)
 
 
+def _layer_to_dict(layer):
+    entry = {"type": type(layer).__name__, "name": layer.name,
+             "geometry": {"kind": layer.geometry.kind, "stride": list(layer.geometry.stride),
+                          "padding": list(layer.geometry.padding),
+                          "groups": layer.geometry.groups},
+             "widths": asdict(layer.widths), "input_encoding": layer.input_encoding,
+             "input_planes": layer.input_planes, "flatten_input": layer.flatten_input}
+    if layer.output is not None:
+        entry["thresholds"] = layer.output.values.tolist()
+        entry["descending"] = layer.output.descending.long().tolist()
+    if layer.channel_scale is not None:
+        entry["channel_scale"] = layer.channel_scale.tolist()
+    if layer.pool is not None:
+        entry["pool"] = {"kernel": layer.pool[0], "stride": layer.pool[1]}
+    if isinstance(layer, PopcountLayer):
+        entry["bases"] = layer.bases.tolist()
+        entry["coefficients"] = layer.coefficients.tolist()
+    else:
+        entry["weight_bits"] = layer.weight_bits.tolist()
+    return entry
+
+
+def _op_to_dict(op):
+    entry = {"type": type(op).__name__, "name": op.name}
+    if isinstance(op, Affine):
+        entry.update(mul=op.mul.tolist(), add=op.add.tolist(), shift=op.shift, frac=op.frac,
+                     coef_bits=op.coef_bits, bits=op.bits)
+    elif isinstance(op, Add):
+        entry.update(fracs=list(op.fracs), frac=op.frac, bits=op.bits)
+    elif isinstance(op, Threshold):
+        entry.update(thresholds=op.output.values.tolist(),
+                     descending=op.output.descending.long().tolist(), bits=op.bits)
+    elif isinstance(op, MaxPool):
+        entry.update(kernel=op.kernel, stride=op.stride)
+    return entry
+
+
 def graph_to_dict(graph):
-    """The golden model as plain JSON-able data (every tensor an integer list)."""
-    layers = []
-    for layer in graph.layers:
-        entry = {"type": type(layer).__name__, "name": layer.name,
-                 "geometry": {"kind": layer.geometry.kind, "stride": list(layer.geometry.stride),
-                              "padding": list(layer.geometry.padding),
-                              "groups": layer.geometry.groups},
-                 "widths": asdict(layer.widths), "input_encoding": layer.input_encoding,
-                 "input_planes": layer.input_planes, "flatten_input": layer.flatten_input}
-        if layer.output is not None:
-            entry["thresholds"] = layer.output.values.tolist()
-            entry["descending"] = layer.output.descending.long().tolist()
-        if layer.channel_scale is not None:
-            entry["channel_scale"] = layer.channel_scale.tolist()
-        if layer.pool is not None:
-            entry["pool"] = {"kernel": layer.pool[0], "stride": layer.pool[1]}
-        if isinstance(layer, PopcountLayer):
-            entry["bases"] = layer.bases.tolist()
-            entry["coefficients"] = layer.coefficients.tolist()
-        else:
-            entry["weight_bits"] = layer.weight_bits.tolist()
-        layers.append(entry)
+    """The golden model as plain JSON-able data (every tensor an integer list): its
+    nodes in topological order, each with the tensors it reads and writes."""
+    nodes = []
+    for node in graph.nodes:
+        entry = _layer_to_dict(node) if isinstance(node, _Layer) else _op_to_dict(node)
+        nodes.append({**entry, "inputs": list(node.inputs), "outputs": list(node.outputs)})
     return {"format": FORMAT, "input_bits": graph.input_bits,
-            "input_scale": graph.input_scale, "layers": layers}
+            "input_scale": graph.input_scale, "input": graph.input, "output": graph.output,
+            "nodes": nodes}
 
 
-#: The golden JSON format written; format 1 (before pooling) is still read. A reader of
-#: format 1 would drop a layer's pooling without a word, hence the new name.
-FORMAT = "bitfab-golden-2"
-_READ_FORMATS = ("bitfab-golden-1", FORMAT)
+#: The golden JSON format written: a graph of named tensors and nodes. Formats 1 (before
+#: pooling) and 2 (a chain of layers) are still read, as chains. A reader of an older
+#: format would drop what it does not know without a word, hence each new name.
+FORMAT = "bitfab-golden-3"
+_CHAIN_FORMATS = ("bitfab-golden-1", "bitfab-golden-2")
+_READ_FORMATS = (*_CHAIN_FORMATS, FORMAT)
 
 
 def graph_from_dict(value):
@@ -297,26 +719,56 @@ def graph_from_dict(value):
         raise BitfabError(f"not a well-formed bitfab golden model: {missing}") from None
 
 
+def _layer_from_dict(entry, wiring):
+    geometry = entry["geometry"]
+    common = dict(
+        name=entry["name"],
+        geometry=Geometry(geometry["kind"], tuple(geometry["stride"]),
+                          tuple(geometry["padding"]), geometry["groups"]),
+        widths=LayerWidths(**entry["widths"]), input_encoding=entry["input_encoding"],
+        input_planes=entry["input_planes"], flatten_input=entry["flatten_input"],
+        output=(Thresholds(_tensor(entry["thresholds"]),
+                           _tensor(entry["descending"]).bool())
+                if "thresholds" in entry else None),
+        channel_scale=_tensor(entry["channel_scale"]) if "channel_scale" in entry else None,
+        pool=(entry["pool"]["kernel"], entry["pool"]["stride"]) if "pool" in entry else None,
+        **wiring)
+    if entry["type"] == "PopcountLayer":
+        return PopcountLayer(**common, bases=_tensor(entry["bases"]),
+                             coefficients=_tensor(entry["coefficients"]))
+    return XnorLayer(**common, weight_bits=_tensor(entry["weight_bits"]))
+
+
+def _op_from_dict(entry, wiring):
+    kind, common = entry["type"], dict(name=entry["name"], **wiring)
+    if kind == "Affine":
+        return Affine(**common, mul=_tensor(entry["mul"]), add=_tensor(entry["add"]),
+                      shift=entry["shift"], frac=entry["frac"], coef_bits=entry["coef_bits"], bits=entry["bits"])
+    if kind == "Add":
+        return Add(**common, fracs=entry["fracs"], frac=entry["frac"], bits=entry["bits"])
+    if kind == "Concat":
+        return Concat(**common)
+    if kind == "Threshold":
+        return Threshold(**common, output=Thresholds(_tensor(entry["thresholds"]),
+                                                     _tensor(entry["descending"]).bool()),
+                         bits=entry["bits"])
+    return MaxPool(**common, kernel=entry["kernel"], stride=entry["stride"])
+
+
+_NODE_TYPES = ("PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold", "MaxPool")
+
+
 def _graph_from_dict(value):
-    layers = []
-    for entry in value["layers"]:
-        geometry = entry["geometry"]
-        common = dict(
-            name=entry["name"],
-            geometry=Geometry(geometry["kind"], tuple(geometry["stride"]),
-                              tuple(geometry["padding"]), geometry["groups"]),
-            widths=LayerWidths(**entry["widths"]), input_encoding=entry["input_encoding"],
-            input_planes=entry["input_planes"], flatten_input=entry["flatten_input"],
-            output=(Thresholds(_tensor(entry["thresholds"]),
-                               _tensor(entry["descending"]).bool())
-                    if "thresholds" in entry else None),
-            channel_scale=_tensor(entry["channel_scale"]) if "channel_scale" in entry else None,
-            pool=(entry["pool"]["kernel"], entry["pool"]["stride"]) if "pool" in entry else None)
-        if entry["type"] == "PopcountLayer":
-            layers.append(PopcountLayer(**common, bases=_tensor(entry["bases"]),
-                                        coefficients=_tensor(entry["coefficients"])))
-        elif entry["type"] == "XnorLayer":
-            layers.append(XnorLayer(**common, weight_bits=_tensor(entry["weight_bits"])))
-        else:
-            raise BitfabError(f"layer {entry['name']}: unknown IR layer type {entry['type']!r}")
-    return Graph(value["input_bits"], value["input_scale"], layers)
+    chain = value["format"] in _CHAIN_FORMATS
+    nodes = []
+    for entry in value["layers"] if chain else value["nodes"]:
+        if entry["type"] not in _NODE_TYPES:
+            raise BitfabError(f"node {entry['name']}: unknown IR node type {entry['type']!r} "
+                              f"(known: {', '.join(_NODE_TYPES)})")
+        wiring = {} if chain else {"inputs": entry["inputs"], "outputs": entry["outputs"]}
+        layer = entry["type"] in ("PopcountLayer", "XnorLayer")
+        nodes.append(_layer_from_dict(entry, wiring) if layer else _op_from_dict(entry, wiring))
+    if chain:
+        return Graph(value["input_bits"], value["input_scale"], nodes)
+    return Graph(value["input_bits"], value["input_scale"], nodes, value["input"],
+                 value["output"])
