@@ -229,13 +229,16 @@ def _save_runtime(cache, build_dir):
                 os.replace(partial, kept)
 
 
-def run_vectors(component, toplevel, case, build_root, seed, sim="verilator", key=None):
+def run_vectors(component, toplevel, case, build_root, seed, sim="verilator", key=None,
+                bench="bitfab.sim.vector_tb"):
     """Run `bitfab.sim.vector_tb` (one input stream, one output stream) on `case`:
-    ``inputs``, the golden ``outputs``, optional ``static`` ports and ``signed_bits``."""
+    ``inputs``, the golden ``outputs``, optional ``static`` ports and ``signed_bits``;
+    or, with ``bench="bitfab.sim.multi_tb"``, a block of several streams each way,
+    ``inputs`` and ``outputs`` then maps of stream name to payloads."""
     build_root = Path(build_root)
     build_root.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(json.dumps([toplevel, key, seed], sort_keys=True).encode()).hexdigest()
     path = build_root / f"case_{toplevel}_{digest[:12]}.json"
     path.write_text(json.dumps(case))
-    return run_bench(component, toplevel, "bitfab.sim.vector_tb",
-                     {"case": str(path), "seed": seed}, build_root, seed, sim, key=key)
+    return run_bench(component, toplevel, bench, {"case": str(path), "seed": seed},
+                     build_root, seed, sim, key=key)

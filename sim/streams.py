@@ -11,7 +11,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["value_of", "StreamSource", "StreamSink", "exchange", "StreamTB"]
+__all__ = ["value_of", "StreamSource", "StreamSink", "exchange", "exchange_streams",
+           "StreamTB"]
 
 
 def value_of(handle):
@@ -60,49 +61,77 @@ async def exchange(source, payloads, sink, count, taps=(), cycles=None,
                    stall_limit=STALL_LIMIT):
     """Send `payloads` through `source` while taking `count` beats from `sink` (either
     may be None) and recording every transfer on `taps` ((valid, payload, list)
-    handles), all in one loop: two triggers a cycle however many streams there are,
-    since cocotb's cost is per trigger. Stalls and backpressure as the source and
-    sink are configured; a beat, once offered, is held until taken. Stops early
-    after `stall_limit` cycles in which neither stream moved.
+    handles): `exchange_streams` with one stream each way.
 
     Returns the sink's beats; `cycles` (a list) gets the cycle of each.
     """
-    sent, got, offered, cycle, quiet = 0, [], False, 0, 0
-    clk = (source or sink).clk
-    while (source is not None and sent < len(payloads)) or (sink is not None and len(got) < count):
+    got = await exchange_streams([(source, payloads)] if source is not None else [],
+                                 [(sink, count)] if sink is not None else [], taps, cycles,
+                                 stall_limit)
+    return got[0] if sink is not None else []
+
+
+async def exchange_streams(sources, sinks, taps=(), cycles=None, stall_limit=STALL_LIMIT):
+    """Send each ``(source, payloads)`` of `sources` while taking ``count`` beats from each
+    ``(sink, count)`` of `sinks`, recording every transfer on `taps`, all in one loop:
+    two triggers a cycle however many streams there are, since cocotb's cost is per
+    trigger. Stalls and backpressure as each source and sink is configured; a beat,
+    once offered, is held until taken. Stops early after `stall_limit` cycles in
+    which no stream moved.
+
+    Returns each sink's beats; `cycles` (a list) gets the cycle of each beat of the
+    first sink.
+    """
+    sent = [0] * len(sources)
+    offered = [False] * len(sources)
+    got = [[] for _ in sinks]
+    cycle, quiet = 0, 0
+    clk = (sources[0][0] if sources else sinks[0][0]).clk
+
+    def busy():
+        return (any(n < len(payloads) for n, (_, payloads) in zip(sent, sources))
+                or any(len(beats) < count for beats, (_, count) in zip(got, sinks)))
+
+    while busy():
         quiet += 1
         if quiet > stall_limit:
             logging.getLogger("bitfab.sim").warning(
-                "no transfer for %d cycles: %d of %d sent, %d of %d taken",
-                stall_limit, sent, len(payloads), len(got), count)
+                "no transfer for %d cycles: %s sent of %s, %s taken of %s", stall_limit,
+                sent, [len(p) for _, p in sources], [len(g) for g in got],
+                [c for _, c in sinks])
             break
-        if source is not None and not offered:
-            if sent < len(payloads) and not (source.idle and source.rng.random() < source.idle):
+        for k, (source, payloads) in enumerate(sources):
+            if offered[k]:
+                continue
+            if sent[k] < len(payloads) and not (source.idle and
+                                                source.rng.random() < source.idle):
                 source.valid.value = 1
-                source.payload.value = payloads[sent]
-                offered = True
+                source.payload.value = payloads[sent[k]]
+                offered[k] = True
             else:
                 source.valid.value = 0
-        ready = sink is not None and not (sink.backpressure and
-                                          sink.rng.random() < sink.backpressure)
-        if sink is not None:
-            sink.ready.value = int(ready)
+        ready = []
+        for sink, _ in sinks:
+            ready.append(not (sink.backpressure and sink.rng.random() < sink.backpressure))
+            sink.ready.value = int(ready[-1])
         await ReadOnly()
-        if offered and source.ready.value:
-            sent, offered, quiet = sent + 1, False, 0
-        if ready and sink.valid.value:
-            quiet = 0
-            got.append(value_of(sink.payload))
-            if cycles is not None:
-                cycles.append(cycle)
+        for k, (source, _) in enumerate(sources):
+            if offered[k] and source.ready.value:
+                sent[k], offered[k], quiet = sent[k] + 1, False, 0
+        for k, (sink, _) in enumerate(sinks):
+            if ready[k] and sink.valid.value:
+                quiet = 0
+                got[k].append(value_of(sink.payload))
+                if cycles is not None and k == 0:
+                    cycles.append(cycle)
         for valid, payload, seen in taps:
             if valid.value:
                 seen.append(value_of(payload))
         await RisingEdge(clk)
         cycle += 1
-    if source is not None:
+    for source, _ in sources:
         source.valid.value = 0
-    if sink is not None:
+    for sink, _ in sinks:
         sink.ready.value = 0
     return got
 
