@@ -16,7 +16,7 @@ from .popcount import Front, stage
 from .ram import registered_read, uncontended_memory
 from .window import WindowConfig
 
-__all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit"]
+__all__ = ["MVAUConfig", "Segment", "MatrixVectorUnit", "pack_segments"]
 
 #: Registers from the weight block RAM's output to the processing elements.
 ISSUE_STAGES = 2
@@ -452,18 +452,24 @@ class MVAUConfig:
 
     def pack(self, rows):
         """Load-stream words from ``rows[segment name]``, a list of `depth` row values."""
-        words = []
-        mask = (1 << self.word_bits) - 1
-        for segment in self.segments:
-            values = rows[segment.name]
-            if len(values) != segment.depth:
-                raise ValueError(f"{segment.name}: {len(values)} rows given, the unit holds "
-                                 f"{segment.depth}")
-            for value in values:
-                bits = segment.row_bits(value)
-                words += [(bits >> (k * self.word_bits)) & mask
-                          for k in range(self.words_per_row(segment))]
-        return words
+        return pack_segments(self.segments, rows, self.word_bits)
+
+
+def pack_segments(segments, rows, word_bits):
+    """Load-stream words for `segments` from ``rows[segment name]`` (a list of `depth`
+    row values each): every row in ``ceil(width / word_bits)`` words, lowest first."""
+    words = []
+    mask = (1 << word_bits) - 1
+    for segment in segments:
+        values = rows[segment.name]
+        if len(values) != segment.depth:
+            raise ValueError(f"{segment.name}: {len(values)} rows given, the unit holds "
+                             f"{segment.depth}")
+        per_row = -(-segment.width // word_bits)
+        for value in values:
+            bits = segment.row_bits(value)
+            words += [(bits >> (k * word_bits)) & mask for k in range(per_row)]
+    return words
 
 
 class MatrixVectorUnit(wiring.Component):

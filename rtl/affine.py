@@ -1,0 +1,114 @@
+"""A per-channel fixed-point scale and offset on a stream: a layer's value before its
+quantizer, where a join needs the value (golden `ir.Affine`)."""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+
+from .channel_store import channel_rows
+from .loader import engine_members
+from .mvau import Segment, pack_segments
+
+__all__ = ["AffineConfig", "ChannelAffine"]
+
+
+@dataclass(frozen=True)
+class AffineConfig:
+    """``y = ((x * mul[c]) >> shift) + add[c]`` on `lanes` channels a beat.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per beat (the producer's PE).
+    groups : int
+        Beats per position: channel c is lane ``c % lanes`` of group ``c // lanes``.
+    in_bits, mul_bits, out_bits : int
+        Signed widths of x, of mul, and of y and add.
+    shift : int
+        Right shift of the product (the floor), at least 0.
+    word_bits : int
+        Width of the load stream.
+    """
+
+    lanes: int
+    groups: int
+    in_bits: int
+    mul_bits: int
+    out_bits: int
+    shift: int = 0
+    word_bits: int = 32
+
+    def __post_init__(self):
+        for name in ("lanes", "groups", "in_bits", "mul_bits", "out_bits", "word_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"affine {name} must be a positive integer, not {value!r}")
+        if not isinstance(self.shift, int) or isinstance(self.shift, bool) or self.shift < 0:
+            raise ValueError(f"affine shift must be a non-negative integer, not "
+                             f"{self.shift!r}")
+
+    @property
+    def row_layout(self):
+        return data.ArrayLayout(data.StructLayout({"mul": signed(self.mul_bits),
+                                                   "add": signed(self.out_bits)}), self.lanes)
+
+    @property
+    def in_layout(self):
+        return data.ArrayLayout(signed(self.in_bits), self.lanes)
+
+    @property
+    def out_layout(self):
+        return data.ArrayLayout(signed(self.out_bits), self.lanes)
+
+    @property
+    def segments(self):
+        return [Segment("scales", self.row_layout, self.groups)]
+
+    @property
+    def load_words(self):
+        return self.groups * -(-self.row_layout.size // self.word_bits)
+
+    def pack(self, rows):
+        """Load words from ``rows["scales"]``: per group, per lane {"mul", "add"}."""
+        return pack_segments(self.segments, rows, self.word_bits)
+
+
+class ChannelAffine(wiring.Component):
+    """The per-channel affine map of `AffineConfig`, its parameters loaded at run time.
+
+    Members
+    -------
+    i : In(stream.Signature(config.in_layout))
+    o : Out(stream.Signature(config.out_layout))
+    load : In(stream.Signature(unsigned(config.word_bits)))
+        ``groups`` rows (`AffineConfig.pack`).
+    load_restart : In(1)
+    loaded : Out(1)
+        Inputs are taken only once loaded.
+
+    Latency 1 cycle (a registered output); throughput 1 beat per cycle.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AffineConfig):
+            raise TypeError(f"config must be an AffineConfig, not {config!r}")
+        self.config = config
+        super().__init__(engine_members(config.in_layout, config.out_layout,
+                                        unsigned(config.word_bits)))
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(self.loaded & (~self.o.valid | self.o.ready)),
+                     take.eq(self.i.valid & self.i.ready)]
+        row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take)
+        with m.If(take):
+            m.d.sync += self.o.valid.eq(1)
+            for lane in range(cfg.lanes):
+                product = self.i.payload[lane] * row[lane].mul
+                m.d.sync += self.o.payload[lane].eq((product >> cfg.shift) + row[lane].add)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m

@@ -1,0 +1,30 @@
+"""Per-channel parameters of a stream unit: one row per channel group, loaded at run
+time and read by the group of the beat passing."""
+
+from amaranth.hdl import Mux, Signal, unsigned
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+
+from .loader import load_rows
+
+__all__ = ["channel_rows"]
+
+
+def channel_rows(m, unit, layout, groups, word_bits, take):
+    """A store of `groups` rows of `layout`, written through ``unit.load`` (`load_rows`:
+    ``ceil(width / word_bits)`` words a row), and the row of the channel group of the
+    beat `take` transfers now: the groups follow one another, beat by beat, and start
+    again after the last (a position's channels, then the next position's).
+
+    Returns the row (a view of `layout`), read without a clock edge (the store is
+    as small as a unit's channel groups)."""
+    width = data.Layout.cast(layout).size
+    m.submodules.store = store = Memory(shape=unsigned(width), depth=groups, init=[])
+    load_rows(m, unit, store, -(-width // word_bits), word_bits)
+    read = store.read_port(domain="comb")
+    group = Signal(range(groups))
+    m.d.comb += read.addr.eq(group)
+    if groups > 1:
+        with m.If(take):
+            m.d.sync += group.eq(Mux(group == groups - 1, 0, group + 1))
+    return layout(read.data)

@@ -1,0 +1,99 @@
+"""Activation codes from a stream of values: the quantizer after a join (golden
+`ir.Threshold`), N comparisons per channel against thresholds loaded at run time."""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+
+from .channel_store import channel_rows
+from .encoder import ActivationEncoder, threshold_layout
+from .loader import engine_members
+from .mvau import Segment, pack_segments
+
+__all__ = ["ThresholdConfig", "ThresholdUnit"]
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    """`lanes` channels a beat of `in_bits`-bit signed values, `groups` beats a position,
+    `n` thresholds a channel of `threshold_bits` bits (`threshold_layout`)."""
+
+    lanes: int
+    groups: int
+    n: int
+    in_bits: int
+    threshold_bits: int
+    word_bits: int = 32
+
+    def __post_init__(self):
+        for name in ("lanes", "groups", "in_bits", "threshold_bits", "word_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"threshold {name} must be a positive integer, not "
+                                 f"{value!r}")
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= 16:
+            raise ValueError(f"threshold n must be an integer in 1..16, not {self.n!r}")
+
+    @property
+    def row_layout(self):
+        return data.ArrayLayout(threshold_layout(self.n, self.threshold_bits), self.lanes)
+
+    @property
+    def in_layout(self):
+        return data.ArrayLayout(signed(self.in_bits), self.lanes)
+
+    @property
+    def out_layout(self):
+        return data.ArrayLayout(unsigned(self.n), self.lanes)
+
+    @property
+    def segments(self):
+        return [Segment("thresholds", self.row_layout, self.groups)]
+
+    @property
+    def load_words(self):
+        return self.groups * -(-self.row_layout.size // self.word_bits)
+
+    def pack(self, rows):
+        """Load words from ``rows["thresholds"]``: per group, per lane {"thresholds"
+        (`orient_thresholds`), "descending"}."""
+        return pack_segments(self.segments, rows, self.word_bits)
+
+
+class ThresholdUnit(wiring.Component):
+    """`ActivationEncoder` over a stream, each beat with its channel group's thresholds.
+
+    Members
+    -------
+    i : In(stream.Signature(config.in_layout))
+    o : Out(stream.Signature(config.out_layout))
+        One-hot codes, as a layer's.
+    load, load_restart, loaded :
+        ``groups`` rows (`ThresholdConfig.pack`); inputs are taken only once loaded.
+
+    Latency `ActivationEncoder.LATENCY` cycles; throughput 1 beat per cycle.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, ThresholdConfig):
+            raise TypeError(f"config must be a ThresholdConfig, not {config!r}")
+        self.config = config
+        super().__init__(engine_members(config.in_layout, config.out_layout,
+                                        unsigned(config.word_bits)))
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        m.submodules.encoder = encoder = ActivationEncoder(
+            channels=cfg.lanes, n=cfg.n, acc_bits=cfg.in_bits,
+            threshold_bits=cfg.threshold_bits)
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(self.loaded & encoder.i.ready),
+                     take.eq(self.i.valid & self.i.ready)]
+        row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take)
+        m.d.comb += [encoder.i.valid.eq(self.i.valid & self.loaded),
+                     encoder.i.payload.acc.eq(self.i.payload),
+                     encoder.i.payload.channel.eq(row)]
+        wiring.connect(m, encoder.o, wiring.flipped(self.o))
+        return m
