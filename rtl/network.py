@@ -9,7 +9,7 @@ from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
 from .skid import SkidBuffer
 
-__all__ = ["Network", "NetworkInstance"]
+__all__ = ["Network", "NetworkInstance", "load_chain"]
 
 
 class Network(wiring.Component):
@@ -92,37 +92,43 @@ class Network(wiring.Component):
             m.d.comb += [getattr(self, f"tap{k}_valid").eq(unit.o.valid & unit.o.ready),
                          getattr(self, f"tap{k}_payload").eq(unit.o.payload)]
 
-        # Words go to the first layer still loading, through a skid buffer of their own
-        # (the producer's handshake into every layer's loader was the whole PA MLP's
-        # critical path on ECP5 once the encoders were pipelined), emptied by a
-        # restart so that no word from before it is loaded after it.
-        loading = SkidBuffer(unsigned(self.word_bits))
-        m.submodules.loading = ResetInserter(self.load_restart)(loading)
-        wiring.connect(m, wiring.flipped(self.load), loading.i)
-        # The layer taking words is a register (one bit a layer), the first layer not yet
-        # loaded as of the cycle before: a chain of every layer's loaded flag into the
-        # load handshake was a CNN's critical path on ECP5. A layer's own flag still
-        # gates its valid, so no word reaches a loaded layer in the cycle its successor
-        # waits to be selected. The ready is one expression, not an If per layer:
-        # Amaranth writes that as an `always @*` whose inputs are all constant from
-        # time 0 until the first layer is loaded, and Icarus never ran it, so the ready
-        # stayed X, the skid buffer never advanced and the first layer took its first
-        # word again every cycle.
-        first_unloaded, earlier_loaded = [], 1
-        for unit in units:
-            first_unloaded.append(earlier_loaded & ~unit.loaded)
-            earlier_loaded = earlier_loaded & unit.loaded
-        selected = Signal(len(units), init=1)
-        m.d.sync += selected.eq(Mux(self.load_restart, 1, Cat(*first_unloaded)))
-        ready = 0
-        for k, unit in enumerate(units):
-            taking = selected[k] & ~unit.loaded
-            m.d.comb += [unit.load.valid.eq(loading.o.valid & taking),
-                         unit.load.payload.eq(loading.o.payload),
-                         unit.load_restart.eq(self.load_restart)]
-            ready = ready | (taking & unit.load.ready)
-        m.d.comb += [loading.o.ready.eq(ready), self.loaded.eq(earlier_loaded)]
+        load_chain(m, units, self.load, self.load_restart, self.loaded, self.word_bits)
         return m
+
+
+def load_chain(m, units, load, load_restart, loaded, word_bits):
+    """Wire the load port `load` (with `load_restart`, `loaded`) to `units`, each loaded in
+    turn, in order: every unit with a ``load`` stream, ``load_restart`` and ``loaded``."""
+    # Words go to the first unit still loading, through a skid buffer of their own
+    # (the producer's handshake into every layer's loader was the whole PA MLP's
+    # critical path on ECP5 once the encoders were pipelined), emptied by a
+    # restart so that no word from before it is loaded after it.
+    loading = SkidBuffer(unsigned(word_bits))
+    m.submodules.loading = ResetInserter(load_restart)(loading)
+    wiring.connect(m, wiring.flipped(load), loading.i)
+    # The unit taking words is a register (one bit a unit), the first unit not yet
+    # loaded as of the cycle before: a chain of every layer's loaded flag into the
+    # load handshake was a CNN's critical path on ECP5. A unit's own flag still
+    # gates its valid, so no word reaches a loaded unit in the cycle its successor
+    # waits to be selected. The ready is one expression, not an If per unit:
+    # Amaranth writes that as an `always @*` whose inputs are all constant from
+    # time 0 until the first unit is loaded, and Icarus never ran it, so the ready
+    # stayed X, the skid buffer never advanced and the first unit took its first
+    # word again every cycle.
+    first_unloaded, earlier_loaded = [], 1
+    for unit in units:
+        first_unloaded.append(earlier_loaded & ~unit.loaded)
+        earlier_loaded = earlier_loaded & unit.loaded
+    selected = Signal(len(units), init=1)
+    m.d.sync += selected.eq(Mux(load_restart, 1, Cat(*first_unloaded)))
+    ready = 0
+    for k, unit in enumerate(units):
+        taking = selected[k] & ~unit.loaded
+        m.d.comb += [unit.load.valid.eq(loading.o.valid & taking),
+                     unit.load.payload.eq(loading.o.payload),
+                     unit.load_restart.eq(load_restart)]
+        ready = ready | (taking & unit.load.ready)
+    m.d.comb += [loading.o.ready.eq(ready), loaded.eq(earlier_loaded)]
 
 
 class NetworkInstance(Network):

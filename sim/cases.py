@@ -84,8 +84,12 @@ def direct_case(config, x, w, y, padding):
 
 
 def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,
-             backpressure=0.0, key=None, raise_on_mismatch=True):
+             backpressure=0.0, key=None, raise_on_mismatch=True, stall_limit=None,
+             optimize=False):
     """Run `case` through the stream bench; returns its result (mismatches, cycles, ...).
+    `stall_limit`: cycles without a transfer after which the bench calls a deadlock
+    (default `bitfab.sim.streams.STALL_LIMIT`); `optimize`: Verilator at -O1, for
+    long runs.
 
     If any beat differs: raises, naming the seed, the first mismatch and the wave
     dump; or, without `raise_on_mismatch`, returns the result with ``failure`` (the
@@ -100,9 +104,11 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
     result_path.unlink(missing_ok=True)
     params = {"case": str(case_path), "result": str(result_path), "seed": seed, "idle": idle,
               "backpressure": backpressure}
+    if stall_limit is not None:
+        params["stall_limit"] = stall_limit
     try:
         run_bench(component, toplevel, "bitfab.sim.stream_tb", params, build_root, seed, sim,
-                  key=key)
+                  key=key, optimize=optimize, waves_on_failure=stall_limit is None)
     except RuntimeError as error:
         detail = json.loads(result_path.read_text()) if result_path.exists() else {}
         if not raise_on_mismatch and detail.get("mismatches"):

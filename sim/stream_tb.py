@@ -17,7 +17,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from bitfab.sim.streams import StreamTB, exchange, value_of
+from bitfab.sim.streams import STALL_LIMIT, StreamTB, exchange, value_of
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 # Cycles after the last load word within which `loaded` must rise.
@@ -52,6 +52,8 @@ class TB(StreamTB):
         self.source = self.driver("i")
         self.sink = self.monitor("o")
         self.got, self.cycles = {}, []
+        # Cycles without a transfer after which the run is a deadlock, not a slow design.
+        self.stall_limit = params.get("stall_limit", STALL_LIMIT)
 
     async def load(self):
         """Send the load words; the unit must say it is loaded within `LOADED_WITHIN`
@@ -75,7 +77,8 @@ class TB(StreamTB):
         ports = [(getattr(self.dut, f"{n}_valid"), getattr(self.dut, f"{n}_payload"),
                   self.got[n]) for n in taps]
         self.got["o"] = await exchange(self.source, self.case["inputs"], self.sink,
-                                       len(outputs["o"]), ports, self.cycles)
+                                       len(outputs["o"]), ports, self.cycles,
+                                       self.stall_limit)
 
     def score(self):
         """The result: mismatches over every stream, the first, and cycles per item."""
@@ -90,9 +93,17 @@ class TB(StreamTB):
         # Steady-state cycles per item: between the last beats of the first and last items.
         ends = self.cycles[per_item["o"] - 1::per_item["o"]]
         per_image = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else None
-        return {"items": items, "mismatches": mismatches, "items_mismatched": len(bad_items),
-                "first_mismatch": first, "cycles_per_item": per_image, "seed": self.seed,
-                "beats_checked": sum(len(v) for v in self.case["outputs"].values())}
+        result = {"items": items, "mismatches": mismatches, "items_mismatched": len(bad_items),
+                  "first_mismatch": first, "cycles_per_item": per_image, "seed": self.seed,
+                  "beats_checked": sum(len(v) for v in self.case["outputs"].values())}
+        if len(self.got["o"]) < len(self.case["outputs"]["o"]):
+            # `exchange` gives up only when nothing moved for `stall_limit` cycles.
+            result["deadlock"] = {
+                "stall_cycles": self.stall_limit,
+                "streams": {name: [len(self.got[name]), len(want)]
+                            for name, want in self.case["outputs"].items()
+                            if len(self.got[name]) < len(want)}}
+        return result
 
 
 @cocotb.test()
@@ -103,6 +114,11 @@ async def outputs_match_golden(dut):
     await tb.run()
     result = tb.score()
     Path(PARAMS["result"]).write_text(json.dumps(result, indent=2) + "\n")
+    if "deadlock" in result:
+        stopped = ", ".join(f"{name} {got} of {want} beats"
+                            for name, (got, want) in result["deadlock"]["streams"].items())
+        raise AssertionError(f"seed {tb.seed}: deadlock: no beat moved for {tb.stall_limit} "
+                             f"cycles; stopped: {stopped}")
     assert result["mismatches"] == 0, (f"seed {tb.seed}: {result['mismatches']} mismatches; "
                                        f"first {result['first_mismatch']}")
     dut._log.info("%d items, %d beats, 0 mismatches (seed %d)", result["items"],

@@ -21,7 +21,7 @@ from bitfab.rtl.window import WindowConfig
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
 from bitfab.hls_gen.golden.ir import PopcountLayer, XnorLayer, kernel_shape
 
-__all__ = ["PlanError", "map_to_hw", "fold", "default_folding", "fitting_folding", "image_cycles",
+__all__ = ["PlanError", "map_to_hw", "layer_config", "fold", "default_folding", "fitting_folding", "image_cycles",
            "estimate", "check_fit", "load_rows", "load_stream", "plan_to_dict", "plan_from_dict"]
 
 # The host writes this many pixels per input beat (at most).
@@ -78,47 +78,52 @@ def map_to_hw(graph, image=None):
     shape = None
     if image is not None and graph.layers[0].geometry.kind == "conv2d":
         shape = (kernel_shape(graph.layers[0])[0], *image)
-    for k, layer in enumerate(graph.layers):
-        if layer.geometry.kind not in ("linear", "conv2d"):
-            raise UnsupportedLayerError(f"layer {layer.name}: {layer.geometry.kind} layers "
-                                        f"have no hardware mapping")
-        window = _window(layer, shape) if layer.geometry.kind == "conv2d" else None
-        if window is None and shape is not None and len(shape) == 3 and not layer.flatten_input:
-            raise UnsupportedLayerError(f"layer {layer.name}: a fully connected layer after a "
-                                        f"convolution must flatten its input")
-        widths = layer.widths
-        if isinstance(layer, PopcountLayer):
-            rows, m = layer.bases.shape[1], layer.bases.shape[0]
-            common = dict(m=m, n_in=layer.input_planes, front="and",
-                          coef_bits=widths.coef_bits, plane_sum=plane_sum_coefficients(layer))
-        elif isinstance(layer, XnorLayer):
-            rows = layer.weight_bits.shape[0]
-            common = dict(m=1, n_in=1, front="xnor")
-        else:
-            raise UnsupportedLayerError(f"layer {getattr(layer, 'name', k)}: IR type "
-                                        f"{type(layer).__name__} has no hardware mapping")
-        if layer.output is not None:
-            out = dict(output="codes", n_out=layer.output.values.shape[1],
-                       threshold_bits=widths.threshold_bits)
-        else:
-            out = dict(output="scores", scale_bits=widths.scale_bits,
-                       logit_bits=widths.logit_bits)
+    for layer in graph.layers:
         previous = configs[-1] if configs else None
-        n_in_expected = previous.n_out if previous else graph.input_bits
-        if common["n_in"] != n_in_expected:
-            raise PlanError(f"layer {layer.name}: takes {common['n_in']} planes per input, "
-                            f"the layer before gives {n_in_expected}")
-        pool = _pool(layer, window, rows, out.get("n_out", 1))
-        configs.append(MVAUConfig(rows=rows, cols=widths.fan_in, acc_bits=widths.acc_bits,
-                                  window=window, pool=pool, **common, **out))
-        if window is not None:
-            shape = configs[-1].out_shape
-        else:
-            if shape is not None and widths.fan_in != prod(shape):
-                raise PlanError(f"layer {layer.name}: takes {widths.fan_in} inputs, the layer "
-                                f"before gives {prod(shape)} ({' x '.join(map(str, shape))})")
-            shape = (rows,)
+        config = layer_config(layer, shape, previous.n_out if previous else graph.input_bits,
+                              "the layer before")
+        configs.append(config)
+        shape = config.out_shape or (config.rows,)
     return configs
+
+
+def layer_config(layer, shape, n_in, source="its input"):
+    """The unfolded `MVAUConfig` of IR `layer` on an input of `shape` ((C, H, W) of an
+    image, (features,), or None where unknown) whose elements have `n_in` planes;
+    `source` names that input in errors."""
+    if layer.geometry.kind not in ("linear", "conv2d"):
+        raise UnsupportedLayerError(f"layer {layer.name}: {layer.geometry.kind} layers "
+                                    f"have no hardware mapping")
+    window = _window(layer, shape) if layer.geometry.kind == "conv2d" else None
+    if window is None and shape is not None and len(shape) == 3 and not layer.flatten_input:
+        raise UnsupportedLayerError(f"layer {layer.name}: a fully connected layer after a "
+                                    f"convolution must flatten its input")
+    widths = layer.widths
+    if isinstance(layer, PopcountLayer):
+        rows, m = layer.bases.shape[1], layer.bases.shape[0]
+        common = dict(m=m, n_in=layer.input_planes, front="and",
+                      coef_bits=widths.coef_bits, plane_sum=plane_sum_coefficients(layer))
+    elif isinstance(layer, XnorLayer):
+        rows = layer.weight_bits.shape[0]
+        common = dict(m=1, n_in=1, front="xnor")
+    else:
+        raise UnsupportedLayerError(f"layer {getattr(layer, 'name', layer)}: IR type "
+                                    f"{type(layer).__name__} has no hardware mapping")
+    if layer.output is not None:
+        out = dict(output="codes", n_out=layer.output.values.shape[1],
+                   threshold_bits=widths.threshold_bits)
+    else:
+        out = dict(output="scores", scale_bits=widths.scale_bits,
+                   logit_bits=widths.logit_bits)
+    if common["n_in"] != n_in:
+        raise PlanError(f"layer {layer.name}: takes {common['n_in']} planes per input, "
+                        f"{source} gives {n_in}")
+    if window is None and shape is not None and widths.fan_in != prod(shape):
+        raise PlanError(f"layer {layer.name}: takes {widths.fan_in} inputs, {source} "
+                        f"gives {prod(shape)} ({' x '.join(map(str, shape))})")
+    pool = _pool(layer, window, rows, out.get("n_out", 1))
+    return MVAUConfig(rows=rows, cols=widths.fan_in, acc_bits=widths.acc_bits,
+                      window=window, pool=pool, **common, **out)
 
 
 def _divisors(value, limit):
@@ -196,7 +201,7 @@ def fitting_folding(configs, board, names=None):
                     "everywhere; choose a larger board")
 
 
-def fold(configs, folding=None, names=None, board=None):
+def fold(configs, folding=None, names=None, board=None, in_beats=None):
     """Apply `folding` (a list of {"pe", "simd", "multipliers", "fifo", "bank_rows"} per
     layer, None for the default). A PA layer given no multipliers (per PE, for its
     merge) gets the fewest that keep it within the rate of the folded pipeline's
@@ -204,7 +209,9 @@ def fold(configs, folding=None, names=None, board=None):
     FIFO gets the depth its schedule needs (`MVAUConfig.scheduled_fifo_depth`) unless
     "fifo" sets it. A weight store deeper than one of `board`'s block RAMs is split
     into banks where the board's family says so (`Family.weight_bank_rows`) unless
-    "bank_rows" sets the rows of a bank (None: one store)."""
+    "bank_rows" sets the rows of a bank (None: one store). `in_beats` gives each
+    layer's input beat (its producer's PE) where the layers are not a chain; a
+    callable, it is asked with the layers folded so far."""
     folding = default_folding(configs) if folding is None else folding
     names = names or [f"layer{k}" for k in range(len(configs))]
     if len(folding) != len(configs):
@@ -217,7 +224,10 @@ def fold(configs, folding=None, names=None, board=None):
             if not isinstance(value, int) or value < 1 or total % value:
                 raise PlanError(f"layer {names[k]}: {what}={value!r} does not divide its "
                                 f"{total} {dim}")
-        in_beat = folded[-1].pe if folded else _first_beat(config)
+        if in_beats is not None:
+            in_beat = in_beats(k, folded)
+        else:
+            in_beat = folded[-1].pe if folded else _first_beat(config)
         window = config.window and replace(config.window, simd=in_beat)
         pool = config.pool and replace(config.pool, simd=pe)
         try:

@@ -151,6 +151,9 @@ class _Builder:
         if p.layer is None and p.bn is None:
             return p
         if p.layer is not None:
+            # The layer gives its accumulator itself (no thresholds): the scores' width.
+            p.layer.widths = replace(p.layer.widths, threshold_bits=0,
+                                     logit_bits=p.layer.widths.acc_bits)
             p.layer.outputs = [p.layer.name]
             self.nodes.append(p.layer)
             source, base = p.layer.name, p.layer.name

@@ -1,0 +1,617 @@
+"""Golden graph -> hardware graph: layers as units, forks, joins, and the FIFOs on
+reconvergent paths sized from the static schedule.
+
+`map_graph` turns a golden `Graph` with forks and joins into a `HwGraph`: one
+`UnitSpec` per node (a layer: a matrix-vector unit, behind its sliding window for
+a convolution; `Affine`: `ChannelAffine`; `Threshold`: `ThresholdUnit`; `Add`:
+`AddStreams`; `Concat`: `ChannelConcat`; `MaxPool`: `MaxPool`), a fork
+(`Broadcast`) on every tensor read more than once, and a queue on every input of
+a join. Folding is keyed by node name. Every queue's depth is computed from the
+schedule (no simulation) and recorded with its reason. `graph_case` gives the
+cocotb case (load words, input beats, the golden beats of every tensor) from what
+the compiler emitted, and `GraphNetwork` (`bitfab.rtl.graph_network`) is the
+hardware.
+"""
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from math import ceil, prod
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from bitfab.rtl.add_streams import AddConfig
+from bitfab.rtl.affine import AffineConfig
+from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
+from bitfab.rtl.graph_network import LOADED, GraphNetwork, UnitSpec
+from bitfab.rtl.threshold_unit import ThresholdConfig
+from bitfab.rtl.window import WindowConfig
+from bitfab.sw_driver.beats import element_values, input_beats, output_beats
+from bitfab.sw_driver.weights import check_load_words
+
+from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _compute_cycles, _divisors,
+    _feed, _largest_divisor, _pool_cycles, fold, image_cycles, layer_config, load_rows,
+    plane_sum_coefficients)
+from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, MaxPool, PopcountLayer, Threshold,
+    XnorLayer, kernel_shape)
+
+__all__ = ["HwGraph", "map_graph", "graph_case", "graph_load_stream", "reconvergent_depths"]
+
+_LAYERS = (PopcountLayer, XnorLayer)
+#: Ops that keep their input's beat: a stream of the same positions and channels.
+_KEEP_BEAT = (Affine, Threshold, MaxPool, Add, Concat)
+_JOINS = (Add, Concat)
+#: The depth of a queue on a join's longest path, which never waits for another input.
+QUEUE_MARGIN = 2
+
+
+@dataclass
+class HwGraph:
+    """The hardware graph of a golden graph.
+
+    units : list of UnitSpec, in an order where every stream is written before read.
+    layers : list of (unit name, golden layer name, its input shape), load order.
+    taps : tap name -> stream (one per golden tensor, at its writer).
+    queues : one dict per queue on a join's input: its name, depth, and the reason.
+    schedule_cycles : the pipeline's cycles per image (its slowest stage).
+    depth_seconds : how long computing the queues' depths took.
+    """
+
+    units: list
+    input: str
+    output: str
+    layers: list
+    taps: dict
+    queues: list = field(default_factory=list)
+    schedule_cycles: int = 0
+    depth_seconds: float = 0.0
+
+    def network(self):
+        return GraphNetwork(self.units, self.input, self.output, self.taps)
+
+    def with_queue_depths(self, depths):
+        """This graph with the queues named in `depths` ({name: depth}) set by hand."""
+        names = {q["name"] for q in self.queues}
+        unknown = sorted(set(depths) - names)
+        if unknown:
+            raise PlanError(f"no queue named {', '.join(unknown)}; the queues: "
+                            f"{', '.join(sorted(names))}")
+        units = [replace(u, depth=depths[u.name]) if u.name in depths else u
+                 for u in self.units]
+        queues = [{**q, "depth": depths[q["name"]], "reason": "set by hand"}
+                  if q["name"] in depths else q for q in self.queues]
+        return replace(self, units=units, queues=queues)
+
+    def unit(self, name):
+        return next(u for u in self.units if u.name == name)
+
+    @property
+    def configs(self):
+        return [self.unit(name).config for name, _, _ in self.layers
+                if self.unit(name).kind == "layer"]
+
+
+def _tap(tensor):
+    return "tap_" + re.sub(r"\W", "_", tensor)
+
+
+def _input_shape(graph, image):
+    first = graph._first_layer()
+    if first is None:
+        raise PlanError("the graph's input reaches no layer first; a hardware graph starts "
+                        "with a layer")
+    if first.geometry.kind == "conv2d":
+        return (kernel_shape(first)[0], *image)
+    return (first.widths.fan_in,)
+
+
+def _check_nodes(graph):
+    for node in graph.nodes:
+        if not isinstance(node, (*_LAYERS, *_KEEP_BEAT)):
+            raise PlanError(f"node {node.name} ({type(node).__name__}): no hardware unit maps "
+                            f"it")
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """What a tensor's stream carries: codes of `planes` bits (one-hot, or a pixel's bit
+    planes) or signed values of `bits`."""
+
+    planes: int = 0
+    bits: int = 0
+
+    def layout(self, beat):
+        return data.ArrayLayout(unsigned(self.planes) if self.planes else signed(self.bits),
+                                beat)
+
+
+def _streams(graph, configs_of):
+    """Each tensor's `_Stream`, in node order; `configs_of(node, planes)` gives a layer's
+    unfolded config from its input's planes."""
+    streams = {graph.input: _Stream(planes=graph.input_bits)}
+    for node in graph.nodes:
+        ins = [streams[t] for t in node.inputs]
+        if isinstance(node, _LAYERS):
+            if not ins[0].planes:
+                raise PlanError(f"layer {node.name} reads {node.inputs[0]}, a fixed-point "
+                                f"value; a layer takes activation codes (a quantizer first)")
+            c = configs_of(node, ins[0].planes)
+            out = (_Stream(planes=c.n_out) if c.output == "codes"
+                   else _Stream(bits=c.logit_bits))
+        elif isinstance(node, Affine):
+            if ins[0].planes:
+                raise PlanError(f"node {node.name} (Affine) reads codes of {node.inputs[0]}; "
+                                f"it scales a layer's accumulator")
+            out = _Stream(bits=node.bits)
+        elif isinstance(node, Threshold):
+            if ins[0].planes:
+                raise PlanError(f"node {node.name} (Threshold) reads codes of "
+                                f"{node.inputs[0]}; it quantizes a value")
+            out = _Stream(planes=node.output.values.shape[1])
+        elif isinstance(node, Add):
+            if any(i.planes for i in ins):
+                raise PlanError(f"node {node.name} (Add) joins codes; a sum takes values")
+            out = _Stream(bits=node.bits)
+        elif isinstance(node, Concat):
+            found = {i.planes for i in ins}
+            if len(found) > 1 or 0 in found:
+                raise PlanError(f"node {node.name} (Concat): joins codes of "
+                                f"{sorted(found)} planes; a concatenation's inputs share one "
+                                f"code")
+            out = ins[0]
+        else:                          # MaxPool
+            out = ins[0]
+        streams[node.outputs[0]] = out
+    return streams
+
+
+def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
+    """The folded hardware graph of golden `graph` on images of `image` (height, width).
+
+    `folding` maps node names to {"pe", "simd", "multipliers", "fifo"} (a name that
+    is no layer of the graph is refused); a layer not named gets the default: PE at
+    most ``caps[1]`` (PA) or ``caps[2]`` (XNOR) rows, and the narrowest SIMD (at most
+    ``caps[0]``) that keeps it within the slowest layer's cycles per image. Layers
+    whose outputs meet in a join, directly or through per-channel ops, share one PE
+    (their beats line up)."""
+    _check_nodes(graph)
+    folding = dict(folding or {})
+    layers = [n for n in graph.nodes if isinstance(n, _LAYERS)]
+    names = [n.name for n in layers]
+    unknown = sorted(set(folding) - set(names))
+    if unknown:
+        raise PlanError(f"folding names {', '.join(unknown)}, which is no layer of the "
+                        f"graph; its layers: {', '.join(names)}")
+    input_shape = _input_shape(graph, image)
+    infos = graph.tensors(input_shape)
+    configs = {}
+
+    def config_of(node, planes):
+        source = node.inputs[0]
+        configs[node.name] = layer_config(node, infos[source].shape, planes,
+                                          f"tensor {source}")
+        return configs[node.name]
+
+    streams = _streams(graph, config_of)
+    pe = _default_pe(graph, layers, configs, folding, caps)
+    beat = _beats(graph, configs, pe)
+    in_beats = [beat[n.inputs[0]] for n in layers]
+    simd = _default_simd(graph, layers, configs, pe, in_beats, folding, caps[0])
+    plan = [{"pe": pe[n.name], "simd": simd[n.name],
+             **{k: v for k, v in folding.get(n.name, {}).items() if k not in ("pe", "simd")}}
+            for n in layers]
+    unfolded = [configs[n.name] for n in layers]
+    folded = fold(unfolded, plan, names, board, in_beats=lambda k, _: in_beats[k])
+    configs = dict(zip(names, folded))
+    return _assemble(graph, configs, beat, streams, infos)
+
+
+def _beat_classes(graph):
+    """Tensors whose beats must match, as {tensor: class}: a per-channel op's input and
+    output, and every input of a join with its output."""
+    parent = {}
+
+    def find(t):
+        parent.setdefault(t, t)
+        while parent[t] != t:
+            t = parent[t]
+        return t
+
+    for node in graph.nodes:
+        if isinstance(node, _KEEP_BEAT):
+            root = find(node.outputs[0])
+            for t in node.inputs:
+                parent[find(t)] = root
+    return {t: find(t) for t in list(parent)}
+
+
+def _default_pe(graph, layers, configs, folding, caps):
+    """Each layer's PE: the folding's, else the widest within its cap; layers whose
+    outputs meet (`_beat_classes`) share the widest PE dividing all their rows."""
+    pe = {}
+    for node in layers:
+        c = configs[node.name]
+        cap = caps[1] if c.front == "and" else caps[2]
+        pe[node.name] = folding.get(node.name, {}).get("pe") or _largest_divisor(c.rows, cap)
+    classes = _beat_classes(graph)
+    members = {}
+    for node in layers:
+        if node.outputs[0] in classes:
+            members.setdefault(classes[node.outputs[0]], []).append(node)
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        common = min(pe[w.name] for w in group)
+        while any(configs[w.name].rows % common for w in group):
+            common -= 1
+        for w in group:
+            if w.name in folding and folding[w.name].get("pe", common) != common:
+                join = next(n for n in graph.nodes if isinstance(n, _JOINS))
+                raise PlanError(f"node {join.name} ({type(join).__name__}): its inputs' "
+                                f"layers {', '.join(x.name for x in group)} must share one "
+                                f"PE (their beats line up); the folding gives {w.name} "
+                                f"pe={folding[w.name]['pe']}")
+            pe[w.name] = common
+    return pe
+
+
+def _beats(graph, configs, pe):
+    """Elements per beat of every tensor's stream."""
+    first = configs[graph._first_layer().name]
+    columns = first.cols if first.window is None else first.window.channels
+    beat = {graph.input: _largest_divisor(columns, INPUT_BEAT)}
+    for node in graph.nodes:
+        if isinstance(node, _LAYERS):
+            beat[node.outputs[0]] = pe[node.name]
+        else:
+            found = {beat[t] for t in node.inputs}
+            if len(found) > 1:
+                raise PlanError(f"node {node.name} ({type(node).__name__}): its inputs come "
+                                f"{sorted(found)} channels a beat; a join's inputs share one "
+                                f"beat (fold the layers before it alike)")
+            beat[node.outputs[0]] = found.pop()
+    return beat
+
+
+def _default_simd(graph, layers, configs, pe, in_beats, folding, max_simd):
+    """The narrowest SIMD keeping each layer within the slowest stage's cycles per image
+    (the folding's SIMD where it gives one)."""
+    first = configs[layers[0].name]
+    widest = {n.name: _largest_divisor(configs[n.name].cols, max_simd) for n in layers}
+    stages = [first.image_elements // in_beats[0]]
+    for node, in_beat in zip(layers, in_beats):
+        c, p = configs[node.name], pe[node.name]
+        simd = folding.get(node.name, {}).get("simd", widest[node.name])
+        stages += [_compute_cycles(c, p, simd, c.terms), _feed(c, in_beat), _pool_cycles(c, p)]
+    target = max(stages)
+    chosen = {}
+    for node in layers:
+        c, p = configs[node.name], pe[node.name]
+        if "simd" in folding.get(node.name, {}):
+            chosen[node.name] = folding[node.name]["simd"]
+            continue
+        fits = [s for s in _divisors(c.cols, max_simd)
+                if _compute_cycles(c, p, s, c.terms) <= target]
+        chosen[node.name] = fits[0] if fits else widest[node.name]
+    return chosen
+
+
+def _op_spec(node, inputs, out, streams, beat, infos):
+    """The unit of a graph op that is not a layer, reading streams `inputs`."""
+    t = node.inputs[0]
+    lanes, info = beat[t], infos[t]
+    groups = info.shape[0] // lanes
+    if isinstance(node, Affine):
+        config = AffineConfig(lanes=lanes, groups=groups, in_bits=streams[t].bits,
+                              mul_bits=node.coef_bits, out_bits=node.bits, shift=node.shift)
+        return UnitSpec(node.name, "affine", inputs, [out], config=config)
+    if isinstance(node, Threshold):
+        bits = streams[t].bits
+        config = ThresholdConfig(lanes=lanes, groups=groups,
+                                 n=node.output.values.shape[1], in_bits=bits,
+                                 threshold_bits=bits + 1)
+        return UnitSpec(node.name, "threshold", inputs, [out], config=config)
+    if isinstance(node, Add):
+        config = AddConfig(in_bits=tuple(streams[x].bits for x in node.inputs),
+                           shifts=tuple(node.shifts), out_bits=node.bits, lanes=lanes)
+        return UnitSpec(node.name, "add", inputs, [out], config=config)
+    if isinstance(node, MaxPool):
+        if len(info.shape) != 3:
+            raise PlanError(f"node {node.name} (MaxPool) pools {t} of shape {info.shape}; it "
+                            f"pools images")
+        stream = streams[t]
+        try:
+            config = WindowConfig(channels=info.shape[0], simd=lanes, kernel=node.kernel,
+                                  height=info.shape[1], width=info.shape[2],
+                                  stride=node.stride, padding=0,
+                                  element_bits=stream.planes or stream.bits, pad_code=0)
+        except ValueError as error:
+            raise PlanError(f"node {node.name} (MaxPool): {error}") from None
+        if not stream.planes:
+            raise PlanError(f"node {node.name} (MaxPool) pools values; in hardware it pools "
+                            f"codes")
+        return UnitSpec(node.name, "pool", inputs, [out], config=config)
+    per_position = [infos[x].shape[0] // beat[x] for x in node.inputs]
+    return UnitSpec(node.name, "concat", inputs, [out], shape=streams[out].layout(beat[out]),
+                    beats=tuple(per_position))
+
+
+def _assemble(graph, configs, beat, streams, infos):
+    """Units, forks and queues of the folded graph, in an order where each stream is
+    written before it is read."""
+    readers = {}
+    for node in graph.nodes:
+        for t in node.inputs:
+            readers.setdefault(t, []).append(node.name)
+    bound = {}                 # (tensor, reader) -> the stream the reader takes
+    queues = {}                # (join, input tensor) -> its queue
+    units, loaded = [], []
+    stages = []                # cycles per image of the stream ops and pools
+
+    def layout(t):
+        writer = graph.find_producer(t)
+        if isinstance(writer, _LAYERS):
+            return configs[writer.name].out_layout
+        return streams[t].layout(beat[t])
+
+    def fork(tensor):
+        names = readers.get(tensor, [])
+        if len(names) > 1:
+            outs = [f"{tensor}__to__{r}" for r in names]
+            units.append(UnitSpec(f"{tensor}__fork", "fork", [tensor], outs,
+                                  shape=layout(tensor)))
+            bound.update({(tensor, r): o for r, o in zip(names, outs)})
+        elif names:
+            bound[(tensor, names[0])] = tensor
+
+    fork(graph.input)
+    for node in graph.nodes:
+        inputs = [bound[(t, node.name)] for t in node.inputs]
+        out = node.outputs[0]
+        if isinstance(node, _JOINS):
+            queued = []
+            for t, stream in zip(node.inputs, inputs):
+                queue = f"{stream}__queue"
+                units.append(UnitSpec(queue, "queue", [stream], [queue], shape=layout(t),
+                                      depth=1))
+                queues[(node.name, t)] = queue
+                queued.append(queue)
+            inputs = queued
+        if isinstance(node, _LAYERS):
+            spec = UnitSpec(node.name, "layer", inputs, [out], config=configs[node.name])
+        else:
+            spec = _op_spec(node, inputs, out, streams, beat, infos)
+        units.append(spec)
+        if spec.kind in ("affine", "threshold", "add"):
+            stages.append(_positions(infos[node.inputs[0]]) * spec.config.groups
+                          if spec.kind != "add" else
+                          _positions(infos[out]) * infos[out].shape[0] // beat[out])
+        elif spec.kind == "pool":
+            stages.append(spec.config.out_beats)
+        if spec.kind in LOADED:
+            loaded.append((node.name, node.name, infos[node.inputs[0]].shape))
+        fork(out)
+    taps = {_tap(n.outputs[0]): n.outputs[0] for n in graph.nodes}
+    hw = HwGraph(units, graph.input, graph.output, loaded, taps)
+    # The slowest stage: a layer (`image_cycles`), a stream op's beats (one a cycle) or
+    # a pool's window beats.
+    hw.schedule_cycles = max([image_cycles(hw.configs), *stages])
+    unit_configs = {u.name: u for u in units}
+    start = time.perf_counter()
+    depths = reconvergent_depths(graph, queues, unit_configs, beat, infos, hw.schedule_cycles)
+    hw.depth_seconds = time.perf_counter() - start
+    for index, spec in enumerate(hw.units):
+        if spec.kind == "queue":
+            depth, reason = depths[spec.name]
+            hw.units[index] = replace(spec, depth=depth)
+            hw.queues.append({"name": spec.name, "depth": depth, "reason": reason})
+    return hw
+
+
+def _need(spec, position):
+    """The last input position unit `spec` reads to give output `position` (row-major,
+    after a layer's pooling), or None where it reads the whole image (a fully connected
+    layer). A window reads a row once the whole row is in (`SlidingWindow`), so the
+    last position is the end of the last row its kernel covers; a pooling's window
+    likewise, on the rows it pools. Per-channel ops read their own position."""
+    if spec.kind == "pool":
+        return _window_need(spec.config, position)
+    if spec.kind != "layer":
+        return position
+    config = spec.config
+    if config.window is None:
+        return None
+    if config.pool is not None:
+        position = _window_need(config.pool, position)
+    return _window_need(config.window, position)
+
+
+def _window_need(w, position):
+    row = min(position // w.out_width * w.stride - w.padding + w.kernel - 1, w.height - 1)
+    return (max(row, 0) + 1) * w.width - 1
+
+
+def _positions(info):
+    return prod(info.shape[1:]) if len(info.shape) == 3 else 1
+
+
+def reconvergent_depths(graph, queues, specs, beat, infos, schedule):
+    """The depth of every queue into a join, from the static schedule; `queues` maps
+    (join, input tensor) to the queue's name, `specs` node names to their units,
+    `schedule` is the pipeline's cycles per image. Returns {queue name: (depth,
+    reason)}.
+
+    A join takes position p of all its inputs together. On an input whose path from
+    its fork is shorter, the fork's beats wait while the longer path reads ahead of
+    p: its windows read a row once the whole row is in, so a k x k convolution
+    needs the rows its kernel covers below p, a pooling the rows of its window,
+    composed along the path (`_need`; per-channel ops read ahead of nothing). With
+    `ahead` such positions of `bpp` beats, ``ahead * bpp - 1`` beats in the queue
+    (the last one the path needs waits in the fork) are the fewest without a
+    deadlock. Then the beats the fork sends while the last of them goes through the
+    path's pipelines (`_path_latency`, at the schedule's rate of beats), and at least
+    a position's, so that the join does not hold the fork back."""
+    depths = {}
+    for node in graph.nodes:
+        if not isinstance(node, _JOINS):
+            continue
+        paths = {t: _path_from_fork(graph, t, specs, infos) for t in node.inputs}
+        for t, (origin, chain) in paths.items():
+            queue = queues[(node.name, t)]
+            positions = _positions(infos[origin])
+            others = [(_lookahead(c, specs, positions), _path_latency(c, specs), c)
+                      for o, c in paths.values() if o == origin]
+            ahead_most, latency, longest = max(others, key=lambda x: (x[0], x[1]))
+            ahead_here, latency_here = _lookahead(chain, specs, positions), \
+                _path_latency(chain, specs)
+            if (ahead_here, latency_here) >= (ahead_most, latency):
+                depths[queue] = (QUEUE_MARGIN, "the join's slowest path: it waits for "
+                                               "nothing")
+                continue
+            # The shorter path's own pipeline does not shorten the wait: its outputs queue
+            # up from its first one on (measured: subtracting it left the fractal block's
+            # queue 4 beats short of its schedule).
+            ahead = ahead_most - ahead_here
+            bpp = infos[origin].shape[0] // beat[origin]
+            per_beat = schedule / (positions * bpp)
+            # A beat more for each layer after the first on the path: measured, the
+            # fractal block's two-layer column needed 15 where its latency gives 14.
+            layers = sum(specs[n].kind == "layer" for n in longest)
+            extra = max(bpp, ceil(latency / per_beat) + max(0, layers - 1))
+            depths[queue] = (
+                max(QUEUE_MARGIN, ahead * bpp - 1 + extra),
+                f"the path {', '.join(longest)} reads {ahead} positions of {origin} ahead "
+                f"of the one the join takes ({ahead * bpp - 1} beats wait here, one in the "
+                f"fork), and its pipelines take {latency} cycles, in which the fork sends "
+                f"{ceil(latency / per_beat)} beats at {per_beat:g} cycles a beat ({extra} "
+                f"more, at least a position's {bpp})")
+    return depths
+
+
+def _path_latency(path, specs):
+    """Cycles from a path's last input beat to its output beat: each layer's window (a
+    vector's beats), vector period and latency, its pool's window; a threshold
+    unit's encoder; an affine or add unit's register; a fork's and a queue's."""
+    cycles = 0
+    for name in path:
+        spec = specs[name]
+        c = spec.config
+        if spec.kind == "layer":
+            cycles += c.vector_period + c.latency
+            for w in (c.window, c.pool):
+                if w is not None:
+                    cycles += w.kernel ** 2 * w.folds
+        elif spec.kind == "pool":
+            cycles += c.kernel ** 2 * c.folds
+        elif spec.kind == "threshold":
+            cycles += ActivationEncoder.LATENCY
+        else:
+            cycles += 1
+    return cycles + 2 if path else 0
+
+
+def _path_from_fork(graph, tensor, specs, infos):
+    """(the forked tensor, or the graph input, this tensor comes from; the nodes between
+    them, in order). Through a join the path follows the input that reads furthest
+    ahead (then the slowest), as the join waits for it."""
+    chain = []
+    while len(graph.find_consumers(tensor)) < 2:
+        producer = graph.find_producer(tensor)
+        if producer is None:
+            break
+        chain.insert(0, producer.name)
+        if len(producer.inputs) == 1:
+            tensor = producer.inputs[0]
+            continue
+        options = [(t, *_path_from_fork(graph, t, specs, infos)) for t in producer.inputs]
+        origins = {origin for _, origin, _ in options}
+        if len(origins) > 1:
+            break
+        t, tensor, inner = max(options, key=lambda x: (
+            _lookahead(x[2], specs, _positions(infos[x[1]])), _path_latency(x[2], specs)))
+        return tensor, inner + chain
+    return tensor, chain
+
+
+def _lookahead(path, specs, positions):
+    """The most input positions `path` (node names, in order) reads beyond the output
+    position it gives, over all positions."""
+    ahead = 0
+    for p in range(positions):
+        q = p
+        for name in reversed(path):
+            q = _need(specs[name], q)
+            if q is None:
+                return positions     # a fully connected layer reads the whole image
+        ahead = max(ahead, q - p)
+    return ahead
+
+
+def graph_load_stream(graph, hw):
+    """The load words of every loaded unit, in load order: a layer's `load_rows`, an
+    affine unit's scales, a threshold unit's oriented thresholds, each packed."""
+    words = []
+    for name, node_name, shape in hw.layers:
+        node, spec = graph.node(node_name), hw.unit(name)
+        config = spec.config
+        if spec.kind == "layer":
+            if config.plane_sum and not plane_sum_coefficients(node):
+                raise PlanError(f"layer {node.name}: its coefficients are not phi_(i, 0) * "
+                                f"2^j over bit planes, which this plan's plane-sum datapath "
+                                f"assumes")
+            flat = shape if config.window is None and len(shape) == 3 else None
+            words += config.pack(load_rows(node, config, flat))
+        elif spec.kind == "affine":
+            lanes = config.lanes
+            rows = [[{"mul": int(node.mul[g * lanes + k]), "add": int(node.add[g * lanes + k])}
+                     for k in range(lanes)] for g in range(config.groups)]
+            words += config.pack({"scales": rows})
+        else:
+            lanes, values = config.lanes, node.output.values
+            descending = node.output.descending
+            rows = [[{"thresholds": orient_thresholds(values[c].tolist(), bool(descending[c])),
+                      "descending": int(descending[c])}
+                     for c in range(g * lanes, (g + 1) * lanes)] for g in range(config.groups)]
+            words += config.pack({"thresholds": rows})
+    return words
+
+
+def _position_major(values):
+    if values.dim() == 4:
+        return values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
+    return values
+
+
+def _stream_beats(values, layout, planes_encoded):
+    """(items, C[, H, W]) codes or scores -> beats of `layout` (an ArrayLayout), position
+    by position, each position's channels in beats."""
+    rows = _position_major(values).tolist()
+    if planes_encoded:
+        rows = element_values(rows, "onehot")
+    beat = layout.length
+    return [layout.const(row[k:k + beat]).as_bits() for row in rows
+            for k in range(0, len(row), beat)]
+
+
+def graph_case(graph, hw, pixels):
+    """The stream bench's case for `hw` on `pixels`: load words, input beats, and every
+    tapped tensor's golden beats (the scores at ``o``): codes as the one-hot planes an
+    unsigned stream carries, values as they are on a signed one."""
+    _, trace = graph.run(pixels)
+    network = hw.network()
+    outputs, per_item = {}, {}
+    for tap, tensor in hw.taps.items():
+        layout = network.layouts[tensor]
+        codes = not layout.elem_shape.signed
+        outputs[tap] = _stream_beats(trace.tensors[tensor], layout, codes)
+        per_item[tap] = len(outputs[tap]) // len(pixels)
+    out_tap = _tap(graph.output)
+    outputs["o"], per_item["o"] = outputs[out_tap], per_item[out_tap]
+    images = pixels.permute(0, 2, 3, 1) if pixels.dim() == 4 else pixels
+    loaded = [hw.unit(name).config for name, _, _ in hw.layers]
+    words = check_load_words(graph_load_stream(graph, hw), loaded)
+    return {"words": words,
+            "inputs": input_beats(hw.configs[0], images.flatten(1),
+                                  graph._first_layer().input_encoding),
+            "outputs": outputs, "beats_per_item": per_item}

@@ -1,0 +1,151 @@
+"""Graph networks in hardware: the digits graph networks (Bi-Real residual blocks, a
+fractal block, a NASB cell, dense concatenation) from their golden graphs through
+`map_graph` to a `GraphNetwork` in cocotb, every tensor checked on all 450 test
+images with random input stalls and output backpressure; the queues on reconvergent
+paths sized from the schedule and shown tight; the graphs and foldings the hardware
+flow refuses, by node name."""
+
+import pytest
+import torch
+
+from bitfab.hls_gen.compiler.graph import graph_case, map_graph
+from bitfab.hls_gen.compiler.plan import PlanError
+from bitfab.hls_gen.datasets import load_digits_split
+from bitfab.hls_gen.digits.graphs import GraphSpec, build_graph_model
+from bitfab.hls_gen.digits.train import TrainConfig, train
+from bitfab.hls_gen.golden.freeze import freeze
+from bitfab.sim.cases import run_case
+from bitfab.sim.runner import default_simulator
+
+SEED = 20261207
+SIM = default_simulator()
+#: PE 8 where the rows allow (one beat a position at 8 channels): 576 cycles per image
+#: for the residual network, so that all 450 images run in cocotb in seconds.
+CAPS = (64, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split()
+
+
+def _trained(digits, arch, kind):
+    torch.manual_seed(0)
+    model = train(build_graph_model(GraphSpec(arch, kind, channels=8)), digits.x_train,
+                  digits.y_train, GraphSpec.input_shape, TrainConfig(epochs=4))
+    return freeze(model)
+
+
+def _images(digits, count=None):
+    return digits.x_test[:count].long().view(-1, 1, 8, 8)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("arch,kind", [
+    ("resnet", "xnor"), ("fractal", "xnor"), ("nasb", "xnor"), ("dense", "xnor"),
+    # The PA networks' units (M x N lanes a PE) simulate 3-4 times slower: about 90 s
+    # each for 450 images, so they run with `-m slow`.
+    pytest.param("resnet", "pa", marks=pytest.mark.slow),
+    pytest.param("fractal", "pa", marks=pytest.mark.slow),
+    pytest.param("nasb", "pa", marks=pytest.mark.slow),
+    pytest.param("dense", "pa", marks=pytest.mark.slow),
+])
+def test_graph_networks_run_in_rtl_on_every_test_image_with_stalls(digits, arch, kind,
+                                                                    tmp_path):
+    graph = _trained(digits, arch, kind)
+    hw = map_graph(graph, caps=CAPS)
+    result = run_case(hw.network(), f"graph_{arch}", graph_case(graph, hw, _images(digits)),
+                      tmp_path, SEED, SIM, idle=0.3, backpressure=0.3, key=kind,
+                      optimize=True)
+    assert result["items"] == 450 and result["mismatches"] == 0
+    # Every tensor of the graph was tapped and checked, not only the scores.
+    assert set(hw.taps.values()) == {n.outputs[0] for n in graph.nodes}
+
+
+def test_the_residual_network_is_assembled_edge_by_edge(digits):
+    graph = _trained(digits, "resnet", "xnor")
+    hw = map_graph(graph, caps=CAPS)
+    kinds = {u.name: u.kind for u in hw.units}
+    assert kinds["stem_value"] == "affine" and kinds["acts_0"] == "threshold"
+    assert kinds["add"] == "add" and kinds["pool"] == "pool"
+    assert kinds["stem_value__fork"] == "fork"
+    add = hw.unit("add")
+    assert add.inputs == ("stem_value__to__add__queue", "convs_0_value__queue")
+    assert hw.schedule_cycles == 576
+
+
+@pytest.fixture(scope="module")
+def resnet(digits):
+    graph = _trained(digits, "resnet", "xnor")
+    return graph, map_graph(graph, caps=CAPS)
+
+
+def test_queue_depths_come_from_the_schedule_with_their_reasons(resnet):
+    _, hw = resnet
+    depths = {q["name"]: q for q in hw.queues}
+    shortcut = depths["stem_value__to__add__queue"]
+    # convs_0's 3 x 3 window reads the next row of 8 positions before its first output:
+    # 15 positions ahead at a beat each, 14 in the queue and one in the fork; then the
+    # path's 35 cycles of pipeline, 4 beats at 9 cycles a beat.
+    assert shortcut["depth"] == 18
+    assert "reads 15 positions of stem_value ahead" in shortcut["reason"]
+    assert "35 cycles" in shortcut["reason"]
+    assert depths["convs_0_value__queue"]["depth"] == 2
+    assert hw.depth_seconds < 1.0
+
+
+@pytest.mark.sim
+def test_each_queue_one_entry_less_is_slower_and_fewer_deadlock_named(resnet, digits,
+                                                                      tmp_path):
+    graph, hw = resnet
+    case = graph_case(graph, hw, _images(digits, 4))
+
+    def run(depths, **options):
+        return run_case(hw.with_queue_depths(depths).network(), "graph_resnet_fifo", case,
+                        tmp_path, SEED, SIM, key=sorted(depths.items()), **options)
+
+    assert run({})["cycles_per_item"] == hw.schedule_cycles
+    shortcuts = [q for q in hw.queues if q["depth"] > 2]
+    assert len(shortcuts) == 2
+    for queue in shortcuts:
+        slower = run({queue["name"]: queue["depth"] - 1})
+        assert slower["mismatches"] == 0, queue
+        assert slower["cycles_per_item"] > hw.schedule_cycles, queue
+    # 15 positions of one beat, less the one in the fork: fewer deadlock.
+    with pytest.raises(RuntimeError, match=r"deadlock: no beat moved for 2000 cycles; stopped: "
+                                           r"tap_stem \d+ of 256 beats"):
+        run({"stem_value__to__add__queue": 13}, stall_limit=2000)
+
+
+def test_grouped_convolutions_are_refused_by_the_window(digits):
+    torch.manual_seed(0)
+    model = build_graph_model(GraphSpec("grouped", "xnor", channels=8)).eval()
+    with pytest.raises(Exception, match=r"layer group: convolutions map to hardware with .* "
+                                        r"groups 1; not 3x3, .* groups 4"):
+        map_graph(freeze(model))
+
+
+@pytest.fixture(scope="module")
+def dense(digits):
+    graph = _trained(digits, "dense", "xnor")
+    return graph, map_graph(graph)
+
+
+@pytest.mark.parametrize("folding,match", [
+    ({"nowhere": {"pe": 1}}, "folding names nowhere, which is no layer of the graph; its "
+                             "layers: stem, grow, merge, head"),
+    ({"grow": {"pe": 4}, "stem": {"pe": 2}}, r"node cat \(Concat\): its inputs' layers stem, "
+                                             r"grow must share one PE"),
+    ({"merge": {"pe": 3}}, "layer merge: pe=3 does not divide its 8 output rows"),
+])
+def test_bad_foldings_are_refused_naming_the_node(dense, folding, match):
+    graph, _ = dense
+    with pytest.raises(PlanError, match=match):
+        map_graph(graph, folding=folding)
+
+
+def test_a_queue_override_must_name_a_queue(dense):
+    _, hw = dense
+    with pytest.raises(PlanError, match="no queue named cat; the queues: grow__queue, "
+                                        "stem__to__cat__queue"):
+        hw.with_queue_depths({"cat": 4})
