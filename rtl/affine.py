@@ -6,15 +6,14 @@ from dataclasses import dataclass
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
-from .channel_store import channel_rows
+from .channel_store import ChannelStoreConfig, channel_rows
 from .loader import engine_members
-from .mvau import Segment, pack_segments
 
 __all__ = ["AffineConfig", "ChannelAffine"]
 
 
 @dataclass(frozen=True)
-class AffineConfig:
+class AffineConfig(ChannelStoreConfig):
     """``y = ((x * mul[c]) >> shift) + add[c]`` on `lanes` channels a beat.
 
     Parameters
@@ -30,6 +29,8 @@ class AffineConfig:
     word_bits : int
         Width of the load stream.
     """
+
+    STORE = "scales"   # the store's name in `pack`'s rows
 
     lanes: int
     groups: int
@@ -60,19 +61,6 @@ class AffineConfig:
     @property
     def out_layout(self):
         return data.ArrayLayout(signed(self.out_bits), self.lanes)
-
-    @property
-    def segments(self):
-        return [Segment("scales", self.row_layout, self.groups)]
-
-    @property
-    def load_words(self):
-        return self.groups * -(-self.row_layout.size // self.word_bits)
-
-    def pack(self, rows):
-        """Load words from ``rows["scales"]``: per group, per lane {"mul", "add"}."""
-        return pack_segments(self.segments, rows, self.word_bits)
-
 
 class ChannelAffine(wiring.Component):
     """The per-channel affine map of `AffineConfig`, its parameters loaded at run time.

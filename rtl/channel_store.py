@@ -6,8 +6,28 @@ from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
 from .loader import load_rows
+from .mvau import Segment, pack_segments
 
-__all__ = ["channel_rows"]
+__all__ = ["ChannelStoreConfig", "channel_rows"]
+
+
+class ChannelStoreConfig:
+    """What the config of a unit with one per-group store shares: its `segments` (one,
+    `STORE`, of `groups` rows of `row_layout`), `load_words` and `pack`."""
+
+    STORE = "params"
+
+    @property
+    def segments(self):
+        return [Segment(self.STORE, self.row_layout, self.groups)]
+
+    @property
+    def load_words(self):
+        return self.groups * -(-self.row_layout.size // self.word_bits)
+
+    def pack(self, rows):
+        """Load words from ``rows[STORE]``: a row per group, a `row_layout` value each."""
+        return pack_segments(self.segments, rows, self.word_bits)
 
 
 def channel_rows(m, unit, layout, groups, word_bits, take):

@@ -6,18 +6,19 @@ from dataclasses import dataclass
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
-from .channel_store import channel_rows
+from .channel_store import ChannelStoreConfig, channel_rows
 from .encoder import ActivationEncoder, threshold_layout
 from .loader import engine_members
-from .mvau import Segment, pack_segments
 
 __all__ = ["ThresholdConfig", "ThresholdUnit"]
 
 
 @dataclass(frozen=True)
-class ThresholdConfig:
+class ThresholdConfig(ChannelStoreConfig):
     """`lanes` channels a beat of `in_bits`-bit signed values, `groups` beats a position,
     `n` thresholds a channel of `threshold_bits` bits (`threshold_layout`)."""
+
+    STORE = "thresholds"   # the store's name in `pack`'s rows
 
     lanes: int
     groups: int
@@ -46,20 +47,6 @@ class ThresholdConfig:
     @property
     def out_layout(self):
         return data.ArrayLayout(unsigned(self.n), self.lanes)
-
-    @property
-    def segments(self):
-        return [Segment("thresholds", self.row_layout, self.groups)]
-
-    @property
-    def load_words(self):
-        return self.groups * -(-self.row_layout.size // self.word_bits)
-
-    def pack(self, rows):
-        """Load words from ``rows["thresholds"]``: per group, per lane {"thresholds"
-        (`orient_thresholds`), "descending"}."""
-        return pack_segments(self.segments, rows, self.word_bits)
-
 
 class ThresholdUnit(wiring.Component):
     """`ActivationEncoder` over a stream, each beat with its channel group's thresholds.
