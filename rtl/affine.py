@@ -62,6 +62,7 @@ class AffineConfig(ChannelStoreConfig):
     def out_layout(self):
         return data.ArrayLayout(signed(self.out_bits), self.lanes)
 
+
 class ChannelAffine(wiring.Component):
     """The per-channel affine map of `AffineConfig`, its parameters loaded at run time.
 

@@ -48,6 +48,7 @@ class ThresholdConfig(ChannelStoreConfig):
     def out_layout(self):
         return data.ArrayLayout(unsigned(self.n), self.lanes)
 
+
 class ThresholdUnit(wiring.Component):
     """`ActivationEncoder` over a stream, each beat with its channel group's thresholds.
 

@@ -114,10 +114,10 @@ def test_a_chain_is_still_a_list_of_layers(digits):
     assert [n.inputs for n in graph.nodes] == [["input"], ["1"], ["4"]]
 
 
-def test_the_hardware_flow_refuses_a_graph_naming_its_first_fork_or_join(digits):
+def test_the_chain_flow_refuses_a_graph_naming_its_first_fork_or_join(digits):
     graph = freeze(_graph_model(digits, "resnet", "xnor"))
-    with pytest.raises(BitfabError, match="node stem_value is a Affine op: the hardware flow "
-                                          "maps chains"):
+    with pytest.raises(BitfabError, match=r"node stem_value \(a Affine op\): this step maps "
+                                          r"chains of layers; a graph .*map_graph"):
         map_to_hw(graph, (8, 8))
 
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
 

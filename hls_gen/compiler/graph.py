@@ -27,7 +27,7 @@ from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
 from bitfab.rtl.graph_network import LOADED, GraphNetwork, UnitSpec
 from bitfab.rtl.threshold_unit import ThresholdConfig
 from bitfab.rtl.window import WindowConfig
-from bitfab.sw_driver.beats import element_values, input_beats, output_beats
+from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
 from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _compute_cycles, _divisors,

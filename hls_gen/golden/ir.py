@@ -536,22 +536,23 @@ class Graph:
     @property
     def layers(self):
         """The layers of a chain, in order (the list itself: editing it edits the graph).
-        A graph with forks or joins is refused, naming its first: the hardware flow
-        maps chains of layers."""
+        A graph with forks or joins is refused, naming its first: what reads `layers`
+        (the chain flow, `bitfab build`) maps chains only."""
         if self.is_chain:
             return self.nodes
         for node in self.nodes:
+            readers = self.find_consumers(node.outputs[0])
             if not isinstance(node, _Layer):
                 what = f"a {type(node).__name__} op"
             elif self.is_join_node(node):
                 what = "a join"
-            elif self.is_fork_node(node):
-                what = f"a fork (read by {', '.join(n.name for n in self.find_consumers(node.outputs[0]))})"
+            elif len(readers) > 1:
+                what = f"a fork, read by {', '.join(n.name for n in readers)}"
             else:
                 continue
-            raise BitfabError(f"node {node.name} is {what}: the hardware flow maps chains of "
-                              f"layers; this graph's forks and joins run in the golden model "
-                              f"only")
+            raise BitfabError(f"node {node.name} ({what}): this step maps chains of layers; "
+                              f"a graph with forks and joins maps to hardware with "
+                              f"bitfab.hls_gen.compiler.graph.map_graph")
         raise BitfabError("the graph's nodes do not form a chain")
 
     def tensors(self, input_shape):
@@ -743,7 +744,8 @@ def _op_from_dict(entry, wiring):
     kind, common = entry["type"], dict(name=entry["name"], **wiring)
     if kind == "Affine":
         return Affine(**common, mul=_tensor(entry["mul"]), add=_tensor(entry["add"]),
-                      shift=entry["shift"], frac=entry["frac"], coef_bits=entry["coef_bits"], bits=entry["bits"])
+                      shift=entry["shift"], frac=entry["frac"], coef_bits=entry["coef_bits"],
+                      bits=entry["bits"])
     if kind == "Add":
         return Add(**common, fracs=entry["fracs"], frac=entry["frac"], bits=entry["bits"])
     if kind == "Concat":
