@@ -117,6 +117,7 @@ def render(folder, target):
         lines += [f"| {r['commit']} | {r['date']} | "
                   + " | ".join(_cell(r["figures"].get(k)) for k in keys) + " |" for r in runs]
         lines += _latency_table(runs[-1])
+        lines += _models_table(runs[-1])
     Path(target).write_text("\n".join(lines) + "\n")
     return len(builds), len(benchmarks)
 
@@ -133,6 +134,23 @@ def _latency_table(record):
                  f"fold to its output ({record['commit']}):", "",
              "| layer | XNOR | PA (M=4, N=5) | PA - XNOR |", "|---|---|---|---|"]
     return lines + [f"| {k} | {a} | {b} | {b - a} |" for k, (a, b) in enumerate(zip(xnor, pa))]
+
+
+def _models_table(record):
+    """Per-network accuracy over seeds, where a benchmark gives it (`benchmarks/graphs.py`:
+    the graph networks beside the plain CNN)."""
+    models = record["figures"].get("models")
+    if not isinstance(models, dict):
+        return []
+    f = record["figures"]
+    lines = ["", f"Test accuracy over {f.get('seeds')} seeds, {f.get('epochs')} epochs each "
+                 f"({record['commit']}):", "",
+             "| network | binary weights | accuracy, mean | spread (std) | golden = PyTorch, "
+             "lowest |", "|---|---|---|---|---|"]
+    return lines + [f"| {name} | {_cell(m.get('binary_weights'))} | "
+                     f"{_percent(m.get('accuracy_mean'))} | {_percent(m.get('accuracy_std'))} "
+                     f"| {_percent(m.get('golden_agreement_min'))} |"
+                     for name, m in models.items()]
 
 
 README_MARKERS = ("<!-- headline results: docs/render_results.py readme -->",

@@ -68,3 +68,15 @@ def test_demo_accuracies_are_rendered_from_the_demo_s_report(tmp_path):
     assert "Accuracy on the digits (450 test images; abc1234" in tables
     assert "| mlp_xnor | 97.11% | 97.11% | 100.00% | 100.00% |" in tables
     assert "| mlp_float | 97.56% | - | - | - |" in tables
+
+
+def test_graph_network_accuracies_render_per_network(tmp_path):
+    figures = {"epochs": 30, "seeds": 3, "models": {
+        "resnet_xnor": {"binary_weights": 2384, "accuracy_mean": 0.8852, "accuracy_std": 0.0163,
+                        "golden_agreement_min": 1.0}}}
+    (tmp_path / "benchmarks.json").write_text(json.dumps(
+        [render_results.benchmark_record("graphs", figures)]))
+    render_results.render(tmp_path, tmp_path / "tables.md")
+    tables = (tmp_path / "tables.md").read_text()
+    assert "Test accuracy over 3 seeds, 30 epochs each" in tables
+    assert "| resnet_xnor | 2,384 | 88.52% | 1.63% | 100.00% |" in tables

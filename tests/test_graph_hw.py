@@ -149,3 +149,24 @@ def test_a_queue_override_must_name_a_queue(dense):
     with pytest.raises(PlanError, match="no queue named cat; the queues: grow__queue, "
                                         "stem__to__cat__queue"):
         hw.with_queue_depths({"cat": 4})
+
+
+def test_the_estimate_counts_every_unit_and_a_graph_too_big_is_refused(resnet):
+    from bitfab.hls_gen.compiler.boards import BOARDS
+    from bitfab.hls_gen.compiler.graph import estimate_graph
+    _, hw = resnet
+    fit, overrun = estimate_graph(hw, BOARDS["ulx3s-85f"])
+    assert overrun is None
+    assert [u["name"] for u in fit["units"]] == [u.name for u in hw.units]
+    for key in ("luts", "ffs", "brams", "dsps"):
+        assert fit["total"][key] == sum(u[key] for u in fit["units"])
+    # The shortcut queues (18 beats of 8 x 24 bits) sit in LUT RAM; the affine units'
+    # products in DSPs.
+    queue = next(u for u in fit["units"] if u["name"] == "stem_value__to__add__queue")
+    assert queue["brams"] == 0 and queue["luts"] == 2 * 48 * 2 + 20
+    assert next(u for u in fit["units"] if u["name"] == "stem_value")["dsps"] == 8
+    torch.manual_seed(0)
+    wide = freeze(build_graph_model(GraphSpec("resnet", "pa", channels=64)).eval())
+    with pytest.raises(PlanError, match=r"plan does not fit icebreaker: unit stem brings luts "
+                                        r"to \d+ \(estimated\), the device has 5280"):
+        map_graph(wide, caps=CAPS, board=BOARDS["icebreaker"])

@@ -31,12 +31,13 @@ from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
 from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _compute_cycles, _divisors,
-    _feed, _largest_divisor, _pool_cycles, fold, image_cycles, layer_config, load_rows,
-    plane_sum_coefficients)
+    _feed, _largest_divisor, _overrun_text, _pool_cycles, estimate, fold, image_cycles,
+    layer_config, load_rows, plane_sum_coefficients)
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, MaxPool, PopcountLayer, Threshold,
     XnorLayer, kernel_shape)
 
-__all__ = ["HwGraph", "map_graph", "graph_case", "graph_load_stream", "reconvergent_depths"]
+__all__ = ["HwGraph", "map_graph", "graph_case", "graph_load_stream", "reconvergent_depths",
+           "estimate_graph"]
 
 _LAYERS = (PopcountLayer, XnorLayer)
 #: Ops that keep their input's beat: a stream of the same positions and channels.
@@ -66,6 +67,7 @@ class HwGraph:
     queues: list = field(default_factory=list)
     schedule_cycles: int = 0
     depth_seconds: float = 0.0
+    estimate: dict | None = None
 
     def network(self):
         return GraphNetwork(self.units, self.input, self.output, self.taps)
@@ -90,6 +92,57 @@ class HwGraph:
     def configs(self):
         return [self.unit(name).config for name, _, _ in self.layers
                 if self.unit(name).kind == "layer"]
+
+
+def _unit_estimate(spec, board):
+    """Resources of one unit before synthesis: a layer's from `plan.estimate`; the stream
+    units' from their datapaths (per lane a DSP product and an adder of the output's
+    bits for an affine unit, n comparators for a threshold unit, an adder per input
+    beyond the first for a sum, a payload multiplexer per input for a concatenation),
+    their registers; a queue's beats in block RAM where it is deeper than 64 (a
+    shortcut that spans a stage), in LUT RAM of 16 words (two LUT4 per 4 bits) below."""
+    c = spec.config
+    if spec.kind == "layer":
+        return estimate(c, board)
+    if spec.kind == "pool":
+        size = c.layout.size
+        return {"luts": 150 + 6 * size, "ffs": 100 + 5 * size + c.folds * size,
+                "brams": board.ram_blocks(size, c.depth), "dsps": 0}
+    if spec.kind == "affine":
+        return {"luts": c.lanes * c.out_bits + 20, "ffs": c.lanes * c.out_bits + 10,
+                "brams": 0, "dsps": c.lanes}
+    if spec.kind == "threshold":
+        return {"luts": c.lanes * c.n * (c.in_bits + 1) + 20,
+                "ffs": 3 * c.lanes * (c.in_bits + c.n) + 10, "brams": 0, "dsps": 0}
+    if spec.kind == "add":
+        return {"luts": c.lanes * c.out_bits * (len(c.in_bits) - 1),
+                "ffs": c.lanes * c.out_bits + 1, "brams": 0, "dsps": 0}
+    width = data.Layout.cast(spec.shape).size
+    if spec.kind == "queue":
+        if spec.depth > 64:
+            return {"luts": 30, "ffs": width + 20, "brams": board.ram_blocks(width, spec.depth),
+                    "dsps": 0}
+        return {"luts": 2 * -(-width // 4) * -(-spec.depth // 16) + 20, "ffs": width + 20,
+                "brams": 0, "dsps": 0}
+    inputs = len(spec.inputs)
+    return {"luts": width * inputs + 10, "ffs": width + len(spec.outputs), "brams": 0,
+            "dsps": 0}
+
+
+def estimate_graph(hw, board):
+    """The per-unit estimates of `hw` on `board` and their total, and the first overrun:
+    (unit name, resource, running total) where the total passes what the board can
+    hold, or None."""
+    total = {key: 0 for key in board.resources}
+    units, overrun = [], None
+    for spec in hw.units:
+        used = _unit_estimate(spec, board)
+        units.append({"name": spec.name, "kind": spec.kind, **used})
+        for key, value in used.items():
+            total[key] += value
+            if overrun is None and total[key] > board.usable(key):
+                overrun = (spec.name, key, total[key])
+    return {"units": units, "total": total}, overrun
 
 
 def _tap(tensor):
@@ -204,7 +257,14 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
     unfolded = [configs[n.name] for n in layers]
     folded = fold(unfolded, plan, names, board, in_beats=lambda k, _: in_beats[k])
     configs = dict(zip(names, folded))
-    return _assemble(graph, configs, beat, streams, infos)
+    hw = _assemble(graph, configs, beat, streams, infos)
+    if board is not None:
+        fit, overrun = estimate_graph(hw, board)
+        if overrun is not None:
+            raise PlanError(_overrun_text(board, *overrun, what="unit") + "; fold the layers "
+                            "narrower or choose a larger board")
+        hw.estimate = fit
+    return hw
 
 
 def _beat_classes(graph):

@@ -402,10 +402,10 @@ def _fit(configs, board, names=None):
     return {"layers": layers, "total": total}, overrun
 
 
-def _overrun_text(board, name, key, total):
+def _overrun_text(board, name, key, total, what="layer"):
     usable = board.usable(key)
     placeable = f" ({usable} placeable)" if usable < board.resources[key] else ""
-    return (f"plan does not fit {board.name}: layer {name} brings {key} to {total} "
+    return (f"plan does not fit {board.name}: {what} {name} brings {key} to {total} "
             f"(estimated), the device has {board.resources[key]}{placeable}")
 
 
