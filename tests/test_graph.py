@@ -213,6 +213,8 @@ def test_a_cycle_in_a_golden_json_is_refused(digits):
      "node stem_value: unknown IR node type 'Sigmoid'"),
     (lambda v: _node(v, "add").update(inputs=["stem_value"], fracs=[0]),
      r"node add \(Add\) takes 2 or more inputs, not 1"),
+    (lambda v: _node(v, "convs_0")["geometry"].update(groups=3),
+     "layer convs_0: 3 groups do not divide its 8 output channels"),
 ])
 def test_malformed_graphs_are_refused_naming_the_node(digits, edit, match):
     value = _resnet_dict(digits)

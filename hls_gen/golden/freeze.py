@@ -241,8 +241,10 @@ def freeze(model, config=FreezeConfig()):
 
     Parameters
     ----------
-    model : nn.Sequential
-        A model built from bitfab layers (see `bitfab.hls_gen.frontend.layers`).
+    model : nn.Module
+        A model built from bitfab layers (see `bitfab.hls_gen.frontend.layers`): an
+        `nn.Sequential`, or a module whose `forward` torch.fx captures, with joins
+        (``x + y``, ``torch.cat`` on channels, a scale by a constant).
     config : FreezeConfig
         Coefficient and accumulator widths.
 
@@ -254,10 +256,12 @@ def freeze(model, config=FreezeConfig()):
     Raises
     ------
     UnsupportedLayerError
-        A module with no handler, naming its path and type.
+        A module or function with no handler, naming its path (or captured node and
+        position) and type; a `forward` torch.fx cannot capture.
     FreezeError
         A model whose structure cannot be made exact (wrong order, padding a
-        +-1 code cannot hold, unsorted endpoints, batch norm in training mode).
+        +-1 code cannot hold, unsorted endpoints, batch norm in training mode, a
+        sum of codes, a join of different channel counts or scales).
     WidthOverflowError
         A layer whose worst case does not fit `config`.
     """

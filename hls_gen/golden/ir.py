@@ -83,6 +83,7 @@ class _Layer:
 
     def __post_init__(self):
         self._check_stored()
+        self._check_groups()
         if self.pool is None:
             return
         pool = tuple(self.pool)
@@ -96,6 +97,19 @@ class _Layer:
                               f"{self.geometry.kind} layer's "
                               f"{'codes' if self.output is not None else 'scores'}")
         self.pool = pool
+
+    def _check_groups(self):
+        """A grouped convolution's groups must divide its output channels (its weights
+        hold each group's input channels): else the golden model could not run it, and
+        a hand-edited golden JSON would fail inside torch instead of naming the layer."""
+        groups = self.geometry.groups
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise BitfabError(f"layer {self.name}: groups must be a positive integer, not "
+                              f"{groups!r}")
+        weights = self.bases[0] if isinstance(self, PopcountLayer) else self.weight_bits
+        if groups > 1 and (self.geometry.kind != "conv2d" or weights.shape[0] % groups):
+            raise BitfabError(f"layer {self.name}: {groups} groups do not divide its "
+                              f"{weights.shape[0]} output channels")
 
     def _check_stored(self):
         """Refuse a stored integer outside its recorded width (a corrupted or hand-edited
