@@ -81,7 +81,13 @@ def resnet(digits):
 
 
 def test_queue_depths_come_from_the_schedule_with_their_reasons(resnet):
+    import json
     _, hw = resnet
+    # The plan, as JSON, names every queue's depth and why.
+    plan = json.loads(json.dumps(hw.plan_dict()))
+    assert plan["queues"] == hw.queues and plan["schedule_cycles_per_image"] == 576
+    assert {u["name"]: u.get("depth") for u in plan["units"]}["stem_value__to__add__queue"] == 18
+    assert next(u for u in plan["units"] if u["name"] == "add")["config"]["shifts"]
     depths = {q["name"]: q for q in hw.queues}
     shortcut = depths["stem_value__to__add__queue"]
     # convs_0's 3 x 3 window reads the next row of 8 positions before its first output:

@@ -15,7 +15,7 @@ hardware.
 
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from math import ceil, prod
 
 from amaranth.hdl import signed, unsigned
@@ -71,6 +71,28 @@ class HwGraph:
 
     def network(self):
         return GraphNetwork(self.units, self.input, self.output, self.taps)
+
+    def plan_dict(self):
+        """The plan as JSON-able data, for people and reports: every unit (its kind,
+        streams and config's fields, a payload as its Amaranth text), every queue's
+        depth with its reason, the schedule, the estimate where a board was given."""
+        def unit(spec):
+            entry = {"name": spec.name, "kind": spec.kind, "inputs": list(spec.inputs),
+                     "outputs": list(spec.outputs)}
+            if spec.config is not None:
+                entry["config"] = asdict(spec.config)
+            if spec.shape is not None:
+                entry["payload"] = repr(spec.shape)
+            if spec.kind == "queue":
+                entry["depth"] = spec.depth
+            if spec.kind == "concat":
+                entry["beats"] = list(spec.beats)
+            return entry
+        return {"input": self.input, "output": self.output,
+                "units": [unit(u) for u in self.units], "queues": self.queues,
+                "schedule_cycles_per_image": self.schedule_cycles,
+                "queue_depth_seconds": self.depth_seconds, "estimate": self.estimate,
+                "taps": self.taps}
 
     def with_queue_depths(self, depths):
         """This graph with the queues named in `depths` ({name: depth}) set by hand."""
