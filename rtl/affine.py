@@ -55,10 +55,6 @@ class AffineConfig(ChannelStoreConfig):
                                                    "add": signed(self.out_bits)}), self.lanes)
 
     @property
-    def in_layout(self):
-        return data.ArrayLayout(signed(self.in_bits), self.lanes)
-
-    @property
     def out_layout(self):
         return data.ArrayLayout(signed(self.out_bits), self.lanes)
 

@@ -1,7 +1,7 @@
 """Per-channel parameters of a stream unit: one row per channel group, loaded at run
 time and read by the group of the beat passing."""
 
-from amaranth.hdl import Mux, Signal, unsigned
+from amaranth.hdl import Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -12,10 +12,16 @@ __all__ = ["ChannelStoreConfig", "channel_rows"]
 
 
 class ChannelStoreConfig:
-    """What the config of a unit with one per-group store shares: its `segments` (one,
-    `STORE`, of `groups` rows of `row_layout`), `load_words` and `pack`."""
+    """What the config of a stream unit with one per-group store shares: its input
+    (`in_layout`), its `segments` (one, `STORE`, of `groups` rows of `row_layout`),
+    `load_words` and `pack`."""
 
     STORE = "params"
+
+    @property
+    def in_layout(self):
+        """`lanes` signed values of `in_bits` a beat."""
+        return data.ArrayLayout(signed(self.in_bits), self.lanes)
 
     @property
     def segments(self):

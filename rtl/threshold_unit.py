@@ -3,7 +3,7 @@
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, wiring
 
 from .channel_store import ChannelStoreConfig, channel_rows
@@ -39,10 +39,6 @@ class ThresholdConfig(ChannelStoreConfig):
     @property
     def row_layout(self):
         return data.ArrayLayout(threshold_layout(self.n, self.threshold_bits), self.lanes)
-
-    @property
-    def in_layout(self):
-        return data.ArrayLayout(signed(self.in_bits), self.lanes)
 
     @property
     def out_layout(self):

@@ -31,8 +31,8 @@ from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
 from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _compute_cycles, _divisors,
-    _feed, _largest_divisor, _overrun_text, _pool_cycles, estimate, fold, image_cycles,
-    layer_config, load_rows, plane_sum_coefficients)
+    _feed, _largest_divisor, _overrun_text, _pool_cycles, check_plane_sum, estimate, fold,
+    image_cycles, layer_config, load_rows, pool_estimate)
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, MaxPool, PopcountLayer, Threshold,
     XnorLayer, kernel_shape)
 
@@ -127,9 +127,7 @@ def _unit_estimate(spec, board):
     if spec.kind == "layer":
         return estimate(c, board)
     if spec.kind == "pool":
-        size = c.layout.size
-        return {"luts": 150 + 6 * size, "ffs": 100 + 5 * size + c.folds * size,
-                "brams": board.ram_blocks(size, c.depth), "dsps": 0}
+        return pool_estimate(c, board)
     if spec.kind == "affine":
         return {"luts": c.lanes * c.out_bits + 20, "ffs": c.lanes * c.out_bits + 10,
                 "brams": 0, "dsps": c.lanes}
@@ -321,7 +319,7 @@ def _default_pe(graph, layers, configs, folding, caps):
     for node in layers:
         if node.outputs[0] in classes:
             members.setdefault(classes[node.outputs[0]], []).append(node)
-    for group in members.values():
+    for root, group in members.items():
         if len(group) < 2:
             continue
         common = min(pe[w.name] for w in group)
@@ -329,7 +327,9 @@ def _default_pe(graph, layers, configs, folding, caps):
             common -= 1
         for w in group:
             if w.name in folding and folding[w.name].get("pe", common) != common:
-                join = next(n for n in graph.nodes if isinstance(n, _JOINS))
+                # The first join in this class of beats: the one that makes them meet.
+                join = next(n for n in graph.nodes if isinstance(n, _JOINS)
+                            and classes.get(n.outputs[0]) == root)
                 raise PlanError(f"node {join.name} ({type(join).__name__}): its inputs' "
                                 f"layers {', '.join(x.name for x in group)} must share one "
                                 f"PE (their beats line up); the folding gives {w.name} "
@@ -466,9 +466,8 @@ def _assemble(graph, configs, beat, streams, infos):
             spec = _op_spec(node, inputs, out, streams, beat, infos)
         units.append(spec)
         if spec.kind in ("affine", "threshold", "add"):
-            stages.append(_positions(infos[node.inputs[0]]) * spec.config.groups
-                          if spec.kind != "add" else
-                          _positions(infos[out]) * infos[out].shape[0] // beat[out])
+            # A beat a cycle: positions times beats a position of its output.
+            stages.append(_positions(infos[out]) * infos[out].shape[0] // beat[out])
         elif spec.kind == "pool":
             stages.append(spec.config.out_beats)
         if spec.kind in LOADED:
@@ -638,12 +637,8 @@ def graph_load_stream(graph, hw):
         node, spec = graph.node(node_name), hw.unit(name)
         config = spec.config
         if spec.kind == "layer":
-            if config.plane_sum and not plane_sum_coefficients(node):
-                raise PlanError(f"layer {node.name}: its coefficients are not phi_(i, 0) * "
-                                f"2^j over bit planes, which this plan's plane-sum datapath "
-                                f"assumes")
-            flat = shape if config.window is None and len(shape) == 3 else None
-            words += config.pack(load_rows(node, config, flat))
+            check_plane_sum(node, config)
+            words += config.pack(load_rows(node, config, shape))
         elif spec.kind == "affine":
             lanes = config.lanes
             rows = [[{"mul": int(node.mul[g * lanes + k]), "add": int(node.add[g * lanes + k])}

@@ -377,13 +377,18 @@ def estimate(config, board):
         luts += 150 + 4 * w.layout.size
         ffs += 100 + 5 * w.layout.size
     if c.pool is not None:
-        # The pool's window unit as above, and a running maximum per fold.
-        p = c.pool
-        brams += board.ram_blocks(p.layout.size, p.depth)
-        luts += 150 + 6 * p.layout.size
-        ffs += 100 + 5 * p.layout.size + p.folds * p.layout.size
+        pool = pool_estimate(c.pool, board)
+        luts, ffs, brams = luts + pool["luts"], ffs + pool["ffs"], brams + pool["brams"]
     return board.family.adjust_estimate(
         c, {"luts": luts, "ffs": ffs, "brams": brams, "dsps": len(products)}, products, board)
+
+
+def pool_estimate(pool, board):
+    """A max pool's resources: its window unit (line buffer, counters, output FIFO) and
+    a running maximum per fold."""
+    size = pool.layout.size
+    return {"luts": 150 + 6 * size, "ffs": 100 + 5 * size + pool.folds * size,
+            "brams": board.ram_blocks(size, pool.depth), "dsps": 0}
 
 
 def _fit(configs, board, names=None):
@@ -482,13 +487,19 @@ def load_stream(graph, configs):
     if len(graph.layers) != len(configs):
         raise PlanError(f"{len(graph.layers)} layers for a plan of {len(configs)}")
     for layer, config in zip(graph.layers, configs):
-        if config.plane_sum and not plane_sum_coefficients(layer):
-            raise PlanError(f"layer {layer.name}: its coefficients are not phi_(i, 0) * 2^j "
-                            f"over bit planes, which this plan's plane-sum datapath "
-                            f"assumes; build a plan for this model")
+        check_plane_sum(layer, config)
     shapes = [None] + [c.out_shape for c in configs[:-1]]
     return [word for layer, config, shape in zip(graph.layers, configs, shapes)
             for word in config.pack(load_rows(layer, config, shape))]
+
+
+def check_plane_sum(layer, config):
+    """Refuse IR `layer` for a plane-sum `config` unless its coefficients keep that form
+    (the datapath reads only each base's first), naming the layer."""
+    if config.plane_sum and not plane_sum_coefficients(layer):
+        raise PlanError(f"layer {layer.name}: its coefficients are not phi_(i, 0) * 2^j "
+                        f"over bit planes, which this plan's plane-sum datapath "
+                        f"assumes; build a plan for this model")
 
 
 def plan_to_dict(configs, names):

@@ -346,8 +346,8 @@ def _function_node(builder, states, node, position):
         _join_concat(builder, states, node, where)
     elif (node.op == "call_function" and target is torch.flatten) or (
             node.op == "call_method" and target == "flatten"):
-        start, end = (list(node.args[1:]) + [1, -1][len(node.args) - 1:])[:2]
-        start, end = node.kwargs.get("start_dim", start), node.kwargs.get("end_dim", end)
+        start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else 1)
+        end = node.kwargs.get("end_dim", node.args[2] if len(node.args) > 2 else -1)
         _load(builder, states, node.args[0], node)
         _flatten(builder, f"node {node.name}", nn.Flatten(start, end))
         states[node] = builder.save()
