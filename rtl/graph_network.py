@@ -12,18 +12,18 @@ from .broadcast import Broadcast
 from .concat import ChannelConcat
 from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
-from .network import load_chain
+from .network import instantiate_verilog, load_chain
 from .pool import MaxPool
 from .queue import StreamQueue
 from .skid import SkidBuffer
 from .threshold_unit import ThresholdConfig, ThresholdUnit
 from .window import WindowConfig
 
-__all__ = ["UnitSpec", "GraphNetwork"]
+__all__ = ["UnitSpec", "GraphNetwork", "GraphNetworkInstance", "UNIT_CONFIGS", "LOADED"]
 
 UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "fork", "concat", "queue")
 #: Each kind's config class (None: the unit takes `UnitSpec.shape` instead).
-_CONFIGS = {"layer": MVAUConfig, "affine": AffineConfig, "threshold": ThresholdConfig,
+UNIT_CONFIGS = {"layer": MVAUConfig, "affine": AffineConfig, "threshold": ThresholdConfig,
             "add": AddConfig, "pool": WindowConfig}
 #: Kinds whose stores are loaded at run time, through the network's load port.
 LOADED = ("layer", "affine", "threshold")
@@ -46,7 +46,7 @@ class UnitSpec:
         Stream names: each stream has one writer and one reader (a fork makes copies),
         the network's input and output streams included.
     config : MVAUConfig, AffineConfig, ThresholdConfig, AddConfig, WindowConfig or None
-        The unit's, by kind (`_CONFIGS`).
+        The unit's, by kind (`UNIT_CONFIGS`).
     shape : shape-like or None
         The payload of a fork's, a concatenation's or a queue's streams.
     beats : tuple of int
@@ -70,7 +70,7 @@ class UnitSpec:
                              f"{self.kind!r}")
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
-        want = _CONFIGS.get(self.kind)
+        want = UNIT_CONFIGS.get(self.kind)
         if want is not None and not isinstance(self.config, want):
             raise ValueError(f"unit {self.name}: a {self.kind} unit needs a "
                              f"{want.__name__}, not {self.config!r}")
@@ -227,3 +227,16 @@ class GraphNetwork(wiring.Component):
                          getattr(self, f"{tap}_payload").eq(writer.payload)]
         load_chain(m, layers, self.load, self.load_restart, self.loaded, self.word_bits)
         return m
+
+
+class GraphNetworkInstance(GraphNetwork):
+    """A `GraphNetwork` already written to Verilog as module `module` (a build's
+    ``network.v``), instantiated by name: the same members (its taps included),
+    without converting the units again. Its Verilog goes to the simulator or
+    synthesiser beside this component's."""
+
+    def __init__(self, units, input, output, taps=None, module="network"):
+        super().__init__(units, input, output, taps)
+        self.module = module
+
+    elaborate = instantiate_verilog

@@ -9,7 +9,7 @@ from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
 from .skid import SkidBuffer
 
-__all__ = ["Network", "NetworkInstance", "load_chain"]
+__all__ = ["Network", "NetworkInstance", "instantiate_verilog", "load_chain"]
 
 
 class Network(wiring.Component):
@@ -131,6 +131,18 @@ def load_chain(m, units, load, load_restart, loaded, word_bits):
     m.d.comb += [loading.o.ready.eq(ready), loaded.eq(earlier_loaded)]
 
 
+def instantiate_verilog(component, platform):
+    """The `elaborate` of a component already written to Verilog as module
+    ``component.module``: an `Instance` of it, by name, its members as ports."""
+    m = Module()
+    ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+    for path, member, value in component.signature.flatten(component):
+        direction = "i" if member.flow == wiring.In else "o"
+        ports[f"{direction}_{'__'.join(map(str, path))}"] = value
+    m.submodules.network = Instance(component.module, **ports)
+    return m
+
+
 class NetworkInstance(Network):
     """A `Network` of `layers` already written to Verilog as module `module` (the build's
     ``network.v``), instantiated by name: the same members, none of the minutes
@@ -141,11 +153,4 @@ class NetworkInstance(Network):
         super().__init__(layers)
         self.module = module
 
-    def elaborate(self, platform):
-        m = Module()
-        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
-        for path, member, value in self.signature.flatten(self):
-            direction = "i" if member.flow == wiring.In else "o"
-            ports[f"{direction}_{'__'.join(map(str, path))}"] = value
-        m.submodules.network = Instance(self.module, **ports)
-        return m
+    elaborate = instantiate_verilog
