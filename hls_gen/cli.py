@@ -64,22 +64,31 @@ def _load_model(path):
 
 def _folding(text):
     """'4x32,2x64x5,...' (PE x SIMD [x merge multipliers per PE] per layer) ->
-    [{"pe": 4, "simd": 32}, {"pe": 2, "simd": 64, "multipliers": 5}, ...]."""
-    folding = []
+    [{"pe": 4, "simd": 32}, {"pe": 2, "simd": 64, "multipliers": 5}, ...]; with names,
+    'stem=8x8,convs_0=8x16' (a graph's layers, or a chain's) -> {"stem": {...}, ...}."""
+    folding, named = [], []
     for item in text.split(","):
+        name, _, values_text = item.rpartition("=")
+        named.append(name)
         try:
-            values = [int(v) for v in item.split("x")]
+            values = [int(v) for v in values_text.split("x")]
         except ValueError:
             values = []
-        if len(values) not in (2, 3):
+        if len(values) not in (2, 3) or (not name and "=" in item):
             raise argparse.ArgumentTypeError(
                 f"folding must look like 2x64,2x64x5,1x64 (PE x SIMD per layer, and the "
-                f"merge multipliers per PE of a PA layer), not {text!r}")
+                f"merge multipliers per PE of a PA layer) or stem=2x64,head=1x64 (by layer "
+                f"name), not {text!r}")
         if min(values) < 0:
             raise argparse.ArgumentTypeError(
                 f"folding {item!r}: PE, SIMD and multipliers cannot be negative")
         folding.append(dict(zip(("pe", "simd", "multipliers"), values)))
-    return folding
+    if not any(named):
+        return folding
+    if not all(named) or len(set(named)) < len(named):
+        raise argparse.ArgumentTypeError(
+            f"folding {text!r}: name every layer once (NAME=PExSIMD,...) or none")
+    return dict(zip(named, folding))
 
 
 def _image(text):
@@ -199,8 +208,9 @@ def parser():
         cmd.add_argument("--fold", type=_folding, default=None,
                          help="PE x SIMD per layer, optionally x merge multipliers per PE "
                               "(PA layers; default the fewest that keep the layer's rate), "
-                              "e.g. 2x64,2x64x5,1x16 (default: a folding "
-                              "that fits the board)")
+                              "e.g. 2x64,2x64x5,1x16, or by layer name, stem=8x8,head=1x16 "
+                              "(a graph's; layers not named take the default) (default: a "
+                              "folding that fits the board)")
         cmd.add_argument("--engine", choices=["auto", "dfnt", "direct"], default=None,
                          help="convolution layers: the DFNT engine, the direct one, or auto "
                               "(DFNT when eq. 2.11 holds and the kernel is 3x3 or more)")

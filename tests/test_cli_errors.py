@@ -57,6 +57,13 @@ CASES = {
                          "folding '-1x9': PE, SIMD and multipliers cannot be negative"),
     "folding_too_few": (json.dumps, ["--fold", "1x9"], "folding gives 1 layers, the network "
                         "has 3"),
+    "folding_names_no_layer": (json.dumps, ["--fold", "conv1=1x9,nowhere=1x36"],
+                               r"folding names nowhere, which is no layer of the network; its "
+                               r"layers: conv1, \w+, head"),
+    "folding_named_zero": (json.dumps, ["--fold", "conv1=0x9"],
+                           "layer conv1: pe=0 does not divide its 4 output rows"),
+    "folding_half_named": (json.dumps, ["--fold", "conv1=1x9,1x36"],
+                           "name every layer once .NAME=PExSIMD,.... or none"),
     "board_unknown": (json.dumps, ["--board", "de10-nano"],
                       r"argument --board: invalid choice: 'de10-nano' \(choose from"),
     "clock_zero": (json.dumps, ["--clock-mhz", "0"], "clock must be a positive number"),
@@ -87,6 +94,19 @@ def test_bad_build_input_is_one_line_and_exit_2(name, golden, tmp_path, capsys):
     assert re.search(message, err[-1]), err[-1]
     # Nothing a later --start would take as a good step.
     assert not (out / "fold" / "plan.json").exists()
+
+
+def test_a_chain_s_folding_by_layer_name_is_its_folding_by_position(golden, tmp_path):
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(golden))
+    names = [node["name"] for node in golden["nodes"]]
+    plans = []
+    for fold in ("2x9,1x36,1x96", f"{names[0]}=2x9,{names[1]}=1x36,{names[2]}=1x96"):
+        out = tmp_path / f"out{len(plans)}"
+        assert cli.main(["build", str(model), "--out", str(out), "--stop", "fold",
+                         "--fold", fold]) == 0
+        plans.append(json.loads((out / "fold" / "plan.json").read_text())["layers"])
+    assert plans[0] == plans[1] and plans[0][0]["pe"] == 2
 
 
 def test_run_on_a_directory_that_is_not_a_build(tmp_path, capsys):

@@ -70,7 +70,7 @@ class EngineKind(DesignKind):
         log(f"map_to_hw: {layer.name} on the {kind} engine{detail} for {height}x{width} images")
         return {**engine_to_dict(kind, config), "layer": layer.name}
 
-    def fold(self, hw, cfg, board, log):
+    def fold(self, hw, cfg, board, log, golden):
         if cfg.folding is not None:
             raise BitfabError("--fold sets PE x SIMD of matrix-vector layers; a convolution "
                               "engine has no such folding")

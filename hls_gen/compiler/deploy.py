@@ -18,9 +18,12 @@ from pathlib import Path
 
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import design_verilog, read_result
+from bitfab.hls_gen.compiler.graph import HwGraph, graph_load_stream
+from bitfab.hls_gen.compiler.graph_kind import GraphKind, check_same_graph_plan
 from bitfab.hls_gen.compiler.network import NetworkKind
 from bitfab.hls_gen.golden.ir import graph_from_dict
 from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from_dict
+from bitfab.rtl.network import Network, NetworkInstance
 
 __all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",
            "check_same_plan"]
@@ -58,41 +61,60 @@ def check_same_plan(graph, configs, names):
 
 
 def _plan(out):
-    """(configs, names, the plan as plan.json holds it) of a network's build."""
+    """The plan of a network's build (a chain's or a graph's), as plan.json holds it."""
     plan = read_result(out, "plan.json")
-    if "layers" not in plan:
+    if "layers" not in plan and "units" not in plan:
         raise BitfabError(f"the plan in {out} is not a network's plan (a convolution "
                           f"engine's?): bitfab deploy, run and board drive networks")
-    return (*plan_from_dict(plan), plan)
+    return plan
+
+
+def _core(plan):
+    """(the kind, a function making the network, a function making it as an instance of
+    the build's network.v, its load words) of a network's `plan`."""
+    if "units" in plan:
+        hw = HwGraph.from_dict(plan)
+        return (GraphKind(), hw.network, lambda: hw.network(module="network"),
+                sum(c.load_words for c in hw.loaded_configs))
+    configs = plan_from_dict(plan)[0]
+    return (NetworkKind(), lambda: Network(configs), lambda: NetworkInstance(configs),
+            sum(c.load_words for c in configs))
 
 
 def _build(out, model):
-    """The build's plan and the model to load, checked against it."""
-    configs, names, _ = _plan(out)
+    """(the host's configs, the model to load, its load words) of the build in `out`:
+    the loaded units' configs, the first reading the input and the last writing the
+    scores; the model (default the build's golden.json) checked against the plan."""
+    plan = _plan(out)
     graph = model if model is not None else graph_from_dict(read_result(out, "golden.json"))
+    if "units" in plan:
+        check_same_graph_plan(graph, plan)
+        hw = HwGraph.from_dict(plan)
+        return hw.host_configs(), graph, graph_load_stream(graph, hw)
+    configs, names = plan_from_dict(plan)
     check_same_plan(graph, configs, names)
-    return configs, graph
+    return configs, graph, load_stream(graph, configs)
 
 
 def simulated_board(out, sessions=1, log=print):
     """A `SimulatedBoard` of the build in `out`, serving `sessions` hosts (0: no end)."""
     from amaranth.back import verilog
 
-    from bitfab.rtl.network import Network, NetworkInstance
     from bitfab.sim.board import SimulatedBoard, shell_verilog
-    configs, _, plan = _plan(out)
-    text = design_verilog(out, NetworkKind(), plan)
+    plan = _plan(out)
+    kind, design, instance, words = _core(plan)
+    text = design_verilog(out, kind, plan)
     if text is None:
         log("network.v is not this plan's; converting the network (minutes)")
-        text = verilog.convert(Network(configs), name="network")
+        text = verilog.convert(design(), name="network")
     # A network of more than a few hundred load words runs long enough over the line
     # that an optimised simulator pays for its longer build.
-    optimize = sum(c.load_words for c in configs) > OPTIMIZE_ABOVE_WORDS
+    optimize = words > OPTIMIZE_ABOVE_WORDS
     log(f"the simulated board: the build's Verilog under the shell's frames, in Verilator"
         f"{' (-O1)' if optimize else ''}")
     # The shell's byte streams driven directly: the frames a board's UART carries,
     # without simulating each bit of them.
-    return SimulatedBoard(shell_verilog(NetworkInstance(configs), text, uart=False),
+    return SimulatedBoard(shell_verilog(instance(), text, uart=False),
                           Path(out) / "board_sim", sessions=sessions, optimize=optimize,
                           uart=False)
 
@@ -124,8 +146,7 @@ def deploy_weights(out, port, model=None, timeout=None, log=print):
         raise BitfabError("a simulated board started for one command forgets its weights "
                           "when the command ends: start one with `bitfab board BUILD` and "
                           "deploy to the URL it prints")
-    configs, graph = _build(out, model)
-    words = load_stream(graph, configs)
+    configs, _, words = _build(out, model)
     status = _session(port, configs, _timeout(port, timeout),
                       lambda host: host.load(words, configs))
     log(f"deploy: {len(words)} load words to {port}, taken whole (CRC {status.crc:#06x})")
@@ -149,8 +170,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     if port == "sim" and not load:
         raise BitfabError("--no-load needs a board that holds weights: `bitfab board "
                           "BUILD` and its URL, or a real board")
-    configs, graph = _build(out, model)
-    words = load_stream(graph, configs)
+    configs, graph, words = _build(out, model)
     count = images if images is not None else len(load_digits_split().x_test)
     pixels, labels = test_inputs(graph, configs[0], count)
     golden = graph.run(pixels)[0]
@@ -166,7 +186,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
         elif not host.status().loaded:
             raise BitfabError(f"the board at {port} holds no weights: `bitfab deploy` "
                               f"them first, or run without --no-load")
-        scores = host.scores(configs, pixels, graph.layers[0].input_encoding)
+        scores = host.scores(configs, pixels, graph.input_layer().input_encoding)
         return scores, time.perf_counter() - start
 
     if port == "sim":

@@ -45,10 +45,11 @@ class DesignKind:
         """The unfolded hardware (``hw.json``) for the golden model."""
         raise NotImplementedError
 
-    def fold(self, hw, cfg, board, log):
-        """The plan (``plan.json``): folding, memories, widths and the resource estimate
-        (``estimate.total``); raises `PlanError` naming the layer and the resource
-        when it does not fit `board`."""
+    def fold(self, hw, cfg, board, log, golden):
+        """The plan (``plan.json``) of the unfolded hardware `hw` (``hw.json``) and the
+        `golden` model (``golden.json``): folding, memories, widths and the resource
+        estimate (``estimate.total``); raises `PlanError` naming the layer and the
+        resource when it does not fit `board`."""
         raise NotImplementedError
 
     def design(self, plan):

@@ -96,7 +96,8 @@ class BuildConfig:
 
     out: str
     board: str = "ulx3s-85f"
-    folding: list | None = None        # [{"pe": .., "simd": ..}, ...] or None: default
+    folding: list | dict | None = None # [{"pe": .., "simd": ..}, ...] per layer, or
+                                       # {layer name: {...}} (a graph's); None: default
     simulator: str = "verilator"
     sim_images: int | None = None      # None: every test image
     seed: int = 20261122
@@ -249,7 +250,7 @@ def step_map_to_hw(build):
 @register_step("fold", writes=("plan.json",), depends_on=("board", "folding"))
 def step_fold(build):
     build.write("plan.json", build.kind.fold(build.read("hw.json"), build.cfg, build.board,
-                                             build.log))
+                                             build.log, build.read("golden.json")))
 
 
 def _design_key(plan):
@@ -292,8 +293,11 @@ def _mismatch_text(build, result):
     first = result.get("first_mismatch") or {}
     stream = first.get("stream", "?")
     where = stream
-    if stream.startswith("tap") and build.path("plan.json").exists():
-        layers = build.read("plan.json").get("layers", [])
+    plan = build.read("plan.json") if build.path("plan.json").exists() else {}
+    if stream in plan.get("taps", {}):             # a graph's taps: one per tensor
+        where = f"tensor {plan['taps'][stream]} ({stream})"
+    elif stream.startswith("tap") and stream[3:].isdigit():
+        layers = plan.get("layers", [])
         index = int(stream[3:])
         if index < len(layers):
             where = f"layer {layers[index]['name']} ({stream})"

@@ -24,20 +24,21 @@ from amaranth.lib import data
 from bitfab.rtl.add_streams import AddConfig
 from bitfab.rtl.affine import AffineConfig
 from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
-from bitfab.rtl.graph_network import LOADED, GraphNetwork, UnitSpec
+from bitfab.rtl.graph_network import (LOADED, UNIT_CONFIGS, GraphNetwork,
+                                      GraphNetworkInstance, UnitSpec)
 from bitfab.rtl.threshold_unit import ThresholdConfig
 from bitfab.rtl.window import WindowConfig
 from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
-from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _compute_cycles, _divisors,
+from bitfab.hls_gen.compiler.plan import (FOLDING_CAPS, INPUT_BEAT, PlanError, _compute_cycles, _divisors,
     _feed, _largest_divisor, _overrun_text, _pool_cycles, check_plane_sum, estimate, fold,
     image_cycles, layer_config, load_rows, pool_estimate)
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, MaxPool, PopcountLayer, Threshold,
     XnorLayer, kernel_shape)
 
-__all__ = ["HwGraph", "map_graph", "graph_case", "graph_load_stream", "reconvergent_depths",
-           "estimate_graph"]
+__all__ = ["HwGraph", "map_graph", "fitting_graph", "input_shape", "graph_case", "graph_load_stream",
+           "reconvergent_depths", "estimate_graph"]
 
 _LAYERS = (PopcountLayer, XnorLayer)
 #: Ops that keep their input's beat: a stream of the same positions and channels.
@@ -69,8 +70,14 @@ class HwGraph:
     depth_seconds: float = 0.0
     estimate: dict | None = None
 
-    def network(self):
-        return GraphNetwork(self.units, self.input, self.output, self.taps)
+    def network(self, taps=True, module=None):
+        """The `GraphNetwork`; with `taps` false, without the taps a bench watches
+        (the board's); with a `module` name, a `GraphNetworkInstance` of the Verilog
+        module that an earlier conversion of it wrote."""
+        taps = self.taps if taps else None
+        if module is not None:
+            return GraphNetworkInstance(self.units, self.input, self.output, taps, module)
+        return GraphNetwork(self.units, self.input, self.output, taps)
 
     def plan_dict(self):
         """The plan as JSON-able data, for people and reports: every unit (its kind,
@@ -82,17 +89,36 @@ class HwGraph:
             if spec.config is not None:
                 entry["config"] = asdict(spec.config)
             if spec.shape is not None:
-                entry["payload"] = repr(spec.shape)
+                entry["payload"] = _layout_to_dict(spec.shape)
             if spec.kind == "queue":
                 entry["depth"] = spec.depth
             if spec.kind == "concat":
                 entry["beats"] = list(spec.beats)
             return entry
         return {"input": self.input, "output": self.output,
-                "units": [unit(u) for u in self.units], "queues": self.queues,
+                "units": [unit(u) for u in self.units],
+                "load_order": [[u, n, list(shape)] for u, n, shape in self.layers],
+                "queues": self.queues,
                 "schedule_cycles_per_image": self.schedule_cycles,
                 "queue_depth_seconds": self.depth_seconds, "estimate": self.estimate,
                 "taps": self.taps}
+
+    @classmethod
+    def from_dict(cls, value):
+        """The `HwGraph` whose `plan_dict` is `value` (as a build's plan.json holds it)."""
+        units = []
+        for entry in value["units"]:
+            make = UNIT_CONFIGS.get(entry["kind"])
+            payload = entry.get("payload")
+            units.append(UnitSpec(
+                entry["name"], entry["kind"], entry["inputs"], entry["outputs"],
+                config=make(**entry["config"]) if make else None,
+                shape=_layout_from_dict(payload) if payload else None,
+                beats=tuple(entry.get("beats", ())), depth=entry.get("depth", 0)))
+        return cls(units, value["input"], value["output"],
+                   [(u, n, tuple(shape)) for u, n, shape in value["load_order"]],
+                   value["taps"], value["queues"], value["schedule_cycles_per_image"],
+                   value["queue_depth_seconds"], value["estimate"])
 
     def with_queue_depths(self, depths):
         """This graph with the queues named in `depths` ({name: depth}) set by hand."""
@@ -111,9 +137,45 @@ class HwGraph:
         return next(u for u in self.units if u.name == name)
 
     @property
+    def loaded_configs(self):
+        """The loaded units' configs (layers, affine and threshold units), load order."""
+        return [self.unit(name).config for name, _, _ in self.layers]
+
+    @property
+    def word_bits(self):
+        return self.loaded_configs[0].word_bits
+
+    def host_configs(self):
+        """`loaded_configs`, checked to start with the layer that reads the input and end
+        with the one that writes the output, as a host's wire format takes them
+        (`bitfab.sw_driver.protocol.WireFormat.of_layers`)."""
+        configs = self.loaded_configs
+        first, last = self.layers[0][0], self.layers[-1][0]
+        if self.unit(first).inputs != (self.input,) or self.unit(first).kind != "layer":
+            raise PlanError(f"the graph's input is read by more than layer {first}: a host "
+                            f"drives graphs whose input feeds one layer")
+        if self.unit(last).outputs != (self.output,) or self.unit(last).kind != "layer":
+            raise PlanError(f"the graph's output {self.output} is not written by its last "
+                            f"loaded layer {last}: a host reads a layer's scores")
+        return configs
+
+    @property
     def configs(self):
         return [self.unit(name).config for name, _, _ in self.layers
                 if self.unit(name).kind == "layer"]
+
+
+def _layout_to_dict(layout):
+    """A stream's payload (an `ArrayLayout` of signed or unsigned elements) as JSON."""
+    if not isinstance(layout, data.ArrayLayout):
+        raise TypeError(f"a graph's streams carry arrays, not {layout!r}")
+    elem = layout.elem_shape
+    return {"signed": elem.signed, "bits": elem.width, "length": layout.length}
+
+
+def _layout_from_dict(value):
+    shape = signed(value["bits"]) if value["signed"] else unsigned(value["bits"])
+    return data.ArrayLayout(shape, value["length"])
 
 
 def _unit_estimate(spec, board):
@@ -169,8 +231,9 @@ def _tap(tensor):
     return "tap_" + re.sub(r"\W", "_", tensor)
 
 
-def _input_shape(graph, image):
-    first = graph._first_layer()
+def input_shape(graph, image):
+    """The shape of one input of `graph` on images of `image` (height, width)."""
+    first = graph.input_layer()
     if first is None:
         raise PlanError("the graph's input reaches no layer first; a hardware graph starts "
                         "with a layer")
@@ -256,8 +319,7 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
     if unknown:
         raise PlanError(f"folding names {', '.join(unknown)}, which is no layer of the "
                         f"graph; its layers: {', '.join(names)}")
-    input_shape = _input_shape(graph, image)
-    infos = graph.tensors(input_shape)
+    infos = graph.tensors(input_shape(graph, image))
     configs = {}
 
     def config_of(node, planes):
@@ -285,6 +347,20 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
                             "narrower or choose a larger board")
         hw.estimate = fit
     return hw
+
+
+def fitting_graph(graph, image, folding, board):
+    """`map_graph` of the layers `folding` does not name at the widest `FOLDING_CAPS`
+    whose estimate fits `board` (as `plan.fitting_folding` folds a chain); refused,
+    naming the unit and the resource, when even PE = SIMD = 1 does not fit."""
+    for caps in FOLDING_CAPS:
+        hw = map_graph(graph, image, folding, caps=caps)
+        fit, overrun = estimate_graph(hw, board)
+        if overrun is None:
+            hw.estimate = fit
+            return hw
+    raise PlanError(_overrun_text(board, *overrun, what="unit") + ", even folded to PE = "
+                    "SIMD = 1 where the folding leaves it; choose a larger board")
 
 
 def _beat_classes(graph):
@@ -340,7 +416,7 @@ def _default_pe(graph, layers, configs, folding, caps):
 
 def _beats(graph, configs, pe):
     """Elements per beat of every tensor's stream."""
-    first = configs[graph._first_layer().name]
+    first = configs[graph.input_layer().name]
     columns = first.cols if first.window is None else first.window.channels
     beat = {graph.input: _largest_divisor(columns, INPUT_BEAT)}
     for node in graph.nodes:
@@ -690,5 +766,5 @@ def graph_case(graph, hw, pixels):
     words = check_load_words(graph_load_stream(graph, hw), loaded)
     return {"words": words,
             "inputs": input_beats(hw.configs[0], images.flatten(1),
-                                  graph._first_layer().input_encoding),
+                                  graph.input_layer().input_encoding),
             "outputs": outputs, "beats_per_item": per_item}

@@ -3,13 +3,15 @@
 entry here."""
 
 from bitfab.hls_gen.compiler.conv_engine import EngineKind
+from bitfab.hls_gen.compiler.graph_kind import GraphKind
 from bitfab.hls_gen.compiler.network import NetworkKind
 from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["KINDS", "kind_for_model", "kind_for_golden"]
 
-# Networks last: they take any other module, and the freezer names what it cannot map.
-KINDS = (EngineKind(), NetworkKind())
+# Graphs before chains (both freeze to a golden `Graph`); networks last: they take any
+# other module, and the freezer names what it cannot map.
+KINDS = (EngineKind(), GraphKind(), NetworkKind())
 
 
 def kind_for_model(model):

@@ -12,9 +12,9 @@ What the flow's steps make of a network::
 """
 
 from bitfab.hls_gen.compiler.design import DesignKind
-from bitfab.hls_gen.compiler.plan import (check_fit, fitting_folding, fold, image_cycles,
-                                          load_stream, map_to_hw, plan_from_dict,
-                                          plan_to_dict)
+from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, default_folding,
+                                          fitting_folding, fold, image_cycles, load_stream,
+                                          map_to_hw, plan_from_dict, plan_to_dict)
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
@@ -54,6 +54,18 @@ def test_inputs(graph, first, count):
     return pixels, digits.y_test[:count]
 
 
+def _by_position(folding, configs, names):
+    """A chain's folding as a list: given by layer name ({name: {"pe", "simd", ...}}),
+    the layers not named take the default folding; a name that is no layer is refused."""
+    if not isinstance(folding, dict):
+        return folding
+    unknown = sorted(set(folding) - set(names))
+    if unknown:
+        raise PlanError(f"folding names {', '.join(unknown)}, which is no layer of the "
+                        f"network; its layers: {', '.join(names)}")
+    return [folding.get(name, default) for name, default in zip(names, default_folding(configs))]
+
+
 class NetworkKind(DesignKind):
     """A network of PA and XNOR layers (`bitfab.hls_gen.golden.ir.Graph`)."""
 
@@ -84,12 +96,12 @@ class NetworkKind(DesignKind):
                 f"{w.width} inputs")
         return plan_to_dict(configs, [layer.name for layer in graph.layers])
 
-    def fold(self, hw, cfg, board, log):
+    def fold(self, hw, cfg, board, log, golden):
         configs, names = plan_from_dict(hw)
         if cfg.folding is None:
             folded, fit = fitting_folding(configs, board, names)
         else:
-            folded = fold(configs, cfg.folding, names, board)
+            folded = fold(configs, _by_position(cfg.folding, configs, names), names, board)
             fit = check_fit(folded, board, names)
         schedule = image_cycles(folded)
         log("plan: " + ", ".join(f"{n} pe={c.pe} simd={c.simd} ({c.positions * c.cycles} "

@@ -601,7 +601,8 @@ class Graph:
             infos[name] = info
         return infos
 
-    def _first_layer(self):
+    def input_layer(self):
+        """The layer that reads the graph's input (None if none does)."""
         for node in self.find_consumers(self.input):
             if isinstance(node, _Layer):
                 return node
@@ -613,7 +614,7 @@ class Graph:
         if not isinstance(pixels, torch.Tensor):
             raise BitfabError(f"golden model input must be a tensor of pixels, not "
                               f"{type(pixels).__name__}")
-        first = self._first_layer()
+        first = self.input_layer()
         if first is not None and first.geometry.kind == "conv2d":
             channels = kernel_shape(first)[0]
             if pixels.dim() != 4 or pixels.shape[1] != channels:
