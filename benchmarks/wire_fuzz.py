@@ -11,6 +11,7 @@ import json
 import tempfile
 
 from bitfab.hls_gen.golden.synthetic import digits_graph
+from bitfab.hls_gen.compiler.deploy import board_target
 from bitfab.sim.wire_fuzz import fuzz_simulated_board
 
 
@@ -20,7 +21,7 @@ def main():
     parser.add_argument("--seed", type=int, default=20261205)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        figures = fuzz_simulated_board(digits_graph(1), root, args.sequences, args.seed)
+        figures = fuzz_simulated_board(board_target(digits_graph(1)), root, args.sequences, args.seed)
     print(json.dumps(figures))
 
 

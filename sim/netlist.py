@@ -31,7 +31,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from bitfab.rtl.families import family_of
+from bitfab.rtl.families import family_of, use_yowasp
 
 from bitfab.hls_gen.errors import BitfabError
 
@@ -239,7 +239,6 @@ _DP16KD_TDP_PORT = r"""    reg [W-1:0] read_{p} = 0;
 
 
 def _yosys(script, cwd, what):
-    from bitfab.hls_gen.compiler.synth import use_yowasp
     use_yowasp()     # the bitstream flow's yosys
     run = subprocess.run([os.environ["YOSYS"], "-q", "-p", script], cwd=cwd,
                          capture_output=True, text=True)

@@ -21,11 +21,12 @@ deadline), so the fuzzer never hangs.
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from bitfab.sw_driver.protocol import (check_frame, frame, input_frames, load_frames,
                                        restart_frame)
 
-__all__ = ["KINDS", "FuzzMismatch", "TappedLink", "fuzz", "fuzz_simulated_board"]
+__all__ = ["KINDS", "FuzzMismatch", "TappedLink", "fuzz", "BoardTarget", "fuzz_simulated_board"]
 
 KINDS = ("garbage", "cut", "oversized", "flipped", "restart_mid_frame", "load_beyond_plan",
          "load_out_of_order", "inputs_before_weights", "inputs_out_of_order", "status_burst")
@@ -164,33 +165,41 @@ def _burst(host, tags, index):
     return [r.value for r in got]
 
 
-def fuzz_simulated_board(graph, root, sequences, seed, log=print):
-    """`sequences` fuzz sequences (`seed`) on a simulated board (the shell's byte
-    streams, in Verilator under `root`) of digits network `graph`, folded by
-    default; then a clean load and every digits test image. A status that differs
-    from the model's raises `FuzzMismatch`, one that does not come `WireError`.
-    Returns the figures: the counts of `fuzz` (``statuses``: every one as
-    predicted), ``seconds`` of fuzzing, ``images``, ``mismatches`` against
-    the golden model, ``inputs_taken`` during the fuzz (0: no sequence carried a
-    whole input frame in order), the host's ``faults`` mended (none: it has no
-    retries, so a missing status fails the call)."""
+@dataclass(frozen=True)
+class BoardTarget:
+    """What a simulated board runs and what it must answer, as the compiler made it
+    (`bitfab.hls_gen.compiler.deploy.board_target`): the shell's Verilog (module
+    ``board``, the bare `FrameShell`), its load words and `WireFormat`, the network's
+    layer configs, the test inputs and their encoding, and the golden scores."""
+
+    design: str
+    words: list
+    wire: object
+    configs: list
+    pixels: object
+    encoding: str
+    golden: object
+
+
+def fuzz_simulated_board(target, root, sequences, seed, log=print):
+    """`sequences` fuzz sequences (`seed`) on a simulated board of `target` (a
+    `BoardTarget`; the shell's byte streams, in Verilator under `root`); then a clean
+    load and every test input. A status that differs from the model's raises
+    `FuzzMismatch`, one that does not come `WireError`. Returns the figures: the
+    counts of `fuzz` (``statuses``: every one as predicted), ``seconds`` of fuzzing,
+    ``images``, ``mismatches`` against the golden model, ``inputs_taken`` during the
+    fuzz (0: no sequence carried a whole input frame in order), the host's
+    ``faults`` mended (none: it has no retries, so a missing status fails the
+    call)."""
     import torch
-    from amaranth.back import verilog
 
-    from bitfab.hls_gen.compiler import network as network_kind
-    from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw
-    from bitfab.rtl.network import Network, NetworkInstance
-    from bitfab.sim.board import SimulatedBoard, shell_verilog
+    from bitfab.sim.board import SimulatedBoard
     from bitfab.sw_driver.host import Host, open_link
-    from bitfab.sw_driver.protocol import ShellModel, WireFormat
+    from bitfab.sw_driver.protocol import ShellModel
 
-    configs = fold(map_to_hw(graph))
-    design = shell_verilog(NetworkInstance(configs),
-                           verilog.convert(Network(configs), name="network"), uart=False)
-    words = load_stream(graph, configs)
-    wire = WireFormat.of_layers(configs)
+    words, wire = target.words, target.wire
     model = ShellModel(wire, len(words))
-    with SimulatedBoard(design, root, uart=False, optimize=True) as board:
+    with SimulatedBoard(target.design, root, uart=False, optimize=True) as board:
         start = time.monotonic()
         with Host(TappedLink(open_link(board.url, timeout=30), model), wire, timeout=60,
                   retries=0) as host:
@@ -198,14 +207,12 @@ def fuzz_simulated_board(graph, root, sequences, seed, log=print):
             seconds = time.monotonic() - start
             taken = len(model.taken)
             host.load(words)
-            pixels, _ = network_kind.test_inputs(graph, configs[0], None)
-            scores = torch.tensor(host.scores(configs, pixels,
-                                              graph.layers[0].input_encoding))
+            scores = torch.tensor(host.scores(target.configs, target.pixels, target.encoding))
             faults = len(host.faults)
-    wrong = (scores != graph.run(pixels)[0]).any(dim=1)
+    wrong = (scores != target.golden).any(dim=1)
     return {"sequences": sequences, "seed": seed, **{kind: counts[kind] for kind in KINDS},
             **{name: counts[name] for name in ("statuses", "dropped", "skipped", "refused",
                                                "loads")},
             "inputs_taken": taken, "faults": faults,
-            "seconds": round(seconds, 1), "images": len(pixels),
+            "seconds": round(seconds, 1), "images": len(target.pixels),
             "mismatches": int(wrong.sum())}

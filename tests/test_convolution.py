@@ -15,7 +15,8 @@ from bitfab.hls_gen.golden.window import sliding_windows
 from bitfab.rtl.convolution import ConvolutionUnit
 from bitfab.rtl.mvau import MVAUConfig
 from bitfab.rtl.window import WindowConfig
-from bitfab.sim.cases import network_case, run_case
+from bitfab.hls_gen.compiler.cases import network_case
+from bitfab.sim.cases import run_case
 from bitfab.sim.runner import default_simulator
 from bitfab.sw_driver.beats import element_values
 from networks import random_layer

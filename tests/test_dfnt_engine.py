@@ -10,7 +10,8 @@ import torch
 from bitfab.hls_gen.golden.dfnt import engine_layer
 from bitfab.rtl.dfnt_conv import DFNTConvEngine, DFNTEngineConfig
 from bitfab.rtl.direct_conv import DirectConvConfig, DirectConvEngine
-from bitfab.sim.cases import dfnt_case, direct_case, run_case
+from bitfab.hls_gen.compiler.cases import dfnt_case, direct_case
+from bitfab.sim.cases import run_case
 from bitfab.sim.runner import default_simulator
 
 SEED = 20261123

@@ -297,7 +297,7 @@ def test_a_failed_simulation_is_a_report_and_a_one_line_error(tmp_path, monkeypa
     build` exits 2 with one line naming the layer, the beat, both values, the count,
     the seed and the dump; it raised a RuntimeError traceback from sim/cases.py."""
     from bitfab.hls_gen import cli
-    from bitfab.sim import cases
+    from bitfab.hls_gen.compiler import cases
 
     made = cases.network_case
 

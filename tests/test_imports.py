@@ -94,3 +94,15 @@ def test_the_walk_finds_a_cycle_through_an_import_inside_a_function(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[tool.setuptools.package-dir]\n"pkg" = "pkg"\n')
     assert cycles(import_graph(tmp_path)) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_sim_runs_what_the_compiler_made_and_rtl_stands_alone():
+    """`sim/` runs cases the compiler made (its benches compare with the golden model);
+    it never builds them from the compiler's plans. `rtl/` imports neither."""
+    graph = import_graph(ROOT)
+    for package, banned in (("bitfab.sim", ("bitfab.hls_gen.compiler",)),
+                            ("bitfab.rtl", ("bitfab.hls_gen", "bitfab.sim"))):
+        found = {(module, target) for module, targets in graph.items()
+                 if module.startswith(package + ".") or module == package
+                 for target in targets if target.startswith(banned)}
+        assert found == set(), found

@@ -13,7 +13,8 @@ from bitfab.hls_gen.golden.ir import Graph
 from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, default_folding, estimate,
     fitting_folding, fold, map_to_hw)
 from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
-from bitfab.sim.cases import network_case, run_case
+from bitfab.hls_gen.compiler.cases import network_case
+from bitfab.sim.cases import run_case
 from bitfab.sim.runner import simulators
 from bitfab.sw_driver.weights import check_load_words
 from networks import random_layer

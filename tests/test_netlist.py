@@ -16,7 +16,8 @@ from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.compiler.plan import fitting_folding, map_to_hw, plan_from_dict
 from bitfab.rtl.families.ecp5 import PLAIN_ABC
 from bitfab.rtl.network import Network
-from bitfab.sim.cases import network_case, run_case
+from bitfab.hls_gen.compiler.cases import network_case
+from bitfab.sim.cases import run_case
 from bitfab.sim.netlist import cell_models, synthesize
 from bitfab.sim.runner import run_vectors
 from networks import digits_graph, pe_case

@@ -124,7 +124,8 @@ def test_whatever_freezes_simulates_to_0_mismatches(tmp_path, drawn, seed):
     every output equal to the golden model's. (Few examples: each is a simulator
     build.)"""
     from bitfab.rtl.network import Network
-    from bitfab.sim.cases import network_case, run_case
+    from bitfab.hls_gen.compiler.cases import network_case
+    from bitfab.sim.cases import run_case
     model, inputs, bits = drawn
     graph = freeze(model)
     configs = fold(map_to_hw(graph))

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from bitfab.hls_gen.compiler.deploy import board_target
 from bitfab.sim.wire_fuzz import KINDS, fuzz_simulated_board
 from networks import digits_graph
 
@@ -17,7 +18,7 @@ SEQUENCES, SEED = 10_000, 20261205
 
 @pytest.mark.sim
 def test_the_shell_survives_the_fuzzer(tmp_path):
-    figures = fuzz_simulated_board(digits_graph(1), tmp_path, SEQUENCES, SEED)
+    figures = fuzz_simulated_board(board_target(digits_graph(1)), tmp_path, SEQUENCES, SEED)
     print(json.dumps(figures))
     assert sum(figures[kind] for kind in KINDS) == SEQUENCES
     assert all(figures[kind] > SEQUENCES / len(KINDS) / 2 for kind in KINDS), figures

