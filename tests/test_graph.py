@@ -233,3 +233,61 @@ def test_a_join_of_mismatched_shapes_is_refused_when_it_runs():
                                           "channels"):
         cat.run([torch.zeros(1, 4, 3, 3, dtype=torch.long),
                  torch.zeros(1, 4, 2, 3, dtype=torch.long)], {})
+
+
+def test_global_average_pooling_is_a_sum_whose_mean_the_thresholds_hold(digits):
+    from bitfab.hls_gen.golden.freeze import FreezeConfig
+    from bitfab.hls_gen.golden.ir import GlobalSum
+    model = _graph_model(digits, "resnet_gap", "xnor")
+    graph = freeze(model)
+    gap = graph.node("gap")
+    assert isinstance(gap, GlobalSum) and gap.inputs == ["add_1"] and gap.positions == 64
+    # The sum of 64 values keeps acc_bits - 2 bits: the shift drops what does not fit.
+    assert gap.bits <= 30 and gap.frac == graph.node("add_1").frac - gap.shift
+    assert graph.tensors((1, 8, 8))["gap"].shape == (8,)
+    # Frozen for 8 x 8 images, it refuses any other size, naming the node.
+    with pytest.raises(BitfabError, match=r"node gap \(GlobalSum\): sums images of 64 "
+                                          r"positions .* not add_1 of shape \(1, 8, 16, 16\)"):
+        graph.run(torch.zeros(1, 1, 16, 16, dtype=torch.int64))
+    # Frozen for 4 x 4 images: 16 positions.
+    small = freeze(model, FreezeConfig(image=(4, 4)))
+    assert small.node("gap").positions == 16
+    assert small.run(torch.zeros(2, 1, 4, 4, dtype=torch.int64))[0].shape == (2, 10)
+
+
+class _Pooled(nn.Module):
+    """A convolution, its quantizer, then `pool` and a head on 4 codes."""
+
+    def __init__(self, pool, before_act=False):
+        super().__init__()
+        self.input = BitplaneInput(5, 1 / 16)
+        self.conv = XNORConv2d(1, 4, 3, padding=1, pad_value=0.0)
+        self.bn, self.act, self.out_act = nn.BatchNorm2d(4), SignActivation(), SignActivation()
+        self.pool, self.before_act = pool, before_act
+        self.head = XNORLinear(4, 10)
+
+    def forward(self, pixels):
+        value = self.bn(self.conv(self.input(pixels)))
+        if self.before_act:
+            return self.head(self.out_act(self.pool(value).flatten(1)))
+        return self.head(self.out_act(self.pool(self.act(value)).flatten(1)))
+
+
+@pytest.mark.parametrize("pool,before_act,error,match", [
+    (lambda x: x.mean((2, 3)), False, FreezeError,
+     r"node mean \(mean, position 5 of the captured graph\): averages the activation codes "
+     r"of conv; global average pooling takes a value before its quantizer"),
+    (nn.AdaptiveAvgPool2d(2), True, UnsupportedLayerError,
+     r"model.pool: adaptive average pooling maps to 1 x 1 \(global average pooling\), not 2"),
+    (lambda x: nn.functional.adaptive_avg_pool2d(x, 2), True, UnsupportedLayerError,
+     "adaptive_avg_pool2d is not supported"),
+])
+def test_global_pooling_the_hardware_cannot_do_is_refused(pool, before_act, error, match):
+    model = _Pooled(pool, before_act).eval()
+    with pytest.raises(error, match=match):
+        freeze(model)
+    if before_act is False:
+        return
+    # The same pooling to 1 x 1 of the value freezes.
+    ok = _Pooled(nn.AdaptiveAvgPool2d(1), before_act=True).eval()
+    assert freeze(ok).node("pool").positions == 64

@@ -5,6 +5,9 @@ torch.fx), for 8 x 8 digits of 5-bit pixels, in a PA (M x N) or an XNOR kind:
 
 - ``resnet``: Bi-Real style residual blocks (ch. 4-5): the shortcut carries the
   real-valued pre-quantizer activation, ``x = x + bn(conv(act(x)))``;
+- ``resnet_gap``: the same blocks ending in global average pooling of the real
+  value, its quantizer and the head on C codes, as CIFAR and ImageNet ResNets
+  end;
 - ``fractal``: a UA-ResNet fractal block of two columns (ch. 5), one and two
   convolutions deep, joined by their mean;
 - ``dense``: dense concatenation of the block input's codes and a convolution's;
@@ -13,8 +16,8 @@ torch.fx), for 8 x 8 digits of 5-bit pixels, in a PA (M x N) or an XNOR kind:
 - ``grouped``: a REAF-style block (ch. 6), a grouped convolution between two
   full ones.
 
-All end with the quantizer, a 2 x 2 max pool and one fully connected layer of
-10 class scores.
+All others end with the quantizer, a 2 x 2 max pool and one fully connected
+layer of 10 class scores.
 """
 
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
 
 __all__ = ["GraphSpec", "build_graph_model", "GRAPH_ARCHS"]
 
-GRAPH_ARCHS = ("resnet", "fractal", "dense", "nasb", "grouped")
+GRAPH_ARCHS = ("resnet", "resnet_gap", "fractal", "dense", "nasb", "grouped")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,20 @@ class ResNet(_GraphNet):
         return self.tail(x)
 
 
+class ResNetGAP(ResNet):
+    """The Bi-Real blocks ending as CIFAR and ImageNet ResNets do: global average
+    pooling of the real-valued block output, its quantizer, the head on C codes."""
+
+    def __init__(self, spec, blocks=2):
+        super().__init__(spec, blocks)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.head = _Parts(spec).head(spec.channels)
+        del self.pool
+
+    def tail(self, value):
+        return self.head(self.out_act(self.flatten(self.gap(value))))
+
+
 class Fractal(_GraphNet):
     """A fractal block of two columns on the stem's codes, joined by their mean."""
 
@@ -198,7 +215,7 @@ class Grouped(_GraphNet):
         return self.tail(self.full_bn(self.full(x)))
 
 
-_CLASSES = {"resnet": ResNet, "fractal": Fractal, "dense": Dense, "nasb": NASBCell,
+_CLASSES = {"resnet": ResNet, "resnet_gap": ResNetGAP, "fractal": Fractal, "dense": Dense, "nasb": NASBCell,
             "grouped": Grouped}
 
 

@@ -15,7 +15,10 @@ joins: ``x + y``, ``torch.cat``, a scale by a constant). What it folds:
 - a layer's value that a join or a fork needs before its quantizer (Bi-Real's
   shortcut) -> an `Affine` node, acc * mul + add in a fixed point chosen per
   value; joins -> `Add` (inputs shifted to one fixed point) and `Concat`; the
-  quantizer after a join -> a `Threshold` node.
+  quantizer after a join -> a `Threshold` node;
+- global average pooling of a value (``nn.AdaptiveAvgPool2d(1)``,
+  ``x.mean((2, 3))``) -> a `GlobalSum` node, the mean's 1/(H W) into the next
+  thresholds, at the image size `FreezeConfig.image`.
 
 Every width is derived from the worst case and checked against
 `FreezeConfig` before anything runs.
@@ -33,8 +36,8 @@ from bitfab.hls_gen.errors import FreezeError, UnsupportedLayerError
 from bitfab.hls_gen.golden.fixedpoint import (LayerWidths, check_width, choose_frac_bits,
     signed_bits, to_fixed, unsigned_bits)
 from bitfab.hls_gen.golden.kernels import Geometry
-from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, Graph, MaxPool, PopcountLayer,
-    Threshold, Thresholds, XnorLayer)
+from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, Graph, MaxPool,
+    PopcountLayer, Threshold, Thresholds, XnorLayer)
 from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
     XNORLinear)
 from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
@@ -54,10 +57,15 @@ class FreezeConfig:
         on every digits test image (12 bits lose one image in the M=8, N=7 CNN).
     acc_bits : int
         Largest signed accumulator (and class score) width available.
+    image : tuple of int
+        (height, width) of the images a model with global average pooling is frozen
+        for: the pooling's 1/(H W) goes into the next thresholds (default the
+        digits' 8 x 8). Models without one take any size.
     """
 
     coef_bits: int = 16
     acc_bits: int = 32
+    image: tuple = (8, 8)
 
     def __post_init__(self):
         if not isinstance(self.coef_bits, int) or not 2 <= self.coef_bits <= 32:
@@ -65,6 +73,10 @@ class FreezeConfig:
         if not isinstance(self.acc_bits, int) or not 2 <= self.acc_bits <= 62:
             # int64 golden arithmetic must hold every intermediate exactly.
             raise ValueError(f"acc_bits must be an integer in 2..62, not {self.acc_bits!r}")
+        if (not isinstance(self.image, (tuple, list)) or len(self.image) != 2
+                or not all(isinstance(v, int) and v > 0 for v in self.image)):
+            raise ValueError(f"image must be (height, width), positive integers, not "
+                             f"{self.image!r}")
 
 
 _HANDLERS = {}
@@ -129,6 +141,7 @@ class _Builder:
     tensor: str = "input"     # the IR tensor holding the current activation codes
     fanout: int = 1           # how many nodes of the model read the current value
     nodes: list = field(default_factory=list)
+    in_shape: tuple | None = None   # the current value's shape in PyTorch, where known
 
     def save(self):
         return _State(self.activation, self.pending, self.flatten, self.tensor)
@@ -270,6 +283,8 @@ def freeze(model, config=FreezeConfig()):
                                     f"nn.Sequential, or a module whose forward torch.fx "
                                     f"captures), not {type(model).__name__}")
     captured = _capture(model)
+    if any(_is_global_pool(model, node) for node in captured.nodes):
+        _propagate_shapes(model, captured, config.image)
     builder = _Builder(config)
     states = {}
     with torch.no_grad():
@@ -295,6 +310,8 @@ def _load(builder, states, value, reader):
         raise UnsupportedLayerError(f"{_where(reader)} reads {value!r}, which is not a "
                                     f"tensor of the model")
     builder.load(states[value], fanout=len(value.users))
+    meta = value.meta.get("tensor_meta")
+    builder.in_shape = tuple(meta.shape) if meta is not None else None
     if builder.pending is not None and builder.fanout > 1:
         # A value read twice (a fork: Bi-Real's shortcut and its sign) is computed once:
         # as a fixed-point tensor that both readers take.
@@ -344,6 +361,10 @@ def _function_node(builder, states, node, position):
         _scale(builder, states, node, where, _SCALE[target])
     elif node.op == "call_function" and target is torch.cat:
         _join_concat(builder, states, node, where)
+    elif _is_global_pool(None, node):
+        _load(builder, states, node.args[0], node)
+        _global_sum(builder, where, node.name)
+        states[node] = builder.save()
     elif (node.op == "call_function" and target is torch.flatten) or (
             node.op == "call_method" and target == "flatten"):
         start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else 1)
@@ -352,9 +373,71 @@ def _function_node(builder, states, node, position):
         _flatten(builder, f"node {node.name}", nn.Flatten(start, end))
         states[node] = builder.save()
     else:
-        raise UnsupportedLayerError(f"{where}: {node.op} {name} is not supported; the joins "
-                                    f"bitfab maps are x + y, torch.cat on channels and a "
-                                    f"scale by a constant")
+        raise UnsupportedLayerError(f"{where}: {node.op} {name} is not supported; the "
+                                    f"functions bitfab maps are x + y, torch.cat on "
+                                    f"channels, a scale by a constant, flatten and the "
+                                    f"global mean x.mean((2, 3))")
+
+
+def _is_global_pool(model, node):
+    """Whether fx `node` is global average pooling: ``nn.AdaptiveAvgPool2d(1)`` (of
+    `model`, when given), ``torch.mean``/``x.mean`` over dimensions 2 and 3, or
+    ``F.adaptive_avg_pool2d(x, 1)``."""
+    if node.op == "call_module":
+        module = model.get_submodule(node.target) if model is not None else None
+        return (isinstance(module, nn.AdaptiveAvgPool2d)
+                and module.output_size in (1, (1, 1), [1, 1]))
+    if node.op == "call_function" and node.target is nn.functional.adaptive_avg_pool2d:
+        size = node.kwargs.get("output_size", node.args[1] if len(node.args) > 1 else None)
+        return size in (1, (1, 1), [1, 1])
+    if (node.op == "call_function" and node.target is torch.mean) or (
+            node.op == "call_method" and node.target == "mean"):
+        dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        dims = [dims] if isinstance(dims, int) else list(dims or [])
+        return sorted(d % 4 for d in dims) == [2, 3]
+    return False
+
+
+def _propagate_shapes(model, captured, image):
+    """Every fx node's tensor shape (``meta["tensor_meta"]``), from one zero image of
+    `image` (height, width) with the first convolution's channels."""
+    from torch.fx.passes.shape_prop import ShapeProp
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise FreezeError(f"{type(model).__name__}: global average pooling needs images, "
+                          f"and the model has no convolution")
+    try:
+        ShapeProp(torch.fx.GraphModule(model, captured)).propagate(
+            torch.zeros(1, first.in_channels, *image))
+    except Exception as error:  # noqa: BLE001 - the user's model on the configured size
+        raise FreezeError(f"{type(model).__name__}: cannot run on {image[0]} x {image[1]} "
+                          f"images (FreezeConfig.image) to size its global average pooling "
+                          f"({type(error).__name__}: {error})") from None
+
+
+def _global_sum(builder, where, name):
+    """Global average pooling of the current value: a `GlobalSum` of its positions, the
+    mean's 1/(H W) into its real scale (the next thresholds hold it)."""
+    if builder.pending is None:
+        raise FreezeError(f"{where}: averages the activation codes of {builder.tensor}; "
+                          f"global average pooling takes a value before its quantizer "
+                          f"(Bi-Real pools the real-valued block output)")
+    shape = builder.in_shape
+    if shape is None or len(shape) != 4:
+        raise FreezeError(f"{where}: global average pooling of a tensor of shape {shape}; it "
+                          f"pools images (N, C, H, W)")
+    positions = shape[2] * shape[3]
+    value = builder.fixed(builder.pending.path)
+    # The sum keeps as many fractional bits as fit acc_bits - 2 (room for a join of up
+    # to four after it), as a value does; it drops the rest (shift).
+    total = value.bound * positions
+    shift = max(0, signed_bits(-total, total) - (builder.config.acc_bits - 2))
+    bound = -(-total >> shift)
+    bits = check_width(name, "global sum", bound, builder.config.acc_bits, "lower coef_bits")
+    builder.nodes.append(GlobalSum(name, [value.tensor], positions=positions, shift=shift,
+                                   frac=value.frac - shift, bits=bits))
+    builder.pending = _Pending(where, None, value.real_scale * 2.0 ** shift / positions, False,
+                               tensor=name, frac=value.frac - shift, fixed_bound=bound)
 
 
 def _fixed_input(builder, states, value, node, where):
@@ -463,6 +546,8 @@ def _flatten(builder, path, module):
         raise UnsupportedLayerError(f"{path}: only Flatten(start_dim=1, end_dim=-1) is "
                                     f"supported, not ({module.start_dim}, {module.end_dim})")
     if builder.pending is not None:
+        if isinstance(builder.producer(builder.pending.tensor), GlobalSum):
+            return            # a global pooling's (N, C, 1, 1) is (N, C) already
         raise FreezeError(f"{path}: Flatten must come after {builder.pending.path}'s "
                           f"activation quantizer, not before it")
     builder.flatten = True
@@ -502,6 +587,14 @@ def _max_pool(builder, path, module):
     name = _layer_name(path)
     builder.nodes.append(MaxPool(name, [builder.tensor], kernel=kernel, stride=stride))
     builder.tensor = name
+
+
+@handler(nn.AdaptiveAvgPool2d)
+def _adaptive_avg_pool(builder, path, module):
+    if module.output_size not in (1, (1, 1), [1, 1]):
+        raise UnsupportedLayerError(f"{path}: adaptive average pooling maps to 1 x 1 (global "
+                                    f"average pooling), not {module.output_size}")
+    _global_sum(builder, path, _layer_name(path))
 
 
 @handler(nn.Dropout, nn.Identity)

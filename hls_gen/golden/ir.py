@@ -5,9 +5,9 @@ ONNX/QONNX graph is: the input tensor holds the pixels (bit planes), each
 node names the tensors it reads and the one it writes. Compute layers
 (`PopcountLayer`, `XnorLayer`) hold only integers (0/1 bases, fixed-point
 coefficients, integer thresholds) and their derived widths; the graph ops
-(`Affine`, `Add`, `Concat`, `Threshold`, `MaxPool`) make forks and joins:
-residual additions in a recorded fixed point, channel concatenation, the
-thresholds after a join. Every `run`-method delegates to the kernels in
+(`Affine`, `Add`, `Concat`, `Threshold`, `MaxPool`, `GlobalSum`) make forks and
+joins: residual additions in a recorded fixed point, channel concatenation, the
+thresholds after a join, global average pooling's sum. Every `run`-method delegates to the kernels in
 `bitfab.hls_gen.golden.kernels`. `Graph.run` returns every node's intermediate
 tensors, and every tensor by name, so a testbench can compare any of them.
 Queries follow QONNX's ModelWrapper: `find_producer`, `find_consumers`,
@@ -27,7 +27,7 @@ from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.window import max_pool_codes
 
 __all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold",
-           "MaxPool", "Graph", "Trace", "TensorInfo", "kernel_shape", "graph_to_dict",
+           "MaxPool", "GlobalSum", "Graph", "Trace", "TensorInfo", "kernel_shape", "graph_to_dict",
            "graph_from_dict"]
 
 
@@ -210,7 +210,7 @@ class Trace(dict):
     "acc" (the integer accumulator), and "codes" (next activation codes, pooled
     where the layer pools; "unpooled" then holds them before) or "logits" (a
     layer without thresholds: the class scores, or the accumulator an `Affine`
-    reads). Graph ops: "fixed" (`Affine`, `Add`), "codes" (`Threshold`,
+    reads). Graph ops: "fixed" (`Affine`, `Add`, `GlobalSum`), "codes" (`Threshold`,
     `MaxPool`, `Concat`).
     """
 
@@ -405,6 +405,40 @@ class MaxPool(_Op):
         return codes
 
 
+@dataclass
+class GlobalSum(_Op):
+    """Global average pooling's sum: each channel of a fixed-point tensor (N, C, H, W)
+    summed over its ``positions`` = H x W positions, then shifted right by `shift`
+    (an arithmetic shift: the floor), giving (N, C) with `frac` fractional bits (the
+    input's less `shift`). The mean's 1/(H W) is in the next thresholds, as a
+    fractal mean's 1/k is; so the image size is part of the model, and an input of
+    any other size is refused. `bits` is the signed width of the result."""
+
+    positions: int = 1
+    shift: int = 0
+    frac: int = 0
+    bits: int = 32
+
+    def _check_stored(self):
+        for what, low in (("positions", 1), ("shift", 0)):
+            value = getattr(self, what)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise BitfabError(f"node {self.name}: {what} must be an integer of at least "
+                                  f"{low}, not {value!r}")
+
+    def run(self, values, trace):
+        x = values[0]
+        if x.dim() != 4 or x.shape[2] * x.shape[3] != self.positions:
+            raise BitfabError(f"node {self.name} (GlobalSum): sums images of "
+                              f"{self.positions} positions (its thresholds hold 1/"
+                              f"{self.positions}), not {self.inputs[0]} of shape "
+                              f"{tuple(x.shape)}")
+        y = x.sum(dim=(2, 3)) >> self.shift
+        _check_width(self.name, "sum", y, self.bits)
+        trace["fixed"] = y
+        return y
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One tensor of a graph: its shape per sample and what its integers are.
@@ -588,7 +622,7 @@ class Graph:
                 kind = "scores" if name == self.output else "acc"
                 info = TensorInfo(name, shape, kind, node.widths.logit_bits
                                   or node.widths.acc_bits)
-            elif isinstance(node, (Affine, Add)):
+            elif isinstance(node, (Affine, Add, GlobalSum)):
                 info = TensorInfo(name, shape, "fixed", node.bits, frac=node.frac)
             elif isinstance(node, Threshold):
                 levels = node.output.values.shape[1]
@@ -700,6 +734,8 @@ def _op_to_dict(op):
                      descending=op.output.descending.long().tolist(), bits=op.bits)
     elif isinstance(op, MaxPool):
         entry.update(kernel=op.kernel, stride=op.stride)
+    elif isinstance(op, GlobalSum):
+        entry.update(positions=op.positions, shift=op.shift, frac=op.frac, bits=op.bits)
     return entry
 
 
@@ -769,10 +805,14 @@ def _op_from_dict(entry, wiring):
         return Threshold(**common, output=Thresholds(_tensor(entry["thresholds"]),
                                                      _tensor(entry["descending"]).bool()),
                          bits=entry["bits"])
+    if kind == "GlobalSum":
+        return GlobalSum(**common, positions=entry["positions"], shift=entry["shift"],
+                         frac=entry["frac"], bits=entry["bits"])
     return MaxPool(**common, kernel=entry["kernel"], stride=entry["stride"])
 
 
-_NODE_TYPES = ("PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold", "MaxPool")
+_NODE_TYPES = ("PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold", "MaxPool",
+               "GlobalSum")
 
 
 def _graph_from_dict(value):
