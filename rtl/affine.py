@@ -72,8 +72,12 @@ class ChannelAffine(wiring.Component):
     loaded : Out(1)
         Inputs are taken only once loaded.
 
-    Latency 1 cycle (a registered output); throughput 1 beat per cycle.
+    Latency 2 cycles: the products (and the offsets read with them) are registered,
+    then the shifted sums, so the store's read, the multiplier and the adder each
+    have a cycle of their own; throughput 1 beat per cycle.
     """
+
+    LATENCY = 2
 
     def __init__(self, config):
         if not isinstance(config, AffineConfig):
@@ -85,15 +89,28 @@ class ChannelAffine(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        take = Signal()
-        m.d.comb += [self.i.ready.eq(self.loaded & (~self.o.valid | self.o.ready)),
+        take, advance = Signal(), Signal()
+        staged = Signal()                              # the products' register is full
+        products = [Signal(signed(cfg.in_bits + cfg.mul_bits), name=f"product{lane}")
+                    for lane in range(cfg.lanes)]
+        offsets = [Signal(signed(cfg.out_bits), name=f"offset{lane}")
+                   for lane in range(cfg.lanes)]
+        m.d.comb += [advance.eq(staged & (~self.o.valid | self.o.ready)),
+                     self.i.ready.eq(self.loaded & (~staged | advance)),
                      take.eq(self.i.valid & self.i.ready)]
         row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take)
         with m.If(take):
+            m.d.sync += staged.eq(1)
+            for lane in range(cfg.lanes):
+                m.d.sync += [products[lane].eq(self.i.payload[lane] * row[lane].mul),
+                             offsets[lane].eq(row[lane].add)]
+        with m.Elif(advance):
+            m.d.sync += staged.eq(0)
+        with m.If(advance):
             m.d.sync += self.o.valid.eq(1)
             for lane in range(cfg.lanes):
-                product = self.i.payload[lane] * row[lane].mul
-                m.d.sync += self.o.payload[lane].eq((product >> cfg.shift) + row[lane].add)
+                m.d.sync += self.o.payload[lane].eq((products[lane] >> cfg.shift)
+                                                    + offsets[lane])
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m

@@ -10,6 +10,7 @@ from .add_streams import AddConfig, AddStreams
 from .affine import AffineConfig, ChannelAffine
 from .broadcast import Broadcast
 from .concat import ChannelConcat
+from .global_sum import GlobalSum, GlobalSumConfig
 from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
 from .network import instantiate_verilog, load_chain
@@ -21,10 +22,11 @@ from .window import WindowConfig
 
 __all__ = ["UnitSpec", "GraphNetwork", "GraphNetworkInstance", "UNIT_CONFIGS", "LOADED"]
 
-UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "fork", "concat", "queue")
+UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "globalsum", "fork", "concat",
+              "queue")
 #: Each kind's config class (None: the unit takes `UnitSpec.shape` instead).
 UNIT_CONFIGS = {"layer": MVAUConfig, "affine": AffineConfig, "threshold": ThresholdConfig,
-            "add": AddConfig, "pool": WindowConfig}
+                "add": AddConfig, "pool": WindowConfig, "globalsum": GlobalSumConfig}
 #: Kinds whose stores are loaded at run time, through the network's load port.
 LOADED = ("layer", "affine", "threshold")
 
@@ -40,12 +42,14 @@ class UnitSpec:
     kind : str
         ``"layer"`` (a `MatrixVectorUnit`, or a `ConvolutionUnit` where its config has
         a window), ``"affine"`` (`ChannelAffine`), ``"threshold"`` (`ThresholdUnit`),
-        ``"add"`` (`AddStreams`), ``"pool"`` (`MaxPool`), ``"fork"`` (`Broadcast`),
+        ``"add"`` (`AddStreams`), ``"pool"`` (`MaxPool`), ``"globalsum"``
+        (`GlobalSum`), ``"fork"`` (`Broadcast`),
         ``"concat"`` (`ChannelConcat`) or ``"queue"`` (`StreamQueue`).
     inputs, outputs : tuple of str
         Stream names: each stream has one writer and one reader (a fork makes copies),
         the network's input and output streams included.
-    config : MVAUConfig, AffineConfig, ThresholdConfig, AddConfig, WindowConfig or None
+    config : MVAUConfig, AffineConfig, ThresholdConfig, AddConfig, WindowConfig,
+            GlobalSumConfig or None
         The unit's, by kind (`UNIT_CONFIGS`).
     shape : shape-like or None
         The payload of a fork's, a concatenation's or a queue's streams.
@@ -79,9 +83,9 @@ class UnitSpec:
         if self.kind == "layer":
             c = self.config
             return MatrixVectorUnit(c) if c.window is None else ConvolutionUnit(c.window, c)
-        if self.kind in ("affine", "threshold", "add", "pool"):
+        if self.kind in ("affine", "threshold", "add", "pool", "globalsum"):
             make = {"affine": ChannelAffine, "threshold": ThresholdUnit, "add": AddStreams,
-                    "pool": MaxPool}[self.kind]
+                    "pool": MaxPool, "globalsum": GlobalSum}[self.kind]
             return make(self.config)
         if self.kind == "fork":
             return Broadcast(self.shape, len(self.outputs))
@@ -100,7 +104,7 @@ class UnitSpec:
     def layouts(self):
         """(the payload of each input stream, of each output stream)."""
         c = self.config
-        if self.kind in ("layer", "affine", "threshold"):
+        if self.kind in ("layer", "affine", "threshold", "globalsum"):
             return [c.in_layout], [c.out_layout]
         if self.kind == "add":
             return [c.in_layout(k) for k in range(len(self.inputs))], [c.out_layout]

@@ -1,17 +1,21 @@
 """The per-channel stream units a graph needs after a join, in cocotb against the golden
-model's ops: `ChannelAffine` (golden `ir.Affine`, a layer's value for a shortcut) and
+model's ops: `ChannelAffine` (golden `ir.Affine`, a layer's value for a shortcut),
 `ThresholdUnit` (golden `ir.Threshold`, the quantizer after a join), their parameters
-loaded at run time, with random input stalls and output backpressure."""
+loaded at run time, and `GlobalSum` (golden `ir.GlobalSum`, global average
+pooling's sum), with random input stalls and output backpressure; the sum's rate
+in Amaranth's simulator."""
 
 import pytest
 import torch
+from amaranth.sim import Simulator
 
-from bitfab.hls_gen.golden.ir import Affine, Threshold, Thresholds
+from bitfab.hls_gen.golden.ir import Affine, GlobalSum as GoldenGlobalSum, Threshold, Thresholds
 from bitfab.rtl.affine import AffineConfig, ChannelAffine
 from bitfab.rtl.encoder import orient_thresholds
+from bitfab.rtl.global_sum import GlobalSum, GlobalSumConfig
 from bitfab.rtl.threshold_unit import ThresholdConfig, ThresholdUnit
 from bitfab.sim.cases import run_case
-from bitfab.sim.runner import default_simulator
+from bitfab.sim.runner import default_simulator, run_vectors
 from bitfab.sw_driver.beats import element_values
 
 SEED = 20261207
@@ -70,7 +74,62 @@ def test_threshold_unit_equals_the_golden_threshold(tmp_path):
     assert result["mismatches"] == 0 and len(codes.unique()) == 4
 
 
+def _global_sum_case(config, x, gen):
+    """The bench's case for images `x` (N, C, 1, positions): beats position by position,
+    each position's channels `lanes` a beat; the golden sums, a beat per group."""
+    x[0] = -(1 << config.in_bits - 1)               # the extremes: every value lowest,
+    x[1] = (1 << config.in_bits - 1) - 1            # every value highest
+    node = GoldenGlobalSum("gap", ["x"], positions=config.positions, shift=config.shift,
+                           bits=config.out_bits)
+    y = node.run([x], {})
+    rows = x.permute(0, 3, 1, 2).reshape(-1, x.shape[1]).tolist()
+    return {"inputs": {"i": _beats(config.in_layout, rows, config.lanes)},
+            "outputs": {"o": _beats(config.out_layout, y.tolist(), config.lanes)}}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("lanes,groups,positions,shift", [(4, 3, 16, 2), (2, 1, 1, 0),
+                                                          (1, 5, 3, 0)])
+def test_global_sum_equals_the_golden_global_sum(tmp_path, lanes, groups, positions, shift):
+    gen = torch.Generator().manual_seed(SEED)
+    in_bits = 7
+    total = (1 << in_bits - 1) * positions
+    out_bits = (total >> shift).bit_length() + 1
+    config = GlobalSumConfig(lanes=lanes, groups=groups, positions=positions, in_bits=in_bits,
+                             shift=shift, out_bits=out_bits)
+    x = torch.randint(-64, 64, (300, lanes * groups, 1, positions), generator=gen)
+    # The bench stalls the input and holds the output back at random (its seed printed
+    # on failure) and fails on any beat that differs.
+    run_vectors(GlobalSum(config), f"global_sum_{lanes}_{groups}_{positions}",
+                _global_sum_case(config, x, gen), tmp_path, SEED, SIM,
+                key=(lanes, groups, positions, shift), bench="bitfab.sim.multi_tb")
+
+
+def test_global_sum_takes_a_beat_a_cycle_and_answers_a_cycle_after_the_last():
+    config = GlobalSumConfig(lanes=1, groups=2, positions=3, in_bits=4, shift=0, out_bits=6)
+    dut, seen = GlobalSum(config), []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for k in range(14):
+            ctx.set(dut.i.valid, k < 12)
+            ctx.set(dut.i.payload, [1])
+            assert ctx.get(dut.i.ready)
+            await ctx.tick()
+            if ctx.get(dut.o.valid):
+                seen.append((k, ctx.get(dut.o.payload)[0]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # Beats 4 and 5 (image 0's last position) and 10 and 11 give the sums of 3.
+    assert seen == [(4, 3), (5, 3), (10, 3), (11, 3)]
+
+
 @pytest.mark.parametrize("make,match", [
+    (lambda: GlobalSumConfig(lanes=1, groups=1, positions=0, in_bits=8, shift=0, out_bits=8),
+     "global sum positions must be an integer of at least 1, not 0"),
     (lambda: AffineConfig(lanes=0, groups=1, in_bits=8, mul_bits=8, out_bits=8),
      "affine lanes must be a positive integer, not 0"),
     (lambda: AffineConfig(lanes=1, groups=1, in_bits=8, mul_bits=8, out_bits=8, shift=-1),

@@ -4,9 +4,9 @@ reconvergent paths sized from the static schedule.
 `map_graph` turns a golden `Graph` with forks and joins into a `HwGraph`: one
 `UnitSpec` per node (a layer: a matrix-vector unit, behind its sliding window for
 a convolution; `Affine`: `ChannelAffine`; `Threshold`: `ThresholdUnit`; `Add`:
-`AddStreams`; `Concat`: `ChannelConcat`; `MaxPool`: `MaxPool`), a fork
-(`Broadcast`) on every tensor read more than once, and a queue on every input of
-a join. Folding is keyed by node name. Every queue's depth is computed from the
+`AddStreams`; `Concat`: `ChannelConcat`; `MaxPool`: `MaxPool`; `GlobalSum`:
+`GlobalSum`), a fork (`Broadcast`) on every tensor read more than once, and a
+queue on every input of a join. Folding is keyed by node name. Every queue's depth is computed from the
 schedule (no simulation) and recorded with its reason. `graph_case` gives the
 cocotb case (load words, input beats, the golden beats of every tensor) from what
 the compiler emitted, and `GraphNetwork` (`bitfab.rtl.graph_network`) is the
@@ -22,8 +22,9 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from bitfab.rtl.add_streams import AddConfig
-from bitfab.rtl.affine import AffineConfig
+from bitfab.rtl.affine import AffineConfig, ChannelAffine
 from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
+from bitfab.rtl.global_sum import GlobalSumConfig
 from bitfab.rtl.graph_network import (LOADED, UNIT_CONFIGS, GraphNetwork,
                                       GraphNetworkInstance, UnitSpec)
 from bitfab.rtl.threshold_unit import ThresholdConfig
@@ -35,15 +36,15 @@ from bitfab.hls_gen.compiler.cases import position_major
 from bitfab.hls_gen.compiler.plan import (FOLDING_CAPS, INPUT_BEAT, PlanError, _compute_cycles, _divisors,
     _feed, _largest_divisor, _overrun_text, _pool_cycles, check_plane_sum, estimate, fold,
     image_cycles, layer_config, load_rows, pool_estimate)
-from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, MaxPool, PopcountLayer, Threshold,
-    XnorLayer, kernel_shape)
+from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, MaxPool, PopcountLayer,
+    Threshold, XnorLayer, kernel_shape)
 
 __all__ = ["HwGraph", "map_graph", "fitting_graph", "input_shape", "graph_case", "graph_load_stream",
            "reconvergent_depths", "estimate_graph"]
 
 _LAYERS = (PopcountLayer, XnorLayer)
 #: Ops that keep their input's beat: a stream of the same positions and channels.
-_KEEP_BEAT = (Affine, Threshold, MaxPool, Add, Concat)
+_KEEP_BEAT = (Affine, Threshold, MaxPool, GlobalSum, Add, Concat)
 _JOINS = (Add, Concat)
 #: The depth of a queue on a join's longest path, which never waits for another input.
 QUEUE_MARGIN = 2
@@ -183,7 +184,8 @@ def _unit_estimate(spec, board):
     """Resources of one unit before synthesis: a layer's from `plan.estimate`; the stream
     units' from their datapaths (per lane a DSP product and an adder of the output's
     bits for an affine unit, n comparators for a threshold unit, an adder per input
-    beyond the first for a sum, a payload multiplexer per input for a concatenation),
+    beyond the first for a sum, an adder and LUT RAM of running sums per lane for a
+    global sum, a payload multiplexer per input for a concatenation),
     their registers; a queue's beats in block RAM where it is deeper than 64 (a
     shortcut that spans a stage), in LUT RAM of 16 words (two LUT4 per 4 bits) below."""
     c = spec.config
@@ -200,6 +202,12 @@ def _unit_estimate(spec, board):
     if spec.kind == "add":
         return {"luts": c.lanes * c.out_bits * (len(c.in_bits) - 1),
                 "ffs": c.lanes * c.out_bits + 1, "brams": 0, "dsps": 0}
+    if spec.kind == "globalsum":
+        # Per lane an adder of the sum's bits and its running sums in LUT RAM (16 words
+        # of 4 bits in two LUT4s).
+        width = c.lanes * c.acc_bits
+        return {"luts": width + 2 * -(-width // 4) * -(-c.groups // 16) + 20,
+                "ffs": c.lanes * c.out_bits + 20, "brams": 0, "dsps": 0}
     width = data.Layout.cast(spec.shape).size
     if spec.kind == "queue":
         if spec.depth > 64:
@@ -286,9 +294,10 @@ def _streams(graph, configs_of):
                 raise PlanError(f"node {node.name} (Threshold) reads codes of "
                                 f"{node.inputs[0]}; it quantizes a value")
             out = _Stream(planes=node.output.values.shape[1])
-        elif isinstance(node, Add):
+        elif isinstance(node, (Add, GlobalSum)):
             if any(i.planes for i in ins):
-                raise PlanError(f"node {node.name} (Add) joins codes; a sum takes values")
+                raise PlanError(f"node {node.name} ({type(node).__name__}) sums codes; a "
+                                f"sum takes values")
             out = _Stream(bits=node.bits)
         elif isinstance(node, Concat):
             found = {i.planes for i in ins}
@@ -491,6 +500,13 @@ def _op_spec(node, inputs, out, streams, beat, infos):
             raise PlanError(f"node {node.name} (MaxPool) pools values; in hardware it pools "
                             f"codes")
         return UnitSpec(node.name, "pool", inputs, [out], config=config)
+    if isinstance(node, GlobalSum):
+        if len(info.shape) != 3:
+            raise PlanError(f"node {node.name} (GlobalSum) sums the positions of {t}, of shape "
+                            f"{info.shape}; it sums images")
+        config = GlobalSumConfig(lanes=lanes, groups=groups, positions=_positions(info),
+                                 in_bits=streams[t].bits, shift=node.shift, out_bits=node.bits)
+        return UnitSpec(node.name, "globalsum", inputs, [out], config=config)
     per_position = [infos[x].shape[0] // beat[x] for x in node.inputs]
     return UnitSpec(node.name, "concat", inputs, [out], shape=streams[out].layout(beat[out]),
                     beats=tuple(per_position))
@@ -547,6 +563,8 @@ def _assemble(graph, configs, beat, streams, infos):
             stages.append(_positions(infos[out]) * infos[out].shape[0] // beat[out])
         elif spec.kind == "pool":
             stages.append(spec.config.out_beats)
+        elif spec.kind == "globalsum":
+            stages.append(spec.config.in_beats)
         if spec.kind in LOADED:
             loaded.append((node.name, node.name, infos[node.inputs[0]].shape))
         fork(out)
@@ -575,6 +593,8 @@ def _need(spec, position):
     likewise, on the rows it pools. Per-channel ops read their own position."""
     if spec.kind == "pool":
         return _window_need(spec.config, position)
+    if spec.kind == "globalsum":
+        return None
     if spec.kind != "layer":
         return position
     config = spec.config
@@ -650,7 +670,8 @@ def reconvergent_depths(graph, queues, specs, beat, infos, schedule):
 def _path_latency(path, specs):
     """Cycles from a path's last input beat to its output beat: each layer's window (a
     vector's beats), vector period and latency, its pool's window; a threshold
-    unit's encoder; an affine or add unit's register; a fork's and a queue's."""
+    unit's encoder; an affine unit's two registers; an add unit's, a fork's and a
+    queue's register."""
     cycles = 0
     for name in path:
         spec = specs[name]
@@ -664,6 +685,8 @@ def _path_latency(path, specs):
             cycles += c.kernel ** 2 * c.folds
         elif spec.kind == "threshold":
             cycles += ActivationEncoder.LATENCY
+        elif spec.kind == "affine":
+            cycles += ChannelAffine.LATENCY
         else:
             cycles += 1
     return cycles + 2 if path else 0
