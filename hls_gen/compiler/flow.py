@@ -255,8 +255,18 @@ def step_fold(build):
 
 def _design_key(plan):
     """What the Verilog depends on: the plan without its board and estimate (the weights
-    are loaded at run time)."""
-    return _digest({k: v for k, v in plan.items() if k not in ("board", "estimate")})
+    are loaded at run time), and the source of the blocks it is made of."""
+    return _digest({"plan": {k: v for k, v in plan.items() if k not in ("board", "estimate")},
+                    "rtl": _rtl_source_digest()})
+
+
+@functools.cache
+def _rtl_source_digest():
+    import bitfab.rtl
+    digest = hashlib.sha1()
+    for path in sorted(Path(bitfab.rtl.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def design_verilog(out, kind, plan):
