@@ -20,7 +20,8 @@ from .skid import SkidBuffer
 from .threshold_unit import ThresholdConfig, ThresholdUnit
 from .window import WindowConfig
 
-__all__ = ["UnitSpec", "GraphNetwork", "GraphNetworkInstance", "UNIT_CONFIGS", "LOADED"]
+__all__ = ["UnitSpec", "GraphNetwork", "GraphNetworkInstance", "stream_layouts",
+           "UNIT_CONFIGS", "LOADED"]
 
 UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "globalsum", "fork", "concat",
               "queue")
@@ -113,6 +114,21 @@ class UnitSpec:
         return [self.shape] * len(self.inputs), [self.shape] * len(self.outputs)
 
 
+def stream_layouts(units):
+    """Each stream's payload ({name: layout}), from the `UnitSpec`s that read and write
+    it; `ValueError` where the two ends of a stream disagree."""
+    layouts = {}
+    for unit in units:
+        inputs, outputs = unit.layouts()
+        for names, shapes in ((unit.inputs, inputs), (unit.outputs, outputs)):
+            for name, shape in zip(names, shapes):
+                if name in layouts and layouts[name] != shape:
+                    raise ValueError(f"stream {name}: unit {unit.name} takes {shape}, its "
+                                     f"other end {layouts[name]}")
+                layouts[name] = shape
+    return layouts
+
+
 class GraphNetwork(wiring.Component):
     """Units wired by stream name: the accelerator of a network with forks and joins.
 
@@ -173,7 +189,7 @@ class GraphNetwork(wiring.Component):
         self.units, self.input, self.output = units, input, output
         self.taps = dict(taps or {})
         self.word_bits = words.pop()
-        self.layouts = self._layouts()
+        self.layouts = stream_layouts(units)
         members = {
             "i": In(stream.Signature(self.layouts[input])),
             "o": Out(stream.Signature(self.layouts[output])),
@@ -188,18 +204,6 @@ class GraphNetwork(wiring.Component):
             members[f"{tap}_payload"] = Out(self.layouts[name])
         super().__init__(members)
 
-    def _layouts(self):
-        """Each stream's payload, from the units that read and write it."""
-        layouts = {}
-        for unit in self.units:
-            inputs, outputs = unit.layouts()
-            for names, shapes in ((unit.inputs, inputs), (unit.outputs, outputs)):
-                for name, shape in zip(names, shapes):
-                    if name in layouts and layouts[name] != shape:
-                        raise ValueError(f"stream {name}: unit {unit.name} takes {shape}, "
-                                         f"its other end {layouts[name]}")
-                    layouts[name] = shape
-        return layouts
 
     @property
     def load_words(self):

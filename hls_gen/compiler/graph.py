@@ -26,7 +26,7 @@ from bitfab.rtl.affine import AffineConfig, ChannelAffine
 from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
 from bitfab.rtl.global_sum import GlobalSumConfig
 from bitfab.rtl.graph_network import (LOADED, UNIT_CONFIGS, GraphNetwork,
-                                      GraphNetworkInstance, UnitSpec)
+                                      GraphNetworkInstance, UnitSpec, stream_layouts)
 from bitfab.rtl.threshold_unit import ThresholdConfig
 from bitfab.rtl.window import WindowConfig
 from bitfab.sw_driver.beats import element_values, input_beats
@@ -770,10 +770,10 @@ def graph_case(graph, hw, pixels):
     tapped tensor's golden beats (the scores at ``o``): codes as the one-hot planes an
     unsigned stream carries, values as they are on a signed one."""
     _, trace = graph.run(pixels)
-    network = hw.network()
+    layouts = stream_layouts(hw.units)
     outputs, per_item = {}, {}
     for tap, tensor in hw.taps.items():
-        layout = network.layouts[tensor]
+        layout = layouts[tensor]
         codes = not layout.elem_shape.signed
         outputs[tap] = _stream_beats(trace.tensors[tensor], layout, codes)
         per_item[tap] = len(outputs[tap]) // len(pixels)
