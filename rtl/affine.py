@@ -3,7 +3,7 @@ quantizer, where a join needs the value (golden `ir.Affine`)."""
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
 from .channel_store import ChannelStoreConfig, channel_rows
@@ -28,6 +28,10 @@ class AffineConfig(ChannelStoreConfig):
         Right shift of the product (the floor), at least 0.
     word_bits : int
         Width of the load stream.
+    multipliers : int or None
+        Multipliers the unit has, dividing `lanes` (None: one a lane): a beat then
+        takes ``lanes / multipliers`` cycles (`steps`), for a stream slower than a
+        beat a cycle.
     """
 
     STORE = "scales"   # the store's name in `pack`'s rows
@@ -39,8 +43,14 @@ class AffineConfig(ChannelStoreConfig):
     out_bits: int
     shift: int = 0
     word_bits: int = 32
+    multipliers: int | None = None
 
     def __post_init__(self):
+        if self.multipliers is not None and (
+                not isinstance(self.multipliers, int) or isinstance(self.multipliers, bool)
+                or self.multipliers < 1 or self.lanes % self.multipliers):
+            raise ValueError(f"affine multipliers must divide its {self.lanes} lanes, not "
+                             f"{self.multipliers!r}")
         for name in ("lanes", "groups", "in_bits", "mul_bits", "out_bits", "word_bits"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -48,6 +58,16 @@ class AffineConfig(ChannelStoreConfig):
         if not isinstance(self.shift, int) or isinstance(self.shift, bool) or self.shift < 0:
             raise ValueError(f"affine shift must be a non-negative integer, not "
                              f"{self.shift!r}")
+
+    @property
+    def steps(self):
+        """Cycles a beat takes: the lanes' products, `multipliers` at a time."""
+        return self.lanes // (self.multipliers or self.lanes)
+
+    @property
+    def latency(self):
+        """Cycles from a beat in to its values out: its products, then the sums."""
+        return self.steps + 1
 
     @property
     def row_layout(self):
@@ -72,12 +92,11 @@ class ChannelAffine(wiring.Component):
     loaded : Out(1)
         Inputs are taken only once loaded.
 
-    Latency 2 cycles: the products (and the offsets read with them) are registered,
-    then the shifted sums, so the store's read, the multiplier and the adder each
-    have a cycle of their own; throughput 1 beat per cycle.
+    Latency `AffineConfig.latency` cycles: the products (and the offsets read with
+    them) are registered, `multipliers` of them a cycle, then the shifted sums, so
+    the store's read, the multiplier and the adder each have a cycle of their own;
+    throughput a beat per `AffineConfig.steps` cycles.
     """
-
-    LATENCY = 2
 
     def __init__(self, config):
         if not isinstance(config, AffineConfig):
@@ -89,21 +108,37 @@ class ChannelAffine(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        take, advance = Signal(), Signal()
+        take, advance, work = Signal(), Signal(), Signal()
         staged = Signal()                              # the products' register is full
         products = [Signal(signed(cfg.in_bits + cfg.mul_bits), name=f"product{lane}")
                     for lane in range(cfg.lanes)]
         offsets = [Signal(signed(cfg.out_bits), name=f"offset{lane}")
                    for lane in range(cfg.lanes)]
+        step = Signal(range(cfg.steps))
+        last_step = step == cfg.steps - 1
         m.d.comb += [advance.eq(staged & (~self.o.valid | self.o.ready)),
-                     self.i.ready.eq(self.loaded & (~staged | advance)),
+                     work.eq(self.i.valid & self.loaded & (~staged | advance)),
+                     self.i.ready.eq(self.loaded & (~staged | advance) & last_step),
                      take.eq(self.i.valid & self.i.ready)]
         row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take)
+        width = cfg.multipliers or cfg.lanes
+        with m.If(work):
+            m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+            for lane in range(cfg.lanes):
+                m.d.sync += offsets[lane].eq(row[lane].add)
+            # Multiplier j takes lane step * width + j: one product each per cycle.
+            for j in range(width):
+                lanes = range(j, cfg.lanes, width)
+                x = Array(self.i.payload[lane] for lane in lanes)[step]
+                mul = Array(row[lane].mul for lane in lanes)[step]
+                product = Signal.like(products[j], name=f"multiplier{j}")
+                m.d.comb += product.eq(x * mul)
+                with m.Switch(step):
+                    for k, lane in enumerate(lanes):
+                        with m.Case(k):
+                            m.d.sync += products[lane].eq(product)
         with m.If(take):
             m.d.sync += staged.eq(1)
-            for lane in range(cfg.lanes):
-                m.d.sync += [products[lane].eq(self.i.payload[lane] * row[lane].mul),
-                             offsets[lane].eq(row[lane].add)]
         with m.Elif(advance):
             m.d.sync += staged.eq(0)
         with m.If(advance):

@@ -28,25 +28,37 @@ def _beats(layout, rows, lanes):
 
 
 @pytest.mark.sim
-def test_channel_affine_equals_the_golden_affine(tmp_path):
+@pytest.mark.parametrize("lanes,multipliers", [(2, None), (4, 1), (4, 2)])
+def test_channel_affine_equals_the_golden_affine(tmp_path, lanes, multipliers):
+    """One multiplier a lane, or fewer taking a beat's lanes over several cycles."""
     gen = torch.Generator().manual_seed(SEED)
-    config = AffineConfig(lanes=2, groups=3, in_bits=12, mul_bits=9, out_bits=18, shift=3)
+    config = AffineConfig(lanes=lanes, groups=3, in_bits=12, mul_bits=9, out_bits=18, shift=3,
+                          multipliers=multipliers)
     channels = config.lanes * config.groups
     mul = torch.randint(-256, 256, (channels,), generator=gen)
     add = torch.randint(-2000, 2000, (channels,), generator=gen)
     x = torch.randint(-2048, 2048, (600, channels), generator=gen)
-    x[:4] = torch.tensor([-2048, 2047, -2048, 2047, 0, -1])     # the extremes
+    x[:2, :4] = torch.tensor([-2048, 2047, -2048, 2047])      # the extremes
+    mul[:2] = torch.tensor([-256, 255])
     node = Affine("value", ["acc"], mul=mul, add=add, shift=3, frac=0, coef_bits=9, bits=18)
     y = node.run([x], {})
-    rows = [[{"mul": int(mul[g * 2 + l]), "add": int(add[g * 2 + l])} for l in range(2)]
-            for g in range(config.groups)]
+    rows = [[{"mul": int(mul[g * lanes + l]), "add": int(add[g * lanes + l])}
+             for l in range(lanes)] for g in range(config.groups)]
     case = {"words": config.pack({"scales": rows}),
-            "inputs": _beats(config.in_layout, x.tolist(), 2),
-            "outputs": {"o": _beats(config.out_layout, y.tolist(), 2)},
+            "inputs": _beats(config.in_layout, x.tolist(), lanes),
+            "outputs": {"o": _beats(config.out_layout, y.tolist(), lanes)},
             "beats_per_item": {"o": config.groups}}
-    result = run_case(ChannelAffine(config), "channel_affine", case, tmp_path, SEED, SIM,
-                      idle=0.3, backpressure=0.3)
+    result = run_case(ChannelAffine(config), f"channel_affine_{lanes}_{multipliers}", case,
+                      tmp_path, SEED, SIM, idle=0.3, backpressure=0.3,
+                      key=(lanes, multipliers))
     assert result["mismatches"] == 0 and result["items"] == 600
+
+
+def test_channel_affine_with_fewer_multipliers_takes_a_beat_in_steps():
+    config = AffineConfig(lanes=4, groups=1, in_bits=4, mul_bits=4, out_bits=8,
+                          multipliers=1)
+    assert (config.steps, config.latency) == (4, 5)
+    assert AffineConfig(lanes=4, groups=1, in_bits=4, mul_bits=4, out_bits=8).latency == 2
 
 
 @pytest.mark.sim
@@ -134,6 +146,8 @@ def test_global_sum_takes_a_beat_a_cycle_and_answers_a_cycle_after_the_last():
      "affine lanes must be a positive integer, not 0"),
     (lambda: AffineConfig(lanes=1, groups=1, in_bits=8, mul_bits=8, out_bits=8, shift=-1),
      "affine shift must be a non-negative integer, not -1"),
+    (lambda: AffineConfig(lanes=4, groups=1, in_bits=8, mul_bits=8, out_bits=8, multipliers=3),
+     "affine multipliers must divide its 4 lanes, not 3"),
     (lambda: ThresholdConfig(lanes=1, groups=1, n=17, in_bits=8, threshold_bits=8),
      "threshold n must be an integer in 1..16, not 17"),
 ])

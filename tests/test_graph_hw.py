@@ -89,16 +89,17 @@ def test_queue_depths_come_from_the_schedule_with_their_reasons(resnet):
     # The plan, as JSON, names every queue's depth and why.
     plan = json.loads(json.dumps(hw.plan_dict()))
     assert plan["queues"] == hw.queues and plan["schedule_cycles_per_image"] == 576
-    assert {u["name"]: u.get("depth") for u in plan["units"]}["stem_value__to__add__queue"] == 18
+    assert {u["name"]: u.get("depth") for u in plan["units"]}["stem_value__to__add__queue"] == 19
     assert next(u for u in plan["units"] if u["name"] == "add")["config"]["shifts"]
     depths = {q["name"]: q for q in hw.queues}
     shortcut = depths["stem_value__to__add__queue"]
     # convs_0's 3 x 3 window reads the next row of 8 positions before its first output:
     # 15 positions ahead at a beat each, 14 in the queue and one in the fork; then the
-    # path's 36 cycles of pipeline, 4 beats at 9 cycles a beat.
-    assert shortcut["depth"] == 18
+    # path's 39 cycles of pipeline (its affine unit's 2 multipliers take a beat's 8
+    # lanes in 4 cycles), 5 beats at 9 cycles a beat.
+    assert shortcut["depth"] == 19
     assert "reads 15 positions of stem_value ahead" in shortcut["reason"]
-    assert "36 cycles" in shortcut["reason"]
+    assert "39 cycles" in shortcut["reason"]
     assert depths["convs_0_value__queue"]["depth"] == 2
     assert hw.depth_seconds < 1.0
 
@@ -169,13 +170,29 @@ def test_the_estimate_counts_every_unit_and_a_graph_too_big_is_refused(resnet):
     assert [u["name"] for u in fit["units"]] == [u.name for u in hw.units]
     for key in ("luts", "ffs", "brams", "dsps"):
         assert fit["total"][key] == sum(u[key] for u in fit["units"])
-    # The shortcut queues (18 beats of 8 x 24 bits) sit in LUT RAM; the affine units'
-    # products in DSPs.
+    # The shortcut queues (19 beats of 8 x 24 bits) sit in LUT RAM; the affine units'
+    # products in DSPs, 2 for 8 lanes: 64 beats an image at 4 cycles a beat are within
+    # half the schedule's 576.
     queue = next(u for u in fit["units"] if u["name"] == "stem_value__to__add__queue")
     assert queue["brams"] == 0 and queue["luts"] == 2 * 48 * 2 + 20
-    assert next(u for u in fit["units"] if u["name"] == "stem_value")["dsps"] == 8
+    assert next(u for u in fit["units"] if u["name"] == "stem_value")["dsps"] == 2
     torch.manual_seed(0)
     wide = freeze(build_graph_model(GraphSpec("resnet", "pa", channels=64)).eval())
     with pytest.raises(PlanError, match=r"plan does not fit icebreaker: unit stem brings luts "
                                         r"to \d+ \(estimated\), the device has 5280"):
         map_graph(wide, caps=CAPS, board=BOARDS["icebreaker"])
+
+
+def test_an_affine_unit_s_multipliers_are_a_folding_option(resnet):
+    graph, _ = resnet
+    hw = map_graph(graph, folding={"stem_value": {"multipliers": 8}}, caps=CAPS)
+    assert hw.unit("stem_value").config.multipliers == 8
+    assert hw.unit("convs_0_value").config.multipliers == 2      # the default
+    for folding, match in (({"stem_value": {"multipliers": 3}},
+                            r"node stem_value \(Affine\): affine multipliers must divide its "
+                            r"8 lanes, not 3"),
+                           ({"stem_value": {"pe": 2}},
+                            r"folding of node stem_value \(Affine\): it takes multipliers "
+                            r"only, not pe")):
+        with pytest.raises(PlanError, match=match):
+            map_graph(graph, folding=folding, caps=CAPS)

@@ -22,7 +22,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from bitfab.rtl.add_streams import AddConfig
-from bitfab.rtl.affine import AffineConfig, ChannelAffine
+from bitfab.rtl.affine import AffineConfig
 from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
 from bitfab.rtl.global_sum import GlobalSumConfig
 from bitfab.rtl.graph_network import (LOADED, UNIT_CONFIGS, GraphNetwork,
@@ -182,8 +182,8 @@ def _layout_from_dict(value):
 
 def _unit_estimate(spec, board):
     """Resources of one unit before synthesis: a layer's from `plan.estimate`; the stream
-    units' from their datapaths (per lane a DSP product and an adder of the output's
-    bits for an affine unit, n comparators for a threshold unit, an adder per input
+    units' from their datapaths (a DSP product per multiplier, the operands' selection
+    and per lane an adder of the output's bits for an affine unit, n comparators for a threshold unit, an adder per input
     beyond the first for a sum, an adder and LUT RAM of running sums per lane for a
     global sum, a payload multiplexer per input for a concatenation),
     their registers; a queue's beats in block RAM where it is deeper than 64 (a
@@ -194,8 +194,11 @@ def _unit_estimate(spec, board):
     if spec.kind == "pool":
         return pool_estimate(c, board)
     if spec.kind == "affine":
-        return {"luts": c.lanes * c.out_bits + 20, "ffs": c.lanes * c.out_bits + 10,
-                "brams": 0, "dsps": c.lanes}
+        count, product = c.multipliers or c.lanes, c.in_bits + c.mul_bits
+        # Each multiplier's operands chosen among its lanes where a beat takes steps.
+        select = count * (c.in_bits + c.mul_bits) * (c.steps - 1)
+        return {"luts": c.lanes * c.out_bits + select + 20,
+                "ffs": c.lanes * (c.out_bits + product) + 10, "brams": 0, "dsps": count}
     if spec.kind == "threshold":
         return {"luts": c.lanes * c.n * (c.in_bits + 1) + 20,
                 "ffs": 3 * c.lanes * (c.in_bits + c.n) + 10, "brams": 0, "dsps": 0}
@@ -315,8 +318,10 @@ def _streams(graph, configs_of):
 def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
     """The folded hardware graph of golden `graph` on images of `image` (height, width).
 
-    `folding` maps node names to {"pe", "simd", "multipliers", "fifo"} (a name that
-    is no layer of the graph is refused); a layer not named gets the default: PE at
+    `folding` maps node names to {"pe", "simd", "multipliers", "fifo"} for a layer,
+    {"multipliers"} for an `Affine` (a name that is neither is refused); an affine
+    unit not named gets the fewest multipliers that keep its rate within the
+    schedule; a layer not named gets the default: PE at
     most ``caps[1]`` (PA) or ``caps[2]`` (XNOR) rows, and the narrowest SIMD (at most
     ``caps[0]``) that keeps it within the slowest layer's cycles per image. Layers
     whose outputs meet in a join, directly or through per-channel ops, share one PE
@@ -325,10 +330,16 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
     folding = dict(folding or {})
     layers = [n for n in graph.nodes if isinstance(n, _LAYERS)]
     names = [n.name for n in layers]
-    unknown = sorted(set(folding) - set(names))
+    affines = {n.name for n in graph.nodes if isinstance(n, Affine)}
+    unknown = sorted(set(folding) - set(names) - affines)
     if unknown:
         raise PlanError(f"folding names {', '.join(unknown)}, which is no layer of the "
                         f"graph; its layers: {', '.join(names)}")
+    for name in sorted(set(folding) & affines):
+        if set(folding[name]) - {"multipliers"}:
+            raise PlanError(f"folding of node {name} (Affine): it takes multipliers only, "
+                            f"not {', '.join(sorted(set(folding[name]) - {'multipliers'}))}")
+    multipliers = {name: folding.pop(name)["multipliers"] for name in set(folding) & affines}
     infos = graph.tensors(input_shape(graph, image))
     configs = {}
 
@@ -349,7 +360,7 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
     unfolded = [configs[n.name] for n in layers]
     folded = fold(unfolded, plan, names, board, in_beats=lambda k, _: in_beats[k])
     configs = dict(zip(names, folded))
-    hw = _assemble(graph, configs, beat, streams, infos)
+    hw = _assemble(graph, configs, beat, streams, infos, multipliers)
     if board is not None:
         fit, overrun = estimate_graph(hw, board)
         if overrun is not None:
@@ -512,7 +523,7 @@ def _op_spec(node, inputs, out, streams, beat, infos):
                     beats=tuple(per_position))
 
 
-def _assemble(graph, configs, beat, streams, infos):
+def _assemble(graph, configs, beat, streams, infos, multipliers):
     """Units, forks and queues of the folded graph, in an order where each stream is
     written before it is read."""
     readers = {}
@@ -573,6 +584,7 @@ def _assemble(graph, configs, beat, streams, infos):
     # The slowest stage: a layer (`image_cycles`), a stream op's beats (one a cycle) or
     # a pool's window beats.
     hw.schedule_cycles = max([image_cycles(hw.configs), *stages])
+    _fold_affines(hw, infos, multipliers)
     unit_configs = {u.name: u for u in units}
     start = time.perf_counter()
     depths = reconvergent_depths(graph, queues, unit_configs, beat, infos, hw.schedule_cycles)
@@ -583,6 +595,30 @@ def _assemble(graph, configs, beat, streams, infos):
             hw.units[index] = replace(spec, depth=depth)
             hw.queues.append({"name": spec.name, "depth": depth, "reason": reason})
     return hw
+
+
+def _fold_affines(hw, infos, multipliers):
+    """Give each affine unit the fewest multipliers that keep its beats within the
+    schedule (`multipliers` names some: {node: count}), and the schedule the slowest
+    of them where a count given makes one slower."""
+    for index, spec in enumerate(hw.units):
+        if spec.kind != "affine":
+            continue
+        c = spec.config
+        beats = _positions(infos[spec.outputs[0]]) * c.groups
+        count = multipliers.get(spec.name)
+        if count is None:
+            # At most half the schedule busy: a layer's beats come in bursts (a window's
+            # rows), which a unit at its full time per beat would hold back (measured:
+            # the digits ResNet's affine units at 512 of 576 cycles ran at 640).
+            steps = _largest_divisor(c.lanes, max(1, hw.schedule_cycles // (2 * beats)))
+            count = c.lanes // steps
+        try:
+            config = replace(c, multipliers=count)
+        except ValueError as error:
+            raise PlanError(f"node {spec.name} (Affine): {error}") from None
+        hw.units[index] = replace(spec, config=config)
+        hw.schedule_cycles = max(hw.schedule_cycles, beats * config.steps)
 
 
 def _need(spec, position):
@@ -686,7 +722,7 @@ def _path_latency(path, specs):
         elif spec.kind == "threshold":
             cycles += ActivationEncoder.LATENCY
         elif spec.kind == "affine":
-            cycles += ChannelAffine.LATENCY
+            cycles += c.latency
         else:
             cycles += 1
     return cycles + 2 if path else 0

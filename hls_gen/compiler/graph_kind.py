@@ -43,10 +43,16 @@ def graph_folding(folding, graph):
 
 
 def _layer_folding(hw):
-    """The folding that `map_graph` maps back to `hw`'s layers."""
-    return {name: {"pe": c.pe, "simd": c.simd, "multipliers": c.multipliers, "fifo": c.fifo,
-                   "bank_rows": c.weight_bank_rows}
-            for name, c in ((u.name, u.config) for u in hw.units if u.kind == "layer")}
+    """The folding that `map_graph` maps back to `hw`'s layers and affine units."""
+    folding = {}
+    for unit in hw.units:
+        c = unit.config
+        if unit.kind == "layer":
+            folding[unit.name] = {"pe": c.pe, "simd": c.simd, "multipliers": c.multipliers,
+                                  "fifo": c.fifo, "bank_rows": c.weight_bank_rows}
+        elif unit.kind == "affine":
+            folding[unit.name] = {"multipliers": c.multipliers}
+    return folding
 
 
 def check_same_graph_plan(graph, plan):
