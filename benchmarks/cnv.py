@@ -33,8 +33,9 @@ from pathlib import Path
 from bitfab.hls_gen.cnv import FINN_FOLDING, cnv_graph
 from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
-from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, fitting_folding, fold,
-                                          image_cycles, map_to_hw)
+from bitfab.hls_gen.compiler.estimates import check_fit
+from bitfab.hls_gen.compiler.folding import fitting_folding, fold, image_cycles
+from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw
 
 FINN = {"design": "FINN CNV-W1A1, PYNQ-Z1 (Xilinx/BNN-PYNQ)", "luts": 26072, "lut_inputs": 6,
         "clock_mhz": 100, "cycles_per_frame": 32768}

@@ -15,3 +15,7 @@ class WidthOverflowError(BitfabError):
 
 class FreezeError(BitfabError):
     """A trained model that cannot be turned into an exact integer model."""
+
+
+class PlanError(BitfabError):
+    """A folding or plan that the hardware cannot take."""

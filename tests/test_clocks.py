@@ -12,7 +12,8 @@ from bitfab.hls_gen.compiler.boards import BOARDS, board
 from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
-from bitfab.hls_gen.compiler.plan import fold, map_to_hw
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import map_to_hw
 from bitfab.hls_gen.compiler.synth import build_bitstream
 from bitfab.rtl.board_top import BoardTop
 from bitfab.rtl.shell import BAUD

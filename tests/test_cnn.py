@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
-from bitfab.hls_gen.compiler.plan import PlanError, fold, map_to_hw
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.errors import UnsupportedLayerError
 from networks import cnn_graph
@@ -93,7 +94,7 @@ def test_an_image_too_large_for_the_line_buffers_is_refused_before_synthesis():
     of it): 131,072 pixels wide, the digits CNN's convolutions need more block RAM
     than the ULX3S has, and the plan says which layer and resource."""
     from bitfab.hls_gen.compiler.boards import board
-    from bitfab.hls_gen.compiler.plan import check_fit
+    from bitfab.hls_gen.compiler.estimates import check_fit
     from bitfab.hls_gen.golden.ir import Graph
     graph = cnn_graph(1)
     convolutions = Graph(graph.input_bits, 1.0, graph.layers[:2])

@@ -11,7 +11,9 @@ from bitfab.hls_gen.cnv import CALIBRATION_FIRST, FINN_FOLDING, cnv_graph
 from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.compiler.network import NetworkKind
-from bitfab.hls_gen.compiler.plan import PlanError, check_fit, fold, image_cycles, map_to_hw
+from bitfab.hls_gen.compiler.estimates import check_fit
+from bitfab.hls_gen.compiler.folding import fold, image_cycles
+from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw
 from bitfab.hls_gen.datasets import photo_crops
 from networks import digits_graph
 
@@ -50,7 +52,7 @@ def test_the_pixel_layer_sums_pixels_and_a_plan_keeps_its_coefficients_to_that(c
     never reads."""
     from dataclasses import replace
 
-    from bitfab.hls_gen.compiler.plan import load_stream
+    from bitfab.hls_gen.compiler.stores import load_stream
     from bitfab.hls_gen.golden.ir import Graph
     configs = map_to_hw(cnv, (32, 32))
     assert [c.plane_sum for c in configs] == [True] + [False] * 8

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bitfab.hls_gen.compiler.plan import fold, map_to_hw
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import map_to_hw
 from bitfab.hls_gen.golden.ir import Graph
 from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.window import sliding_windows

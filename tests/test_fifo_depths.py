@@ -106,7 +106,8 @@ def test_a_network_keeps_its_schedule_with_the_computed_fifos_and_not_with_one_l
     from networks import cnn_graph
 
     from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
-    from bitfab.hls_gen.compiler.plan import fold, image_cycles, map_to_hw
+    from bitfab.hls_gen.compiler.folding import fold, image_cycles
+    from bitfab.hls_gen.compiler.plan import map_to_hw
 
     graph = cnn_graph(1)
     configs = fold(map_to_hw(graph, (8, 8)), SLOW_FIRST)

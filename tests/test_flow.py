@@ -11,8 +11,9 @@ from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
-from bitfab.hls_gen.compiler.plan import (PlanError, fold, load_rows, load_stream, map_to_hw,
-    plan_from_dict)
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw, plan_from_dict
+from bitfab.hls_gen.compiler.stores import load_rows, load_stream
 from bitfab.hls_gen.compiler.clocks import design_clock
 from bitfab.hls_gen.compiler.synth import use_yowasp
 from bitfab.rtl.board_top import BoardTop

@@ -14,7 +14,9 @@ import torch
 from bitfab.hls_gen.compiler.deploy import deploy_weights, run_on_board, simulated_board
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
-from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from_dict
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import map_to_hw, plan_from_dict
+from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.rtl.network import Network, NetworkInstance
 from bitfab.sim.board import SimulatedBoard, shell_verilog
 from bitfab.sw_driver.host import Host, open_link

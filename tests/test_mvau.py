@@ -10,8 +10,9 @@ import torch
 from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.ir import Graph
-from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, default_folding, estimate,
-    fitting_folding, fold, map_to_hw)
+from bitfab.hls_gen.compiler.estimates import check_fit, estimate
+from bitfab.hls_gen.compiler.folding import default_folding, fitting_folding, fold
+from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw
 from bitfab.rtl.mvau import MatrixVectorUnit, MVAUConfig
 from bitfab.hls_gen.compiler.cases import network_case
 from bitfab.sim.cases import run_case

@@ -13,7 +13,8 @@ from bitfab.hls_gen.compiler.boards import board
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
-from bitfab.hls_gen.compiler.plan import fitting_folding, map_to_hw, plan_from_dict
+from bitfab.hls_gen.compiler.folding import fitting_folding
+from bitfab.hls_gen.compiler.plan import map_to_hw, plan_from_dict
 from bitfab.rtl.families.ecp5 import PLAIN_ABC
 from bitfab.rtl.network import Network
 from bitfab.hls_gen.compiler.cases import network_case

@@ -78,7 +78,8 @@ def test_a_plan_makes_no_component_it_does_not_use(monkeypatch):
     from networks import random_layer
 
     from bitfab.hls_gen.golden.ir import Graph
-    from bitfab.hls_gen.compiler.plan import fold, map_to_hw
+    from bitfab.hls_gen.compiler.folding import fold
+    from bitfab.hls_gen.compiler.plan import map_to_hw
     made, init = [], PAProcessingElement.__init__
 
     def counted(self, **kwargs):

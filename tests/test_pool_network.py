@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from bitfab.hls_gen.compiler.flow import BuildConfig, artifact, run_flow
-from bitfab.hls_gen.compiler.plan import fold, image_cycles, map_to_hw
+from bitfab.hls_gen.compiler.folding import fold, image_cycles
+from bitfab.hls_gen.compiler.plan import map_to_hw
 from bitfab.hls_gen.datasets import load_digits_split
 from bitfab.hls_gen.errors import BitfabError, FreezeError, UnsupportedLayerError
 from bitfab.hls_gen.frontend.layers import BitplaneInput, PAConv2d, XNORLinear

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bitfab.hls_gen.compiler.plan import fold, load_rows, map_to_hw
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import map_to_hw
+from bitfab.hls_gen.compiler.stores import load_rows
 from bitfab.hls_gen.frontend.layers import BitplaneInput, PALinear, XNORLinear
 from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
 from bitfab.hls_gen.golden.freeze import freeze

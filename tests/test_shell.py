@@ -10,7 +10,9 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from bitfab.hls_gen.compiler.plan import fold, load_rows, map_to_hw
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import map_to_hw
+from bitfab.hls_gen.compiler.stores import load_rows
 from bitfab.hls_gen.golden.ir import Graph
 from bitfab.rtl.shell import FrameShell, SerialShell
 from bitfab.sw_driver.beats import input_beats, output_beats

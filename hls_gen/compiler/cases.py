@@ -6,7 +6,7 @@ case in the stream bench; `bitfab.sim` never builds one.
 """
 
 from bitfab.hls_gen.compiler.engines import load_words
-from bitfab.hls_gen.compiler.plan import load_stream
+from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.hls_gen.golden.dfnt import engine_input_rows, engine_output_rows
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.weights import check_load_words

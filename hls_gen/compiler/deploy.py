@@ -22,7 +22,9 @@ from bitfab.hls_gen.compiler.graph import HwGraph, graph_load_stream
 from bitfab.hls_gen.compiler.graph_kind import GraphKind, check_same_graph_plan
 from bitfab.hls_gen.compiler.network import NetworkKind
 from bitfab.hls_gen.golden.ir import graph_from_dict
-from bitfab.hls_gen.compiler.plan import fold, load_stream, map_to_hw, plan_from_dict
+from bitfab.hls_gen.compiler.folding import fold
+from bitfab.hls_gen.compiler.plan import map_to_hw, plan_from_dict
+from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.rtl.network import Network, NetworkInstance
 
 __all__ = ["deploy_weights", "run_on_board", "serve_board", "simulated_board",

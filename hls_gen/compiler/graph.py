@@ -33,9 +33,12 @@ from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
 from bitfab.hls_gen.compiler.cases import position_major
-from bitfab.hls_gen.compiler.plan import (FOLDING_CAPS, INPUT_BEAT, PlanError, _compute_cycles, _divisors,
-    _feed, _largest_divisor, _overrun_text, _pool_cycles, check_plane_sum, estimate, fold,
-    image_cycles, layer_config, load_rows, pool_estimate)
+from bitfab.hls_gen.compiler.estimates import _overrun_text, estimate, pool_estimate
+from bitfab.hls_gen.compiler.folding import (FOLDING_CAPS, _compute_cycles, _feed,
+                                             _pool_cycles, fold, image_cycles)
+from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _divisors,
+                                          _largest_divisor, layer_config)
+from bitfab.hls_gen.compiler.stores import check_plane_sum, load_rows
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, MaxPool, PopcountLayer,
     Threshold, XnorLayer, kernel_shape)
 
@@ -181,7 +184,7 @@ def _layout_from_dict(value):
 
 
 def _unit_estimate(spec, board):
-    """Resources of one unit before synthesis: a layer's from `plan.estimate`; the stream
+    """Resources of one unit before synthesis: a layer's from `estimates.estimate`; the stream
     units' from their datapaths (a DSP product per multiplier, the operands' selection
     and per lane an adder of the output's bits for an affine unit, n comparators for a threshold unit, an adder per input
     beyond the first for a sum, an adder and LUT RAM of running sums per lane for a
@@ -372,7 +375,7 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
 
 def fitting_graph(graph, image, folding, board):
     """`map_graph` of the layers `folding` does not name at the widest `FOLDING_CAPS`
-    whose estimate fits `board` (as `plan.fitting_folding` folds a chain); refused,
+    whose estimate fits `board` (as `folding.fitting_folding` folds a chain); refused,
     naming the unit and the resource, when even PE = SIMD = 1 does not fit."""
     for caps in FOLDING_CAPS:
         hw = map_graph(graph, image, folding, caps=caps)

@@ -12,9 +12,11 @@ What the flow's steps make of a network::
 """
 
 from bitfab.hls_gen.compiler.design import DesignKind
-from bitfab.hls_gen.compiler.plan import (PlanError, check_fit, default_folding,
-                                          fitting_folding, fold, image_cycles, load_stream,
-                                          map_to_hw, plan_from_dict, plan_to_dict)
+from bitfab.hls_gen.compiler.estimates import check_fit
+from bitfab.hls_gen.compiler.folding import (default_folding, fitting_folding, fold,
+                                             image_cycles)
+from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw, plan_from_dict, plan_to_dict
+from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
