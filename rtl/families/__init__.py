@@ -128,7 +128,7 @@ class Family:
 
     def adjust_estimate(self, config, estimate, products, board):
         """Move a plan's per-layer estimate (made for LUT4 + flip-flop + DSP
-        devices, `bitfab.hls_gen.compiler.plan.estimate`) to this family.
+        devices, `bitfab.hls_gen.compiler.estimates.estimate`) to this family.
 
         `config` is the layer's `bitfab.rtl.mvau.MVAUConfig`, `estimate` its
         ``luts``/``ffs``/``brams``/``dsps``, `products` the (a_bits, b_bits) of
