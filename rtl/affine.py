@@ -93,9 +93,12 @@ class ChannelAffine(wiring.Component):
         Inputs are taken only once loaded.
 
     Latency `AffineConfig.latency` cycles: the products (and the offsets read with
-    them) are registered, `multipliers` of them a cycle, then the shifted sums, so
-    the store's read, the multiplier and the adder each have a cycle of their own;
-    throughput a beat per `AffineConfig.steps` cycles.
+    them) are registered, `multipliers` of them a cycle, then the shifted sums; the
+    scales come from a register that reads the next beat's row ahead, so the
+    store's read, the multiplier and the adder each have a cycle of their own (the
+    Bi-Real digits network's critical path at 99 MHz ran from the read through the
+    operands' selection into the multiplier). Throughput a beat per
+    `AffineConfig.steps` cycles.
     """
 
     def __init__(self, config):
@@ -116,11 +119,15 @@ class ChannelAffine(wiring.Component):
                    for lane in range(cfg.lanes)]
         step = Signal(range(cfg.steps))
         last_step = step == cfg.steps - 1
+        settled = Signal()                   # loaded a cycle ago: the row register holds
+        m.d.sync += settled.eq(self.loaded)  # the store's rows (`channel_rows`)
+        ready = self.loaded & settled & (~staged | advance)
         m.d.comb += [advance.eq(staged & (~self.o.valid | self.o.ready)),
-                     work.eq(self.i.valid & self.loaded & (~staged | advance)),
-                     self.i.ready.eq(self.loaded & (~staged | advance) & last_step),
+                     work.eq(self.i.valid & ready),
+                     self.i.ready.eq(ready & last_step),
                      take.eq(self.i.valid & self.i.ready)]
-        row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take)
+        row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take,
+                           registered=True)
         width = cfg.multipliers or cfg.lanes
         with m.If(work):
             m.d.sync += step.eq(Mux(last_step, 0, step + 1))
