@@ -17,6 +17,7 @@ from bitfab.rtl.add_streams import AddConfig, AddStreams
 from bitfab.rtl.broadcast import Broadcast
 from bitfab.rtl.concat import ChannelConcat
 from bitfab.rtl.queue import StreamQueue
+from bitfab.rtl.split import ChannelSplit
 from bitfab.sim.runner import default_simulator, run_vectors
 
 SEED = 20261207
@@ -133,6 +134,29 @@ def test_channel_concat_equals_the_golden_concat(tmp_path_factory):
                 tmp_path_factory.getbasetemp() / "sim", SEED, SIM, bench=MULTI)
 
 
+@pytest.mark.sim
+def test_channel_split_gives_each_output_its_channels(tmp_path_factory):
+    """Images of 10 channels, 2 a beat: per position, 2 beats to the first output (its 4
+    channels), then 3 to the second: the golden concatenation undone."""
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randint(0, 8, (6, 10, 5, 5), generator=gen)
+    a, b = x[:, :4], x[:, 4:]
+    assert torch.equal(Concat("cat", ["a", "b"]).run([a, b], {}), x)
+    layout = data.ArrayLayout(unsigned(3), 2)
+
+    def beats(codes):
+        return _beats(layout, codes.permute(0, 2, 3, 1).reshape(-1, 2).tolist())
+
+    run_vectors(ChannelSplit(layout, (2, 3)), "split",
+                {"inputs": {"i": beats(x)}, "outputs": {"o0": beats(a), "o1": beats(b)}},
+                tmp_path_factory.getbasetemp() / "sim", SEED, SIM, bench=MULTI)
+
+
+def test_split_passes_one_beat_a_cycle():
+    seen = _rate(ChannelSplit(4, (2, 3)), ["i"], ["o0", "o1"], 10)
+    assert seen == {"o0": [0, 1, 5, 6], "o1": [2, 3, 4, 7, 8, 9]}
+
+
 def _rate(dut, inputs, outputs, beats):
     """Drive every input valid and every output ready for `beats` + 2 cycles; returns,
     per output, the cycles at which a beat left."""
@@ -179,6 +203,7 @@ def test_concat_passes_one_beat_a_cycle():
     (lambda: AddConfig((4, 4), (0, 0), 0), "out_bits must be a positive integer, not 0"),
     (lambda: ChannelConcat(4, (2,)), "at least 2 inputs"),
     (lambda: ChannelConcat(4, (2, 0)), "each a positive integer"),
+    (lambda: ChannelSplit(4, (3,)), "at least 2 outputs"),
 ])
 def test_bad_parameters_are_refused(make, match):
     with pytest.raises(ValueError, match=match):
