@@ -291,3 +291,20 @@ def test_global_pooling_the_hardware_cannot_do_is_refused(pool, before_act, erro
     # The same pooling to 1 x 1 of the value freezes.
     ok = _Pooled(nn.AdaptiveAvgPool2d(1), before_act=True).eval()
     assert freeze(ok).node("pool").positions == 64
+
+
+@pytest.mark.parametrize("kind", ["xnor", "pa"])
+def test_a_grouped_layer_is_its_groups_side_by_side(digits, kind):
+    """Each group as a layer of its own, on its input channels: their outputs, joined on
+    channels, are the grouped layer's (what the hardware builds of it)."""
+    graph = freeze(_graph_model(digits, "grouped", kind))
+    layer = graph.node("group")
+    assert layer.geometry.groups == 4
+    _, trace = graph.run(_images(digits.x_test[:16]))
+    codes = trace.tensors[layer.inputs[0]]
+    channels = codes.shape[1] // 4
+    parts = [layer.group(k).execute(codes[:, k * channels:(k + 1) * channels], {})
+             for k in range(4)]
+    assert torch.equal(torch.cat(parts, dim=1), trace.tensors["group"])
+    with pytest.raises(BitfabError, match="layer group: no group 4 of 4"):
+        layer.group(4)

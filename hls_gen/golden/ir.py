@@ -111,6 +111,28 @@ class _Layer:
             raise BitfabError(f"layer {self.name}: {groups} groups do not divide its "
                               f"{weights.shape[0]} output channels")
 
+    def group(self, k):
+        """Group `k` of a grouped convolution as a layer of its own (groups 1): its output
+        channels' weights, thresholds and scales; it reads group `k`'s input channels,
+        and the groups' outputs concatenated are this layer's."""
+        groups = self.geometry.groups
+        if not 0 <= k < groups:
+            raise BitfabError(f"layer {self.name}: no group {k} of {groups}")
+        weights = self.bases[0] if isinstance(self, PopcountLayer) else self.weight_bits
+        rows = weights.shape[0] // groups
+        part = slice(k * rows, (k + 1) * rows)
+        changes = {"name": f"{self.name}__g{k}", "outputs": [f"{self.name}__g{k}"],
+                   "geometry": replace(self.geometry, groups=1),
+                   "output": self.output and Thresholds(self.output.values[part],
+                                                        self.output.descending[part]),
+                   "channel_scale": (None if self.channel_scale is None
+                                     else self.channel_scale[part])}
+        if isinstance(self, PopcountLayer):
+            changes["bases"] = self.bases[:, part]
+        else:
+            changes["weight_bits"] = self.weight_bits[part]
+        return replace(self, **changes)
+
     def _check_stored(self):
         """Refuse a stored integer outside its recorded width (a corrupted or hand-edited
         golden JSON, or a freezer bug): the load words would cut it without a word."""
