@@ -10,6 +10,7 @@ from .add_streams import AddConfig, AddStreams
 from .affine import AffineConfig, ChannelAffine
 from .broadcast import Broadcast
 from .concat import ChannelConcat
+from .split import ChannelSplit
 from .global_sum import GlobalSum, GlobalSumConfig
 from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
@@ -23,8 +24,8 @@ from .window import WindowConfig
 __all__ = ["UnitSpec", "GraphNetwork", "GraphNetworkInstance", "stream_layouts",
            "UNIT_CONFIGS", "LOADED"]
 
-UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "globalsum", "fork", "concat",
-              "queue")
+UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "globalsum", "fork", "split",
+              "concat", "queue")
 #: Each kind's config class (None: the unit takes `UnitSpec.shape` instead).
 UNIT_CONFIGS = {"layer": MVAUConfig, "affine": AffineConfig, "threshold": ThresholdConfig,
                 "add": AddConfig, "pool": WindowConfig, "globalsum": GlobalSumConfig}
@@ -44,7 +45,7 @@ class UnitSpec:
         ``"layer"`` (a `MatrixVectorUnit`, or a `ConvolutionUnit` where its config has
         a window), ``"affine"`` (`ChannelAffine`), ``"threshold"`` (`ThresholdUnit`),
         ``"add"`` (`AddStreams`), ``"pool"`` (`MaxPool`), ``"globalsum"``
-        (`GlobalSum`), ``"fork"`` (`Broadcast`),
+        (`GlobalSum`), ``"fork"`` (`Broadcast`), ``"split"`` (`ChannelSplit`),
         ``"concat"`` (`ChannelConcat`) or ``"queue"`` (`StreamQueue`).
     inputs, outputs : tuple of str
         Stream names: each stream has one writer and one reader (a fork makes copies),
@@ -53,9 +54,9 @@ class UnitSpec:
             GlobalSumConfig or None
         The unit's, by kind (`UNIT_CONFIGS`).
     shape : shape-like or None
-        The payload of a fork's, a concatenation's or a queue's streams.
+        The payload of a fork's, a split's, a concatenation's or a queue's streams.
     beats : tuple of int
-        A concatenation's beats per position of each input.
+        A concatenation's beats per position of each input; a split's of each output.
     depth : int
         A queue's.
     """
@@ -92,11 +93,13 @@ class UnitSpec:
             return Broadcast(self.shape, len(self.outputs))
         if self.kind == "concat":
             return ChannelConcat(self.shape, self.beats)
+        if self.kind == "split":
+            return ChannelSplit(self.shape, self.beats)
         return StreamQueue(self.shape, self.depth)
 
     def ports(self, unit):
         """(input streams, output streams) of `unit`, this spec's component, in order."""
-        if self.kind == "fork":
+        if self.kind in ("fork", "split"):
             return [unit.i], [getattr(unit, f"o{k}") for k in range(len(self.outputs))]
         if self.kind in ("concat", "add"):
             return [getattr(unit, f"i{k}") for k in range(len(self.inputs))], [unit.o]

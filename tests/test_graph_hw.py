@@ -1,6 +1,6 @@
 """Graph networks in hardware: the digits graph networks (Bi-Real residual blocks, with
-global average pooling too, a fractal block, a NASB cell, dense concatenation) from
-their golden graphs through
+global average pooling too, a fractal block, a NASB cell, dense concatenation, a
+grouped convolution) from their golden graphs through
 `map_graph` to a `GraphNetwork` in cocotb, every tensor checked on all 450 test
 images with random input stalls and output backpressure; the queues on reconvergent
 paths sized from the schedule and shown tight; the graphs and foldings the hardware
@@ -45,6 +45,7 @@ def _images(digits, count=None):
 @pytest.mark.parametrize("arch,kind", [
     # (The dense network runs through the build flow with stalls: test_graph_flow.py.)
     ("resnet", "xnor"), ("resnet_gap", "xnor"), ("fractal", "xnor"), ("nasb", "xnor"),
+    ("grouped", "xnor"),
     # The PA networks' units (M x N lanes a PE) simulate 3-4 times slower: about 90 s
     # each for 450 images, so they run with `-m slow`.
     pytest.param("resnet", "pa", marks=pytest.mark.slow),
@@ -52,6 +53,7 @@ def _images(digits, count=None):
     pytest.param("fractal", "pa", marks=pytest.mark.slow),
     pytest.param("nasb", "pa", marks=pytest.mark.slow),
     pytest.param("dense", "pa", marks=pytest.mark.slow),
+    pytest.param("grouped", "pa", marks=pytest.mark.slow),
 ])
 def test_graph_networks_run_in_rtl_on_every_test_image_with_stalls(digits, arch, kind,
                                                                     tmp_path):
@@ -127,12 +129,21 @@ def test_each_queue_one_entry_less_is_slower_and_fewer_deadlock_named(resnet, di
         run({"stem_value__to__add__queue": 13}, stall_limit=2000)
 
 
-def test_grouped_convolutions_are_refused_by_the_window(digits):
-    torch.manual_seed(0)
-    model = build_graph_model(GraphSpec("grouped", "xnor", channels=8)).eval()
-    with pytest.raises(Exception, match=r"layer group: convolutions map to hardware with .* "
-                                        r"groups 1; not 3x3, .* groups 4"):
-        map_graph(freeze(model))
+def test_a_grouped_convolution_is_split_by_group_and_concatenated(digits):
+    graph = _trained(digits, "grouped", "xnor")
+    hw = map_graph(graph, caps=CAPS)
+    kinds = {u.name: u.kind for u in hw.units}
+    assert kinds["group__split"] == "split" and kinds["group__cat"] == "concat"
+    assert [kinds[f"group__g{k}"] for k in range(4)] == ["layer"] * 4
+    # Each group's unit loads its own weights; their load words follow one another.
+    assert [(e.unit, e.node, e.group) for e in hw.layers][1:5] == [
+        (f"group__g{k}", "group", k) for k in range(4)]
+    # 2 channels a group: the stem, whose beats the groups take, narrows to PE 2.
+    assert hw.unit("stem").config.pe == 2 and hw.unit("group__split").beats == (1,) * 4
+    with pytest.raises(PlanError, match="layer group: its groups of 2 input channels do not "
+                                        "take whole beats of 8; fold the layer before it to "
+                                        "a PE dividing 2"):
+        map_graph(graph, folding={"stem": {"pe": 8}}, caps=CAPS)
 
 
 @pytest.fixture(scope="module")

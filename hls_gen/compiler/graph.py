@@ -17,6 +17,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from math import ceil, prod
+from typing import NamedTuple
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
@@ -53,12 +54,22 @@ _JOINS = (Add, Concat)
 QUEUE_MARGIN = 2
 
 
+class Loaded(NamedTuple):
+    """A loaded unit in load order: its name, the golden node it holds, the node's input
+    shape, and the group of a grouped convolution the unit computes (None: all)."""
+
+    unit: str
+    node: str
+    shape: tuple
+    group: int | None = None
+
+
 @dataclass
 class HwGraph:
     """The hardware graph of a golden graph.
 
     units : list of UnitSpec, in an order where every stream is written before read.
-    layers : list of (unit name, golden layer name, its input shape), load order.
+    layers : list of `Loaded` (unit name, golden node, its input shape, group), load order.
     taps : tap name -> stream (one per golden tensor, at its writer).
     queues : one dict per queue on a join's input: its name, depth, and the reason.
     schedule_cycles : the pipeline's cycles per image (its slowest stage).
@@ -97,12 +108,12 @@ class HwGraph:
                 entry["payload"] = _layout_to_dict(spec.shape)
             if spec.kind == "queue":
                 entry["depth"] = spec.depth
-            if spec.kind == "concat":
+            if spec.kind in ("concat", "split"):
                 entry["beats"] = list(spec.beats)
             return entry
         return {"input": self.input, "output": self.output,
                 "units": [unit(u) for u in self.units],
-                "load_order": [[u, n, list(shape)] for u, n, shape in self.layers],
+                "load_order": [[u, n, list(shape), g] for u, n, shape, g in self.layers],
                 "queues": self.queues,
                 "schedule_cycles_per_image": self.schedule_cycles,
                 "queue_depth_seconds": self.depth_seconds, "estimate": self.estimate,
@@ -121,7 +132,7 @@ class HwGraph:
                 shape=_layout_from_dict(payload) if payload else None,
                 beats=tuple(entry.get("beats", ())), depth=entry.get("depth", 0)))
         return cls(units, value["input"], value["output"],
-                   [(u, n, tuple(shape)) for u, n, shape in value["load_order"]],
+                   [Loaded(u, n, tuple(shape), g) for u, n, shape, g in value["load_order"]],
                    value["taps"], value["queues"], value["schedule_cycles_per_image"],
                    value["queue_depth_seconds"], value["estimate"])
 
@@ -144,7 +155,7 @@ class HwGraph:
     @property
     def loaded_configs(self):
         """The loaded units' configs (layers, affine and threshold units), load order."""
-        return [self.unit(name).config for name, _, _ in self.layers]
+        return [self.unit(entry.unit).config for entry in self.layers]
 
     @property
     def word_bits(self):
@@ -166,8 +177,8 @@ class HwGraph:
 
     @property
     def configs(self):
-        return [self.unit(name).config for name, _, _ in self.layers
-                if self.unit(name).kind == "layer"]
+        return [self.unit(entry.unit).config for entry in self.layers
+                if self.unit(entry.unit).kind == "layer"]
 
 
 def _layout_to_dict(layout):
@@ -347,14 +358,23 @@ def map_graph(graph, image=(8, 8), folding=None, board=None, caps=(64, 2, 8)):
     configs = {}
 
     def config_of(node, planes):
-        source = node.inputs[0]
-        configs[node.name] = layer_config(node, infos[source].shape, planes,
-                                          f"tensor {source}")
+        # A grouped convolution: each group's unit, on its slice of the input channels.
+        source, groups = node.inputs[0], node.geometry.groups
+        unit, shape = node, infos[source].shape
+        if groups > 1:
+            unit, shape = node.group(0), (shape[0] // groups, *shape[1:])
+        configs[node.name] = layer_config(unit, shape, planes, f"tensor {source}")
         return configs[node.name]
 
     streams = _streams(graph, config_of)
     pe = _default_pe(graph, layers, configs, folding, caps)
     beat = _beats(graph, configs, pe)
+    for node in layers:
+        channels = configs[node.name].window and configs[node.name].window.channels
+        if node.geometry.groups > 1 and channels % beat[node.inputs[0]]:
+            raise PlanError(f"layer {node.name}: its groups of {channels} input channels do "
+                            f"not take whole beats of {beat[node.inputs[0]]}; fold the layer "
+                            f"before it to a PE dividing {channels}")
     in_beats = [beat[n.inputs[0]] for n in layers]
     simd = _default_simd(graph, layers, configs, pe, in_beats, folding, caps[0])
     plan = [{"pe": pe[n.name], "simd": simd[n.name],
@@ -435,7 +455,31 @@ def _default_pe(graph, layers, configs, folding, caps):
                                 f"PE (their beats line up); the folding gives {w.name} "
                                 f"pe={folding[w.name]['pe']}")
             pe[w.name] = common
+    # A grouped layer's groups take whole beats: the layer whose beats it reads (through
+    # per-channel ops) narrows its PE, with the layers whose beats meet its, to divide
+    # a group's channels.
+    for node in layers:
+        groups = node.geometry.groups
+        source = _beat_source(graph, node.inputs[0])
+        if groups == 1 or source is None:
+            continue
+        channels = configs[node.name].window.channels
+        shared = members.get(classes.get(source.outputs[0]), [source])
+        while any(channels % pe[w.name] or configs[w.name].rows % pe[w.name] for w in shared):
+            if any("pe" in folding.get(w.name, {}) for w in shared):
+                break                      # the folding's: refused, named, by map_graph
+            for w in shared:
+                pe[w.name] -= 1
     return pe
+
+
+def _beat_source(graph, tensor):
+    """The layer whose output beats `tensor` carries (through per-channel ops and joins,
+    whose inputs share their beats), or None (the graph's input)."""
+    node = graph.find_producer(tensor)
+    while node is not None and not isinstance(node, _LAYERS):
+        node = graph.find_producer(node.inputs[0])
+    return node
 
 
 def _beats(graph, configs, pe):
@@ -536,6 +580,8 @@ def _assemble(graph, configs, beat, streams, infos, multipliers):
     bound = {}                 # (tensor, reader) -> the stream the reader takes
     queues = {}                # (join, input tensor) -> its queue
     units, loaded = [], []
+    grouped = {}               # grouped layer -> its concatenation
+    group_queues = {}          # a grouped layer's queues: (depth, reason)
     stages = []                # cycles per image of the stream ops and pools
 
     def layout(t):
@@ -567,6 +613,12 @@ def _assemble(graph, configs, beat, streams, infos, multipliers):
                 queues[(node.name, t)] = queue
                 queued.append(queue)
             inputs = queued
+        if isinstance(node, _LAYERS) and node.geometry.groups > 1:
+            units.extend(_grouped(node, inputs[0], out, configs[node.name], layout,
+                                  beat[node.inputs[0]], infos, loaded, group_queues))
+            grouped[node.name] = units[-1]
+            fork(out)
+            continue
         if isinstance(node, _LAYERS):
             spec = UnitSpec(node.name, "layer", inputs, [out], config=configs[node.name])
         else:
@@ -580,7 +632,7 @@ def _assemble(graph, configs, beat, streams, infos, multipliers):
         elif spec.kind == "globalsum":
             stages.append(spec.config.in_beats)
         if spec.kind in LOADED:
-            loaded.append((node.name, node.name, infos[node.inputs[0]].shape))
+            loaded.append(Loaded(node.name, node.name, infos[node.inputs[0]].shape))
         fork(out)
     taps = {_tap(n.outputs[0]): n.outputs[0] for n in graph.nodes}
     hw = HwGraph(units, graph.input, graph.output, loaded, taps)
@@ -589,8 +641,12 @@ def _assemble(graph, configs, beat, streams, infos, multipliers):
     hw.schedule_cycles = max([image_cycles(hw.configs), *stages])
     _fold_affines(hw, infos, multipliers)
     unit_configs = {u.name: u for u in units}
+    # A grouped layer's paths run through its groups' units, alike: the first stands
+    # for them.
+    unit_configs.update({name: unit_configs[f"{name}__g0"] for name in grouped})
     start = time.perf_counter()
     depths = reconvergent_depths(graph, queues, unit_configs, beat, infos, hw.schedule_cycles)
+    depths.update(group_queues)
     hw.depth_seconds = time.perf_counter() - start
     for index, spec in enumerate(hw.units):
         if spec.kind == "queue":
@@ -598,6 +654,35 @@ def _assemble(graph, configs, beat, streams, infos, multipliers):
             hw.units[index] = replace(spec, depth=depth)
             hw.queues.append({"name": spec.name, "depth": depth, "reason": reason})
     return hw
+
+
+def _grouped(node, source, out, config, layout, in_beat, infos, loaded, queues):
+    """The units of grouped convolution `node` reading stream `source`: a `ChannelSplit`
+    of each position's channels by group, one layer unit a group (`config`, its
+    load words the group's: `Loaded.group`), a queue behind each, and their
+    concatenation writing `out`. A queue holds two positions of its group's beats
+    and the margin: the concatenation takes a position's groups one after another
+    while the groups compute side by side (`queues` gets each depth and reason)."""
+    groups = node.geometry.groups
+    channels = infos[node.inputs[0]].shape[0] // groups
+    per_group = config.rows // config.pe
+    names = [f"{node.name}__g{k}" for k in range(groups)]
+    units = [UnitSpec(f"{node.name}__split", "split", [source],
+                      [f"{name}__in" for name in names], shape=layout(node.inputs[0]),
+                      beats=(channels // in_beat,) * groups)]
+    for k, name in enumerate(names):
+        units.append(UnitSpec(name, "layer", [f"{name}__in"], [name], config=config))
+        depth = 2 * per_group + QUEUE_MARGIN
+        units.append(UnitSpec(f"{name}__queue", "queue", [name], [f"{name}__queue"],
+                              shape=config.out_layout, depth=depth))
+        queues[f"{name}__queue"] = (depth, f"group {k} of {node.name}: two positions of its "
+                                           f"{per_group} beats and {QUEUE_MARGIN}, while the "
+                                           f"concatenation takes the groups in turn")
+        loaded.append(Loaded(name, node.name, (channels, *infos[node.inputs[0]].shape[1:]),
+                             k))
+    units.append(UnitSpec(f"{node.name}__cat", "concat", [f"{n}__queue" for n in names],
+                          [out], shape=config.out_layout, beats=(per_group,) * groups))
+    return units
 
 
 def _fold_affines(hw, infos, multipliers):
@@ -772,8 +857,10 @@ def graph_load_stream(graph, hw):
     """The load words of every loaded unit, in load order: a layer's `load_rows`, an
     affine unit's scales, a threshold unit's oriented thresholds, each packed."""
     words = []
-    for name, node_name, shape in hw.layers:
+    for name, node_name, shape, group in hw.layers:
         node, spec = graph.node(node_name), hw.unit(name)
+        if group is not None:
+            node = node.group(group)
         config = spec.config
         if spec.kind == "layer":
             check_plane_sum(node, config)
@@ -819,7 +906,7 @@ def graph_case(graph, hw, pixels):
     out_tap = _tap(graph.output)
     outputs["o"], per_item["o"] = outputs[out_tap], per_item[out_tap]
     images = pixels.permute(0, 2, 3, 1) if pixels.dim() == 4 else pixels
-    loaded = [hw.unit(name).config for name, _, _ in hw.layers]
+    loaded = hw.loaded_configs
     words = check_load_words(graph_load_stream(graph, hw), loaded)
     return {"words": words,
             "inputs": input_beats(hw.configs[0], images.flatten(1),
