@@ -10,6 +10,7 @@ from .add_streams import AddConfig, AddStreams
 from .affine import AffineConfig, ChannelAffine
 from .broadcast import Broadcast
 from .concat import ChannelConcat
+from .select import ChannelSelect
 from .split import ChannelSplit
 from .global_sum import GlobalSum, GlobalSumConfig
 from .convolution import ConvolutionUnit
@@ -25,7 +26,7 @@ __all__ = ["UnitSpec", "GraphNetwork", "GraphNetworkInstance", "stream_layouts",
            "UNIT_CONFIGS", "LOADED"]
 
 UNIT_KINDS = ("layer", "affine", "threshold", "add", "pool", "globalsum", "fork", "split",
-              "concat", "queue")
+              "select", "concat", "queue")
 #: Each kind's config class (None: the unit takes `UnitSpec.shape` instead).
 UNIT_CONFIGS = {"layer": MVAUConfig, "affine": AffineConfig, "threshold": ThresholdConfig,
                 "add": AddConfig, "pool": WindowConfig, "globalsum": GlobalSumConfig}
@@ -46,6 +47,7 @@ class UnitSpec:
         a window), ``"affine"`` (`ChannelAffine`), ``"threshold"`` (`ThresholdUnit`),
         ``"add"`` (`AddStreams`), ``"pool"`` (`MaxPool`), ``"globalsum"``
         (`GlobalSum`), ``"fork"`` (`Broadcast`), ``"split"`` (`ChannelSplit`),
+        ``"select"`` (`ChannelSelect`),
         ``"concat"`` (`ChannelConcat`) or ``"queue"`` (`StreamQueue`).
     inputs, outputs : tuple of str
         Stream names: each stream has one writer and one reader (a fork makes copies),
@@ -56,7 +58,8 @@ class UnitSpec:
     shape : shape-like or None
         The payload of a fork's, a split's, a concatenation's or a queue's streams.
     beats : tuple of int
-        A concatenation's beats per position of each input; a split's of each output.
+        A concatenation's beats per position of each input; a split's of each output;
+        a select's (beats per position, first beat passed, past the last).
     depth : int
         A queue's.
     """
@@ -95,6 +98,8 @@ class UnitSpec:
             return ChannelConcat(self.shape, self.beats)
         if self.kind == "split":
             return ChannelSplit(self.shape, self.beats)
+        if self.kind == "select":
+            return ChannelSelect(self.shape, *self.beats)
         return StreamQueue(self.shape, self.depth)
 
     def ports(self, unit):

@@ -308,3 +308,40 @@ def test_a_grouped_layer_is_its_groups_side_by_side(digits, kind):
     assert torch.equal(torch.cat(parts, dim=1), trace.tensors["group"])
     with pytest.raises(BitfabError, match="layer group: no group 4 of 4"):
         layer.group(4)
+
+
+class _Sliced(nn.Module):
+    """Input codes, `cut` of them, a convolution and the head."""
+
+    def __init__(self, cut):
+        super().__init__()
+        self.input = BitplaneInput(5, 1 / 16)
+        self.conv = XNORConv2d(1, 4, 3, padding=1, pad_value=0.0)
+        self.bn, self.act = nn.BatchNorm2d(4), SignActivation()
+        self.cut = cut
+        self.head = XNORLinear(2 * 64, 10)
+
+    def forward(self, pixels):
+        value = self.bn(self.conv(self.input(pixels)))
+        return self.head(self.cut(self.act(value), value).flatten(1))
+
+
+@pytest.mark.parametrize("cut,error,match", [
+    (lambda codes, value: codes[:, 2:], UnsupportedLayerError,
+     r"node getitem .*: indexes .*; bitfab maps x\[:, a:b\], a slice of channels with both "
+     r"ends given"),
+    (lambda codes, value: codes[..., :2], UnsupportedLayerError, "bitfab maps x"),
+    (lambda codes, value: value[:, 0:2], FreezeError,
+     "slices the value of model.conv before its quantizer; slice channels of activation "
+     "codes"),
+])
+def test_channel_slices_the_hardware_cannot_do_are_refused(cut, error, match):
+    with pytest.raises(error, match=match):
+        freeze(_Sliced(cut).eval())
+
+
+def test_a_channel_slice_of_codes_is_a_slice_node():
+    from bitfab.hls_gen.golden.ir import Slice
+    graph = freeze(_Sliced(lambda codes, value: codes[:, 1:3]).eval())
+    node = next(n for n in graph.nodes if isinstance(n, Slice))
+    assert (node.start, node.stop, node.inputs) == (1, 3, ["conv"])

@@ -1,6 +1,6 @@
 """Graph networks in hardware: the digits graph networks (Bi-Real residual blocks, with
 global average pooling too, a fractal block, a NASB cell, dense concatenation, a
-grouped convolution) from their golden graphs through
+grouped convolution, a REAF convolution) from their golden graphs through
 `map_graph` to a `GraphNetwork` in cocotb, every tensor checked on all 450 test
 images with random input stalls and output backpressure; the queues on reconvergent
 paths sized from the schedule and shown tight; the graphs and foldings the hardware
@@ -45,7 +45,7 @@ def _images(digits, count=None):
 @pytest.mark.parametrize("arch,kind", [
     # (The dense network runs through the build flow with stalls: test_graph_flow.py.)
     ("resnet", "xnor"), ("resnet_gap", "xnor"), ("fractal", "xnor"), ("nasb", "xnor"),
-    ("grouped", "xnor"),
+    ("grouped", "xnor"), ("reaf", "xnor"),
     # The PA networks' units (M x N lanes a PE) simulate 3-4 times slower: about 90 s
     # each for 450 images, so they run with `-m slow`.
     pytest.param("resnet", "pa", marks=pytest.mark.slow),
@@ -54,6 +54,7 @@ def _images(digits, count=None):
     pytest.param("nasb", "pa", marks=pytest.mark.slow),
     pytest.param("dense", "pa", marks=pytest.mark.slow),
     pytest.param("grouped", "pa", marks=pytest.mark.slow),
+    pytest.param("reaf", "pa", marks=pytest.mark.slow),
 ])
 def test_graph_networks_run_in_rtl_on_every_test_image_with_stalls(digits, arch, kind,
                                                                     tmp_path):

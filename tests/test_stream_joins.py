@@ -12,11 +12,12 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from bitfab.hls_gen.golden.ir import Add, Concat
+from bitfab.hls_gen.golden.ir import Add, Concat, Slice
 from bitfab.rtl.add_streams import AddConfig, AddStreams
 from bitfab.rtl.broadcast import Broadcast
 from bitfab.rtl.concat import ChannelConcat
 from bitfab.rtl.queue import StreamQueue
+from bitfab.rtl.select import ChannelSelect
 from bitfab.rtl.split import ChannelSplit
 from bitfab.sim.runner import default_simulator, run_vectors
 
@@ -152,6 +153,25 @@ def test_channel_split_gives_each_output_its_channels(tmp_path_factory):
                 tmp_path_factory.getbasetemp() / "sim", SEED, SIM, bench=MULTI)
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("start,stop", [(0, 2), (2, 5), (1, 4)])
+def test_channel_select_passes_the_golden_slice(tmp_path_factory, start, stop):
+    """Images of 10 channels, 2 a beat: beats start .. stop - 1 of each position pass,
+    channels 2 start .. 2 stop - 1, as the golden `Slice` cuts them."""
+    gen = torch.Generator().manual_seed(SEED + start)
+    x = torch.randint(0, 8, (6, 10, 5, 5), generator=gen)
+    want = Slice("part", ["x"], start=2 * start, stop=2 * stop).run([x], {})
+    layout = data.ArrayLayout(unsigned(3), 2)
+
+    def beats(codes):
+        return _beats(layout, codes.permute(0, 2, 3, 1).reshape(-1, 2).tolist())
+
+    run_vectors(ChannelSelect(layout, 5, start, stop), f"select_{start}_{stop}",
+                {"inputs": {"i": beats(x)}, "outputs": {"o": beats(want)}},
+                tmp_path_factory.getbasetemp() / "sim", SEED, SIM, key=(start, stop),
+                bench=MULTI)
+
+
 def test_split_passes_one_beat_a_cycle():
     seen = _rate(ChannelSplit(4, (2, 3)), ["i"], ["o0", "o1"], 10)
     assert seen == {"o0": [0, 1, 5, 6], "o1": [2, 3, 4, 7, 8, 9]}
@@ -204,6 +224,7 @@ def test_concat_passes_one_beat_a_cycle():
     (lambda: ChannelConcat(4, (2,)), "at least 2 inputs"),
     (lambda: ChannelConcat(4, (2, 0)), "each a positive integer"),
     (lambda: ChannelSplit(4, (3,)), "at least 2 outputs"),
+    (lambda: ChannelSelect(4, 5, 3, 3), "0 <= start < stop <= beats, not 3 .. 3 of 5"),
 ])
 def test_bad_parameters_are_refused(make, match):
     with pytest.raises(ValueError, match=match):

@@ -16,7 +16,7 @@ hardware.
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from math import ceil, prod
+from math import ceil, gcd, prod
 from typing import NamedTuple
 
 from amaranth.hdl import signed, unsigned
@@ -41,14 +41,14 @@ from bitfab.hls_gen.compiler.plan import (INPUT_BEAT, PlanError, _divisors,
                                           _largest_divisor, layer_config)
 from bitfab.hls_gen.compiler.stores import check_plane_sum, load_rows
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, MaxPool, PopcountLayer,
-    Threshold, XnorLayer, kernel_shape)
+    Slice, Threshold, XnorLayer, kernel_shape)
 
 __all__ = ["HwGraph", "map_graph", "fitting_graph", "input_shape", "graph_case", "graph_load_stream",
            "reconvergent_depths", "estimate_graph"]
 
 _LAYERS = (PopcountLayer, XnorLayer)
 #: Ops that keep their input's beat: a stream of the same positions and channels.
-_KEEP_BEAT = (Affine, Threshold, MaxPool, GlobalSum, Add, Concat)
+_KEEP_BEAT = (Affine, Threshold, MaxPool, GlobalSum, Slice, Add, Concat)
 _JOINS = (Add, Concat)
 #: The depth of a queue on a join's longest path, which never waits for another input.
 QUEUE_MARGIN = 2
@@ -108,7 +108,7 @@ class HwGraph:
                 entry["payload"] = _layout_to_dict(spec.shape)
             if spec.kind == "queue":
                 entry["depth"] = spec.depth
-            if spec.kind in ("concat", "split"):
+            if spec.kind in ("concat", "split", "select"):
                 entry["beats"] = list(spec.beats)
             return entry
         return {"input": self.input, "output": self.output,
@@ -316,6 +316,11 @@ def _streams(graph, configs_of):
                 raise PlanError(f"node {node.name} ({type(node).__name__}) sums codes; a "
                                 f"sum takes values")
             out = _Stream(bits=node.bits)
+        elif isinstance(node, Slice):
+            if not ins[0].planes:
+                raise PlanError(f"node {node.name} (Slice) slices the values of "
+                                f"{node.inputs[0]}; in hardware it slices codes")
+            out = ins[0]
         elif isinstance(node, Concat):
             found = {i.planes for i in ins}
             if len(found) > 1 or 0 in found:
@@ -455,15 +460,17 @@ def _default_pe(graph, layers, configs, folding, caps):
                                 f"PE (their beats line up); the folding gives {w.name} "
                                 f"pe={folding[w.name]['pe']}")
             pe[w.name] = common
-    # A grouped layer's groups take whole beats: the layer whose beats it reads (through
-    # per-channel ops) narrows its PE, with the layers whose beats meet its, to divide
-    # a group's channels.
-    for node in layers:
-        groups = node.geometry.groups
-        source = _beat_source(graph, node.inputs[0])
-        if groups == 1 or source is None:
+    # A grouped layer's groups and a slice's channels take whole beats: the layer whose
+    # beats they read (through per-channel ops) narrows its PE, with the layers whose
+    # beats meet its, to divide a group's channels or the slice's ends.
+    cuts = [(node.inputs[0], configs[node.name].window.channels) for node in layers
+            if node.geometry.groups > 1]
+    cuts += [(node.inputs[0], gcd(node.start, node.stop)) for node in graph.nodes
+             if isinstance(node, Slice)]
+    for tensor, channels in cuts:
+        source = _beat_source(graph, tensor)
+        if source is None:
             continue
-        channels = configs[node.name].window.channels
         shared = members.get(classes.get(source.outputs[0]), [source])
         while any(channels % pe[w.name] or configs[w.name].rows % pe[w.name] for w in shared):
             if any("pe" in folding.get(w.name, {}) for w in shared):
@@ -565,6 +572,14 @@ def _op_spec(node, inputs, out, streams, beat, infos):
         config = GlobalSumConfig(lanes=lanes, groups=groups, positions=_positions(info),
                                  in_bits=streams[t].bits, shift=node.shift, out_bits=node.bits)
         return UnitSpec(node.name, "globalsum", inputs, [out], config=config)
+    if isinstance(node, Slice):
+        if node.start % lanes or node.stop % lanes:
+            raise PlanError(f"node {node.name} (Slice): channels {node.start} .. "
+                            f"{node.stop - 1} of {t} do not take whole beats of {lanes}; fold "
+                            f"the layer before it to a PE dividing {node.start or node.stop} "
+                            f"and {node.stop}")
+        return UnitSpec(node.name, "select", inputs, [out], shape=streams[t].layout(lanes),
+                        beats=(groups, node.start // lanes, node.stop // lanes))
     per_position = [infos[x].shape[0] // beat[x] for x in node.inputs]
     return UnitSpec(node.name, "concat", inputs, [out], shape=streams[out].layout(beat[out]),
                     beats=tuple(per_position))
@@ -631,6 +646,8 @@ def _assemble(graph, configs, beat, streams, infos, multipliers):
             stages.append(spec.config.out_beats)
         elif spec.kind == "globalsum":
             stages.append(spec.config.in_beats)
+        elif spec.kind == "select":
+            stages.append(_positions(infos[node.inputs[0]]) * spec.beats[0])
         if spec.kind in LOADED:
             loaded.append(Loaded(node.name, node.name, infos[node.inputs[0]].shape))
         fork(out)

@@ -13,13 +13,18 @@ torch.fx), for 8 x 8 digits of 5-bit pixels, in a PA (M x N) or an XNOR kind:
 - ``dense``: dense concatenation of the block input's codes and a convolution's;
 - ``nasb``: a NASB-style cell (ch. 4), three binary convolutions (3 x 3, 3 x 3
   dilated to a 1 x 1 here, 1 x 1) of one input summed at the output node;
-- ``grouped``: a REAF-style block (ch. 6), a grouped convolution between two
-  full ones.
+- ``grouped``: a grouped convolution (4 groups) between two full ones, the
+  special case of REAF (ch. 6) where each output group reads one input group;
+- ``reaf``: a REAF convolution (ch. 6, eq. 6.5-6.6, G_I = 4, G_M = 3, G_O = 4):
+  each output group convolves the concatenation of three of the four input
+  channel groups, a different three for each, and the groups' codes are
+  concatenated.
 
 All others end with the quantizer, a 2 x 2 max pool and one fully connected
 layer of 10 class scores.
 """
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +36,7 @@ from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
 
 __all__ = ["GraphSpec", "build_graph_model", "GRAPH_ARCHS"]
 
-GRAPH_ARCHS = ("resnet", "resnet_gap", "fractal", "dense", "nasb", "grouped")
+GRAPH_ARCHS = ("resnet", "resnet_gap", "fractal", "dense", "nasb", "grouped", "reaf")
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,38 @@ class Grouped(_GraphNet):
         return self.tail(self.full_bn(self.full(x)))
 
 
-_CLASSES = {"resnet": ResNet, "resnet_gap": ResNetGAP, "fractal": Fractal, "dense": Dense, "nasb": NASBCell,
+class REAF(_GraphNet):
+    """A REAF convolution between the stem and a full one: the input codes in G_I = 4
+    channel groups; output group l convolves the concatenation of E_l, the l-th of
+    the C(4, 3) = 4 combinations of three groups (eq. 6.5-6.6); the output groups'
+    codes (one quantizer, so that they concatenate) are joined on channels."""
+
+    GROUPS, MERGED = 4, 3
+
+    def __init__(self, spec):
+        super().__init__(spec, spec.channels)
+        parts, c = _Parts(spec), spec.channels
+        self.width = c // self.GROUPS
+        self.combinations = list(itertools.combinations(range(self.GROUPS), self.MERGED))
+        self.act = parts.act()
+        self.convs = nn.ModuleList(parts.conv(self.MERGED * self.width, self.width)
+                                   for _ in self.combinations)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(self.width) for _ in self.combinations)
+        self.group_act = parts.act()
+        self.full = parts.conv(c, c)
+        self.full_bn = nn.BatchNorm2d(c)
+
+    def forward(self, pixels):
+        x = self.act(self.stem_value(pixels))
+        q = self.width
+        groups = []
+        for combination, conv, bn in zip(self.combinations, self.convs, self.bns):
+            reused = torch.cat([x[:, g * q:(g + 1) * q] for g in combination], dim=1)
+            groups.append(self.group_act(bn(conv(reused))))
+        return self.tail(self.full_bn(self.full(torch.cat(groups, dim=1))))
+
+
+_CLASSES = {"resnet": ResNet, "resnet_gap": ResNetGAP, "reaf": REAF, "fractal": Fractal, "dense": Dense, "nasb": NASBCell,
             "grouped": Grouped}
 
 

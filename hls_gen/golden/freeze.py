@@ -37,7 +37,7 @@ from bitfab.hls_gen.golden.fixedpoint import (LayerWidths, check_width, choose_f
     signed_bits, to_fixed, unsigned_bits)
 from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, Graph, MaxPool,
-    PopcountLayer, Threshold, Thresholds, XnorLayer)
+    PopcountLayer, Slice, Threshold, Thresholds, XnorLayer)
 from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
     XNORLinear)
 from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
@@ -361,6 +361,8 @@ def _function_node(builder, states, node, position):
         _scale(builder, states, node, where, _SCALE[target])
     elif node.op == "call_function" and target is torch.cat:
         _join_concat(builder, states, node, where)
+    elif node.op == "call_function" and target is operator.getitem:
+        _channel_slice(builder, states, node, where)
     elif _is_global_pool(None, node):
         _load(builder, states, node.args[0], node)
         _global_sum(builder, where, node.name)
@@ -375,8 +377,8 @@ def _function_node(builder, states, node, position):
     else:
         raise UnsupportedLayerError(f"{where}: {node.op} {name} is not supported; the "
                                     f"functions bitfab maps are x + y, torch.cat on "
-                                    f"channels, a scale by a constant, flatten and the "
-                                    f"global mean x.mean((2, 3))")
+                                    f"channels, x[:, a:b] of channels, a scale by a "
+                                    f"constant, flatten and the global mean x.mean((2, 3))")
 
 
 def _is_global_pool(model, node):
@@ -492,6 +494,35 @@ def _scale(builder, states, node, where, how):
         builder.fixed(builder.pending.path)
     builder.pending.real_scale = builder.pending.real_scale * how(float(constant))
     states[node] = builder.save()
+
+
+def _channel_slice(builder, states, node, where):
+    """``x[:, a:b]`` of activation codes: a `Slice` of channels a .. b - 1 (REAF's input
+    channel groups, concatenated for each output group)."""
+    value, index = node.args
+    full = slice(None)
+    index = index if isinstance(index, tuple) else (index,)
+    rest = index[2:]
+    channels = index[1] if len(index) > 1 else None
+    if (len(index) < 2 or index[0] != full or not isinstance(channels, slice)
+            or channels.step not in (None, 1) or not isinstance(channels.start or 0, int)
+            or not isinstance(channels.stop, int)
+            or not all(i == full or i is Ellipsis for i in rest)):
+        raise UnsupportedLayerError(f"{where}: indexes {index!r}; bitfab maps x[:, a:b], a "
+                                    f"slice of channels with both ends given")
+    _load(builder, states, value, node)
+    if builder.pending is not None:
+        raise FreezeError(f"{where}: slices the value of {builder.pending.path} before its "
+                          f"quantizer; slice channels of activation codes")
+    if builder.activation is None or builder.flatten:
+        raise FreezeError(f"{where}: slices {builder.tensor}, which is not activation codes; "
+                          f"slice channels after a quantizer, before any flatten")
+    start, stop = channels.start or 0, channels.stop
+    if start < 0 or stop <= start:
+        raise UnsupportedLayerError(f"{where}: slices channels {start} .. {stop - 1}; give "
+                                    f"0 <= a < b")
+    builder.nodes.append(Slice(node.name, [builder.tensor], start=start, stop=stop))
+    states[node] = _State(builder.activation, None, False, node.name)
 
 
 def _join_concat(builder, states, node, where):

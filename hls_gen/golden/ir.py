@@ -5,9 +5,10 @@ ONNX/QONNX graph is: the input tensor holds the pixels (bit planes), each
 node names the tensors it reads and the one it writes. Compute layers
 (`PopcountLayer`, `XnorLayer`) hold only integers (0/1 bases, fixed-point
 coefficients, integer thresholds) and their derived widths; the graph ops
-(`Affine`, `Add`, `Concat`, `Threshold`, `MaxPool`, `GlobalSum`) make forks and
-joins: residual additions in a recorded fixed point, channel concatenation, the
-thresholds after a join, global average pooling's sum. Every `run`-method delegates to the kernels in
+(`Affine`, `Add`, `Concat`, `Slice`, `Threshold`, `MaxPool`, `GlobalSum`) make
+forks and joins: residual additions in a recorded fixed point, channel
+concatenation and slicing (REAF's channel groups), the thresholds after a join,
+global average pooling's sum. Every `run`-method delegates to the kernels in
 `bitfab.hls_gen.golden.kernels`. `Graph.run` returns every node's intermediate
 tensors, and every tensor by name, so a testbench can compare any of them.
 Queries follow QONNX's ModelWrapper: `find_producer`, `find_consumers`,
@@ -27,8 +28,8 @@ from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.window import max_pool_codes
 
 __all__ = ["Thresholds", "PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold",
-           "MaxPool", "GlobalSum", "Graph", "Trace", "TensorInfo", "kernel_shape", "graph_to_dict",
-           "graph_from_dict"]
+           "MaxPool", "GlobalSum", "Slice", "Graph", "Trace", "TensorInfo", "kernel_shape",
+           "graph_to_dict", "graph_from_dict"]
 
 
 def _check_width(layer, name, values, bits):
@@ -233,7 +234,7 @@ class Trace(dict):
     where the layer pools; "unpooled" then holds them before) or "logits" (a
     layer without thresholds: the class scores, or the accumulator an `Affine`
     reads). Graph ops: "fixed" (`Affine`, `Add`, `GlobalSum`), "codes" (`Threshold`,
-    `MaxPool`, `Concat`).
+    `MaxPool`, `Concat`, `Slice`).
     """
 
     def __init__(self):
@@ -371,6 +372,30 @@ class Concat(_Op):
                               f"channels: " + ", ".join(f"{t} {tuple(v.shape)}" for t, v in
                                                         zip(self.inputs, values)))
         codes = torch.cat(values, dim=1)
+        trace["codes"] = codes
+        return codes
+
+
+@dataclass
+class Slice(_Op):
+    """Channels `start` .. `stop` - 1 (dimension 1) of a tensor of codes: the groups of
+    input channels a REAF convolution's output group reads, to be concatenated."""
+
+    start: int = 0
+    stop: int = 1
+
+    def _check_stored(self):
+        if not (isinstance(self.start, int) and isinstance(self.stop, int)
+                and 0 <= self.start < self.stop):
+            raise BitfabError(f"node {self.name}: a slice takes channels start .. stop - 1, "
+                              f"0 <= start < stop, not {self.start!r} .. {self.stop!r}")
+
+    def run(self, values, trace):
+        x = values[0]
+        if x.dim() < 2 or x.shape[1] < self.stop:
+            raise BitfabError(f"node {self.name} (Slice): channels {self.start} .. "
+                              f"{self.stop - 1} of {self.inputs[0]} of shape {tuple(x.shape)}")
+        codes = x[:, self.start:self.stop]
         trace["codes"] = codes
         return codes
 
@@ -758,6 +783,8 @@ def _op_to_dict(op):
         entry.update(kernel=op.kernel, stride=op.stride)
     elif isinstance(op, GlobalSum):
         entry.update(positions=op.positions, shift=op.shift, frac=op.frac, bits=op.bits)
+    elif isinstance(op, Slice):
+        entry.update(start=op.start, stop=op.stop)
     return entry
 
 
@@ -827,6 +854,8 @@ def _op_from_dict(entry, wiring):
         return Threshold(**common, output=Thresholds(_tensor(entry["thresholds"]),
                                                      _tensor(entry["descending"]).bool()),
                          bits=entry["bits"])
+    if kind == "Slice":
+        return Slice(**common, start=entry["start"], stop=entry["stop"])
     if kind == "GlobalSum":
         return GlobalSum(**common, positions=entry["positions"], shift=entry["shift"],
                          frac=entry["frac"], bits=entry["bits"])
@@ -834,7 +863,7 @@ def _op_from_dict(entry, wiring):
 
 
 _NODE_TYPES = ("PopcountLayer", "XnorLayer", "Affine", "Add", "Concat", "Threshold", "MaxPool",
-               "GlobalSum")
+               "GlobalSum", "Slice")
 
 
 def _graph_from_dict(value):
