@@ -43,17 +43,18 @@ def graph_folding(folding, graph):
 
 
 def _layer_folding(hw):
-    """The folding that `map_graph` maps back to `hw`'s layers and affine units."""
+    """The folding that `map_graph` maps back to `hw`'s layers and affine units, keyed
+    by golden node (a grouped layer's groups share one)."""
     folding = {}
-    for entry in hw.layers:                 # by golden node (a grouped layer's groups
-        c = hw.unit(entry.unit).config      # share one folding)
-        if hw.unit(entry.unit).kind == "layer":
+    for entry in hw.layers:
+        unit = hw.unit(entry.unit)
+        c = unit.config
+        if unit.kind == "layer":
             folding[entry.node] = {"pe": c.pe, "simd": c.simd, "multipliers": c.multipliers,
                                    "fifo": c.fifo, "bank_rows": c.weight_bank_rows}
-        else:
-            folding[entry.node] = {"multipliers": c.multipliers} if hw.unit(
-                entry.unit).kind == "affine" else folding.get(entry.node, {})
-    return {name: value for name, value in folding.items() if value}
+        elif unit.kind == "affine":
+            folding[entry.node] = {"multipliers": c.multipliers}
+    return folding
 
 
 def check_same_graph_plan(graph, plan):
