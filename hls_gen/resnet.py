@@ -9,8 +9,8 @@ connected layer of 10 scores. Each block is two Bi-Real units, each
 convolution has its own. The first unit of stages 2 and 3 halves the image: its
 3x3 convolution has stride 2, and its shortcut is a binary 1x1 convolution of
 stride 2 on the same signs, with its batch norm (ReActNet's downsampling with a
-binary 1x1 in place of the real-valued one). 19 binary convolutions of which 2
-are shortcuts, 20 layers with the head.
+binary 1x1 in place of the real-valued one). ResNet-20's 20 layers (the stem, 18
+convolutions in the units, the head) and the 2 shortcut convolutions.
 
 The weights are random (nothing can be downloaded here); the batch norms'
 statistics come from photo crops the simulation does not use, so every sign
