@@ -5,7 +5,25 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ChannelConcat"]
+__all__ = ["ChannelConcat", "beat_turns"]
+
+
+def beat_turns(m, beats, step):
+    """Which of several streams a position's beat belongs to, when each takes its
+    `beats[k]` beats of a position in turn: the index, advanced a beat at each `step`
+    (a beat transferred), back to the first stream after the last's."""
+    index = Signal(range(len(beats)))
+    count = Signal(range(max(beats)))
+    last = Signal()
+    for k, n in enumerate(beats):
+        with m.If(index == k):
+            m.d.comb += last.eq(count == n - 1)
+    with m.If(step):
+        with m.If(last):
+            m.d.sync += [count.eq(0), index.eq(Mux(index == len(beats) - 1, 0, index + 1))]
+        with m.Else():
+            m.d.sync += count.eq(count + 1)
+    return index
 
 
 class ChannelConcat(wiring.Component):
@@ -51,8 +69,8 @@ class ChannelConcat(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inputs = [getattr(self, f"i{k}") for k in range(len(self.beats))]
-        source = Signal(range(len(inputs)))   # the input whose channels pass now
-        count = Signal(range(max(self.beats)))
+        take = Signal()
+        source = beat_turns(m, self.beats, take)   # the input whose channels pass now
         free = ~self.o.valid | self.o.ready
         valid, payload = 0, inputs[0].payload
         for k, port in enumerate(inputs):
@@ -60,19 +78,9 @@ class ChannelConcat(wiring.Component):
             m.d.comb += port.ready.eq(here & free)
             valid = valid | (here & port.valid)
             payload = Mux(here, port.payload, payload)
-        take = Signal()
         m.d.comb += take.eq(valid & free)
         with m.If(take):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(payload)]
-            last = Signal()
-            for k, beats in enumerate(self.beats):
-                with m.If(source == k):
-                    m.d.comb += last.eq(count == beats - 1)
-            with m.If(last):
-                m.d.sync += [count.eq(0),
-                             source.eq(Mux(source == len(inputs) - 1, 0, source + 1))]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m

@@ -1,9 +1,11 @@
 """A stream's channels split, position by position, among several streams: the channel
 groups of a grouped convolution, each to its own unit (the inverse of `ChannelConcat`)."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .concat import beat_turns
 
 __all__ = ["ChannelSplit"]
 
@@ -47,8 +49,8 @@ class ChannelSplit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         outputs = [getattr(self, f"o{k}") for k in range(len(self.beats))]
-        target = Signal(range(len(outputs)))  # the output this position's beat goes to
-        count = Signal(range(max(self.beats)))
+        take = Signal()
+        target = beat_turns(m, self.beats, take)   # the output this beat goes to
         ready = 0
         for k, port in enumerate(outputs):
             here = target == k
@@ -58,15 +60,5 @@ class ChannelSplit(wiring.Component):
                 m.d.sync += [port.valid.eq(1), port.payload.eq(self.i.payload)]
             with m.Elif(port.ready):
                 m.d.sync += port.valid.eq(0)
-        m.d.comb += self.i.ready.eq(ready)
-        with m.If(self.i.valid & self.i.ready):
-            last = Signal()
-            for k, beats in enumerate(self.beats):
-                with m.If(target == k):
-                    m.d.comb += last.eq(count == beats - 1)
-            with m.If(last):
-                m.d.sync += [count.eq(0),
-                             target.eq(Mux(target == len(outputs) - 1, 0, target + 1))]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
+        m.d.comb += [self.i.ready.eq(ready), take.eq(self.i.valid & ready)]
         return m
