@@ -11,7 +11,7 @@ from bitfab.hls_gen.golden.dfnt import engine_input_rows, engine_output_rows
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.weights import check_load_words
 
-__all__ = ["network_case", "dfnt_case", "direct_case", "position_major"]
+__all__ = ["network_case", "dfnt_case", "direct_case", "position_major", "pixel_rows"]
 
 
 def position_major(values):
@@ -20,6 +20,15 @@ def position_major(values):
     if values.dim() == 4:
         return values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
     return values
+
+
+def pixel_rows(pixels):
+    """The first layer's input codes as they go down the input stream, (items,
+    elements): an image (items, C, H, W) pixel by pixel, each pixel's channels
+    together; a vector (items, cols) as it is."""
+    if pixels.dim() == 4:
+        pixels = pixels.permute(0, 2, 3, 1)
+    return pixels.flatten(1)
 
 
 def network_case(graph, configs, pixels, taps=True):
@@ -37,9 +46,7 @@ def network_case(graph, configs, pixels, taps=True):
         outputs = {"o": outputs["o"]}
     words = check_load_words(load_stream(graph, configs), configs)
     encoding = graph.layers[0].input_encoding
-    if pixels.dim() == 4:     # an image: pixel by pixel, each pixel's channels together
-        pixels = pixels.permute(0, 2, 3, 1)
-    return {"words": words, "inputs": input_beats(configs[0], pixels.flatten(1), encoding),
+    return {"words": words, "inputs": input_beats(configs[0], pixel_rows(pixels), encoding),
             "outputs": outputs, "beats_per_item": per_item}
 
 

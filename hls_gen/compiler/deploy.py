@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from bitfab.hls_gen.errors import BitfabError
+from bitfab.hls_gen.compiler.cases import pixel_rows
 from bitfab.hls_gen.compiler.flow import design_verilog, read_result
 from bitfab.hls_gen.compiler.graph import HwGraph, graph_load_stream
 from bitfab.hls_gen.compiler.graph_kind import GraphKind, check_same_graph_plan
@@ -176,9 +177,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
     count = images if images is not None else len(load_digits_split().x_test)
     pixels, labels = test_inputs(graph, configs[0], count)
     golden = graph.run(pixels)[0]
-    if pixels.dim() == 4:     # an image goes down pixel by pixel, each pixel's channels
-        pixels = pixels.permute(0, 2, 3, 1)
-    pixels = pixels.flatten(1)
+    pixels = pixel_rows(pixels)
 
     def work(host):
         log(f"run: {len(words) if load else 'no'} load words, then {len(pixels)} images")
@@ -241,8 +240,6 @@ def board_target(graph):
     design = shell_verilog(NetworkInstance(configs),
                            verilog.convert(Network(configs), name="network"), uart=False)
     pixels, _ = test_inputs(graph, configs[0], None)
-    golden = graph.run(pixels)[0]
-    if pixels.dim() == 4:     # an image goes down pixel by pixel, each pixel's channels
-        pixels = pixels.permute(0, 2, 3, 1)
     return BoardTarget(design, load_stream(graph, configs), WireFormat.of_layers(configs),
-                       configs, pixels.flatten(1), graph.input_layer().input_encoding, golden)
+                       configs, pixel_rows(pixels), graph.input_layer().input_encoding,
+                       graph.run(pixels)[0])

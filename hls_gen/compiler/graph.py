@@ -5,12 +5,13 @@ reconvergent paths sized from the static schedule.
 `UnitSpec` per node (a layer: a matrix-vector unit, behind its sliding window for
 a convolution; `Affine`: `ChannelAffine`; `Threshold`: `ThresholdUnit`; `Add`:
 `AddStreams`; `Concat`: `ChannelConcat`; `MaxPool`: `MaxPool`; `GlobalSum`:
-`GlobalSum`), a fork (`Broadcast`) on every tensor read more than once, and a
-queue on every input of a join. Folding is keyed by node name. Every queue's depth is computed from the
-schedule (no simulation) and recorded with its reason. `graph_case` gives the
-cocotb case (load words, input beats, the golden beats of every tensor) from what
-the compiler emitted, and `GraphNetwork` (`bitfab.rtl.graph_network`) is the
-hardware.
+`GlobalSum`; `Slice`: `ChannelSelect`; a grouped layer: a `ChannelSplit`, a unit
+a group and a `ChannelConcat`), a fork (`Broadcast`) on every tensor read more
+than once, and a queue on every input of a join. Folding is keyed by node name.
+Every queue's depth is computed from the schedule (no simulation) and recorded
+with its reason. `graph_case` gives the cocotb case (load words, input beats, the
+golden beats of every tensor) from what the compiler emitted, and `GraphNetwork`
+(`bitfab.rtl.graph_network`) is the hardware.
 """
 
 import re
@@ -33,7 +34,7 @@ from bitfab.rtl.window import WindowConfig
 from bitfab.sw_driver.beats import element_values, input_beats
 from bitfab.sw_driver.weights import check_load_words
 
-from bitfab.hls_gen.compiler.cases import position_major
+from bitfab.hls_gen.compiler.cases import pixel_rows, position_major
 from bitfab.hls_gen.compiler.estimates import _overrun_text, estimate, pool_estimate
 from bitfab.hls_gen.compiler.folding import (FOLDING_CAPS, _compute_cycles, _feed,
                                              _pool_cycles, fold, image_cycles)
@@ -43,8 +44,8 @@ from bitfab.hls_gen.compiler.stores import check_plane_sum, load_rows
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, MaxPool, PopcountLayer,
     Slice, Threshold, XnorLayer, kernel_shape)
 
-__all__ = ["HwGraph", "map_graph", "fitting_graph", "input_shape", "graph_case", "graph_load_stream",
-           "reconvergent_depths", "estimate_graph"]
+__all__ = ["HwGraph", "Loaded", "map_graph", "fitting_graph", "input_shape", "graph_case",
+           "graph_load_stream", "reconvergent_depths", "estimate_graph"]
 
 _LAYERS = (PopcountLayer, XnorLayer)
 #: Ops that keep their input's beat: a stream of the same positions and channels.
@@ -166,7 +167,7 @@ class HwGraph:
         with the one that writes the output, as a host's wire format takes them
         (`bitfab.sw_driver.protocol.WireFormat.of_layers`)."""
         configs = self.loaded_configs
-        first, last = self.layers[0][0], self.layers[-1][0]
+        first, last = self.layers[0].unit, self.layers[-1].unit
         if self.unit(first).inputs != (self.input,) or self.unit(first).kind != "layer":
             raise PlanError(f"the graph's input is read by more than layer {first}: a host "
                             f"drives graphs whose input feeds one layer")
@@ -195,13 +196,14 @@ def _layout_from_dict(value):
 
 
 def _unit_estimate(spec, board):
-    """Resources of one unit before synthesis: a layer's from `estimates.estimate`; the stream
-    units' from their datapaths (a DSP product per multiplier, the operands' selection
-    and per lane an adder of the output's bits for an affine unit, n comparators for a threshold unit, an adder per input
-    beyond the first for a sum, an adder and LUT RAM of running sums per lane for a
-    global sum, a payload multiplexer per input for a concatenation),
-    their registers; a queue's beats in block RAM where it is deeper than 64 (a
-    shortcut that spans a stage), in LUT RAM of 16 words (two LUT4 per 4 bits) below."""
+    """Resources of one unit before synthesis: a layer's from `estimates.estimate`; the
+    stream units' from their datapaths (a DSP product per multiplier, the operands'
+    selection and per lane an adder of the output's bits for an affine unit, n
+    comparators for a threshold unit, an adder per input beyond the first for a sum,
+    an adder and LUT RAM of running sums per lane for a global sum, a payload
+    multiplexer per input for a concatenation), their registers; a queue's beats in
+    block RAM where it is deeper than 64 (a shortcut that spans a stage), in LUT RAM
+    of 16 words (two LUT4 per 4 bits) below."""
     c = spec.config
     if spec.kind == "layer":
         return estimate(c, board)
@@ -210,7 +212,7 @@ def _unit_estimate(spec, board):
     if spec.kind == "affine":
         count, product = c.multipliers or c.lanes, c.in_bits + c.mul_bits
         # Each multiplier's operands chosen among its lanes where a beat takes steps.
-        select = count * (c.in_bits + c.mul_bits) * (c.steps - 1)
+        select = count * product * (c.steps - 1)
         return {"luts": c.lanes * c.out_bits + select + 20,
                 "ffs": c.lanes * (c.out_bits + product) + 10, "brams": 0, "dsps": count}
     if spec.kind == "threshold":
@@ -922,10 +924,8 @@ def graph_case(graph, hw, pixels):
         per_item[tap] = len(outputs[tap]) // len(pixels)
     out_tap = _tap(graph.output)
     outputs["o"], per_item["o"] = outputs[out_tap], per_item[out_tap]
-    images = pixels.permute(0, 2, 3, 1) if pixels.dim() == 4 else pixels
-    loaded = hw.loaded_configs
-    words = check_load_words(graph_load_stream(graph, hw), loaded)
+    words = check_load_words(graph_load_stream(graph, hw), hw.loaded_configs)
     return {"words": words,
-            "inputs": input_beats(hw.configs[0], images.flatten(1),
+            "inputs": input_beats(hw.configs[0], pixel_rows(pixels),
                                   graph.input_layer().input_encoding),
             "outputs": outputs, "beats_per_item": per_item}
