@@ -21,8 +21,9 @@ def _demo(args):
 
 
 def _load_model(path):
-    """A frozen golden model (``.json``, as the demo writes) or a pickled bitfab
-    ``nn.Sequential`` (``.pt``, from ``torch.save(model)``)."""
+    """A frozen golden model (``.json``, as the demo writes), a pickled bitfab module
+    (``.pt``, from ``torch.save(model)``) or a `torch.export` program of one (``.pt2``,
+    from ``torch.export.save``: no class to import)."""
     import json
     from pathlib import Path
 
@@ -52,14 +53,18 @@ def _load_model(path):
                        else f"a class ({error})")
             raise BitfabError(
                 f"model file {path}: the pickled module needs {missing}, which cannot be "
-                f"imported here; run bitfab where the model's class imports, or freeze it "
-                f"there (bitfab.hls_gen.golden.freeze.freeze, then graph_to_dict into a "
-                f".json) and build the golden JSON") from None
+                f"imported here; where it imports, save the model as a torch.export "
+                f"program, which needs no class: torch.export.save(torch.export.export("
+                f"model.eval(), (pixels,)), 'model.pt2'), and build that") from None
         if not isinstance(model, torch.nn.Module):
             raise BitfabError(f"{path} holds a {type(model).__name__}, not a model; save "
                               f"the whole module with torch.save(model, path)")
         return model.eval()
-    raise BitfabError(f"model file {path}: expected .json (golden model) or .pt (module)")
+    if path.suffix == ".pt2":
+        from bitfab.hls_gen.frontend.exported import load_program
+        return load_program(path)
+    raise BitfabError(f"model file {path}: expected .json (golden model), .pt (module) or "
+                      f".pt2 (torch.export program)")
 
 
 def _folding(text):
@@ -200,8 +205,9 @@ def parser():
                                           "images in cocotb (no bitstream)")):
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("model", nargs="?", help="golden model (.json, as the demo writes "
-                         "in DIR/models, or a build's golden.json) or a pickled bitfab "
-                         "nn.Sequential or IntConv2d (.pt)")
+                         "in DIR/models, or a build's golden.json), a pickled bitfab "
+                         "module (.pt), or its torch.export program (.pt2, from "
+                         "torch.export.save: the model's class need not import here)")
         cmd.add_argument("--out", required=True, help="output directory")
         cmd.add_argument("--board", choices=sorted(BOARDS), default=None,
                          help="the board (default: ulx3s-85f; with --start, the build's)")

@@ -132,7 +132,11 @@ class OwnNet(nn.Module):
 
 
 if __name__ == "__main__":
-    torch.save(OwnNet(), sys.argv[1])
+    if sys.argv[1].endswith(".pt2"):
+        pixels = torch.randint(0, 17, (1, 64)).float()
+        torch.export.save(torch.export.export(OwnNet().eval(), (pixels,)), sys.argv[1])
+    else:
+        torch.save(OwnNet(), sys.argv[1])
 '''
 
 
@@ -154,4 +158,22 @@ def test_a_pickled_model_whose_class_cannot_be_imported_is_one_line(where, tmp_p
     assert code == 2 and len(err) == 1, err
     needed = "a class .*OwnNet" if where == "script" else "module 'own_net'"
     assert re.search(f"own.pt: the pickled module needs {needed}.*, which cannot be imported "
-                     f"here; run bitfab where the model's class imports, or freeze it", err[0])
+                     f"here; where it imports, save the model as a torch.export program, "
+                     f"which needs no class: torch.export.save", err[0])
+
+
+def test_a_model_whose_class_is_in_the_users_script_builds_from_its_torch_export_program(
+        tmp_path):
+    """The way out the error above names: the script saves a torch.export program, and
+    bitfab builds it without the class (the golden model is the module's own)."""
+    import json
+    import subprocess
+    import sys
+    source = tmp_path / "own_net.py"
+    source.write_text(_OWN_NET)
+    program = tmp_path / "own.pt2"
+    subprocess.run([sys.executable, str(source), str(program)], check=True, cwd=tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["build", str(program), "--out", str(out), "--stop", "fold"]) == 0
+    golden = json.loads((out / "golden" / "golden.json").read_text())
+    assert [node["name"] for node in golden["nodes"]] == ["head"]

@@ -46,6 +46,9 @@ class BitplaneInput(nn.Module):
         self.scale = float(scale)
         # A buffer so that the output follows the model's dtype (`model.double()`).
         self.register_buffer("step", torch.tensor(self.scale), persistent=False)
+        # The plane count, which the forward does not use, kept where a torch.export
+        # program keeps the step (`bitfab.hls_gen.frontend.exported`).
+        self.register_buffer("planes", torch.tensor(bits), persistent=False)
 
     def forward(self, pixels):
         return pixels.to(self.step.dtype) * self.step
