@@ -63,8 +63,11 @@ def _load_model(path):
     if path.suffix == ".pt2":
         from bitfab.hls_gen.frontend.exported import load_program
         return load_program(path)
-    raise BitfabError(f"model file {path}: expected .json (golden model), .pt (module) or "
-                      f".pt2 (torch.export program)")
+    if path.suffix == ".onnx":
+        from bitfab.hls_gen.frontend.onnx_import import load_qonnx, module_from_qonnx
+        return module_from_qonnx(load_qonnx(path), where=f"model file {path}")
+    raise BitfabError(f"model file {path}: expected .json (golden model), .pt (module), "
+                      f".pt2 (torch.export program) or .onnx (QONNX, as Brevitas exports)")
 
 
 def _folding(text):
@@ -206,8 +209,9 @@ def parser():
         cmd = commands.add_parser(name, help=text)
         cmd.add_argument("model", nargs="?", help="golden model (.json, as the demo writes "
                          "in DIR/models, or a build's golden.json), a pickled bitfab "
-                         "module (.pt), or its torch.export program (.pt2, from "
-                         "torch.export.save: the model's class need not import here)")
+                         "module (.pt), its torch.export program (.pt2, from "
+                         "torch.export.save: the model's class need not import here), or "
+                         "a QONNX model (.onnx, as Brevitas exports it)")
         cmd.add_argument("--out", required=True, help="output directory")
         cmd.add_argument("--board", choices=sorted(BOARDS), default=None,
                          help="the board (default: ulx3s-85f; with --start, the build's)")

@@ -100,7 +100,7 @@ def module_from_program(program, where="the exported program"):
             env[node] = _function(out, env, node, position, where)
         elif node is group.result:
             module = group.rebuild(state, lifted, where)
-            _add_submodule(root, group.path, module)
+            add_submodule(root, group.path, module)
             env[node] = out.call_module(group.path, (env[group.input(lifted, where)],))
     module = torch.fx.GraphModule(root, out)
     return module.eval()
@@ -178,7 +178,7 @@ def _known(type_name):
     return cls if cls in REBUILDERS else None
 
 
-def _add_submodule(root, path, module):
+def add_submodule(root, path, module):
     *parents, name = path.split(".")
     parent = root
     for part in parents:

@@ -1,0 +1,219 @@
+"""Brevitas models, exported to QONNX by Brevitas' own exporter, imported by
+`frontend.onnx_import`: every tensor QONNX's executor computes against the golden
+model on the 450 digits test images; the golden model's class against the Brevitas
+model's; the import through the build flow's RTL simulation; what cannot be mapped is
+refused by node name and op type."""
+
+import pytest
+
+pytest.importorskip("qonnx")
+pytest.importorskip("brevitas")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from brevitas.core.scaling import ScalingImplType  # noqa: E402
+from brevitas.export import export_qonnx  # noqa: E402
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear  # noqa: E402
+from brevitas.quant import (SignedBinaryActPerTensorConst,  # noqa: E402
+                            SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloat)
+from torch import nn  # noqa: E402
+
+from bitfab.hls_gen.cli import main  # noqa: E402
+from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow  # noqa: E402
+from bitfab.hls_gen.datasets import load_digits_split  # noqa: E402
+from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError  # noqa: E402
+from bitfab.hls_gen.frontend.onnx_import import (compare_with_qonnx,  # noqa: E402
+                                                 load_qonnx, module_from_qonnx)
+from bitfab.hls_gen.golden.freeze import freeze  # noqa: E402
+from bitfab.hls_gen.golden.ir import Add, Affine  # noqa: E402
+
+DIGITS = load_digits_split()
+
+
+class Pixels(Uint8ActPerTensorFloat):
+    """The digits' 17 levels, 0..16, as 5-bit unsigned integers times 1/16."""
+
+    bit_width = 5
+    scaling_impl_type = ScalingImplType.CONST
+    scaling_init = 31 / 16
+
+
+def _binary_weights(**kwargs):
+    return dict(bias=False, weight_quant=SignedBinaryWeightPerTensorConst, **kwargs)
+
+
+def _sign():
+    return QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.pixels = QuantIdentity(act_quant=Pixels)
+        self.fc = QuantLinear(64, hidden, **_binary_weights())
+        self.bn = nn.BatchNorm1d(hidden)
+        self.act = _sign()
+        self.head = QuantLinear(hidden, 10, **_binary_weights())
+
+    def forward(self, x):
+        return self.head(self.act(self.bn(self.fc(self.pixels(x)))))
+
+
+class Residual(nn.Module):
+    """Two 3x3 convolutions and a shortcut (Bi-Real: the shortcut carries the stem's
+    batch-norm output, the real value before the sign); the border of a convolution of
+    signs is -1, an explicit pad."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.pixels = QuantIdentity(act_quant=Pixels)
+        self.stem = QuantConv2d(1, channels, 3, padding=1, **_binary_weights())
+        self.stem_bn = nn.BatchNorm2d(channels)
+        self.act = _sign()
+        self.conv = QuantConv2d(channels, channels, 3, **_binary_weights())
+        self.bn = nn.BatchNorm2d(channels)
+        self.out_act = _sign()
+        self.pool = nn.MaxPool2d(2)
+        self.head = QuantLinear(channels * 16, 10, **_binary_weights())
+
+    def forward(self, x):
+        value = self.stem_bn(self.stem(self.pixels(x)))
+        value = value + self.bn(self.conv(F.pad(self.act(value), (1, 1, 1, 1), value=-1.0)))
+        return self.head(torch.flatten(self.pool(self.out_act(value)), 1))
+
+
+def _calibrated(model, shape):
+    """Random binary weights, batch-norm statistics from 256 training images (so every
+    sign splits its channel), in eval mode."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(DIGITS.x_train[:256].reshape(-1, *shape) / 16)
+    return model.eval()
+
+
+def _exported(model, shape, path, **kwargs):
+    export_qonnx(model, torch.zeros(1, *shape), str(path), **kwargs)
+    return path
+
+
+def _pixels(shape):
+    return DIGITS.x_test.reshape(-1, *shape).long()
+
+
+@pytest.mark.parametrize("net,shape,exporter", [
+    (MLP, (64,), "dynamo"), (MLP, (64,), "torchscript"), (Residual, (1, 8, 8), "dynamo")])
+def test_the_import_equals_qonnxs_executor_on_every_tensor_of_every_test_image(
+        net, shape, exporter, tmp_path):
+    torch.manual_seed(0)
+    model = _calibrated(net(), shape)
+    kwargs = {"dynamo": False} if exporter == "torchscript" else {}
+    onnx_model = load_qonnx(_exported(model, shape, tmp_path / "model.onnx", **kwargs))
+    graph = freeze(module_from_qonnx(onnx_model))
+    pixels = _pixels(shape)
+    checks = compare_with_qonnx(onnx_model, graph, pixels)
+    # Every tensor a node computes is checked, or named as folded into the thresholds
+    # of the sign that reads it (the batch norms before a sign).
+    assert len(checks) == sum(1 for n in onnx_model.graph.node
+                              if n.op_type != "BipolarQuant" or not n.input[0].endswith(
+                                  "param0"))
+    bad = [c for c in checks if not c.ok]
+    assert not bad, bad
+    compared = [c for c in checks if c.max_diff is not None]
+    signs = [c for c in compared if c.op_type == "BipolarQuant"]
+    assert signs and all(c.max_diff == 0 for c in signs)
+    folded = [c for c in checks if c.golden is None]
+    assert all(c.op_type in ("BatchNormalization", "Reshape", "Flatten", "Pad")
+               for c in folded)
+    if net is Residual:
+        # The shortcut's sum and both values it adds are compared as fixed point.
+        fixed = {c.golden for c in compared if "fixed point" in c.relation}
+        assert fixed == {n.name for n in graph.nodes if isinstance(n, Add | Affine)}
+        assert len(fixed) == 3
+    # The Brevitas model's class is a top score of the golden model's on every image.
+    # Binary scores tie often (random weights, +-1 products); float32 sums in PyTorch
+    # and the executor then pick among the tied classes by their rounding, the golden
+    # model's integers by the first index.
+    with torch.no_grad():
+        theirs = model(pixels.float() / 16).argmax(1)
+    scores = graph(pixels)
+    top = scores == scores.max(dim=1, keepdim=True).values
+    assert bool(top[torch.arange(len(pixels)), theirs].all())
+    untied = top.sum(1) == 1
+    assert int(untied.sum()) > len(pixels) // 2
+
+
+@pytest.mark.sim
+def test_an_imported_model_builds_and_its_rtl_matches_on_every_test_image(tmp_path):
+    """The .onnx file as `bitfab build` reads it, through golden -> plan -> RTL -> cocotb
+    on all 450 test images, with random input stalls and output backpressure."""
+    from bitfab.hls_gen.cli import _load_model
+    path = _exported(_calibrated(MLP(), (64,)), (64,), tmp_path / "mlp.onnx")
+    report = run_flow(BuildConfig(out=str(tmp_path / "build"), bitstream=False, idle=0.3,
+                                  backpressure=0.3), _load_model(path))
+    assert report["rtl"]["images"] == 450 and report["rtl"]["mismatches"] == 0
+    assert [layer["name"] for layer in report["layers"]] == ["Gemm_0", "Gemm_1"]
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_an_imported_residual_network_runs_in_rtl_on_every_test_image(tmp_path):
+    """`bitfab sim residual.onnx`: the shortcut's join, its queue sized from the schedule,
+    every tensor of the graph against the golden model on all 450 test images."""
+    import json
+    path = _exported(_calibrated(Residual(), (1, 8, 8)), (1, 8, 8), tmp_path / "res.onnx")
+    out = tmp_path / "build"
+    assert main(["sim", str(path), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["rtl"]["images"] == 450 and report["rtl"]["mismatches"] == 0
+    assert report["cycles_per_image"] == report["schedule_cycles_per_image"]
+    plan = json.loads((out / "fold" / "plan.json").read_text())
+    assert [q["name"] for q in plan["queues"]] == ["Conv_0_value__to__add__queue",
+                                                   "Conv_1_value__queue"]
+
+
+class _FourBitActivation(MLP):
+    def __init__(self):
+        super().__init__()
+        self.act = QuantIdentity(bit_width=4)
+
+
+class _FloatWeights(MLP):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(32, 10, bias=False)
+
+
+class _Tanh(MLP):
+    def forward(self, x):
+        return self.head(self.act(torch.tanh(self.bn(self.fc(self.pixels(x))))))
+
+
+@pytest.mark.parametrize("net,text", [
+    (_FourBitActivation, r"node Quant_1 \(Quant\) quantizes .* to 4 bits; bitfab has layers "
+                         r"for 1-bit activations"),
+    (_FloatWeights, r"node \w+ \((Gemm|MatMul)\): weights \w+ are not 1-bit"),
+    (_Tanh, r"node \w+ \(Tanh\) is not supported; bitfab maps")])
+def test_a_node_bitfab_cannot_map_is_refused_by_name_and_op_type(net, text, tmp_path):
+    path = _exported(_calibrated(net(), (64,)), (64,), tmp_path / "model.onnx")
+    with pytest.raises(UnsupportedLayerError, match=text):
+        module_from_qonnx(load_qonnx(path))
+
+
+def test_a_malformed_file_and_dynamic_shapes_are_refused(tmp_path):
+    path = _exported(_calibrated(MLP(), (64,)), (64,), tmp_path / "model.onnx")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(BitfabError, match=r"truncated.onnx: not an ONNX model"):
+        load_qonnx(truncated)
+    import onnx
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    dynamic = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(dynamic))
+    with pytest.raises(BitfabError, match=r"dynamic.onnx: tensor \w+ has dynamic dimensions "
+                                          r"\(batch\)"):
+        load_qonnx(dynamic)
