@@ -17,7 +17,7 @@ What maps, node by node: ``Quant`` of the graph input (unsigned, zero point 0, u
 16 bits); ``BipolarQuant`` of weights and of activations (scale 1: a sign);
 ``Conv`` (grouped too, square strides, symmetric pads; a ``Pad`` of a constant before
 it is its border value) and ``Gemm``/``MatMul`` with ``BipolarQuant`` weights and no
-bias; ``BatchNormalization``; ``MaxPool``; ``GlobalAveragePool``; ``Add``;
+bias; ``BatchNormalization``; ``MaxPool``; ``GlobalAveragePool`` (or ``ReduceMean`` over height and width); ``Add``;
 ``Concat`` on channels; ``Flatten``/``Reshape`` to (batch, features); ``Mul``/``Div``
 by a constant; ``Identity``. Any other node, a multi-bit quantizer anywhere but the
 input, float weights, or a dynamic shape is refused by node name and op type.
@@ -325,8 +325,17 @@ def _max_pool(imp, node):
                                        ceil_mode=bool(attrs.get("ceil_mode", 0))))
 
 
-@_maps("GlobalAveragePool")
+@_maps("GlobalAveragePool", "ReduceMean")
 def _global_average_pool(imp, node):
+    if node.op_type == "ReduceMean":
+        # Axes as an attribute (opset < 18) or a constant input.
+        axes = imp.attrs(node).get("axes")
+        if axes is None and len(node.input) > 1:
+            axes = imp.constant(node, 1).tolist()
+        if sorted(a % 4 for a in axes or []) != [2, 3] or not imp.attrs(node).get(
+                "keepdims", 1):
+            imp.refuse(node, f"averages over axes {axes}; bitfab maps the global mean over "
+                             f"height and width (2, 3), keeping them")
     return imp.call(node, nn.AdaptiveAvgPool2d(1))
 
 
@@ -456,8 +465,9 @@ def _relation(imp, node, ours, names, trace):
         check.golden, check.relation = f"{golden.name} acc", f"accumulator x {scale:g}"
         check.expected = trace[golden.name]["acc"].double().numpy() * scale
         check.tolerance = 1e-6 * max(1.0, float(np.abs(check.expected).max()))
-    elif op in ("BipolarQuant", "MaxPool"):
-        name, codes = _codes(imp, node, ours, trace)
+    elif op in ("BipolarQuant", "MaxPool", "Concat") and not hasattr(golden, "frac"):
+        name, codes = ((golden.name, values[golden.outputs[0]]) if op == "Concat"
+                       else _codes(imp, node, ours, trace))
         check.golden, check.relation = name, "golden code 1 -> +1, 0 -> -1"
         check.expected = 2.0 * codes.double().numpy() - 1.0
     elif golden is not None and hasattr(golden, "frac"):
