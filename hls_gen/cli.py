@@ -1,6 +1,7 @@
 """The ``bitfab`` command line."""
 
 import argparse
+import math
 import sys
 
 from bitfab.hls_gen.errors import BitfabError
@@ -100,13 +101,99 @@ def _folding(text):
 
 
 def _image(text):
-    """'HxW' -> [H, W]."""
+    """'HxW' -> [H, W], each side 1..MAX_SIDE."""
     try:
         height, width = (int(v) for v in text.split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"image must look like 32x32 (height x width), "
                                          f"not {text!r}") from None
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"image sides must be 1..{MAX_SIDE} pixels, not "
+                                         f"{text!r}")
     return [height, width]
+
+
+# The ranges of the numeric options: what the flow, the boards and the golden model
+# can take. A value outside is refused when the command line is read, before any work.
+MAX_IMAGES = 100_000          # test images a simulation or a run takes
+MAX_SIDE = 1024               # pixels on a side of the images a convolution is built for
+MAX_CLOCK_MHZ = 500.0         # above what the ECP5's and iCE40's PLLs make
+MAX_TIMEOUT_S = 86_400.0
+
+
+def integer(low, high):
+    """An argparse type: an integer in low..high."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, not "
+                                             f"{text!r}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(high):
+    """An argparse type: a finite number above 0, at most `high`."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= high:      # NaN compares false: refused
+            raise argparse.ArgumentTypeError(f"must be a number above 0, at most {high:g}, "
+                                             f"not {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def output_dir(text):
+    """An argparse type: a directory the command can write (existing, or made under a
+    writable one)."""
+    import os
+    from pathlib import Path
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in {existing}")
+    return text
+
+
+def build_dir(text):
+    """An argparse type: a bitfab build's output directory (its ``config.json``)."""
+    from pathlib import Path
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory (a bitfab build's --out)")
+    if not (path / "config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a bitfab build (no config.json: "
+                                         f"build it with bitfab build --out {text})")
+    return text
+
+
+def model_file(text):
+    """An argparse type: a model file that exists (`_load_model` reads it)."""
+    from pathlib import Path
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"model file {text} does not exist")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"model file {text} is a directory, not a model")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line: the command, the option and what
+    is wrong (argparse prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # BuildConfig field -> the option that sets it. An option not given takes the saved
@@ -181,22 +268,23 @@ def _board(args):
 
 
 def parser():
-    top = argparse.ArgumentParser(prog="bitfab", description=__doc__)
-    commands = top.add_subparsers(dest="command", required=True)
+    top = _Parser(prog="bitfab", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser(
         "demo", help="train float, PA and XNOR networks on the digits, freeze them to golden "
                      "models and report accuracies")
-    demo.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
+    demo.add_argument("--out", type=output_dir, default="out/demo",
+                      help="output directory (default: out/demo)")
     demo.add_argument("--arch", nargs="+", choices=["mlp", "cnn"], default=["cnn", "mlp"],
                       help="architectures; the first one's PA network is the report's "
                            "default model, whose bitstream the demo builds (default: cnn mlp)")
-    demo.add_argument("--coef-bits", type=int, default=16,
+    demo.add_argument("--coef-bits", type=integer(2, 32), default=16,
                       help="signed width of the merged coefficients phi_k (default: 16)")
-    demo.add_argument("--acc-bits", type=int, default=32,
+    demo.add_argument("--acc-bits", type=integer(2, 62), default=32,
                       help="largest accumulator width the hardware offers (default: 32)")
     demo.add_argument("--no-bitstream", action="store_true",
                       help="stop after simulation (no synthesis, place and route)")
-    demo.add_argument("--images", type=int, default=None,
+    demo.add_argument("--images", type=integer(1, MAX_IMAGES), default=None,
                       help="test images to simulate (default: all)")
     demo.set_defaults(run=_demo)
 
@@ -207,12 +295,13 @@ def parser():
                             ("sim", _sim, "run the generated design on the digits test "
                                           "images in cocotb (no bitstream)")):
         cmd = commands.add_parser(name, help=text)
-        cmd.add_argument("model", nargs="?", help="golden model (.json, as the demo writes "
-                         "in DIR/models, or a build's golden.json), a pickled bitfab "
-                         "module (.pt), its torch.export program (.pt2, from "
-                         "torch.export.save: the model's class need not import here), or "
-                         "a QONNX model (.onnx, as Brevitas exports it)")
-        cmd.add_argument("--out", required=True, help="output directory")
+        cmd.add_argument("model", nargs="?", type=model_file,
+                         help="golden model (.json, as the demo writes in DIR/models, "
+                              "or a build's golden.json), a pickled bitfab module (.pt), "
+                              "its torch.export program (.pt2, from torch.export.save: the "
+                              "model's class need not import here), or a QONNX model "
+                              "(.onnx, as Brevitas exports it)")
+        cmd.add_argument("--out", required=True, type=output_dir, help="output directory")
         cmd.add_argument("--board", choices=sorted(BOARDS), default=None,
                          help="the board (default: ulx3s-85f; with --start, the build's)")
         cmd.add_argument("--fold", type=_folding, default=None,
@@ -227,7 +316,7 @@ def parser():
         cmd.add_argument("--image", type=_image, default=None,
                          help="convolution layers: image size to build for, e.g. 32x32 "
                               "(default: 8x8 digits for one channel, 32x32 photo crops else)")
-        cmd.add_argument("--clock-mhz", type=float, default=None,
+        cmd.add_argument("--clock-mhz", type=number(MAX_CLOCK_MHZ), default=None,
                          help="the clock the design runs at, made by the board's PLL "
                               "(default: the board's, 100 MHz on the ULX3S and 12 on the "
                               "iCEBreaker; 50 MHz for convolution engines on the ULX3S); "
@@ -236,9 +325,10 @@ def parser():
                          help="exit 0 even when post-route fmax is below the clock")
         cmd.add_argument("--simulator", choices=["verilator", "icarus"], default=None,
                          help="default: verilator")
-        cmd.add_argument("--images", type=int, default=None,
+        cmd.add_argument("--images", type=integer(1, MAX_IMAGES), default=None,
                          help="test images to simulate (default: all)")
-        cmd.add_argument("--netlist-images", type=int, default=None, metavar="N",
+        cmd.add_argument("--netlist-images", type=integer(0, MAX_IMAGES), default=None,
+                         metavar="N",
                          help="also run the first N test images through the network or "
                               "engine as yosys maps it for the board (post-synthesis "
                               "simulation; default 0: skipped)")
@@ -259,9 +349,10 @@ def parser():
         "run", help="load a build's weights into the board, classify the digits test "
                     "images there, compare every score with the golden model")
     for cmd in (deploy, run):
-        cmd.add_argument("build", help="a bitfab build's output directory (its --out)")
-        cmd.add_argument("--model", default=None, help=model_help)
-        cmd.add_argument("--timeout", type=float, default=None,
+        cmd.add_argument("build", type=build_dir,
+                         help="a bitfab build's output directory (its --out)")
+        cmd.add_argument("--model", type=model_file, default=None, help=model_help)
+        cmd.add_argument("--timeout", type=number(MAX_TIMEOUT_S), default=None,
                          help="seconds to wait for a reply (default: 2; 600 from a simulated "
                               "board)")
     deploy.add_argument("--port", required=True, help=board_help)
@@ -269,7 +360,7 @@ def parser():
     run.add_argument("--port", default="sim",
                      help=board_help + ", or sim: the build's Verilog under the serial "
                                        "shell in Verilator, for this command (default)")
-    run.add_argument("--images", type=int, default=None,
+    run.add_argument("--images", type=integer(1, MAX_IMAGES), default=None,
                      help="test images to run (default: all)")
     run.add_argument("--no-load", action="store_true",
                      help="the board holds the weights already (bitfab deploy)")
@@ -277,7 +368,8 @@ def parser():
     board = commands.add_parser(
         "board", help="a simulated board for a build (its Verilog under the serial shell, "
                       "in Verilator) on a TCP port, until Ctrl-C")
-    board.add_argument("build", help="a bitfab build's output directory (its --out)")
+    board.add_argument("build", type=build_dir,
+                       help="a bitfab build's output directory (its --out)")
     board.set_defaults(run=_board)
     return top
 
@@ -291,7 +383,10 @@ def main(argv=None):
             joined[-1] = f"--fold={arg}"
         else:
             joined.append(arg)
-    args = parser().parse_args(joined)
+    try:
+        args = parser().parse_args(joined)
+    except SystemExit as exit_:         # a bad option, one line on stderr; or --help
+        return exit_.code
     from bitfab.sw_driver.protocol import WireError
     try:
         args.run(args)

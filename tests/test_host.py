@@ -314,9 +314,13 @@ def _verilog(component, name):
 def test_bitfab_run_without_a_build_says_what_is_missing(tmp_path, capsys):
     from bitfab.hls_gen.cli import main
     assert main(["run", str(tmp_path), "--images", "1"]) == 2
+    assert "is not a bitfab build (no config.json" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["run", str(tmp_path), "--images", "1"]) == 2
     assert "plan.json is missing: run the step that writes it first" in capsys.readouterr().err
     assert main(["run", str(tmp_path), "--images", "0"]) == 2
-    assert "images must be a positive number of test images, not 0" in capsys.readouterr().err
+    assert "argument --images: must be an integer in 1..100000, not '0'" in (
+        capsys.readouterr().err)
     assert main(["run", str(tmp_path), "--no-load"]) == 2
     assert "--no-load needs a board that holds weights" in capsys.readouterr().err
 
