@@ -22,6 +22,7 @@ from bitfab.rtl.families import FAMILIES, use_yowasp
 from bitfab.rtl.shell import BAUD
 
 from bitfab.hls_gen.compiler.clocks import design_clock
+from bitfab.hls_gen.compiler.progress import Progress, stdout_if_print, watch_toolchain
 from bitfab.hls_gen.errors import BitfabError
 
 __all__ = ["use_yowasp", "build_bitstream", "parse_nextpnr_report", "critical_path",
@@ -134,12 +135,14 @@ def build_bitstream(core, board, out_dir, log=print, overrides=None, router=None
     build_dir = Path(out_dir) / "build"
     start = time.perf_counter()
     log(f"build: yosys + nextpnr for {board.name}, clock {clock.mhz:.6g} MHz routed for "
-        f"{route_mhz:.6g}, in {build_dir} (minutes)")
+        f"{route_mhz:.6g}, in {build_dir} (minutes; the tools' phases follow)")
     def build(overrides):
         plan = platform.build(BoardTop(core, clock, BAUD), name="bitfab",
                               build_dir=str(build_dir), do_build=False,
                               nextpnr_opts=nextpnr_opts(router), **overrides)
-        run_plan(plan, build_dir, "bitfab", board.family)
+        progress = Progress("build", log, stdout_if_print(log))
+        with watch_toolchain(build_dir, "bitfab", progress):
+            run_plan(plan, build_dir, "bitfab", board.family)
     mapper = with_lut_mapper_fallback(build, overrides, board.family, build_dir / "bitfab.rpt",
                                       log)
     bitstream = build_dir / f"bitfab.{board.family.bitstream_suffix}"

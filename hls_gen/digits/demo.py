@@ -16,6 +16,7 @@ import torch
 
 from bitfab.hls_gen.datasets import SPLIT_SEED, TEST_FRACTION, load_digits_split
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
+from bitfab.hls_gen.compiler.progress import Progress, stdout_if_print
 from bitfab.hls_gen.compiler.report import source_commit
 from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze
 from bitfab.hls_gen.golden.ir import graph_to_dict
@@ -68,7 +69,11 @@ def _fit(spec, split, training, reference, cache, log):
     if reference is not None:
         init_from(model, reference)
     start = time.perf_counter()
-    train(model, split.x_train, split.y_train, spec.input_shape, training)
+    progress = Progress(f"  {spec.name}", log, stdout_if_print(log))
+    train(model, split.x_train, split.y_train, spec.input_shape, training,
+          on_epoch=lambda k, n, loss: progress.update("training", f"epoch {k}/{n}, loss "
+                                                                  f"{loss:.3f}"))
+    progress.close()
     seconds = time.perf_counter() - start
     torch.save({"key": key, "state": model.state_dict()}, path)
     log(f"  {spec.name:<14} trained in {seconds:.1f} s")

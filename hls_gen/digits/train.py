@@ -25,8 +25,10 @@ def _shaped(model_input_shape, x):
     return x.view(x.shape[0], *model_input_shape)
 
 
-def train(model, x, y, input_shape, config=TrainConfig()):
-    """Train `model` in place on integer pixels `x` (N, 64) and labels `y`; returns it."""
+def train(model, x, y, input_shape, config=TrainConfig(), on_epoch=None):
+    """Train `model` in place on integer pixels `x` (N, 64) and labels `y`; returns it.
+    `on_epoch(epoch, epochs, loss)`, when given, hears of each epoch's end (its mean
+    loss)."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr,
@@ -36,8 +38,9 @@ def train(model, x, y, input_shape, config=TrainConfig()):
     activations = [m for m in model.modules() if isinstance(m, PAActivation)]
     x = _shaped(input_shape, x)
     model.train()
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         order = torch.randperm(len(x), generator=generator)
+        losses = []
         for start in range(0, len(x), config.batch_size):
             batch = order[start:start + config.batch_size]
             if len(batch) < 2:      # batch norm needs two samples
@@ -49,6 +52,9 @@ def train(model, x, y, input_shape, config=TrainConfig()):
             schedule.step()
             for act in activations:
                 act.constrain_()
+            losses.append(float(loss.detach()))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, config.epochs, sum(losses) / max(len(losses), 1))
     model.eval()
     return model
 
