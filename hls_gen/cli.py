@@ -1,7 +1,6 @@
 """The ``bitfab`` command line."""
 
 import argparse
-import math
 import sys
 
 from bitfab.hls_gen.errors import BitfabError
@@ -121,34 +120,30 @@ MAX_CLOCK_MHZ = 500.0         # above what the ECP5's and iCE40's PLLs make
 MAX_TIMEOUT_S = 86_400.0
 
 
-def integer(low, high):
-    """An argparse type: an integer in low..high."""
+def _ranged(kind, convert, within, what):
+    """An argparse type named `kind`: `convert(text)` where `within` holds, else an
+    error saying it must be `what`."""
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, not "
-                                             f"{text!r}")
+        if value is None or not within(value):       # NaN is within nothing: refused
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
         return value
-    parse.__name__ = "integer"
+    parse.__name__ = kind
     return parse
+
+
+def integer(low, high):
+    """An argparse type: an integer in low..high."""
+    return _ranged("integer", int, lambda v: low <= v <= high, f"an integer in {low}..{high}")
 
 
 def number(high):
     """An argparse type: a finite number above 0, at most `high`."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not 0 < value <= high:      # NaN compares false: refused
-            raise argparse.ArgumentTypeError(f"must be a number above 0, at most {high:g}, "
-                                             f"not {text!r}")
-        return value
-    parse.__name__ = "number"
-    return parse
+    return _ranged("number", float, lambda v: 0 < v <= high,
+                   f"a number above 0, at most {high:g}")
 
 
 def output_dir(text):
