@@ -17,11 +17,12 @@ __all__ = ["run_case"]
 
 def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=0.0,
              backpressure=0.0, key=None, raise_on_mismatch=True, stall_limit=None,
-             optimize=False):
+             optimize=False, progress=None):
     """Run `case` through the stream bench; returns its result (mismatches, cycles, ...).
     `stall_limit`: cycles without a transfer after which the bench calls a deadlock
     (default `bitfab.sim.streams.STALL_LIMIT`); `optimize`: Verilator at -O1, for
-    long runs.
+    long runs; `progress`: a path the bench writes ``{"items": k, "of": n}`` into as
+    the outputs come out.
 
     If any beat differs: raises, naming the seed, the first mismatch and the wave
     dump; or, without `raise_on_mismatch`, returns the result with ``failure`` (the
@@ -38,6 +39,8 @@ def run_case(component, toplevel, case, build_root, seed, sim="verilator", idle=
               "backpressure": backpressure}
     if stall_limit is not None:
         params["stall_limit"] = stall_limit
+    if progress is not None:
+        params["progress"] = str(Path(progress).resolve())
     try:
         run_bench(component, toplevel, "bitfab.sim.stream_tb", params, build_root, seed, sim,
                   key=key, optimize=optimize, waves_on_failure=stall_limit is None)

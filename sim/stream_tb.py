@@ -15,13 +15,15 @@ import os
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from bitfab.sim.streams import STALL_LIMIT, StreamTB, exchange, value_of
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
 # Cycles after the last load word within which `loaded` must rise.
 LOADED_WITHIN = 4
+# Cycles between two looks at how many items have come out (`TB.report_progress`).
+PROGRESS_CYCLES = 20_000
 
 
 def compare(name, want, got, per_item):
@@ -76,9 +78,30 @@ class TB(StreamTB):
         self.got = {name: [] for name in taps}
         ports = [(getattr(self.dut, f"{n}_valid"), getattr(self.dut, f"{n}_payload"),
                   self.got[n]) for n in taps]
+        reporter = None
+        if PARAMS.get("progress"):
+            per_item = self.case["beats_per_item"]["o"]
+            reporter = cocotb.start_soon(self.report_progress(
+                Path(PARAMS["progress"]), per_item, len(outputs["o"]) // per_item))
         self.got["o"] = await exchange(self.source, self.case["inputs"], self.sink,
                                        len(outputs["o"]), ports, self.cycles,
                                        self.stall_limit)
+        if reporter is not None:
+            reporter.cancel()
+            per_item = self.case["beats_per_item"]["o"]
+            Path(PARAMS["progress"]).write_text(json.dumps(
+                {"items": len(self.got["o"]) // per_item, "of": len(outputs["o"]) // per_item}))
+
+    async def report_progress(self, path, per_item, total):
+        """Every `PROGRESS_CYCLES` cycles, the items whose last output beat has come out,
+        into `path` (``{"items": k, "of": total}``), for the flow's progress line."""
+        done = -1
+        while True:
+            await ClockCycles(self.dut.clk, PROGRESS_CYCLES)
+            items = len(self.cycles) // per_item
+            if items != done:
+                done = items
+                path.write_text(json.dumps({"items": items, "of": total}))
 
     def score(self):
         """The result: mismatches over every stream, the first, and cycles per item."""

@@ -38,14 +38,15 @@ def built(tmp_path_factory):
     # PE 8 for the convolutions: 1,152 cycles per image, the 450 images in seconds.
     folding = {"stem": {"pe": 8}, "grow": {"pe": 8}, "merge": {"pe": 8},
                "head": {"pe": 5, "simd": 4}}
+    lines = []
     report = run_flow(BuildConfig(out=str(out), bitstream=False, idle=0.3, backpressure=0.3,
-                                  folding=folding), model)
-    return root, out, report
+                                  folding=folding), model, log=lines.append)
+    return root, out, report, lines
 
 
 @pytest.mark.sim
 def test_a_graph_builds_and_every_tensor_matches_on_every_test_image(built):
-    _, out, report = built
+    _, out, report, _ = built
     assert report["rtl"]["images"] == 450 and report["rtl"]["mismatches"] == 0
     assert round(report["cycles_per_image"]) == report["schedule_cycles_per_image"] == 1152
     plan = json.loads((out / "fold" / "plan.json").read_text())
@@ -67,7 +68,7 @@ def test_a_graph_builds_and_every_tensor_matches_on_every_test_image(built):
 
 @pytest.mark.sim
 def test_the_host_runs_the_graph_on_the_simulated_board(built, capsys):
-    _, out, _ = built
+    _, out, _, _ = built
     assert main(["run", str(out), "--images", "40"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["images"] == 40 and run["mismatches"] == 0
@@ -84,7 +85,7 @@ def _loaded(out):
 
 
 def test_another_graph_cannot_take_the_build_s_bitstream(built, capsys):
-    root, out, _ = built
+    root, out, _, _ = built
     other = root / "resnet.json"
     torch.manual_seed(0)
     resnet = build_graph_model(GraphSpec("resnet", "xnor", channels=8)).eval()
@@ -103,10 +104,19 @@ def test_another_graph_cannot_take_the_build_s_bitstream(built, capsys):
                         "merge, head"),
 ])
 def test_a_graph_folding_names_layers(built, fold, match, capsys):
-    root, _, _ = built
+    root, _, _, _ = built
     assert main(["sim", str(root / "dense.pt"), "--out", str(root / "refused"),
                  "--fold", fold]) == 2
     error = capsys.readouterr().err
     assert error.startswith("bitfab sim: error: ") and re.search(match, error), error
     # Refused at the fold step: nothing emitted or simulated.
     assert not (root / "refused" / "emit_rtl").exists()
+
+
+@pytest.mark.sim
+def test_the_simulation_shows_its_progress_in_images(built):
+    """The bench writes how many images have come out; the flow shows it while the
+    simulation runs (a line a phase in a log), ending at all of them."""
+    *_, lines = built
+    shown = [line for line in lines if line.startswith("sim: simulating: image ")]
+    assert shown and shown[-1].startswith("sim: simulating: image 450 of 450 ("), lines

@@ -2,10 +2,12 @@
 logs as they grow, on a terminal one line rewritten, in a log one line a phase."""
 
 import io
+import json
 import threading
 import time
 
-from bitfab.hls_gen.compiler.progress import Progress, toolchain_phase, watch_toolchain
+from bitfab.hls_gen.compiler.progress import (Progress, toolchain_phase, watch_simulation,
+                                              watch_toolchain)
 
 YOSYS = """
 2.42. Executing ABC9_OPS pass (helper functions for ABC9).
@@ -105,3 +107,16 @@ def test_the_watcher_follows_logs_as_the_tools_write_them(tmp_path):
     phases = [line.split(":")[1].strip() for line in lines]
     assert phases[0] == "yosys" and "placing" in phases and phases[-1] == "routing"
     assert "routed" not in phases          # the earlier build's log was not read
+
+
+def test_the_simulation_watcher_reads_the_benchs_count_and_shows_the_last(tmp_path):
+    lines = []
+    progress = Progress("sim", lines.append)
+    path = tmp_path / "progress.json"
+    with watch_simulation(path, progress, poll=0.05):
+        for k in (10, 200, 450):
+            path.write_text(json.dumps({"items": k, "of": 450}))
+            time.sleep(0.12)
+    # A line for the phase, then the quiet time; the last state shown at the end.
+    assert lines[0].startswith("sim: simulating: image 10 of 450 (")
+    assert lines[-1].startswith("sim: simulating: image 450 of 450 (") and len(lines) == 2

@@ -326,12 +326,15 @@ def _mismatch_text(build, result):
 def simulate(build, design, case, images, key=None, start=None):
     """Run `case` on `design` in cocotb, building in the step's ``build`` folder, and
     write ``{step}.json`` (mismatches, cycles, ..., the seconds since `start`)."""
+    from bitfab.hls_gen.compiler.progress import Progress, stdout_if_print, watch_simulation
     from bitfab.sim.cases import run_case
     cfg, name = build.cfg, build.step.name
     start = time.perf_counter() if start is None else start
-    result = run_case(design, build.kind.toplevel, case, build.folder / "build", cfg.seed,
-                      cfg.simulator, cfg.idle, cfg.backpressure, key=key,
-                      raise_on_mismatch=False)
+    progress_path = build.folder / "build" / "progress.json"
+    with watch_simulation(progress_path, Progress(name, build.log, stdout_if_print(build.log))):
+        result = run_case(design, build.kind.toplevel, case, build.folder / "build", cfg.seed,
+                          cfg.simulator, cfg.idle, cfg.backpressure, key=key,
+                          raise_on_mismatch=False, progress=progress_path)
     result.update(simulator=cfg.simulator, images=images,
                   seconds=round(time.perf_counter() - start, 1), commit=source_commit())
     build.write(f"{name}.json", result)

@@ -12,6 +12,7 @@ the phase changes and at most one every `Progress.every` seconds within a phase,
 log stays readable line by line.
 """
 
+import json
 import re
 import sys
 import threading
@@ -19,7 +20,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["Progress", "toolchain_phase", "watch_toolchain", "stdout_if_print"]
+__all__ = ["Progress", "toolchain_phase", "watch_toolchain", "watch_simulation", "watching",
+           "stdout_if_print"]
 
 _YOSYS_PASS = re.compile(r"^(\d+(?:\.\d+)*)\. Executing (.+?)\.?$")
 _HEAP = re.compile(r"at iteration #(\d+), type ALL")
@@ -86,21 +88,25 @@ class Progress:
         self.tty = stream is not None and stream.isatty()
         self.stream = stream
         self.start = clock()
-        self.phase, self.shown_at = None, None
+        self.phase, self.shown_at, self.shown = None, None, None
 
     def elapsed(self):
         seconds = int(self.clock() - self.start)
         return f"{seconds // 60}:{seconds % 60:02d}"
 
-    def update(self, phase, detail=""):
-        text = f"{self.name}: {phase}{': ' + detail if detail else ''} ({self.elapsed()})"
+    def update(self, phase, detail="", last=False):
+        """Show `phase` and `detail`; `last`: the step's final state, shown in a log
+        even within the phase's quiet time (unless shown already)."""
+        body = f"{phase}{': ' + detail if detail else ''}"
+        text = f"{self.name}: {body} ({self.elapsed()})"
         now = self.clock()
         if self.tty:
             self.stream.write("\r\x1b[K" + text)
             self.stream.flush()
-        elif phase != self.phase or now - self.shown_at >= self.every:
+        elif (phase != self.phase or now - self.shown_at >= self.every
+              or (last and body != self.shown)):
             self.log(text)
-            self.shown_at = now
+            self.shown_at, self.shown = now, body
         self.phase = phase
 
     def close(self):
@@ -110,38 +116,60 @@ class Progress:
 
 
 @contextmanager
-def watch_toolchain(build_dir, name, progress, poll=1.0):
-    """While the body runs (the toolchain writing into `build_dir`), `progress` gets
-    the phase its logs (``name.rpt``, ``name.tim``) show, every `poll` seconds."""
+def watching(phase_of, progress, poll=1.0):
+    """While the body runs, `progress` gets ``phase_of()`` (a (phase, detail) or None)
+    every `poll` seconds, and once more at the end."""
     stop = threading.Event()
-    logs = [Path(build_dir) / f"{name}.rpt", Path(build_dir) / f"{name}.tim"]
-
-    def read(path):
-        try:
-            return path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def watch():
         while not stop.wait(poll):
-            phase = toolchain_phase(*(read(p) for p in logs))
+            phase = phase_of()
             if phase is not None:
                 progress.update(*phase)
 
-    # Logs of an earlier build in the same folder are not this one's progress.
-    for log in logs:
-        log.unlink(missing_ok=True)
-    thread = threading.Thread(target=watch, name="toolchain-progress", daemon=True)
+    thread = threading.Thread(target=watch, name="progress", daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
-        phase = toolchain_phase(*(read(p) for p in logs))
+        phase = phase_of()
         if phase is not None:
-            progress.update(*phase)
+            progress.update(*phase, last=True)
         progress.close()
+
+
+def _read(path):
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def watch_toolchain(build_dir, name, progress, poll=1.0):
+    """While the body runs (the toolchain writing into `build_dir`), `progress` gets
+    the phase its logs (``name.rpt``, ``name.tim``) show, every `poll` seconds."""
+    logs = [Path(build_dir) / f"{name}.rpt", Path(build_dir) / f"{name}.tim"]
+    # Logs of an earlier build in the same folder are not this one's progress.
+    for log in logs:
+        log.unlink(missing_ok=True)
+    return watching(lambda: toolchain_phase(*map(_read, logs)), progress, poll)
+
+
+def watch_simulation(path, progress, poll=1.0):
+    """While the body runs (a bench writing ``{"items": k, "of": n}`` into `path` as
+    its outputs come out), `progress` gets the images simulated so far."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+
+    def phase():
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return "simulating", f"image {value['items']} of {value['of']}"
+    return watching(phase, progress, poll)
 
 
 def stdout_if_print(log):
