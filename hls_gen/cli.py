@@ -211,6 +211,8 @@ def _build(args, stop="report", bitstream=True):
                       start_step=args.start, stop_step=stop if args.stop is None else args.stop)
     # A model given with a later --start is checked against the one the build froze.
     model = _load_model(args.model) if args.model is not None else None
+    if args.model is not None and args.model.endswith(".onnx"):
+        _check_import(args.model, model, args.out)
     report = run_flow(cfg, model)
     if report is not None:
         from bitfab.hls_gen.compiler.flow import artifact
@@ -223,6 +225,19 @@ def _build(args, stop="report", bitstream=True):
                 f"it may compute wrong results. Rebuild at a clock it meets "
                 f"(--clock-mhz {int(report['fmax_mhz'])} --start synth keeps the earlier "
                 f"steps), or keep this bitstream with --timing-allow-fail")
+
+
+def _check_import(path, module, out):
+    """A QONNX model's import against QONNX's executor, every tensor, before the build
+    (``OUT/qonnx_check.json``)."""
+    import json
+    from pathlib import Path
+
+    from bitfab.hls_gen.frontend.onnx_import import check_import, load_qonnx
+    checks = check_import(load_qonnx(path), module)
+    if checks is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "qonnx_check.json").write_text(json.dumps(checks, indent=1) + "\n")
 
 
 def _sim(args):

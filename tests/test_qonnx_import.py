@@ -273,3 +273,18 @@ def test_a_malformed_file_and_dynamic_shapes_are_refused(tmp_path):
     with pytest.raises(BitfabError, match=r"dynamic.onnx: tensor \w+ has dynamic dimensions "
                                           r"\(batch\)"):
         load_qonnx(dynamic)
+
+
+def test_bitfab_build_checks_the_import_against_the_executor_first(tmp_path, capsys):
+    """`bitfab build model.onnx` compares every tensor with QONNX's executor on the
+    digits test images before it builds anything, and records the checks."""
+    import json
+    path = _exported(_calibrated(MLP(), (64,)), (64,), tmp_path / "mlp.onnx")
+    out = tmp_path / "build"
+    assert main(["build", str(path), "--out", str(out), "--stop", "golden"]) == 0
+    assert "qonnx: 4 of 5 tensors equal QONNX's executor on 450 inputs" in (
+        capsys.readouterr().out)
+    checks = json.loads((out / "qonnx_check.json").read_text())
+    assert [c["op_type"] for c in checks] == ["Quant", "Gemm", "BatchNormalization",
+                                              "BipolarQuant", "Gemm"]
+    assert all(c["max_diff"] is None or c["max_diff"] <= c["tolerance"] for c in checks)

@@ -525,3 +525,34 @@ def _error_bound(node, ours, memo):
         bound = _error_bound(ours[node.inputs[0]], ours, memo) * node.positions + step
     memo[node.name] = bound
     return bound
+
+
+def check_import(model, module, count=None, log=print):
+    """Freeze `module` (from `module_from_qonnx(model)`) as the build does and compare
+    every tensor with QONNX's executor (`compare_with_qonnx`) on the inputs the build
+    simulates: the digits test images for 64 pixels (or 1 x 8 x 8), `count` photo crops
+    (default 32) for 3 channels; returns the checks, each a dict, or None where bitfab
+    has no test inputs of the model's shape. A tensor beyond its tolerance is a
+    `BitfabError` naming it, before anything is built."""
+    from dataclasses import asdict
+
+    from bitfab.hls_gen.datasets import load_digits_split, photo_crops
+    from bitfab.hls_gen.golden.freeze import freeze
+    shape = tuple(model.get_tensor_shape(model.graph.input[0].name))[1:]
+    if shape in ((64,), (1, 8, 8)):
+        pixels = load_digits_split().x_test[:count].long().reshape(-1, *shape)
+    elif len(shape) == 3 and shape[0] == 3:
+        pixels = photo_crops(count or 32, *shape[1:])
+    else:
+        log(f"qonnx: inputs of shape {shape}: no test inputs to check the import on")
+        return None
+    checks = compare_with_qonnx(model, freeze(module), pixels)
+    bad = next((c for c in checks if not c.ok), None)
+    if bad is not None:
+        raise BitfabError(f"the import differs from QONNX's executor at tensor {bad.tensor} "
+                          f"({bad.op_type}): {bad.max_diff:g} from {bad.golden} "
+                          f"({bad.relation}), beyond {bad.tolerance:g}")
+    compared = sum(c.max_diff is not None for c in checks)
+    log(f"qonnx: {compared} of {len(checks)} tensors equal QONNX's executor on {len(pixels)} "
+        f"inputs (within their tolerance); the rest are folded or reshaped")
+    return [asdict(c) for c in checks]
