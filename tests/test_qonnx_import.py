@@ -149,6 +149,14 @@ def onnx_scale(model):
     return float(model.get_initializer(quant.input[1]))
 
 
+@pytest.fixture(scope="module")
+def mlp_onnx(tmp_path_factory):
+    """The binary MLP, calibrated and exported once (the dynamo exporter takes
+    seconds), for the tests that only read it."""
+    return _exported(_calibrated(MLP(), (64,)), (64,), tmp_path_factory.mktemp("mlp") /
+                     "mlp.onnx")
+
+
 def _pixels(shape):
     if shape[0] == 3:
         return photo_crops(64, *shape[1:])
@@ -203,11 +211,12 @@ def test_the_import_equals_qonnxs_executor_on_every_tensor_of_every_test_image(
 
 
 @pytest.mark.sim
-def test_an_imported_model_builds_and_its_rtl_matches_on_every_test_image(tmp_path):
+def test_an_imported_model_builds_and_its_rtl_matches_on_every_test_image(mlp_onnx,
+                                                                         tmp_path):
     """The .onnx file as `bitfab build` reads it, through golden -> plan -> RTL -> cocotb
     on all 450 test images, with random input stalls and output backpressure."""
     from bitfab.hls_gen.cli import _load_model
-    path = _exported(_calibrated(MLP(), (64,)), (64,), tmp_path / "mlp.onnx")
+    path = mlp_onnx
     report = run_flow(BuildConfig(out=str(tmp_path / "build"), bitstream=False, idle=0.3,
                                   backpressure=0.3), _load_model(path))
     assert report["rtl"]["images"] == 450 and report["rtl"]["mismatches"] == 0
@@ -259,8 +268,8 @@ def test_a_node_bitfab_cannot_map_is_refused_by_name_and_op_type(net, text, tmp_
         module_from_qonnx(load_qonnx(path))
 
 
-def test_a_malformed_file_and_dynamic_shapes_are_refused(tmp_path):
-    path = _exported(_calibrated(MLP(), (64,)), (64,), tmp_path / "model.onnx")
+def test_a_malformed_file_and_dynamic_shapes_are_refused(mlp_onnx, tmp_path):
+    path = mlp_onnx
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(path.read_bytes()[:200])
     with pytest.raises(BitfabError, match=r"truncated.onnx: not an ONNX model"):
@@ -275,13 +284,13 @@ def test_a_malformed_file_and_dynamic_shapes_are_refused(tmp_path):
         load_qonnx(dynamic)
 
 
-def test_bitfab_build_checks_the_import_against_the_executor_first(tmp_path, capsys):
+def test_bitfab_build_checks_the_import_against_the_executor_first(mlp_onnx, tmp_path,
+                                                                   capsys):
     """`bitfab build model.onnx` compares every tensor with QONNX's executor on the
     digits test images before it builds anything, and records the checks."""
     import json
-    path = _exported(_calibrated(MLP(), (64,)), (64,), tmp_path / "mlp.onnx")
     out = tmp_path / "build"
-    assert main(["build", str(path), "--out", str(out), "--stop", "golden"]) == 0
+    assert main(["build", str(mlp_onnx), "--out", str(out), "--stop", "golden"]) == 0
     assert "qonnx: 4 of 5 tensors equal QONNX's executor on 450 inputs" in (
         capsys.readouterr().out)
     checks = json.loads((out / "qonnx_check.json").read_text())
