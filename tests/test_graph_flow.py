@@ -120,3 +120,14 @@ def test_the_simulation_shows_its_progress_in_images(built):
     *_, lines = built
     shown = [line for line in lines if line.startswith("sim: simulating: image ")]
     assert shown and shown[-1].startswith("sim: simulating: image 450 of 450 ("), lines
+
+
+def test_a_graph_crowding_the_block_rams_routes_with_router2():
+    """As a chain does: router1 stalls on designs that fill most of the ECP5's block
+    RAMs (CNV-W1A1; the ResNet-20 at 163 of 208 estimated)."""
+    from bitfab.hls_gen.compiler.boards import BOARDS
+    from bitfab.hls_gen.compiler.graph_kind import GraphKind
+    plan = lambda brams: {"estimate": {"total": {"brams": brams}}}
+    assert GraphKind().synth_options(plan(163), BOARDS["ulx3s-85f"]) == {"router": "router2"}
+    assert GraphKind().synth_options(plan(11), BOARDS["ulx3s-85f"]) == {}
+    assert GraphKind().synth_options(plan(25), BOARDS["icebreaker"]) == {}

@@ -21,7 +21,7 @@ chain is `network.NetworkKind`'s)::
 from bitfab.hls_gen.compiler.design import DesignKind
 from bitfab.hls_gen.compiler.graph import (HwGraph, fitting_graph, graph_case,
                                            graph_load_stream, input_shape, map_graph)
-from bitfab.hls_gen.compiler.network import DIGITS_IMAGE, test_inputs
+from bitfab.hls_gen.compiler.network import DIGITS_IMAGE, crowded_router, test_inputs
 from bitfab.hls_gen.compiler.plan import PlanError
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
@@ -115,6 +115,9 @@ class GraphKind(DesignKind):
         log(f"golden: a graph of {len(graph.nodes)} nodes; joins: "
             f"{', '.join(n.name for n in graph.nodes if graph.is_join_node(n)) or 'none'}")
         return graph_to_dict(graph)
+
+    def synth_options(self, plan, board):
+        return crowded_router(plan, board)
 
     def map_to_hw(self, golden, cfg, log):
         graph = graph_from_dict(golden)

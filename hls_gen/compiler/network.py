@@ -20,7 +20,7 @@ from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.hls_gen.errors import BitfabError
 from bitfab.hls_gen.golden.ir import Graph, graph_from_dict, graph_to_dict
 
-__all__ = ["NetworkKind", "test_inputs"]
+__all__ = ["NetworkKind", "test_inputs", "crowded_router"]
 
 LAYER_FIELDS = ("name", "rows", "cols", "pe", "simd", "m", "n_in", "front", "acc_bits",
                 "window", "multipliers", "pool", "fifo_depth")
@@ -30,6 +30,14 @@ DIGITS_IMAGE = (8, 8)
 #: router1 near 4,000 overused wires after 47 minutes; router2 routed it in 231 s.
 #: Smaller networks keep router1, which their recorded builds used.
 ROUTER2_ABOVE_BRAM_SHARE = 0.5
+
+
+def crowded_router(plan, board):
+    """nextpnr's router2 for a plan whose estimate fills more than
+    `ROUTER2_ABOVE_BRAM_SHARE` of an ECP5's block RAMs (chains and graphs alike)."""
+    brams = plan["estimate"]["total"]["brams"]
+    crowded = brams > ROUTER2_ABOVE_BRAM_SHARE * board.resources["brams"]
+    return {"router": "router2"} if crowded and board.family.name == "ecp5" else {}
 
 
 def test_inputs(graph, first, count):
@@ -114,9 +122,7 @@ class NetworkKind(DesignKind):
                 "schedule_cycles_per_image": schedule}
 
     def synth_options(self, plan, board):
-        brams = plan["estimate"]["total"]["brams"]
-        crowded = brams > ROUTER2_ABOVE_BRAM_SHARE * board.resources["brams"]
-        return {"router": "router2"} if crowded and board.family.name == "ecp5" else {}
+        return crowded_router(plan, board)
 
     def design(self, plan):
         from bitfab.rtl.network import Network
