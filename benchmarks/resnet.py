@@ -58,6 +58,8 @@ def main():
     parser.add_argument("--images", type=int, default=32, help="photo crops to simulate")
     parser.add_argument("--pe", type=int, default=4, help="every convolution's PE")
     parser.add_argument("--no-bitstream", action="store_true")
+    parser.add_argument("--start", default="golden",
+                        help="first step, the earlier ones read from --out (e.g. synth)")
     args = parser.parse_args()
     log = lambda text: print(text, flush=True)
     out = Path(args.out or tempfile.mkdtemp(prefix="resnet-"))
@@ -71,7 +73,7 @@ def main():
         f"{estimate['total']}")
     report = run_flow(BuildConfig(out=str(out), board=BOARD, folding=folding,
                                   image=list(IMAGE[1:]), sim_images=args.images,
-                                  bitstream=not args.no_bitstream),
+                                  bitstream=not args.no_bitstream, start_step=args.start),
                       graph, log=lambda text: log(f"  {text}"))
     macs = macs_per_frame(graph)
     figures = {"board": BOARD, "pe": args.pe, "macs_per_frame": macs,
