@@ -212,7 +212,7 @@ def _build(args, stop="report", bitstream=True):
     # A model given with a later --start is checked against the one the build froze.
     model = _load_model(args.model) if args.model is not None else None
     if args.model is not None and args.model.endswith(".onnx"):
-        _check_import(args.model, model, args.out)
+        _check_import(model, args.out)
     report = run_flow(cfg, model)
     if report is not None:
         from bitfab.hls_gen.compiler.flow import artifact
@@ -227,14 +227,14 @@ def _build(args, stop="report", bitstream=True):
                 f"steps), or keep this bitstream with --timing-allow-fail")
 
 
-def _check_import(path, module, out):
-    """A QONNX model's import against QONNX's executor, every tensor, before the build
-    (``OUT/qonnx_check.json``)."""
+def _check_import(module, out):
+    """A QONNX model's import (`module`, from `_load_model`) against QONNX's executor,
+    every tensor, before the build (``OUT/qonnx_check.json``)."""
     import json
     from pathlib import Path
 
-    from bitfab.hls_gen.frontend.onnx_import import check_import, load_qonnx
-    checks = check_import(load_qonnx(path), module)
+    from bitfab.hls_gen.frontend.onnx_import import check_import
+    checks = check_import(module.meta["qonnx"], module)
     if checks is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "qonnx_check.json").write_text(json.dumps(checks, indent=1) + "\n")

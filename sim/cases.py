@@ -3,7 +3,7 @@
 A case is JSON: the load words, the input beats, and per output stream the
 beats the golden model predicts, packed with the same layouts the hardware
 uses, so a beat compares with ``==``. The compiler makes cases from what it
-emitted (`bitfab.hls_gen.compiler.cases`); this module only runs them.
+emitted (its ``cases`` module); this module only runs them.
 """
 
 import json

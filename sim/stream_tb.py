@@ -79,8 +79,8 @@ class TB(StreamTB):
         ports = [(getattr(self.dut, f"{n}_valid"), getattr(self.dut, f"{n}_payload"),
                   self.got[n]) for n in taps]
         reporter = None
+        per_item = self.case["beats_per_item"]["o"]
         if PARAMS.get("progress"):
-            per_item = self.case["beats_per_item"]["o"]
             reporter = cocotb.start_soon(self.report_progress(
                 Path(PARAMS["progress"]), per_item, len(outputs["o"]) // per_item))
         self.got["o"] = await exchange(self.source, self.case["inputs"], self.sink,
@@ -88,7 +88,6 @@ class TB(StreamTB):
                                        self.stall_limit)
         if reporter is not None:
             reporter.cancel()
-            per_item = self.case["beats_per_item"]["o"]
             Path(PARAMS["progress"]).write_text(json.dumps(
                 {"items": len(self.got["o"]) // per_item, "of": len(outputs["o"]) // per_item}))
 

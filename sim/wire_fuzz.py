@@ -168,7 +168,7 @@ def _burst(host, tags, index):
 @dataclass(frozen=True)
 class BoardTarget:
     """What a simulated board runs and what it must answer, as the compiler made it
-    (`bitfab.hls_gen.compiler.deploy.board_target`): the shell's Verilog (module
+    (the compiler's ``deploy.board_target``): the shell's Verilog (module
     ``board``, the bare `FrameShell`), its load words and `WireFormat`, the network's
     layer configs, the test inputs and their encoding, and the golden scores."""
 

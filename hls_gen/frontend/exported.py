@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
+from bitfab.hls_gen.frontend import registrar
 from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
                                             XNORLinear)
 from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
@@ -35,14 +36,7 @@ aten = torch.ops.aten
 #: Layer class -> function(state, ops) -> a new module of that class, from its weights
 #: and buffers (`state`, names relative to the layer) and its aten operations (`ops`).
 REBUILDERS = {}
-
-
-def rebuilds(*classes):
-    def register(fn):
-        for cls in classes:
-            REBUILDERS[cls] = fn
-        return fn
-    return register
+rebuilds = registrar(REBUILDERS)
 
 
 def load_program(path):
@@ -99,7 +93,7 @@ def module_from_program(program, where="the exported program"):
         if group is None:
             env[node] = _function(out, env, node, position, where)
         elif node is group.result:
-            module = group.rebuild(state, lifted, where)
+            module = group.rebuild(state, where)
             add_submodule(root, group.path, module)
             env[node] = out.call_module(group.path, (env[group.input(lifted, where)],))
     module = torch.fx.GraphModule(root, out)
@@ -132,7 +126,7 @@ class _Group:
         prefix = f"{self.path}."
         return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
-    def rebuild(self, state, lifted, where):
+    def rebuild(self, state, where):
         for op in self.ops:
             if op.target is aten.batch_norm.default and op.args[5]:
                 raise BitfabError(f"{where}: model.{self.path} was exported in training "

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
+from bitfab.hls_gen.frontend import registrar
 from bitfab.hls_gen.frontend.exported import add_submodule
 from bitfab.hls_gen.frontend.layers import BitplaneInput, XNORConv2d, XNORLinear
 from bitfab.hls_gen.frontend.quant import SignActivation
@@ -45,14 +46,7 @@ __all__ = ["load_qonnx", "module_from_qonnx", "onnx_tensors", "compare_with_qonn
 
 #: op type -> function(importer, node) -> the fx node of its output.
 _NODES = {}
-
-
-def _maps(*op_types):
-    def register(fn):
-        for op_type in op_types:
-            _NODES[op_type] = fn
-        return fn
-    return register
+_maps = registrar(_NODES)
 
 
 def load_qonnx(path):
@@ -92,7 +86,8 @@ def _check_static(model, path):
 def module_from_qonnx(model, where="the QONNX model"):
     """A `torch.fx.GraphModule` of bitfab modules computing what the QONNX `model` (a
     cleaned-up ``ModelWrapper``, as `load_qonnx` gives) computes on its input's
-    integers; its ``meta["onnx"]`` maps each ONNX tensor to the fx node computing it."""
+    integers; its ``meta["onnx"]`` maps each ONNX tensor to the fx node computing it,
+    ``meta["qonnx"]`` is `model`."""
     return _Importer(model, where).run()
 
 
@@ -116,11 +111,11 @@ class _Importer:
                                         f"{len(graph.output)} outputs; bitfab's models "
                                         f"take the pixels and give the class scores")
         self.env[graph.input[0].name] = self.graph.placeholder("pixels")
-        weights = self._weights()
-        pending = [n for n in graph.node if n.output[0] not in weights]
+        self._weights()
+        pending = [n for n in graph.node if n.output[0] not in self.env]
         # Walk by tensors (QONNX's cleanup puts the weight quantizers first).
         while pending:
-            ready = [n for n in pending if all(self._known(t, weights) for t in n.input if t)]
+            ready = [n for n in pending if all(self._known(t) for t in n.input if t)]
             if not ready:
                 node = pending[0]
                 raise UnsupportedLayerError(f"{self.where}: node {node.name} ({node.op_type}) "
@@ -137,31 +132,28 @@ class _Importer:
         module = torch.fx.GraphModule(self.root, self.graph)
         module.meta["onnx"] = {t: n.name for t, n in self.env.items()
                                if isinstance(n, torch.fx.Node)}
+        module.meta["qonnx"] = self.model
         return module.eval()
 
-    def _known(self, tensor, weights):
-        return (tensor in self.env or tensor in weights
-                or self.model.get_initializer(tensor) is not None)
+    def _known(self, tensor):
+        return tensor in self.env or self.model.get_initializer(tensor) is not None
 
     def _weights(self):
-        """Tensors of constant weights: each ``BipolarQuant`` of an initializer, as
-        sign(W) times its scale (+1 at 0, as QONNX's executor has it)."""
-        weights = {}
+        """Into `env`, the tensors of constant weights: each ``BipolarQuant`` of an
+        initializer, as sign(W) times its scale (+1 at 0, as QONNX's executor has it)."""
         for node in self.model.graph.node:
             w = self.model.get_initializer(node.input[0]) if node.input else None
             if w is None:
                 continue
             if node.op_type == "BipolarQuant":
                 scale = self.constant(node, 1)
-                weights[node.output[0]] = np.where(w >= 0, 1.0, -1.0) * scale
-                self.env[node.output[0]] = weights[node.output[0]]
+                self.env[node.output[0]] = np.where(w >= 0, 1.0, -1.0) * scale
             elif node.op_type in ("Quant", "IntQuant"):
                 bits = self.constant(node, 3)
                 raise UnsupportedLayerError(
                     f"{self.where}: node {node.name} ({node.op_type}) quantizes weights "
                     f"{node.input[0]} to {float(bits):g} bits; bitfab's layers take 1-bit "
                     f"weights (BipolarQuant)")
-        return weights
 
     def constant(self, node, k):
         value = self.model.get_initializer(node.input[k]) if len(node.input) > k else None
@@ -266,12 +258,12 @@ def _conv(imp, node):
         if any(pads):
             imp.refuse(node, f"pads again after {producer.name}")
         pads = extra
+    if pad_value not in (0.0, -1.0):
+        imp.refuse(node, f"pads with {pad_value:g}; a border holds 0 (pixels) or -1 (signs)")
     groups = int(attrs.get("group", 1))
     module = XNORConv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
                         stride=tuple(strides), padding=tuple(pads[:2]), groups=groups,
-                        pad_value=pad_value if pad_value in (0.0, -1.0) else -1.0)
-    if pad_value not in (0.0, -1.0):
-        imp.refuse(node, f"pads with {pad_value:g}; a border holds 0 (pixels) or -1 (signs)")
+                        pad_value=pad_value)
     module.dilation = tuple(attrs.get("dilations", [1, 1]))
     with torch.no_grad():
         module.weight.copy_(weight)

@@ -38,6 +38,7 @@ from bitfab.hls_gen.golden.fixedpoint import (LayerWidths, check_width, choose_f
 from bitfab.hls_gen.golden.kernels import Geometry
 from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, Graph, MaxPool,
     PopcountLayer, Slice, Threshold, Thresholds, XnorLayer)
+from bitfab.hls_gen.frontend import registrar
 from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
     XNORLinear)
 from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
@@ -80,15 +81,8 @@ class FreezeConfig:
 
 
 _HANDLERS = {}
-
-
-def handler(*module_types):
-    """Register a front-end handler for the given module types."""
-    def register(fn):
-        for module_type in module_types:
-            _HANDLERS[module_type] = fn
-        return fn
-    return register
+#: ``@handler(module_type, ...)``: the front-end handler of those module types.
+handler = registrar(_HANDLERS)
 
 
 @dataclass
