@@ -15,7 +15,7 @@ from .split import ChannelSplit
 from .global_sum import GlobalSum, GlobalSumConfig
 from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
-from .network import instantiate_verilog, load_chain
+from .network import instantiate_verilog, load_chain, load_latency
 from .pool import MaxPool
 from .queue import StreamQueue
 from .skid import SkidBuffer
@@ -197,6 +197,7 @@ class GraphNetwork(wiring.Component):
         self.units, self.input, self.output = units, input, output
         self.taps = dict(taps or {})
         self.word_bits = words.pop()
+        self.load_latency = load_latency(len(loaded))
         self.layouts = stream_layouts(units)
         members = {
             "i": In(stream.Signature(self.layouts[input])),
@@ -241,7 +242,8 @@ class GraphNetwork(wiring.Component):
             writer = ends[name][0]
             m.d.comb += [getattr(self, f"{tap}_valid").eq(writer.valid & writer.ready),
                          getattr(self, f"{tap}_payload").eq(writer.payload)]
-        load_chain(m, layers, self.load, self.load_restart, self.loaded, self.word_bits)
+        load_chain(m, layers, self.load, self.load_restart, self.loaded, self.word_bits,
+                   self.load_words)
         return m
 
 

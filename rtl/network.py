@@ -1,6 +1,6 @@
 """A chain of matrix-vector units: the accelerator's datapath, with one weight port."""
 
-from amaranth.hdl import (Cat, ClockSignal, Instance, Module, Mux, ResetInserter, ResetSignal,
+from amaranth.hdl import (ClockSignal, Instance, Module, ResetInserter, ResetSignal,
                           Signal, unsigned)
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -9,7 +9,7 @@ from .convolution import ConvolutionUnit
 from .mvau import MatrixVectorUnit, MVAUConfig
 from .skid import SkidBuffer
 
-__all__ = ["Network", "NetworkInstance", "instantiate_verilog", "load_chain"]
+__all__ = ["Network", "NetworkInstance", "instantiate_verilog", "load_chain", "load_latency"]
 
 
 class Network(wiring.Component):
@@ -30,8 +30,8 @@ class Network(wiring.Component):
         Start loading again from the first layer's first store; words still
         held in the load skid buffer are dropped.
     loaded : Out(1)
-        All layers are loaded: one cycle later, counted from the last word taken,
-        than a lone unit's flag (the word passes the load skid buffer first).
+        All layers are loaded, at most `load_latency` cycles after the last word
+        (see `load_chain`).
     tap<k>_valid, tap<k>_payload : Out
         Layer k's output as it leaves the layer (valid marks a transfer), so a
         testbench can check every layer, not only the scores.
@@ -56,6 +56,7 @@ class Network(wiring.Component):
             raise ValueError(f"all layers must share one load word width, not {sorted(words)}")
         self.layers = layers
         self.word_bits = words.pop()
+        self.load_latency = load_latency(len(layers))
         members = {
             "i": In(stream.Signature(layers[0].in_layout)),
             "o": Out(stream.Signature(layers[-1].out_layout)),
@@ -92,43 +93,59 @@ class Network(wiring.Component):
             m.d.comb += [getattr(self, f"tap{k}_valid").eq(unit.o.valid & unit.o.ready),
                          getattr(self, f"tap{k}_payload").eq(unit.o.payload)]
 
-        load_chain(m, units, self.load, self.load_restart, self.loaded, self.word_bits)
+        load_chain(m, units, self.load, self.load_restart, self.loaded, self.word_bits,
+                   self.load_words)
         return m
 
 
-def load_chain(m, units, load, load_restart, loaded, word_bits):
+def load_latency(units):
+    """The most cycles from the last word taken by the port of a `load_chain` of `units`
+    units to its `loaded`: a cycle into the chain, one a unit along it, two for
+    the last unit's flag (its row written, then the flag) and one for its
+    register in the flag chain."""
+    return units + 4
+
+
+def load_chain(m, units, load, load_restart, loaded, word_bits, words):
     """Wire the load port `load` (with `load_restart`, `loaded`) to `units`, each loaded in
-    turn, in order: every unit with a ``load`` stream, ``load_restart`` and ``loaded``."""
-    # Words go to the first unit still loading, through a skid buffer of their own
-    # (the producer's handshake into every layer's loader was the whole PA MLP's
-    # critical path on ECP5 once the encoders were pipelined), emptied by a
-    # restart so that no word from before it is loaded after it.
-    loading = SkidBuffer(unsigned(word_bits))
-    m.submodules.loading = ResetInserter(load_restart)(loading)
-    wiring.connect(m, wiring.flipped(load), loading.i)
-    # The unit taking words is a register (one bit a unit), the first unit not yet
-    # loaded as of the cycle before: a chain of every layer's loaded flag into the
-    # load handshake was a CNN's critical path on ECP5. A unit's own flag still
-    # gates its valid, so no word reaches a loaded unit in the cycle its successor
-    # waits to be selected. The ready is one expression, not an If per unit:
-    # Amaranth writes that as an `always @*` whose inputs are all constant from
-    # time 0 until the first unit is loaded, and Icarus never ran it, so the ready
-    # stayed X, the skid buffer never advanced and the first unit took its first
-    # word again every cycle.
-    first_unloaded, earlier_loaded = [], 1
-    for unit in units:
-        first_unloaded.append(earlier_loaded & ~unit.loaded)
-        earlier_loaded = earlier_loaded & unit.loaded
-    selected = Signal(len(units), init=1)
-    m.d.sync += selected.eq(Mux(load_restart, 1, Cat(*first_unloaded)))
-    ready = 0
+    turn, in order, `words` words in all: every unit with a ``load`` stream,
+    ``load_restart`` and ``loaded``, whose ``load.ready`` stays high until the cycle after its last word is taken (the
+    loaders' `load_rows` and the matrix-vector unit's store writer: every word
+    offered to a unit still loading is taken).
+
+    Words pass from unit to unit along a chain of registers, one a unit, as a daisy
+    chain: each register offers its word to its unit while the unit is ready and
+    hands it to the next register otherwise. Every handshake stays between
+    neighbours: the ready of one skid buffer fed by every unit's loader, the words'
+    payload and valid fanned out to all of them, was the ResNet-20's critical path
+    on the ULX3S (25.96 ns, 22.25 of it routing, across the die). The port takes
+    `words` words and no more, counted at the chain's head; `loaded` is the
+    units' flags ANDed along a chain of registers of its own (a unit's own flag is
+    its register's only input from afar), so it rises `load_latency` cycles at most
+    after the port's last word. `load_restart` empties both chains."""
+    # The port's handshake stays out of the count through a skid buffer of its own,
+    # emptied by a restart so that no word from before it is loaded after it.
+    taking = SkidBuffer(unsigned(word_bits))
+    m.submodules.loading = ResetInserter(load_restart)(taking)
+    wiring.connect(m, wiring.flipped(load), taking.i)
+    count = Signal(range(words + 1))
+    m.d.comb += taking.o.ready.eq(count != words)
+    with m.If(taking.o.valid & taking.o.ready):
+        m.d.sync += count.eq(count + 1)
+    valid, payload, done, chain = taking.o.valid & taking.o.ready, taking.o.payload, 1, []
     for k, unit in enumerate(units):
-        taking = selected[k] & ~unit.loaded
-        m.d.comb += [unit.load.valid.eq(loading.o.valid & taking),
-                     unit.load.payload.eq(loading.o.payload),
+        held = Signal(name=f"load{k}_valid")
+        word = Signal(word_bits, name=f"load{k}_payload")
+        flag = Signal(name=f"loaded{k}")
+        m.d.sync += [held.eq(valid), word.eq(payload), flag.eq(done & unit.loaded)]
+        m.d.comb += [unit.load.valid.eq(held & unit.load.ready),
+                     unit.load.payload.eq(word),
                      unit.load_restart.eq(load_restart)]
-        ready = ready | (taking & unit.load.ready)
-    m.d.comb += [loading.o.ready.eq(ready), loaded.eq(earlier_loaded)]
+        valid, payload, done = held & ~unit.load.ready, word, flag
+        chain += [held, flag]
+    with m.If(load_restart):
+        m.d.sync += [count.eq(0), *(r.eq(0) for r in chain)]
+    m.d.comb += loaded.eq(done)
 
 
 def instantiate_verilog(component, platform):

@@ -20,7 +20,8 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from bitfab.sim.streams import STALL_LIMIT, StreamTB, exchange, value_of
 
 PARAMS = json.loads(os.environ.get("BITFAB_PARAMS", "{}"))
-# Cycles after the last load word within which `loaded` must rise.
+# Cycles after the last load word within which `loaded` must rise, unless the case
+# says (``loaded_within``: a network's `bitfab.rtl.network.load_latency`).
 LOADED_WITHIN = 4
 # Cycles between two looks at how many items have come out (`TB.report_progress`).
 PROGRESS_CYCLES = 20_000
@@ -56,19 +57,21 @@ class TB(StreamTB):
         self.got, self.cycles = {}, []
         # Cycles without a transfer after which the run is a deadlock, not a slow design.
         self.stall_limit = params.get("stall_limit", STALL_LIMIT)
+        self.loaded_within = case.get("loaded_within", LOADED_WITHIN)
 
     async def load(self):
-        """Send the load words; the unit must say it is loaded within `LOADED_WITHIN`
-        cycles of the last (a network's load skid buffer holds it a cycle or two)."""
+        """Send the load words; the unit must say it is loaded within the cycles the
+        case's ``loaded_within`` (else `LOADED_WITHIN`) allows after the last."""
         dut, words = self.dut, self.case["words"]
+        within = self.loaded_within
         await exchange(self.loader, words, None, 0)
-        for _ in range(LOADED_WITHIN):
+        for _ in range(within):
             await RisingEdge(dut.clk)
             await ReadOnly()
             if value_of(dut.loaded):
                 break
         assert value_of(dut.loaded), (f"seed {self.seed}: {len(words)} words sent, but the "
-                                      f"unit is not loaded {LOADED_WITHIN} cycles later")
+                                      f"unit is not loaded {within} cycles later")
         await RisingEdge(dut.clk)
 
     async def run(self):

@@ -8,6 +8,7 @@ case in the stream bench; `bitfab.sim` never builds one.
 from bitfab.hls_gen.compiler.engines import load_words
 from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.hls_gen.golden.dfnt import engine_input_rows, engine_output_rows
+from bitfab.rtl.network import load_latency
 from bitfab.sw_driver.beats import input_beats, output_beats
 from bitfab.sw_driver.weights import check_load_words
 
@@ -46,7 +47,8 @@ def network_case(graph, configs, pixels, taps=True):
         outputs = {"o": outputs["o"]}
     words = check_load_words(load_stream(graph, configs), configs)
     encoding = graph.layers[0].input_encoding
-    return {"words": words, "inputs": input_beats(configs[0], pixel_rows(pixels), encoding),
+    return {"words": words, "loaded_within": load_latency(len(configs)),
+            "inputs": input_beats(configs[0], pixel_rows(pixels), encoding),
             "outputs": outputs, "beats_per_item": per_item}
 
 

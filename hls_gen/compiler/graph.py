@@ -27,6 +27,7 @@ from bitfab.rtl.add_streams import AddConfig
 from bitfab.rtl.affine import AffineConfig
 from bitfab.rtl.encoder import ActivationEncoder, orient_thresholds
 from bitfab.rtl.global_sum import GlobalSumConfig
+from bitfab.rtl.network import load_latency
 from bitfab.rtl.graph_network import (LOADED, UNIT_CONFIGS, GraphNetwork,
                                       GraphNetworkInstance, UnitSpec, stream_layouts)
 from bitfab.rtl.threshold_unit import ThresholdConfig
@@ -925,7 +926,7 @@ def graph_case(graph, hw, pixels):
     out_tap = _tap(graph.output)
     outputs["o"], per_item["o"] = outputs[out_tap], per_item[out_tap]
     words = check_load_words(graph_load_stream(graph, hw), hw.loaded_configs)
-    return {"words": words,
+    return {"words": words, "loaded_within": load_latency(len(hw.loaded_configs)),
             "inputs": input_beats(hw.configs[0], pixel_rows(pixels),
                                   graph.input_layer().input_encoding),
             "outputs": outputs, "beats_per_item": per_item}
