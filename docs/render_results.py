@@ -1,9 +1,10 @@
-"""Measurement history: records kept as JSON in ``docs/results/``, rendered as tables.
+"""Measurement history: records kept as JSON in ``docs/results/``, rendered as tables
+and plots.
 
 Nobody copies a figure by hand. A build's ``report.json`` or a benchmark's last
 line of output goes in with ``record``, which adds the commit, the date and the
 machine; ``render`` (run by the documentation's ``conf.py``) writes the tables
-that ``results.md`` includes::
+that ``results.md`` includes, and each design's history as a plot::
 
     python docs/render_results.py build out/xnor/report.json --design "XNOR MLP"
     python benchmarks/popcount.py | tail -1 > pop.json
@@ -11,7 +12,7 @@ that ``results.md`` includes::
     python docs/render_results.py readme      # the README's headline table
 
 ``builds.json`` holds one record per bitstream (design, board, commit, date,
-machine, LUTs, FFs, BRAMs, DSPs, fmax, critical path); ``benchmarks.json`` one
+machine, LUTs, FFs, BRAMs, DSPs, fmax, images/s, critical path); ``benchmarks.json`` one
 per benchmark run (its figures as the benchmark printed them).
 """
 
@@ -29,10 +30,14 @@ __all__ = ["render", "build_record", "benchmark_record", "demo_record", "headlin
            "update_readme"]
 
 HERE = Path(__file__).resolve().parent
-BUILD_COLUMNS = (("design", "design"), ("board", "board"), ("commit", "commit"),
-                 ("date", "date"), ("luts", "LUTs"), ("ffs", "FFs"), ("brams", "BRAMs"),
-                 ("dsps", "DSPs"), ("fmax_mhz", "fmax (MHz)"),
-                 ("critical_path", "critical path"), ("mismatches", "RTL mismatches"))
+#: A design's table (one per design and board); its critical path follows it.
+BUILD_COLUMNS = (("commit", "commit"), ("date", "date"), ("luts", "LUTs"), ("ffs", "FFs"),
+                 ("brams", "BRAMs"), ("dsps", "DSPs"), ("fmax_mhz", "fmax (MHz)"),
+                 ("images_per_s_at_clock", "images/s"), ("mismatches", "RTL mismatches"))
+#: A design's history plots.
+HISTORY = (("luts", "LUT4s"), ("fmax_mhz", "fmax (MHz)"), ("images_per_s_at_clock", "images/s"))
+#: The runs of a benchmark its table shows, the latest.
+BENCHMARK_RUNS = 4
 
 
 def _machine():
@@ -49,6 +54,7 @@ def build_record(report, design):
             "commit": report.get("commit") or source_commit(),
             "date": date.today().isoformat(), "machine": _machine(),
             **{k: report[k] for k in ("luts", "ffs", "brams", "dsps", "fmax_mhz")},
+            "images_per_s_at_clock": report.get("images_per_s_at_clock"),
             "critical_path": path.get("text") if isinstance(path, dict) else path,
             "mismatches": (f"{rtl['mismatches']} of {rtl['images']} images"
                            if rtl else None),
@@ -91,13 +97,26 @@ def _load(folder, name):
 
 
 def render(folder, target):
-    """Write the Markdown tables of the records in `folder` to `target`."""
-    lines = ["## Bitstreams", "",
-             "| " + " | ".join(title for _, title in BUILD_COLUMNS) + " |",
-             "|" + "---|" * len(BUILD_COLUMNS)]
+    """Write the Markdown of the records in `folder` to `target`, with each design's
+    history as a plot (LUT4s, fmax, images/s per record) in ``results_plots/``
+    beside it."""
+    plots = Path(target).parent / "results_plots"
+    plots.mkdir(exist_ok=True)
+    lines = ["## Bitstreams", ""]
     builds = sorted(_load(folder, "builds.json"), key=lambda r: (r["design"], r["date"]))
-    lines += ["| " + " | ".join(_cell(r.get(key)) for key, _ in BUILD_COLUMNS) + " |"
-              for r in builds]
+    designs = {}
+    for r in builds:
+        designs.setdefault((r["design"], r["board"]), []).append(r)
+    for (design, board), runs in designs.items():
+        image = _history_plot(runs, plots / f"{_slug(design, board)}.png", f"{design}, {board}")
+        lines += [f"### {design} ({board})", "", f"![{design} on {board}: history]"
+                  f"(results_plots/{image.name})", "",
+                  "| " + " | ".join(title for _, title in BUILD_COLUMNS) + " |",
+                  "|" + "---|" * len(BUILD_COLUMNS)]
+        lines += ["| " + " | ".join(_cell(r.get(key)) for key, _ in BUILD_COLUMNS) + " |"
+                  for r in runs]
+        lines += ["", f"Critical path at {runs[-1]['commit']}: "
+                      f"{_cell(runs[-1].get('critical_path'))}", ""]
     for run in _load(folder, "accuracy.json"):
         lines += ["", f"## Accuracy on the digits ({run['test_images']} test images; "
                       f"{run['commit']}, {run['date']}, {run['machine']})", "",
@@ -109,17 +128,45 @@ def render(folder, target):
     benchmarks = _load(folder, "benchmarks.json")
     for name in sorted({r["benchmark"] for r in benchmarks}):
         runs = [r for r in benchmarks if r["benchmark"] == name]
-        keys = sorted({k for r in runs for k, v in r["figures"].items()
+        shown = runs[-BENCHMARK_RUNS:]
+        keys = sorted({k for r in shown for k, v in r["figures"].items()
                        if not isinstance(v, (dict, list))})
+        # A row per figure, a column per run: the page's width holds a few runs, not
+        # the many figures a benchmark prints.
         lines += ["", f"## Benchmark `{name}`", "",
-                  "| commit | date | " + " | ".join(keys) + " |",
-                  "|---|---|" + "---|" * len(keys)]
-        lines += [f"| {r['commit']} | {r['date']} | "
-                  + " | ".join(_cell(r["figures"].get(k)) for k in keys) + " |" for r in runs]
+                  f"{len(runs)} runs; the last {len(shown)}:" if len(runs) > len(shown) else "",
+                  "", "| figure | " + " | ".join(f"{r['commit']} ({r['date']})" for r in shown)
+                  + " |", "|---|" + "---|" * len(shown)]
+        lines += [f"| {k} | " + " | ".join(_cell(r["figures"].get(k)) for r in shown) + " |"
+                  for k in keys]
         lines += _latency_table(runs[-1])
         lines += _models_table(runs[-1])
     Path(target).write_text("\n".join(lines) + "\n")
     return len(builds), len(benchmarks)
+
+
+def _slug(*parts):
+    return "_".join("".join(c if c.isalnum() else "-" for c in p.lower()) for p in parts)
+
+
+def _history_plot(runs, path, title):
+    """A design's records as three plots side by side (LUT4s, fmax, images/s), one
+    point per record in date order; written to `path` (PNG)."""
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(9, 2.4), layout="constrained")
+    labels = [f"{r['commit']}\n{r['date'][5:]}" for r in runs]
+    for axes, (key, label) in zip(figure.subplots(1, 3), HISTORY):
+        points = [(x, r[key]) for x, r in enumerate(runs) if r.get(key) is not None]
+        axes.plot([p[0] for p in points], [p[1] for p in points], "o-", color="#1f4e79")
+        axes.set_xticks(range(len(runs)), labels, fontsize=6)
+        axes.set_title(label, fontsize=9)
+        axes.set_xlim(-0.5, len(runs) - 0.5)
+        if not points:
+            axes.text(0.5, 0.5, "not recorded", transform=axes.transAxes, ha="center")
+            axes.set_yticks([])
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=90)
+    return path
 
 
 def _latency_table(record):

@@ -22,6 +22,7 @@ from bitfab.hls_gen.digits.demo import DemoConfig
 from bitfab.hls_gen.golden.freeze import freeze
 from bitfab.hls_gen.digits.models import build_model
 from bitfab.hls_gen.digits.train import accuracy, predict
+from browser import CHROMIUM, NO_CHROMIUM, page_checks
 from layercheck import check_layers
 
 BITFAB = Path(sys.executable).with_name("bitfab")
@@ -93,6 +94,35 @@ def test_report_fields(demo):
         assert 0.0 <= report["accuracy"][key] <= 1.0
     assert 0.0 <= report["golden_vs_pa_agreement"] <= 1.0
     assert "mlp_pa_m4n5" in stdout and "golden=torch" in stdout
+
+
+def test_the_report_page_has_its_plots_and_links_every_model_s_build_page(demo):
+    out, stdout, report = demo
+    page = (out / "report.html").read_text()
+    assert f"report: {out / 'report.json'}, {out / 'report.html'}" in stdout
+    # Accuracy and resources per model, cycles per model, the default model's cycles
+    # by node and its FIFO depths.
+    assert page.count('<img src="data:image/png;base64,') >= 5
+    for name, model in report["models"].items():
+        if model.get("hardware"):
+            assert f'href="hw/{name}/report.html"' in page
+            assert (out / "hw" / name / "report.html").exists()
+            # The page's bottleneck is the stage that sets the schedule.
+            hardware = model["hardware"]
+            assert (max(n["cycles_per_image"] for n in hardware["nodes"])
+                    == hardware["schedule_cycles_per_image"]), name
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_the_report_pages_open_in_a_browser_every_image_loaded(demo):
+    """Headless Chromium opens the demo's page and every model's build page: every plot
+    loads and no script fails."""
+    out, _, _ = demo
+    for page in [out / "report.html", *sorted(out.glob("hw/*/report.html"))]:
+        checks = page_checks(page)
+        assert checks["images"] >= 4, page
+        assert checks == {"images": checks["images"], "images-loaded": checks["images"],
+                          "script-errors": 0}, page
 
 
 def test_rtl_matches_golden_on_every_test_image(demo):

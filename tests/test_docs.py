@@ -40,8 +40,11 @@ def test_results_tables_are_rendered_from_the_records(tmp_path):
          render_results.benchmark_record("cnv", cnv)]))
     assert render_results.render(tmp_path, tmp_path / "tables.md") == (1, 2)
     tables = (tmp_path / "tables.md").read_text()
-    assert "| PA MLP | ulx3s-85f |" in tables and "| 15,755 | 21,283 | 36 | 80 | 107.12 |" in tables
-    assert "0 of 450 images" in tables and "1.668" in tables
+    assert "### PA MLP (ulx3s-85f)" in tables and "| 15,755 | 21,283 | 36 | 80 | 107.12 |" in tables
+    assert "0 of 450 images" in tables and "| bitfab_lut4_per_bit | 1.668 |" in tables
+    # The design's history as a plot beside the tables.
+    assert "![PA MLP on ulx3s-85f: history](results_plots/pa-mlp_ulx3s-85f.png)" in tables
+    assert (tmp_path / "results_plots" / "pa-mlp_ulx3s-85f.png").stat().st_size > 1000
     # The CNV benchmark's per-layer latencies, XNOR against PA at equal folding.
     assert "| 0 | 14 | 22 | 8 |" in tables and "| 1 | 13 | 20 | 7 |" in tables
     with pytest.raises(ValueError, match="no bitstream figures"):

@@ -28,14 +28,22 @@ def _build(tmp_path, board="ulx3s-85f", suffix="bit", timing_met=True):
     return build
 
 
-def _loader(tmp_path, detect, program="", code=0):
-    """A stand-in openFPGALoader: prints `detect` for --detect (exit 1 when it starts
-    with "unable"), else `program` and exits `code`; it logs its arguments."""
+SCAN = ("empty\nBus device vid:pid       probe_type manufacturer serial product\n"
+        "001 004    0x0403:0x6015 ft231X     FER-RO-S     K00001 ULX3S FPGA 85K v3.0.8")
+
+
+def _loader(tmp_path, detect, program="", code=0, scan=SCAN):
+    """A stand-in openFPGALoader: prints `scan` for --scan-usb, `detect` for --detect
+    (exit 1 when it starts with "unable" or "JTAG"), else `program` and exits `code`;
+    it logs its arguments."""
     script = tmp_path / "openFPGALoader"
     log = tmp_path / "calls.txt"
     script.write_text(f"""#!{sys.executable}
 import sys
 open({str(log)!r}, "a").write(" ".join(sys.argv[1:]) + "\\n")
+if "--scan-usb" in sys.argv:
+    print({scan!r})
+    sys.exit(0)
 if "--detect" in sys.argv:
     print({detect!r})
     sys.exit(1 if {detect!r}.startswith(("unable", "JTAG")) else 0)
@@ -56,12 +64,15 @@ def test_a_dry_run_prints_the_exact_command(board, suffix, expected, tmp_path, c
 
 
 def test_with_no_board_attached_it_says_so_in_one_line(tmp_path, capsys):
-    loader, log = _loader(tmp_path, "JTAG init failed with: unable to open ftdi device")
+    loader, log = _loader(tmp_path, "JTAG init failed with: unable to open ftdi device",
+                          scan="empty\nBus device vid:pid       probe_type manufacturer serial "
+                               "product")
     assert cli.main(["program", str(_build(tmp_path)), "--loader", str(loader)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["bitfab program: error: no ulx3s board found on USB (openFPGALoader "
-                   "--detect: JTAG init failed with: unable to open ftdi device)"]
-    assert log.read_text().splitlines() == ["-b ulx3s --detect"]   # nothing written
+                   "--detect: JTAG init failed with: unable to open ftdi device; "
+                   "--scan-usb: no USB probe)"]
+    assert log.read_text().splitlines() == ["--scan-usb", "-b ulx3s --detect"]   # nothing written
 
 
 def test_a_found_board_is_named_and_written(tmp_path, capsys):
@@ -71,8 +82,9 @@ def test_a_found_board_is_named_and_written(tmp_path, capsys):
     assert cli.main(["program", str(build), "--loader", str(loader), "--flash"]) == 0
     out = capsys.readouterr().out
     assert "found the ulx3s board's FPGA: idcode 0x41113043; manufacturer lattice; family " \
-           "ECP5; model  LFE5U-85" in out
-    assert log.read_text().splitlines()[1] == (f"-b ulx3s -f {build}/synth/build/bitfab.bit")
+           "ECP5; model  LFE5U-85, through its ft231X cable (USB: 001 004 0x0403:0x6015 " \
+           "ft231X FER-RO-S K00001 ULX3S FPGA 85K v3.0.8)" in out
+    assert log.read_text().splitlines()[2] == (f"-b ulx3s -f {build}/synth/build/bitfab.bit")
 
 
 @pytest.mark.parametrize("case", ["no_bitstream", "timing_not_met", "loader_fails",

@@ -82,6 +82,16 @@ class DesignKind:
         """The report's ``layers`` rows."""
         raise NotImplementedError
 
+    def report_nodes(self, plan):
+        """The report's ``nodes``, for its page: per node of the plan, its ``name``,
+        ``kind``, ``cycles_per_image`` and ``fifo_depth`` (None where it has none) and
+        its ``estimate`` ({luts, ffs, brams, dsps}). Here: one node, the design, with
+        the plan's estimate and schedule."""
+        return [{"name": plan.get("layer", "design"), "kind": self.name,
+                 "cycles_per_image": plan.get("schedule_cycles_per_image"), "fifo_depth": None,
+                 "estimate": {k: (plan.get("estimate") or {}).get("total", {}).get(k)
+                              for k in ("luts", "ffs", "brams", "dsps")}}]
+
     def report_extra(self, plan):
         """Fields the kind adds to the report."""
         return {}

@@ -22,8 +22,9 @@ the steps are the same::
                                      ``netlist_images`` > 0
     synth      synth/synth.json      yosys + nextpnr + packer: nextpnr's own figures;
                                      the tools' files in synth/build
-    report     report/report.json    the figures people look at, and report.md;
-                                     report.json also at the top, where machines read it
+    report     report/report.json    the figures, report.md, and report.html (the page
+                                     people look at, plots inline); report.json and
+                                     report.html also at the top
 
 ``config.json`` at the top records what each step ran with. A build that
 starts later (``start_step``) is refused, naming the field, when a field an
@@ -399,14 +400,18 @@ def step_synth(build):
     build.write("synth.json", {**result, "commit": commit})
 
 
-@register_step("report", writes=("report.json", "report.md"))
+@register_step("report", writes=("report.json", "report.md", "report.html"))
 def step_report(build):
+    from bitfab.hls_gen.compiler.html_report import write_build_page   # matplotlib
     kind, plan = build.kind, build.read("plan.json")
     report = {**report_fields(build, plan), **kind.report_extra(plan),
-              "layers": kind.report_layers(plan)}
+              "layers": kind.report_layers(plan), "nodes": kind.report_nodes(plan)}
     build.write("report.json", report)
     (build.folder / "report.md").write_text(format_report(report, kind))
     _write_json(build.out / "report.json", report)     # where machines read it
+    # The page people look at, beside it (and where people look first).
+    write_build_page(build.folder / "report.html", report)
+    write_build_page(build.out / "report.html", report)
     return report
 
 

@@ -127,14 +127,18 @@ def _feed(c, in_beat):
     unit sends each position's columns, one beat a cycle."""
     return c.positions * c.cols // in_beat
 
+def stage_cycles(c):
+    """Cycles per image of layer `c`'s stage: its compute (`MVAUConfig.cycles` per
+    position), the feed of its input (a window unit sends each position's columns,
+    `in_beat` elements a cycle) or its pooling, whichever is slowest."""
+    return max(c.positions * c.cycles, _feed(c, c.in_beat), _pool_cycles(c, c.pe))
+
+
 def image_cycles(configs):
-    """Cycles per image of a folded pipeline: its slowest stage, a layer's compute
-    (`MVAUConfig.cycles` per position), the feed of its input (a window unit
-    sends each position's columns, `in_beat` elements a cycle) or its pooling."""
+    """Cycles per image of a folded pipeline: its slowest stage (`stage_cycles`), or
+    the input's beats into the first layer."""
     first = configs[0]
-    return max([first.image_elements // first.in_beat]
-               + [max(c.positions * c.cycles, _feed(c, c.in_beat), _pool_cycles(c, c.pe))
-                  for c in configs])
+    return max([first.image_elements // first.in_beat] + [stage_cycles(c) for c in configs])
 
 def _pool_cycles(c, pe):
     """Cycles per image of `c`'s max pool at `pe` elements a beat: its window unit

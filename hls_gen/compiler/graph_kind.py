@@ -171,6 +171,17 @@ class GraphKind(DesignKind):
                          "brams": estimates.get(unit.name, {}).get("brams")})
         return rows
 
+    def report_nodes(self, plan):
+        hw = HwGraph.from_dict(plan)
+        estimates = {u["name"]: u for u in (plan.get("estimate") or {}).get("units", [])}
+        return [{"name": unit.name, "kind": unit.kind,
+                 "cycles_per_image": (unit.config.positions * unit.config.cycles
+                                      if unit.kind == "layer" else None),
+                 "fifo_depth": unit.depth if unit.kind == "queue" else None,
+                 "estimate": {k: estimates.get(unit.name, {}).get(k)
+                              for k in ("luts", "ffs", "brams", "dsps")}}
+                for unit in hw.units]
+
     def report_extra(self, plan):
         return {"queues": plan["queues"], "queue_depth_seconds": plan["queue_depth_seconds"]}
 

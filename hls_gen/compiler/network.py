@@ -14,7 +14,7 @@ What the flow's steps make of a network::
 from bitfab.hls_gen.compiler.design import DesignKind
 from bitfab.hls_gen.compiler.estimates import check_fit
 from bitfab.hls_gen.compiler.folding import (default_folding, fitting_folding, fold,
-                                             image_cycles)
+                                             image_cycles, stage_cycles)
 from bitfab.hls_gen.compiler.plan import PlanError, map_to_hw, plan_from_dict, plan_to_dict
 from bitfab.hls_gen.compiler.stores import load_stream
 from bitfab.hls_gen.errors import BitfabError
@@ -145,6 +145,15 @@ class NetworkKind(DesignKind):
 
     def report_layers(self, plan):
         return [{k: layer.get(k) for k in LAYER_FIELDS} for layer in plan["layers"]]
+
+    def report_nodes(self, plan):
+        configs, names = plan_from_dict(plan)
+        estimates = {row["name"]: row for row in plan["estimate"].get("layers", [])}
+        return [{"name": name, "kind": "layer", "cycles_per_image": stage_cycles(c),
+                 "fifo_depth": c.fifo_depth,
+                 "estimate": {k: estimates.get(name, {}).get(k)
+                              for k in ("luts", "ffs", "brams", "dsps")}}
+                for name, c in zip(names, configs)]
 
     def format_layers(self, report):
         def window(layer):

