@@ -275,6 +275,30 @@ def _program(args):
                   timing_allow_fail=args.timing_allow_fail)
 
 
+def _sweep(args):
+    from bitfab.hls_gen.compiler.sweep import SweepConfig, run_sweep
+    run_sweep(SweepConfig(out=args.out, arch=args.arch, epochs=args.epochs,
+                          sim_images=args.sim_images, bitstream=args.bitstream,
+                          samples=args.samples, seed=args.seed, scheduler=args.scheduler,
+                          workers=args.workers, space=args.space))
+
+
+def sweep_space(text):
+    """An argparse type: a sweep space, JSON ({field: [values]}) or a file holding it."""
+    import json
+    from pathlib import Path
+    try:
+        json_text = text.lstrip().startswith(("{", "["))
+        source = text if json_text else Path(text).read_text()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"neither JSON nor a readable file: {error}") from None
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not a JSON object of fields and value lists: "
+                                         f"{error}") from None
+
+
 def _board(args):
     from bitfab.hls_gen.compiler.deploy import serve_board
     try:
@@ -397,6 +421,35 @@ def parser():
     program.add_argument("--timing-allow-fail", action="store_true",
                          help="program a design that does not meet its clock")
     program.set_defaults(run=_program)
+    sweep = commands.add_parser(
+        "sweep", help="train and build a digits network at every point of a design space "
+                      "(M, N, folding caps, board, clock) as tasks on Dask distributed")
+    sweep.add_argument("--space", type=sweep_space, required=True,
+                       help='the space, JSON or a JSON file: {"m": [2, 4], "n": [1, 2], '
+                            '"caps": [[64, 2, 8], [16, 1, 1]], "board": [...], '
+                            '"clock_mhz": [...]}')
+    sweep.add_argument("--out", type=output_dir, default="out/sweep",
+                       help="output directory: sweep.json, sweep.csv, sweep.html, each "
+                            "point's build (default: out/sweep)")
+    sweep.add_argument("--arch", choices=["cnn", "mlp"], default="cnn",
+                       help="the digits network (default: cnn)")
+    sweep.add_argument("--epochs", type=integer(1, 10_000), default=10,
+                       help="training epochs, float then PA (default: 10)")
+    sweep.add_argument("--sim-images", type=integer(0, MAX_IMAGES), default=0,
+                       help="test images each point's RTL runs in cocotb (default: 0, the "
+                            "estimate and schedule only)")
+    sweep.add_argument("--bitstream", action="store_true",
+                       help="place and route every point")
+    sweep.add_argument("--samples", type=integer(1, 1_000_000), default=None,
+                       help="a random search: this many points of the grid (default: all)")
+    sweep.add_argument("--seed", type=integer(0, 2**31 - 1), default=0,
+                       help="the random search's seed (default: 0)")
+    sweep.add_argument("--scheduler", default=None,
+                       help="a running Dask scheduler, tcp://HOST:PORT (default: a "
+                            "LocalCluster on this machine)")
+    sweep.add_argument("--workers", type=integer(1, 1024), default=2,
+                       help="the LocalCluster's worker processes (default: 2)")
+    sweep.set_defaults(run=_sweep)
     board = commands.add_parser(
         "board", help="a simulated board for a build (its Verilog under the serial shell, "
                       "in Verilator) on a TCP port, until Ctrl-C")

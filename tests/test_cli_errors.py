@@ -204,7 +204,8 @@ def test_every_numeric_option_is_enumerated():
     options = {(c, o) for c, o, _ in _numeric_options()}
     assert {("demo", "--coef-bits"), ("demo", "--acc-bits"), ("build", "--clock-mhz"),
             ("sim", "--images"), ("build", "--netlist-images"), ("run", "--timeout"),
-            ("deploy", "--timeout"), ("run", "--images")} <= options
+            ("deploy", "--timeout"), ("run", "--images"), ("sweep", "--epochs"),
+            ("sweep", "--sim-images"), ("sweep", "--workers")} <= options
 
 
 @pytest.mark.parametrize("command,option,low", _numeric_options(),
@@ -220,7 +221,8 @@ def test_every_numeric_option_refuses_zero_negative_huge_and_non_numeric_values(
     (build / "config.json").write_text("{}")
     head = {"demo": ["demo", "--out", str(tmp_path / "demo")],
             "build": ["build", str(model), "--out", str(tmp_path / "out")],
-            "sim": ["sim", str(model), "--out", str(tmp_path / "out")]}.get(
+            "sim": ["sim", str(model), "--out", str(tmp_path / "out")],
+            "sweep": ["sweep", "--space", '{"m": [2]}', "--out", str(tmp_path / "out")]}.get(
         command, [command, str(build)] + (["--port", "sim"] if command == "deploy" else []))
     values = ["-1", "1e12", "99999999999999", "abc", "nan", "inf"]
     if low is None:

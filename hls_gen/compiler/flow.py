@@ -410,8 +410,8 @@ def step_report(build):
     (build.folder / "report.md").write_text(format_report(report, kind))
     _write_json(build.out / "report.json", report)     # where machines read it
     # The page people look at, beside it (and where people look first).
-    write_build_page(build.folder / "report.html", report)
-    write_build_page(build.out / "report.html", report)
+    page = write_build_page(build.folder / "report.html", report)
+    (build.out / "report.html").write_text(page.read_text())
     return report
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-__all__ = ["build_page", "demo_page", "write_build_page", "write_demo_page"]
+__all__ = ["build_page", "demo_page", "sweep_page", "write_build_page", "write_demo_page"]
 
 RESOURCES = (("luts", "LUT4"), ("ffs", "FF"), ("brams", "block RAM"), ("dsps", "DSP"))
 ESTIMATE, PLACED, BOTTLENECK, OTHER = "#8fb3d9", "#1f4e79", "#c0392b", "#7f8c8d"
@@ -380,3 +380,75 @@ def write_demo_page(out, report, builds, default=None):
     path = out / "report.html"
     path.write_text(demo_page(report, links, default))
     return path
+
+
+def _pareto_plot(results, front):
+    done = [r for r in results if r["status"] == "done"]
+    if not done:
+        return None
+    figure, [[axes]] = _figure(height=4)
+    def luts(r):
+        return r.get("luts") or r["estimate"]["luts"]
+    axes.scatter([luts(r) for r in done], [r["images_per_s"] for r in done], color=ESTIMATE,
+                 label="points")
+    axes.plot([luts(r) for r in front], [r["images_per_s"] for r in front], "o-",
+              color=BOTTLENECK, label="Pareto front")
+    for r in front:
+        p = r["point"]
+        axes.annotate(f"M{p['m']} N{p['n']} {'x'.join(map(str, p['caps']))}",
+                      (luts(r), r["images_per_s"]), fontsize=7, xytext=(4, 4),
+                      textcoords="offset points")
+    axes.set_xlabel("LUT4 (placed where built, else estimated)")
+    axes.set_ylabel("images per second at the clock")
+    axes.set_yscale("log")
+    axes.legend(fontsize=8)
+    axes.set_title("LUT4s against images per second; the Pareto front in red")
+    return _png(figure), ("Each point's LUT4s against its throughput; no point beats a "
+                          "point of the front on both.")
+
+
+def _accuracy_mn_plot(results):
+    seen = {}
+    for r in results:
+        seen[(r["point"]["m"], r["point"]["n"])] = r["golden_accuracy"]
+    if not seen:
+        return None
+    ms, ns = sorted({m for m, _ in seen}), sorted({n for _, n in seen})
+    figure, [[axes]] = _figure(width=5, height=3.5)
+    grid = [[100 * seen.get((m, n), float("nan")) for n in ns] for m in ms]
+    image = axes.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    for i, m in enumerate(ms):
+        for j, n in enumerate(ns):
+            if (m, n) in seen:
+                axes.text(j, i, f"{100 * seen[(m, n)]:.1f}", ha="center", va="center",
+                          color="white", fontsize=8)
+    axes.set_xticks(range(len(ns)), [str(n) for n in ns])
+    axes.set_yticks(range(len(ms)), [str(m) for m in ms])
+    axes.set_xlabel("N (activation bases)")
+    axes.set_ylabel("M (weight bases)")
+    figure.colorbar(image, label="golden model test accuracy (%)")
+    axes.set_title("Accuracy against M and N")
+    return _png(figure), "The golden model's test accuracy for each M and N trained."
+
+
+def sweep_page(results, front):
+    """The page of a sweep's results (`bitfab.hls_gen.compiler.sweep`) and its Pareto
+    front."""
+    plots = [p for p in (_pareto_plot(results, front), _accuracy_mn_plot(results))
+             if p is not None]
+    rows = [(r["point"]["m"], r["point"]["n"], "x".join(map(str, r["point"]["caps"])),
+             r["point"]["board"], r.get("clock_mhz"), r["status"],
+             f"{100 * r['golden_accuracy']:.2f}",
+             (r.get("estimate") or {}).get("luts"), r.get("luts"),
+             r.get("images_per_s"), (r.get("rtl") or {}).get("mismatches"),
+             "yes" if r in front else "", r.get("reason"))
+            for r in results]
+    return _page("bitfab sweep", [
+        _facts([("points", len(results)),
+                ("done", sum(r["status"] == "done" for r in results)),
+                ("failed", sum(r["status"] != "done" for r in results)),
+                ("on the Pareto front", len(front))]),
+        _section("Figures", plots),
+        _section("Points", text=_table(
+            ("M", "N", "caps", "board", "clock MHz", "status", "golden acc. %", "LUT4 (est.)",
+             "LUT4 (placed)", "images/s", "RTL mismatches", "Pareto", "why failed"), rows))])
