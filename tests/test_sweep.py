@@ -128,3 +128,17 @@ def test_a_scheduler_that_does_not_answer_is_an_error_within_seconds(tmp_path, c
     assert code == 2 and len(err) == 1, err
     assert "the Dask scheduler at tcp://127.0.0.1:9 does not answer" in err[0]
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.slow
+def test_a_sweep_places_and_routes_its_points(cluster, tmp_path):
+    """Two foldings of the PA CNN through place and route on the 2 workers: nextpnr's
+    figures in each point and the front drawn from the placed LUT4s."""
+    space = {"m": [4], "n": [5], "caps": [[64, 2, 8], [16, 1, 1]]}
+    cfg = SweepConfig(out=str(tmp_path / "sweep"), epochs=1, bitstream=True, space=space)
+    results = run_sweep(cfg, client=cluster)
+    assert all(r["status"] == "done" and r["luts"] and r["fmax_mhz"] for r in results), results
+    wide, narrow = results
+    assert wide["luts"] > narrow["luts"]
+    saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert any(r["pareto"] for r in saved)

@@ -22,6 +22,7 @@ import csv
 import hashlib
 import itertools
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -138,7 +139,10 @@ def train_model(arch, m, n, epochs, folder):
                                    split.y_test),
               "golden_accuracy": accuracy(golden, split.y_test)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
+    # Whole or not at all: a worker killed while writing leaves no half a file.
+    partial = path.with_suffix(f".{os.getpid()}.part")
+    partial.write_text(json.dumps(result))
+    partial.replace(path)
     return result
 
 
@@ -248,7 +252,9 @@ def _run_points(cfg, todo, settings, out, results, log, client):
                                   pure=False)] = key
         for done, (future, result) in enumerate(as_completed(futures, with_results=True), 1):
             key = futures[future]
-            (out / "points" / f"{key}.json").write_text(json.dumps(result, indent=1) + "\n")
+            partial = out / "points" / f"{key}.part"
+            partial.write_text(json.dumps(result, indent=1) + "\n")
+            partial.replace(out / "points" / f"{key}.json")
             results[key] = result
             log(f"sweep: point {done} of {len(futures)}: {_describe(result)}")
     finally:
