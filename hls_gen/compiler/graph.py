@@ -797,10 +797,10 @@ def reconvergent_depths(graph, queues, specs, beat, infos, schedule):
             ahead = ahead_most - ahead_here
             bpp = infos[origin].shape[0] // beat[origin]
             per_beat = schedule / (positions * bpp)
-            # A beat more for each layer after the first on the path: measured, the
-            # fractal block's two-layer column needed 15 where its latency gives 14.
-            layers = sum(specs[n].kind == "layer" for n in longest)
-            extra = max(bpp, ceil(latency / per_beat) + max(0, layers - 1))
+            # (A beat more for each further layer on the path, once measured on the
+            # fractal block's two-layer column, is in its latency now: its 15 entries
+            # are the fewest at its schedule, `benchmarks/fifo_tightness.py`.)
+            extra = max(bpp, ceil(latency / per_beat))
             depths[queue] = (
                 max(QUEUE_MARGIN, ahead * bpp - 1 + extra),
                 f"the path {', '.join(longest)} reads {ahead} positions of {origin} ahead "
