@@ -109,9 +109,9 @@ def load_latency(units):
 def load_chain(m, units, load, load_restart, loaded, word_bits, words):
     """Wire the load port `load` (with `load_restart`, `loaded`) to `units`, each loaded in
     turn, in order, `words` words in all: every unit with a ``load`` stream,
-    ``load_restart`` and ``loaded``, whose ``load.ready`` stays high until the cycle after its last word is taken (the
-    loaders' `load_rows` and the matrix-vector unit's store writer: every word
-    offered to a unit still loading is taken).
+    ``load_restart`` and ``loaded``, whose ``load.ready`` stays high until the cycle
+    after its last word is taken (the loaders' `load_rows` and the matrix-vector
+    unit's store writer: every word offered to a unit still loading is taken).
 
     Words pass from unit to unit along a chain of registers, one a unit, as a daisy
     chain: each register offers its word to its unit while the unit is ready and

@@ -63,15 +63,15 @@ class TB(StreamTB):
         """Send the load words; the unit must say it is loaded within the cycles the
         case's ``loaded_within`` (else `LOADED_WITHIN`) allows after the last."""
         dut, words = self.dut, self.case["words"]
-        within = self.loaded_within
         await exchange(self.loader, words, None, 0)
-        for _ in range(within):
+        for _ in range(self.loaded_within):
             await RisingEdge(dut.clk)
             await ReadOnly()
             if value_of(dut.loaded):
                 break
         assert value_of(dut.loaded), (f"seed {self.seed}: {len(words)} words sent, but the "
-                                      f"unit is not loaded {within} cycles later")
+                                      f"unit is not loaded {self.loaded_within} cycles "
+                                      f"later")
         await RisingEdge(dut.clk)
 
     async def run(self):

@@ -14,6 +14,14 @@ and any step can run again from the files alone.
 __all__ = ["DesignKind"]
 
 
+def report_node(name, kind, cycles_per_image, fifo_depth, estimate):
+    """One row of a report's ``nodes``: `estimate` is the node's row of the plan's
+    estimate (None where it has none), of which the row keeps the four resources."""
+    return {"name": name, "kind": kind, "cycles_per_image": cycles_per_image,
+            "fifo_depth": fifo_depth,
+            "estimate": {k: (estimate or {}).get(k) for k in ("luts", "ffs", "brams", "dsps")}}
+
+
 class DesignKind:
     """A kind of design the flow builds. Subclasses implement every method.
 
@@ -85,12 +93,11 @@ class DesignKind:
     def report_nodes(self, plan):
         """The report's ``nodes``, for its page: per node of the plan, its ``name``,
         ``kind``, ``cycles_per_image`` and ``fifo_depth`` (None where it has none) and
-        its ``estimate`` ({luts, ffs, brams, dsps}). Here: one node, the design, with
-        the plan's estimate and schedule."""
-        return [{"name": plan.get("layer", "design"), "kind": self.name,
-                 "cycles_per_image": plan.get("schedule_cycles_per_image"), "fifo_depth": None,
-                 "estimate": {k: (plan.get("estimate") or {}).get("total", {}).get(k)
-                              for k in ("luts", "ffs", "brams", "dsps")}}]
+        its ``estimate`` ({luts, ffs, brams, dsps}), as `report_node` makes them. Here:
+        one node, the design, with the plan's estimate and schedule."""
+        return [report_node(plan.get("layer", "design"), self.name,
+                            plan.get("schedule_cycles_per_image"), None,
+                            (plan.get("estimate") or {}).get("total"))]
 
     def report_extra(self, plan):
         """Fields the kind adds to the report."""

@@ -18,7 +18,7 @@ chain is `network.NetworkKind`'s)::
     synth                    the graph without its taps behind the serial shell
 """
 
-from bitfab.hls_gen.compiler.design import DesignKind
+from bitfab.hls_gen.compiler.design import DesignKind, report_node
 from bitfab.hls_gen.compiler.graph import (HwGraph, fitting_graph, graph_case,
                                            graph_load_stream, input_shape, map_graph)
 from bitfab.hls_gen.compiler.network import DIGITS_IMAGE, crowded_router, test_inputs
@@ -156,8 +156,7 @@ class GraphKind(DesignKind):
         return graph_case(graph, hw, pixels), len(pixels)
 
     def report_layers(self, plan):
-        hw = HwGraph.from_dict(plan)
-        estimates = {u["name"]: u for u in (plan.get("estimate") or {}).get("units", [])}
+        hw, estimates = HwGraph.from_dict(plan), _unit_estimates(plan)
         rows = []
         for unit in hw.units:
             c = unit.config
@@ -172,14 +171,12 @@ class GraphKind(DesignKind):
         return rows
 
     def report_nodes(self, plan):
-        hw = HwGraph.from_dict(plan)
-        estimates = {u["name"]: u for u in (plan.get("estimate") or {}).get("units", [])}
-        return [{"name": unit.name, "kind": unit.kind,
-                 "cycles_per_image": (unit.config.positions * unit.config.cycles
-                                      if unit.kind == "layer" else None),
-                 "fifo_depth": unit.depth if unit.kind == "queue" else None,
-                 "estimate": {k: estimates.get(unit.name, {}).get(k)
-                              for k in ("luts", "ffs", "brams", "dsps")}}
+        hw, estimates = HwGraph.from_dict(plan), _unit_estimates(plan)
+        return [report_node(unit.name, unit.kind,
+                            (unit.config.positions * unit.config.cycles
+                             if unit.kind == "layer" else None),
+                            unit.depth if unit.kind == "queue" else None,
+                            estimates.get(unit.name))
                 for unit in hw.units]
 
     def report_extra(self, plan):
@@ -196,3 +193,8 @@ class GraphKind(DesignKind):
         lines += ["", "Queues on the paths into joins, sized from the schedule:", ""]
         lines += [f"- {q['name']}: {q['depth']} ({q['reason']})" for q in report["queues"]]
         return lines
+
+
+def _unit_estimates(plan):
+    """The plan's estimate row of each unit, by unit name."""
+    return {u["name"]: u for u in (plan.get("estimate") or {}).get("units", [])}

@@ -163,8 +163,8 @@ def _fifo_plot(nodes):
     rows = [n for n in nodes if n.get("fifo_depth")]
     if not rows:
         return None
-    figure, [[axes]] = _figure(height=0.6 + 0.28 * min(len(rows), MOST_NODES))
     shown = _most(rows, lambda n: n["fifo_depth"])
+    figure, [[axes]] = _figure(height=0.6 + 0.28 * len(shown))
     axes.barh([s[0] for s in shown][::-1], [s[1] for s in shown][::-1], color=PLACED)
     axes.set_xlabel("entries")
     axes.set_title("FIFO depths, from the static schedule")
@@ -343,10 +343,10 @@ def demo_page(report, links=None, default=None):
     default = (models.get(default) or {}).get("hardware")
     sections = [
         _facts([("dataset", report["dataset"]["name"]),
-                          ("test images", report["test_images"]),
-                          ("default model", report["default_model"]),
-                          *((f"accuracy: {k}", f"{100 * v:.2f}%") for k, v in accuracy.items()),
-                          ("commit", report.get("commit"))]),
+                ("test images", report["test_images"]),
+                ("default model", report["default_model"]),
+                *((f"accuracy: {k}", f"{100 * v:.2f}%") for k, v in accuracy.items()),
+                ("commit", report.get("commit"))]),
         _section("Figures", plots),
         _section("Models", text=_table(
             ("model", "kind", "PyTorch acc. %", "golden acc. %", "RTL mismatches",
@@ -386,9 +386,8 @@ def _pareto_plot(results, front):
     done = [r for r in results if r["status"] == "done"]
     if not done:
         return None
+    from bitfab.hls_gen.compiler.sweep import point_luts as luts
     figure, [[axes]] = _figure(height=4)
-    def luts(r):
-        return r.get("luts") or r["estimate"]["luts"]
     axes.scatter([luts(r) for r in done], [r["images_per_s"] for r in done], color=ESTIMATE,
                  label="points")
     axes.plot([luts(r) for r in front], [r["images_per_s"] for r in front], "o-",

@@ -11,7 +11,7 @@ What the flow's steps make of a network::
                              channels), every layer's output checked
 """
 
-from bitfab.hls_gen.compiler.design import DesignKind
+from bitfab.hls_gen.compiler.design import DesignKind, report_node
 from bitfab.hls_gen.compiler.estimates import check_fit
 from bitfab.hls_gen.compiler.folding import (default_folding, fitting_folding, fold,
                                              image_cycles, stage_cycles)
@@ -149,10 +149,7 @@ class NetworkKind(DesignKind):
     def report_nodes(self, plan):
         configs, names = plan_from_dict(plan)
         estimates = {row["name"]: row for row in plan["estimate"].get("layers", [])}
-        return [{"name": name, "kind": "layer", "cycles_per_image": stage_cycles(c),
-                 "fifo_depth": c.fifo_depth,
-                 "estimate": {k: estimates.get(name, {}).get(k)
-                              for k in ("luts", "ffs", "brams", "dsps")}}
+        return [report_node(name, "layer", stage_cycles(c), c.fifo_depth, estimates.get(name))
                 for name, c in zip(names, configs)]
 
     def format_layers(self, report):

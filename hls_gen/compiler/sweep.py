@@ -31,7 +31,7 @@ from pathlib import Path
 from bitfab.hls_gen.compiler.report import source_commit
 from bitfab.hls_gen.errors import BitfabError
 
-__all__ = ["SweepConfig", "SweepError", "points_of", "run_sweep", "pareto_front"]
+__all__ = ["SweepConfig", "SweepError", "points_of", "run_sweep", "pareto_front", "point_luts"]
 
 #: The fields a sweep space may name, and what each value must be.
 FIELDS = {
@@ -279,14 +279,15 @@ def pareto_front(results):
     done = [r for r in results if r["status"] == "done"]
     front = []
     for r in done:
-        luts, speed = _luts(r), r["images_per_s"]
-        if not any(_luts(o) <= luts and o["images_per_s"] >= speed
-                   and (_luts(o) < luts or o["images_per_s"] > speed) for o in done):
+        luts, speed = point_luts(r), r["images_per_s"]
+        if not any(point_luts(o) <= luts and o["images_per_s"] >= speed
+                   and (point_luts(o) < luts or o["images_per_s"] > speed) for o in done):
             front.append(r)
-    return sorted(front, key=_luts)
+    return sorted(front, key=point_luts)
 
 
-def _luts(result):
+def point_luts(result):
+    """A done point's LUT4s: nextpnr's where it was placed, else the estimate's."""
     return result.get("luts") or result["estimate"]["luts"]
 
 
@@ -296,7 +297,8 @@ COLUMNS = ("m", "n", "caps", "board", "clock_mhz", "status", "accuracy", "golden
 
 
 def _write(out, results):
-    front = {id(r) for r in pareto_front(results)}
+    front_points = pareto_front(results)
+    front = {id(r) for r in front_points}
     (out / "sweep.json").write_text(json.dumps(
         [{**r, "pareto": id(r) in front} for r in results], indent=1) + "\n")
     with open(out / "sweep.csv", "w", newline="") as f:
@@ -311,4 +313,4 @@ def _write(out, results):
                              r.get("images_per_s"), (r.get("rtl") or {}).get("mismatches"),
                              id(r) in front, r.get("reason")])
     from bitfab.hls_gen.compiler.html_report import sweep_page
-    (out / "sweep.html").write_text(sweep_page(results, pareto_front(results)))
+    (out / "sweep.html").write_text(sweep_page(results, front_points))
