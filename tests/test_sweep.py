@@ -85,11 +85,12 @@ def test_a_sweep_survives_a_lost_worker_and_a_rerun_computes_nothing(cluster, tm
 @pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_the_sweep_page_opens_in_a_browser(tmp_path):
     from bitfab.hls_gen.compiler.html_report import sweep_page
+    from bitfab.hls_gen.compiler.sweep import point_luts
     result = {"point": {"m": 2, "n": 1, "caps": [4, 1, 1], "board": "ulx3s-85f",
                         "clock_mhz": None}, "status": "done", "accuracy": 0.9,
               "golden_accuracy": 0.9, "estimate": {"luts": 1000}, "images_per_s": 5000}
     page = tmp_path / "sweep.html"
-    page.write_text(sweep_page([result], [result]))
+    page.write_text(sweep_page([result], [result], point_luts))
     assert page_checks(page) == {"images": 2, "images-loaded": 2, "script-errors": 0}
 
 

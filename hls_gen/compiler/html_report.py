@@ -382,11 +382,10 @@ def write_demo_page(out, report, builds, default=None):
     return path
 
 
-def _pareto_plot(results, front):
+def _pareto_plot(results, front, luts):
     done = [r for r in results if r["status"] == "done"]
     if not done:
         return None
-    from bitfab.hls_gen.compiler.sweep import point_luts as luts
     figure, [[axes]] = _figure(height=4)
     axes.scatter([luts(r) for r in done], [r["images_per_s"] for r in done], color=ESTIMATE,
                  label="points")
@@ -430,10 +429,10 @@ def _accuracy_mn_plot(results):
     return _png(figure), "The golden model's test accuracy for each M and N trained."
 
 
-def sweep_page(results, front):
+def sweep_page(results, front, luts):
     """The page of a sweep's results (`bitfab.hls_gen.compiler.sweep`) and its Pareto
-    front."""
-    plots = [p for p in (_pareto_plot(results, front), _accuracy_mn_plot(results))
+    front; `luts(result)` is a point's LUT4 figure (``sweep.point_luts``)."""
+    plots = [p for p in (_pareto_plot(results, front, luts), _accuracy_mn_plot(results))
              if p is not None]
     rows = [(r["point"]["m"], r["point"]["n"], "x".join(map(str, r["point"]["caps"])),
              r["point"]["board"], r.get("clock_mhz"), r["status"],

@@ -313,4 +313,4 @@ def _write(out, results):
                              r.get("images_per_s"), (r.get("rtl") or {}).get("mismatches"),
                              id(r) in front, r.get("reason")])
     from bitfab.hls_gen.compiler.html_report import sweep_page
-    (out / "sweep.html").write_text(sweep_page(results, front_points))
+    (out / "sweep.html").write_text(sweep_page(results, front_points, point_luts))
