@@ -61,7 +61,7 @@ class BoardTop(Elaboratable):
                                  f"family, not {type(platform).__name__}")
             m.domains.sync = sync = ClockDomain("sync")
             locked = family.instantiate_pll(m, platform, clock, sync)
-            m.d.comb += sync.rst.eq(~locked)   # held in reset until the PLL locks
+            family.hold_in_reset(m, sync, locked)
             # No constraint on sync.clk: nextpnr derives the PLL output's from its
             # dividers and the oscillator's constraint (Amaranth's name for the net
             # did not reach nextpnr, which warned and ignored it).

@@ -74,7 +74,8 @@ def test_plan_too_big_is_refused_before_synthesis(tmp_path):
 
 @pytest.mark.synth
 def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
-    """Amaranth's build plan for the ULX3S: PLL, the 100 MHz target, UART pins."""
+    """Amaranth's build plan for the ULX3S: PLL, reset buffer, the 100 MHz target, UART
+    pins."""
     use_yowasp()
     configs = fold(map_to_hw(small_graph()))
     ulx3s = board("ulx3s-85f")
@@ -82,6 +83,9 @@ def test_board_top_prepares_for_ulx3s(tmp_path, monkeypatch):
                                           do_build=False)
     rtlil = plan.files["top.il"]
     assert "EHXPLLL" in rtlil and "uart" in plan.files["top.lpf"]
+    # The reset, held until the PLL locks, reaches the flip-flops on a global network:
+    # nextpnr-ecp5 takes a clock buffer's output to one (`ECP5.hold_in_reset`).
+    assert rtlil.count("cell \\DCCA ") == 1 and "LOCK" in rtlil
     assert "FREQUENCY PORT \"clk25_0__io\" 25000000.0 HZ" in plan.files["top.lpf"]
     # Every layer's weights and table go to block RAM, however shallow (here 2 and 4
     # rows), and yosys builds no read-first logic for them.
@@ -367,3 +371,4 @@ def test_a_design_abc9_fails_on_is_mapped_with_plain_abc(tmp_path):
     with pytest.raises(BitfabError):
         with_lut_mapper_fallback(lambda o: (_ for _ in ()).throw(BitfabError("x")), {},
                                  board("icebreaker").family, rpt)
+

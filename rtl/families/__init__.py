@@ -104,6 +104,11 @@ class Family:
         the platform's oscillator to `m`; returns its lock signal."""
         raise NotImplementedError(f"{self.name}: no PLL")
 
+    def hold_in_reset(self, m, domain, locked):
+        """Hold `domain` in reset until `locked` (the PLL's lock) rises: its reset net
+        reaches every flip-flop of the design."""
+        m.d.comb += domain.rst.eq(~locked)
+
     def route_constraint(self, mhz):
         """`Platform.build` overrides that have nextpnr route the net ``clk`` for `mhz`."""
         raise NotImplementedError(f"{self.name}: no clock constraint")
