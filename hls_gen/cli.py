@@ -16,7 +16,8 @@ def _demo(args):
 
     config = replace(DemoConfig(), archs=tuple(args.arch),
                      freeze=FreezeConfig(coef_bits=args.coef_bits, acc_bits=args.acc_bits),
-                     bitstream=not args.no_bitstream, sim_images=args.images)
+                     bitstream=not args.no_bitstream, sim_images=args.images,
+                     scheduler=args.scheduler, workers=args.workers)
     run_demo(args.out, config)
 
 
@@ -307,6 +308,15 @@ def _board(args):
         print("board: stopped")
 
 
+def _cluster_options(command):
+    """Where a command's tasks run: --scheduler, --workers."""
+    command.add_argument("--scheduler", default=None,
+                         help="a running Dask scheduler, tcp://HOST:PORT (default: a "
+                              "LocalCluster on this machine)")
+    command.add_argument("--workers", type=integer(1, 1024), default=2,
+                         help="the LocalCluster's worker processes (default: 2)")
+
+
 def parser():
     top = _Parser(prog="bitfab", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -326,6 +336,7 @@ def parser():
                       help="stop after simulation (no synthesis, place and route)")
     demo.add_argument("--images", type=integer(1, MAX_IMAGES), default=None,
                       help="test images to simulate (default: all)")
+    _cluster_options(demo)
     demo.set_defaults(run=_demo)
 
     from bitfab.hls_gen.compiler.boards import BOARDS
@@ -444,11 +455,7 @@ def parser():
                        help="a random search: this many points of the grid (default: all)")
     sweep.add_argument("--seed", type=integer(0, 2**31 - 1), default=0,
                        help="the random search's seed (default: 0)")
-    sweep.add_argument("--scheduler", default=None,
-                       help="a running Dask scheduler, tcp://HOST:PORT (default: a "
-                            "LocalCluster on this machine)")
-    sweep.add_argument("--workers", type=integer(1, 1024), default=2,
-                       help="the LocalCluster's worker processes (default: 2)")
+    _cluster_options(sweep)
     sweep.set_defaults(run=_sweep)
     board = commands.add_parser(
         "board", help="a simulated board for a build (its Verilog under the serial shell, "

@@ -205,7 +205,7 @@ def test_every_numeric_option_is_enumerated():
     assert {("demo", "--coef-bits"), ("demo", "--acc-bits"), ("build", "--clock-mhz"),
             ("sim", "--images"), ("build", "--netlist-images"), ("run", "--timeout"),
             ("deploy", "--timeout"), ("run", "--images"), ("sweep", "--epochs"),
-            ("sweep", "--sim-images"), ("sweep", "--workers")} <= options
+            ("sweep", "--sim-images"), ("sweep", "--workers"), ("demo", "--workers")} <= options
 
 
 @pytest.mark.parametrize("command,option,low", _numeric_options(),

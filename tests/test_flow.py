@@ -372,3 +372,45 @@ def test_a_design_abc9_fails_on_is_mapped_with_plain_abc(tmp_path):
         with_lut_mapper_fallback(lambda o: (_ for _ in ()).throw(BitfabError("x")), {},
                                  board("icebreaker").family, rpt)
 
+
+def test_a_build_takes_another_s_bitstream_only_for_the_same_design(tmp_path, monkeypatch):
+    """The weights are loaded at run time: a build of other weights takes the bitstream
+    a build of the same design made (the demo places and routes beside its simulations
+    so), and refuses one of another folding, clock or none at all. The toolchain is a
+    stand-in here that counts its runs (the real one: test_build.py, slow)."""
+    runs = []
+
+    def toolchain(core, board, out_dir, log, clock, **options):
+        runs.append(out_dir)
+        bitstream = Path(out_dir) / "build" / "bitfab.bit"
+        bitstream.parent.mkdir(parents=True)
+        bitstream.write_bytes(b"\xff")
+        return {"luts": 123, "ffs": 45, "brams": 0, "dsps": 1, "fmax_mhz": 150.0,
+                "clock_constraint_mhz": 25.0, "clock_mhz": clock.mhz,
+                "bitstream": str(bitstream)}
+
+    monkeypatch.setattr("bitfab.hls_gen.compiler.synth.build_bitstream", toolchain)
+    to_synth = {"steps": ("golden", "map_to_hw", "fold", "emit_rtl", "synth"),
+                "stop_step": "synth"}
+    placed = tmp_path / "placed"
+    run_flow(BuildConfig(out=str(placed), **to_synth), small_graph(seed=3), log=lambda _: None)
+    messages = []
+    run_flow(BuildConfig(out=str(tmp_path / "other_weights"), bitstream_of=str(placed),
+                         **to_synth), small_graph(seed=4), log=messages.append)
+    assert len(runs) == 1 and f"the bitstream of {placed} is this design's" in messages[-1]
+    taken = json.loads(artifact(tmp_path / "other_weights", "synth.json").read_text())
+    assert taken == json.loads(artifact(placed, "synth.json").read_text())
+    assert taken["luts"] == 123 and Path(taken["bitstream"]).exists()
+    refolded = BuildConfig(out=str(tmp_path / "refolded"), bitstream_of=str(placed),
+                           folding=[{"pe": 4, "simd": 4}, {"pe": 1, "simd": 2}], **to_synth)
+    with pytest.raises(BitfabError, match=f"the bitstream of {placed} is not this design's: "
+                                          f"design '[0-9a-f]+' there, '[0-9a-f]+' here$"):
+        run_flow(refolded, small_graph(seed=4), log=lambda _: None)
+    faster = BuildConfig(out=str(tmp_path / "faster"), bitstream_of=str(placed),
+                         clock_mhz=50, **to_synth)
+    with pytest.raises(BitfabError, match="not this design's: clock_mhz 100.0 there, 50.0 here"):
+        run_flow(faster, small_graph(seed=4), log=lambda _: None)
+    with pytest.raises(BitfabError, match=f"{tmp_path / 'refolded'} has no bitstream to take"):
+        run_flow(BuildConfig(out=str(tmp_path / "again"), bitstream_of=str(tmp_path / "refolded"),
+                             **to_synth), small_graph(seed=4), log=lambda _: None)
+    assert len(runs) == 1

@@ -121,10 +121,14 @@ def test_a_bad_space_is_one_line_before_any_work(space, text, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_scheduler_that_does_not_answer_is_an_error_within_seconds(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["sweep", "--space", '{"m": [2]}'], ["demo"]],
+                         ids=lambda c: c[0])
+def test_a_scheduler_that_does_not_answer_is_an_error_within_seconds(command, tmp_path,
+                                                                     capsys):
+    """The sweep's points and the demo's models alike: no work, one line."""
     start = time.monotonic()
-    code = cli.main(["sweep", "--space", '{"m": [2]}', "--out", str(tmp_path / "out"),
-                     "--scheduler", "tcp://127.0.0.1:9"])
+    code = cli.main([*command, "--out", str(tmp_path / "out"), "--scheduler",
+                     "tcp://127.0.0.1:9"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "the Dask scheduler at tcp://127.0.0.1:9 does not answer" in err[0]

@@ -115,6 +115,9 @@ class BuildConfig:
     steps: tuple | None = None         # the flow: registered names, `Step`s or callables
                                        # ``fn(build)`` (config.json records their names);
                                        # None: `STEPS`
+    bitstream_of: str | None = None    # a build whose synth step placed and routed this
+                                       # same design (the weights aside): its bitstream
+                                       # and figures are this build's, not made again
 
     def __post_init__(self):
         names = self.step_names
@@ -386,7 +389,8 @@ def step_netlist(build):
     simulate(build, netlist, case, images, start=start)
 
 
-@register_step("synth", writes=("synth.json",), depends_on=("board", "clock_mhz", "bitstream"))
+@register_step("synth", writes=("synth.json",),
+               depends_on=("board", "clock_mhz", "bitstream", "bitstream_of"))
 def step_synth(build):
     if not build.cfg.bitstream:
         build.log("synth: skipped (no bitstream asked for)")
@@ -394,10 +398,36 @@ def step_synth(build):
     from bitfab.hls_gen.compiler.synth import build_bitstream
     kind, plan, board = build.kind, build.read("plan.json"), build.board
     clock = design_clock(board, kind.clock_mhz(build.cfg, board))
-    commit = source_commit()       # the source the bitstream's design is elaborated from
-    result = build_bitstream(kind.core(plan), board, build.folder, build.log, clock=clock,
-                             **kind.synth_options(plan, board))
-    build.write("synth.json", {**result, "commit": commit})
+    # What a bitstream is for: the weights are loaded at run time, so another build's
+    # bitstream serves this one when these agree.
+    design = {"design": _design_key(plan), "board": board.name,
+              "clock_mhz": round(clock.mhz, 3)}
+    if build.cfg.bitstream_of:
+        result = _placed_for(build.cfg.bitstream_of, design)
+        build.log(f"synth: the bitstream of {build.cfg.bitstream_of} is this design's (same "
+                  f"plan, RTL source, board and clock; the weights are loaded at run time)")
+    else:
+        commit = source_commit()   # the source the bitstream's design is elaborated from
+        result = {**build_bitstream(kind.core(plan), board, build.folder, build.log,
+                                    clock=clock, **kind.synth_options(plan, board)),
+                  "commit": commit}
+    build.write("synth.json", {**result, **design})
+
+
+def _placed_for(out, design):
+    """The synth step's record in build `out`, which must have placed and routed
+    `design` (its ``design``, ``board`` and ``clock_mhz``) into a bitstream."""
+    path = artifact(out, "synth.json")
+    placed = json.loads(path.read_text()) if path.exists() else {}
+    if not placed.get("bitstream"):
+        raise BitfabError(f"{out} has no bitstream to take: no {path} naming one")
+    differ = [name for name in design if placed.get(name) != design[name]]
+    if differ:
+        detail = ", ".join(f"{n} {placed.get(n)!r} there, {design[n]!r} here" for n in differ)
+        raise BitfabError(f"the bitstream of {out} is not this design's: {detail}")
+    if not Path(placed["bitstream"]).exists():
+        raise BitfabError(f"{out}'s bitstream {placed['bitstream']} is gone")
+    return placed
 
 
 @register_step("report", writes=("report.json", "report.md", "report.html"))

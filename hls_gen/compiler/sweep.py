@@ -25,9 +25,11 @@ import json
 import os
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bitfab.hls_gen.compiler.cluster import dask_client
 from bitfab.hls_gen.compiler.report import source_commit
 from bitfab.hls_gen.errors import BitfabError
 
@@ -46,7 +48,7 @@ DEFAULTS = {"m": 4, "n": 5, "caps": [64, 2, 8], "board": "ulx3s-85f", "clock_mhz
 
 
 class SweepError(BitfabError):
-    """A sweep that cannot run: its space, its scheduler."""
+    """A sweep that cannot run: its space."""
 
 
 @dataclass(frozen=True)
@@ -192,25 +194,10 @@ def evaluate_point(point, trained, settings, folder):
     return result
 
 
-def _client(cfg):
-    """A Dask client: on `cfg.scheduler` (within seconds, or a `SweepError`), else on
-    a new `LocalCluster` of `cfg.workers` single-threaded worker processes."""
-    from dask.distributed import Client, LocalCluster
-    if cfg.scheduler:
-        try:
-            return Client(cfg.scheduler, timeout="5s")
-        except (OSError, TimeoutError) as error:
-            raise SweepError(f"the Dask scheduler at {cfg.scheduler} does not answer: "
-                             f"{error}") from None
-    cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
-    return Client(cluster)
-
-
 def run_sweep(cfg, log=print, client=None):
     """Run `cfg`'s sweep (this module's docstring); returns the points' results, also
     written as ``sweep.json``, ``sweep.csv`` and ``sweep.html`` in ``cfg.out``.
-    `client`: a Dask client to use (else one `_client` makes and closes)."""
+    `client`: a Dask client to use (else one `dask_client` makes and closes)."""
     points = points_of(cfg.space, cfg.samples, cfg.seed)
     out = Path(cfg.out)
     (out / "points").mkdir(parents=True, exist_ok=True)
@@ -235,9 +222,7 @@ def _run_points(cfg, todo, settings, out, results, log, client):
     """Run the points of `todo` ((key, point) pairs) as Dask tasks, each (M, N)'s
     training once before its points; each result into `results` and its file."""
     from dask.distributed import as_completed
-    own = client is None
-    client = client or _client(cfg)
-    try:
+    with nullcontext(client) if client else dask_client(cfg.scheduler, cfg.workers) as client:
         models = {}
         futures = {}
         for key, point in todo:
@@ -257,12 +242,6 @@ def _run_points(cfg, todo, settings, out, results, log, client):
             partial.replace(out / "points" / f"{key}.json")
             results[key] = result
             log(f"sweep: point {done} of {len(futures)}: {_describe(result)}")
-    finally:
-        if own:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None:
-                cluster.close()
 
 
 def _describe(result):

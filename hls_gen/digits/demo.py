@@ -9,17 +9,19 @@ frozen into golden models. Writes ``DIR/report.json``.
 import copy
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from bitfab.hls_gen.datasets import SPLIT_SEED, TEST_FRACTION, load_digits_split
+from bitfab.hls_gen.compiler.cluster import dask_client, forward_logs, task_log
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow
 from bitfab.hls_gen.compiler.progress import Progress, stdout_if_print
 from bitfab.hls_gen.compiler.report import source_commit
 from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze
-from bitfab.hls_gen.golden.ir import graph_to_dict
+from bitfab.hls_gen.golden.ir import graph_from_dict, graph_to_dict
 from bitfab.hls_gen.digits.models import ModelSpec, build_model
 from bitfab.hls_gen.digits.train import TrainConfig, accuracy, init_from, predict, train
 
@@ -42,6 +44,9 @@ class DemoConfig:
     board: str = "ulx3s-85f"
     bitstream: bool = True          # the default model's; the others are simulated only
     sim_images: int | None = None   # None: the whole test split
+    # Where the work runs (`cluster.dask_client`): a scheduler, else a LocalCluster.
+    scheduler: str | None = None
+    workers: int = 2
 
     def specs(self, arch):
         """(spec, starts from float?) in training order."""
@@ -103,94 +108,142 @@ def _layer_report(graph):
             for layer in graph.layers]
 
 
-def run_demo(out, config=DemoConfig(), log=print):
-    """Run the demo into directory `out`; returns the report (also written as JSON)."""
-    out = Path(out)
-    cache = out / "models"
-    cache.mkdir(parents=True, exist_ok=True)
+def _model_task(out, config, arch, index, after=None):
+    """A task: `arch`'s `index`th model (`DemoConfig.specs`; a quantized one starts
+    from the float model, trained by the task `after`) trained or loaded from the
+    cache, measured, and, if quantized, frozen into ``models/NAME.golden.json``.
+    Returns (name, its report entry)."""
+    log = task_log()
+    cache = Path(out) / "models"
     split = load_digits_split()
-    models, graphs = {}, {}
-    for arch in config.archs:
+    spec, from_float = config.specs(arch)[index]
+    if spec.kind == "float":
         log(f"{arch}: training on {len(split.x_train)} images")
-        reference = None
-        for spec, from_float in config.specs(arch):
-            training = config.quantized_training if from_float else config.float_training
-            model, seconds = _fit(spec, split, training, reference if from_float else None,
-                                  cache, log)
-            if spec.kind == "float":
-                reference = model
-            predictions = predict(model, split.x_test, spec.input_shape)
-            entry = {"arch": arch, "kind": spec.kind, "accuracy": accuracy(predictions, split.y_test),
-                     "train_seconds": round(seconds, 2)}
-            if spec.kind == "pa":
-                entry.update(m=spec.m, n=spec.n)
-            if spec.kind != "float":
-                graph = freeze(model, config.freeze)
-                (cache / f"{spec.name}.golden.json").write_text(
-                    json.dumps(graph_to_dict(graph)) + "\n")
-                graphs[spec.name] = graph
-                golden = graph.predict(split.x_test.view(-1, *spec.input_shape))
-                # The float32 model rounds too: float64 shows what is golden error.
-                exact = predict(copy.deepcopy(model).double(), split.x_test, spec.input_shape)
-                entry.update(golden_accuracy=accuracy(golden, split.y_test),
-                             golden_agreement=accuracy(golden, predictions),
-                             golden_agreement_float64=accuracy(golden, exact),
-                             layers=_layer_report(graph))
-            models[spec.name] = entry
+    reference = None
+    if from_float:      # trained by `after`: loaded from the cache
+        reference, _ = _fit(config.specs(arch)[0][0], split, config.float_training, None,
+                            cache, lambda text: None)
+    training = config.quantized_training if from_float else config.float_training
+    model, seconds = _fit(spec, split, training, reference, cache, log)
+    predictions = predict(model, split.x_test, spec.input_shape)
+    entry = {"arch": arch, "kind": spec.kind, "accuracy": accuracy(predictions, split.y_test),
+             "train_seconds": round(seconds, 2)}
+    if spec.kind == "pa":
+        entry.update(m=spec.m, n=spec.n)
+    if spec.kind != "float":
+        graph = freeze(model, config.freeze)
+        (cache / f"{spec.name}.golden.json").write_text(json.dumps(graph_to_dict(graph)) + "\n")
+        golden = graph.predict(split.x_test.view(-1, *spec.input_shape))
+        # The float32 model rounds too: float64 shows what is golden error.
+        exact = predict(copy.deepcopy(model).double(), split.x_test, spec.input_shape)
+        entry.update(golden_accuracy=accuracy(golden, split.y_test),
+                     golden_agreement=accuracy(golden, predictions),
+                     golden_agreement_float64=accuracy(golden, exact),
+                     layers=_layer_report(graph))
+    return spec.name, entry
 
-    arch = config.archs[0]
-    pa = models[ModelSpec(arch, "pa", *config.pa_default).name]
+
+def _flow_task(cfg, golden, name, after=None):
+    """A task: the build flow `cfg` on the golden model in file `golden` (frozen by the
+    task `after`), logging as `name`; returns the build's report, or None if the
+    flow stops before its report."""
+    graph = graph_from_dict(json.loads(Path(golden).read_text()))
+    return run_flow(cfg, graph, log=task_log(f"  {name}: "))
+
+
+def run_demo(out, config=DemoConfig(), log=print):
+    """Run the demo into directory `out`; returns the report (also written as JSON).
+
+    Its work runs as Dask tasks (`cluster.dask_client`: `config.scheduler`, else a
+    `LocalCluster` of `config.workers` processes): each model's training, each
+    hardware model's flow to its simulation, and the default model's place and
+    route beside them, from the moment its golden model is frozen; the bitstream
+    then joins the default model's build (`BuildConfig.bitstream_of`)."""
+    out = Path(out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    split = load_digits_split()
+    default = ModelSpec(config.archs[0], "pa", *config.pa_default).name
+    run = uuid.uuid4().hex[:8]      # this run's task keys, on a scheduler others share
+    with dask_client(config.scheduler, config.workers) as client, forward_logs(client, log):
+        trained = {}
+        for arch in config.archs:
+            first = None
+            for index, (spec, _) in enumerate(config.specs(arch)):
+                # The default model, and the float model it starts from, first.
+                urgent = arch == config.archs[0] and spec.name in (f"{arch}_float", default)
+                trained[spec.name] = client.submit(
+                    _model_task, str(out), config, arch, index, first, pure=False,
+                    key=f"train-{spec.name}-{run}", priority=20 if urgent else 10)
+                first = first or trained[spec.name]
+        builds, placed = {}, None
+        for name in _hardware_models(config):
+            golden = str(out / "models" / f"{name}.golden.json")
+            build = BuildConfig(out=str(out / "hw" / name), board=config.board,
+                                sim_images=config.sim_images,
+                                bitstream=config.bitstream and name == default)
+            if build.bitstream:
+                # Place and route as soon as the design exists: it takes longest.
+                placed_in = str(out / "pnr" / name)
+                placed = client.submit(
+                    _flow_task, replace(build, out=placed_in, stop_step="synth",
+                                        steps=("golden", "map_to_hw", "fold", "emit_rtl",
+                                               "synth")),
+                    golden, f"{name} (place and route)", trained[name], pure=False,
+                    key=f"pnr-{name}-{run}", priority=30)
+                build = replace(build, bitstream_of=placed_in)
+            builds[name] = (build, client.submit(
+                _flow_task, replace(build, stop_step="netlist"), golden, name, trained[name],
+                pure=False, key=f"sim-{name}-{run}"))
+        models = dict(client.gather(list(trained.values())))
+        hardware = {}
+        for name, (build, simulated) in builds.items():
+            simulated.result()
+            if build.bitstream:
+                placed.result()
+            # The rest (the bitstream, taken; the report) here, in seconds.
+            hardware[name] = run_flow(replace(build, start_step="synth"),
+                                      log=lambda text, name=name: log(f"  {name}: {text}"))
     report = {
         "dataset": {"name": "sklearn load_digits", "train_images": len(split.x_train),
                     "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "stratified": True},
         "test_images": len(split.x_test),
-        "default_model": f"{arch} PA M={config.pa_default[0]} N={config.pa_default[1]}",
+        "default_model": f"{config.archs[0]} PA M={config.pa_default[0]} "
+                         f"N={config.pa_default[1]}",
         "accuracy": {
-            "float": models[f"{arch}_float"]["accuracy"],
-            "pa": pa["accuracy"],
-            "pa_large": models[ModelSpec(arch, "pa", *config.pa_large).name]["accuracy"],
-            "xnor": models[f"{arch}_xnor"]["accuracy"],
-            "golden": pa["golden_accuracy"],
+            "float": models[f"{config.archs[0]}_float"]["accuracy"],
+            "pa": models[default]["accuracy"],
+            "pa_large": models[ModelSpec(config.archs[0], "pa", *config.pa_large).name]
+                        ["accuracy"],
+            "xnor": models[f"{config.archs[0]}_xnor"]["accuracy"],
+            "golden": models[default]["golden_accuracy"],
         },
-        "golden_vs_pa_agreement": pa["golden_agreement"],
+        "golden_vs_pa_agreement": models[default]["golden_agreement"],
         "freeze": asdict(config.freeze),
         "models": models,
         "commit": source_commit(),
     }
-    report.update(_hardware(out, config, graphs, models, log))
+    for name, hw in hardware.items():
+        models[name]["hardware"] = hw
+    # The default model's figures are the report's top-level hardware fields.
+    report.update({k: hardware[default][k] for k in (
+        "rtl", "board", "luts", "ffs", "brams", "dsps", "fmax_mhz", "clock_mhz", "timing_met",
+        "cycles_per_image", "images_per_s", "images_per_s_at_clock", "bitstream")})
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     from bitfab.hls_gen.compiler.html_report import write_demo_page     # matplotlib
-    page = write_demo_page(out, report, {name: out / "hw" / name for name in models
-                                         if models[name].get("hardware")},
-                           default=ModelSpec(arch, "pa", *config.pa_default).name)
+    page = write_demo_page(out, report, {name: out / "hw" / name for name in hardware},
+                           default=default)
     log("")
     log(format_table(report))
     log(f"\nreport: {out / 'report.json'}, {page}")
     return report
 
 
-def _hardware(out, config, graphs, models, log):
-    """Build every arch's PA model (M, N = `pa_default`) and XNOR model through the flow:
-    the RTL of each on the test images against its golden model, and the bitstream of
-    the default model, the first arch's PA model (the PA CNN by default), whose
-    figures are the report's top-level hardware fields. Each model's own are under
-    ``models.<name>.hardware``."""
-    default = ModelSpec(config.archs[0], "pa", *config.pa_default).name
-    fields = {}
-    for arch in config.archs:
-        for name in (ModelSpec(arch, "pa", *config.pa_default).name, f"{arch}_xnor"):
-            bitstream = config.bitstream and name == default
-            log(f"{name}: golden model -> RTL -> cocotb" + (" -> bitstream" if bitstream else ""))
-            build = BuildConfig(out=str(out / "hw" / name), board=config.board,
-                                sim_images=config.sim_images, bitstream=bitstream)
-            hw = run_flow(build, graphs[name], log=lambda text: log(f"  {text}"))
-            models[name]["hardware"] = hw
-            if name == default:
-                fields = {k: hw[k] for k in ("rtl", "board", "luts", "ffs", "brams", "dsps",
-                                             "fmax_mhz", "clock_mhz", "timing_met",
-                                             "cycles_per_image", "images_per_s",
-                                             "images_per_s_at_clock", "bitstream")}
-    return fields
+def _hardware_models(config):
+    """Every arch's PA model (M, N = `pa_default`) and XNOR model: each goes through the
+    flow, its RTL on the test images against its golden model; the default model,
+    the first arch's PA model (the PA CNN by default), to a bitstream too."""
+    return [name for arch in config.archs
+            for name in (ModelSpec(arch, "pa", *config.pa_default).name, f"{arch}_xnor")]
 
 
 def format_table(report):

@@ -28,7 +28,17 @@ def _shaped(model_input_shape, x):
 def train(model, x, y, input_shape, config=TrainConfig(), on_epoch=None):
     """Train `model` in place on integer pixels `x` (N, 64) and labels `y`; returns it.
     `on_epoch(epoch, epochs, loss)`, when given, hears of each epoch's end (its mean
-    loss)."""
+    loss). Runs on one thread: a float sum's order, and so the trained weights, would
+    otherwise depend on the machine's cores (and on whether a Dask worker runs it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(model, x, y, input_shape, config, on_epoch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model, x, y, input_shape, config, on_epoch):
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr,
