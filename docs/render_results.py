@@ -74,7 +74,8 @@ def demo_record(report):
                                               "golden_agreement", "golden_agreement_float64")}
               for name, entry in report["models"].items()}
     return {"commit": report.get("commit") or source_commit(), "date": date.today().isoformat(),
-            "machine": _machine(), "test_images": report["test_images"], "models": models}
+            "machine": _machine(), "test_images": report["test_images"], "models": models,
+            "seconds": report.get("seconds"), "bitstream": bool(report.get("bitstream"))}
 
 
 def _percent(value):
@@ -118,8 +119,14 @@ def render(folder, target):
         lines += ["", f"Critical path at {runs[-1]['commit']}: "
                       f"{_cell(runs[-1].get('critical_path'))}", ""]
     for run in _load(folder, "accuracy.json"):
+        took = ""
+        if run.get("seconds"):
+            minutes, seconds = divmod(round(run["seconds"]), 60)
+            took = (f" The demo took {minutes}:{seconds:02d} wall time, "
+                    f"{'bitstream included' if run.get('bitstream') else 'no bitstream'}.")
         lines += ["", f"## Accuracy on the digits ({run['test_images']} test images; "
                       f"{run['commit']}, {run['date']}, {run['machine']})", "",
+                  took.strip(), "",
                   "| model | PyTorch (float32) | golden model | golden = PyTorch "
                   "| golden = PyTorch in float64 |", "|---|---|---|---|---|"]
         lines += [f"| {name} | " + " | ".join(_percent(m[k]) for k in (

@@ -231,6 +231,8 @@ def test_cli_reports_width_overflow(demo):
     run = _bitfab("demo", "--out", str(out), "--arch", "mlp", "--acc-bits", "20")
     assert run.returncode == 2
     assert "error: layer 1: worst-case accumulator" in run.stderr
+    # Raised in a Dask task, it is still one line: no worker's log, no traceback.
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "acc_bits=20" in run.stderr
 
 

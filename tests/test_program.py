@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from bitfab.hls_gen import cli
-from bitfab.hls_gen.compiler.program import find_loader
+from bitfab.hls_gen.compiler.program import find_loader, program_command
+from bitfab.hls_gen.errors import BitfabError
 
 
 def _build(tmp_path, board="ulx3s-85f", suffix="bit", timing_met=True):
@@ -125,3 +126,17 @@ def test_the_real_loader_finds_no_board_here(tmp_path, capsys, monkeypatch):
     if "cannot start" in err[0]:
         pytest.skip(f"openFPGALoader cannot start here: {err[0]}")
     assert re.match(r"bitfab program: error: no ulx3s board found on USB", err[0]), err
+
+
+def test_a_build_that_took_another_s_bitstream_programs_that_one(tmp_path):
+    """The demo's verified PA CNN build takes the bitstream placed and routed beside it
+    (`BuildConfig.bitstream_of`): its synth.json names where it is."""
+    placed = _build(tmp_path / "pnr")
+    build = _build(tmp_path / "hw")
+    (build / "synth" / "build" / "bitfab.bit").unlink()
+    elsewhere = placed / "synth" / "build" / "bitfab.bit"
+    (build / "synth" / "synth.json").write_text(json.dumps({"bitstream": str(elsewhere)}))
+    assert program_command(build)[-1] == str(elsewhere)
+    elsewhere.unlink()
+    with pytest.raises(BitfabError, match=f"has no bitstream \\({elsewhere}\\)"):
+        program_command(build)

@@ -8,6 +8,7 @@ the client as Dask events (`task_log` in the task, `forward_logs` around the cli
 each as one line, so the lines of tasks that run side by side stay whole.
 """
 
+import logging
 from contextlib import contextmanager
 
 from bitfab.hls_gen.errors import BitfabError
@@ -37,8 +38,11 @@ def dask_client(scheduler=None, workers=2):
         with client:
             yield client
         return
+    # Its workers' logs (a task failed, the others cancelled) are Dask's bookkeeping,
+    # not the user's: the failure itself is raised here.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            Client(cluster) as client:
         yield client
 
 

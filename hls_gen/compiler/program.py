@@ -67,8 +67,11 @@ def program_command(build, loader="openFPGALoader", flash=False):
         raise BitfabError(f"{build}: bitfab does not know how to program the {name}")
     synth = build / "synth" / "synth.json"
     bitstream = build / "synth" / "build" / f"bitfab.{target.family.bitstream_suffix}"
+    if synth.is_file():     # where the synth step put it, or took it from (bitstream_of)
+        bitstream = Path(json.loads(synth.read_text()).get("bitstream") or bitstream)
     if not synth.is_file() or not bitstream.is_file():
-        raise BitfabError(f"{build} has no bitstream ({bitstream.relative_to(build)}): build "
+        shown = bitstream.relative_to(build) if bitstream.is_relative_to(build) else bitstream
+        raise BitfabError(f"{build} has no bitstream ({shown}): build "
                           f"it without --no-bitstream")
     board_id, default, _ = PROGRAMMERS[name]
     return [loader, "-b", board_id, "-f" if flash else default, str(bitstream)]

@@ -8,6 +8,7 @@ frozen into golden models. Writes ``DIR/report.json``.
 
 import copy
 import json
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -159,6 +160,7 @@ def run_demo(out, config=DemoConfig(), log=print):
     hardware model's flow to its simulation, and the default model's place and
     route beside them, from the moment its golden model is frozen; the bitstream
     then joins the default model's build (`BuildConfig.bitstream_of`)."""
+    start = time.perf_counter()
     out = Path(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     split = load_digits_split()
@@ -221,6 +223,10 @@ def run_demo(out, config=DemoConfig(), log=print):
         "freeze": asdict(config.freeze),
         "models": models,
         "commit": source_commit(),
+        # Wall time on this machine: training to the bitstream and its verified build.
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": {"cores": os.cpu_count(), "workers": None if config.scheduler
+                    else config.workers},
     }
     for name, hw in hardware.items():
         models[name]["hardware"] = hw
