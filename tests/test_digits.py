@@ -94,6 +94,10 @@ def test_report_fields(demo):
         assert 0.0 <= report["accuracy"][key] <= 1.0
     assert 0.0 <= report["golden_vs_pa_agreement"] <= 1.0
     assert "mlp_pa_m4n5" in stdout and "golden=torch" in stdout
+    # Its work ran as tasks on a local Dask cluster of 2 workers; every task's line
+    # reached the terminal whole, prefixed by its model.
+    assert report["machine"]["workers"] == 2 and report["seconds"] > 0
+    assert "  cnn_xnor: sim: 450 images, 0 mismatches" in stdout
 
 
 def test_the_report_page_has_its_plots_and_links_every_model_s_build_page(demo):
