@@ -12,6 +12,7 @@ import time
 import pytest
 
 from bitfab.hls_gen import cli
+from bitfab.hls_gen.compiler.cluster import dask_client
 from bitfab.hls_gen.compiler.sweep import SweepConfig, pareto_front, run_sweep
 
 from browser import CHROMIUM, NO_CHROMIUM, page_checks
@@ -22,9 +23,7 @@ SPACE = {"m": [2, 4], "n": [1, 2], "caps": [[64, 2, 8], [16, 1, 1], [4, 1, 1]]}
 
 @pytest.fixture(scope="module")
 def cluster():
-    from dask.distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as local, Client(local) as client:
+    with dask_client(workers=2) as client:
         yield client
 
 

@@ -164,7 +164,8 @@ def run_demo(out, config=DemoConfig(), log=print):
     out = Path(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     split = load_digits_split()
-    default = ModelSpec(config.archs[0], "pa", *config.pa_default).name
+    head = config.archs[0]          # the default model's arch, the report's accuracies'
+    default = ModelSpec(head, "pa", *config.pa_default).name
     run = uuid.uuid4().hex[:8]      # this run's task keys, on a scheduler others share
     with dask_client(config.scheduler, config.workers) as client, forward_logs(client, log):
         trained = {}
@@ -172,7 +173,7 @@ def run_demo(out, config=DemoConfig(), log=print):
             first = None
             for index, (spec, _) in enumerate(config.specs(arch)):
                 # The default model, and the float model it starts from, first.
-                urgent = arch == config.archs[0] and spec.name in (f"{arch}_float", default)
+                urgent = arch == head and spec.name in (f"{arch}_float", default)
                 trained[spec.name] = client.submit(
                     _model_task, str(out), config, arch, index, first, pure=False,
                     key=f"train-{spec.name}-{run}", priority=20 if urgent else 10)
@@ -209,14 +210,12 @@ def run_demo(out, config=DemoConfig(), log=print):
         "dataset": {"name": "sklearn load_digits", "train_images": len(split.x_train),
                     "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED, "stratified": True},
         "test_images": len(split.x_test),
-        "default_model": f"{config.archs[0]} PA M={config.pa_default[0]} "
-                         f"N={config.pa_default[1]}",
+        "default_model": f"{head} PA M={config.pa_default[0]} N={config.pa_default[1]}",
         "accuracy": {
-            "float": models[f"{config.archs[0]}_float"]["accuracy"],
+            "float": models[f"{head}_float"]["accuracy"],
             "pa": models[default]["accuracy"],
-            "pa_large": models[ModelSpec(config.archs[0], "pa", *config.pa_large).name]
-                        ["accuracy"],
-            "xnor": models[f"{config.archs[0]}_xnor"]["accuracy"],
+            "pa_large": models[ModelSpec(head, "pa", *config.pa_large).name]["accuracy"],
+            "xnor": models[f"{head}_xnor"]["accuracy"],
             "golden": models[default]["golden_accuracy"],
         },
         "golden_vs_pa_agreement": models[default]["golden_agreement"],
