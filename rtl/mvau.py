@@ -798,23 +798,32 @@ class MatrixVectorUnit(wiring.Component):
         index = Signal(range(len(segments)))
         address = Signal(range(max(s.depth for s in segments)))
         count = Signal(range(widest))
-        # A row is written the cycle after its last word is taken, from registers: the
+        # A row is written two cycles after its last word is taken, from registers: the
         # counters stay beside the load stream and only registers cross the chip to the
         # block RAMs (taking a word and steering its address into a far store was the
         # PA MLP's critical path on ECP5, 9.9 ns, 85% of it routing). By then `row`
         # holds the whole row, the last word included.
         filled = Signal()
+        taken = Signal(len(segments))      # the row's last word taken, a cycle ago
         write = Signal(len(segments))
+        taken_address = Signal.like(address)
         write_address = Signal.like(address)
         m.d.comb += self.load.ready.eq(~filled)
         take = self.load.valid & self.load.ready
-        m.d.sync += [write.eq(0), write_address.eq(address)]
+        m.d.sync += [taken.eq(0), taken_address.eq(address),
+                     write.eq(taken), write_address.eq(taken_address)]
         # The word at `count` follows the payload until it is taken (`count` then moves
         # on), so the row's enables are `count`'s decode alone: the load stream's valid
         # gated into every row bit's enable, across the chip to the far layers, was the
-        # PA MLP's critical path on ECP5 (9.20 ns, 7.97 of it routing). The row is
-        # written the cycle after its last word, before word 0 follows again.
-        m.d.sync += row.word_select(count, word).eq(self.load.payload)
+        # PA MLP's critical path on ECP5 (9.20 ns, 7.97 of it routing). The payload and
+        # `count` are registered in the unit first, so that the row's fan-out starts
+        # beside it: the load chain's register to the row registers was CNV-W1A1's
+        # critical path on the ULX3S (12.52 ns, 12.00 of it routing). The row is
+        # written the cycle after its last word is in it, before word 0 follows again.
+        payload = Signal(word, name="load_payload")
+        at = Signal.like(count, name="load_at")
+        m.d.sync += [payload.eq(self.load.payload), at.eq(count)]
+        m.d.sync += row.word_select(at, word).eq(payload)
         for k, segment in enumerate(segments):
             words = cfg.words_per_row(segment)
             value = row[:segment.width]
@@ -833,7 +842,7 @@ class MatrixVectorUnit(wiring.Component):
                              port.en.eq(write[k])]
             with m.If(take & (index == k)):
                 with m.If(count == words - 1):
-                    m.d.sync += [count.eq(0), write[k].eq(1)]
+                    m.d.sync += [count.eq(0), taken[k].eq(1)]
                     with m.If(address == segment.depth - 1):
                         m.d.sync += address.eq(0)
                         if k == len(segments) - 1:
@@ -844,10 +853,13 @@ class MatrixVectorUnit(wiring.Component):
                         m.d.sync += address.eq(address + 1)
                 with m.Else():
                     m.d.sync += count.eq(count + 1)
-        # Loaded once the last row is written.
-        with m.If(write[-1] & filled):
+        # Loaded once the last row is written: `filled` a cycle late, as `write` is
+        # (else the row before the last, written as its last word comes, would do).
+        written = Signal()
+        m.d.sync += written.eq(filled)
+        with m.If(write[-1] & written):
             m.d.sync += self.loaded.eq(1)
         with m.If(self.load_restart):
-            m.d.sync += [self.loaded.eq(0), filled.eq(0), index.eq(0), address.eq(0),
-                         count.eq(0)]
+            m.d.sync += [self.loaded.eq(0), filled.eq(0), written.eq(0), index.eq(0),
+                         address.eq(0), count.eq(0)]
         return stores

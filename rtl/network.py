@@ -101,9 +101,9 @@ class Network(wiring.Component):
 def load_latency(units):
     """The most cycles from the last word taken by the port of a `load_chain` of `units`
     units to its `loaded`: a cycle into the chain, one a unit along it, two for
-    the last unit's flag (its row written, then the flag) and one for its
-    register in the flag chain."""
-    return units + 4
+    the last unit's flag (its last word registered in the unit, its row written, then
+    the flag) and one for its register in the flag chain."""
+    return units + 5
 
 
 def load_chain(m, units, load, load_restart, loaded, word_bits, words):

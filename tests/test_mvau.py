@@ -257,7 +257,7 @@ def test_restart_drops_words_held_at_the_network_edge():
                 sent += 1
             await ctx.tick()
         ctx.set(dut.load.valid, 0)
-        for _ in range(4):
+        for _ in range(dut.load_latency):         # `loaded` rises within it
             await ctx.tick()
         return sent
 
