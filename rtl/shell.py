@@ -100,13 +100,17 @@ class FrameShell(wiring.Component):
     loaded : Out(1)
         All weights are loaded (an LED on a board).
 
-    A frame's command takes effect a cycle after its closing byte 0; a reply goes
+    A frame's command takes effect a cycle after its closing byte 0 (a status
+    request's once the core's `load_latency` has passed since the last load word,
+    so that it says whether those words loaded the core); a reply goes
     out a byte a cycle, after a cycle per byte spent on its CRC (and one fetching the
     first), one marking its bytes 0 and one per byte finding its COBS blocks.
     """
 
     def __init__(self, core):
         self.network = _core_members(core)
+        # Cycles from a load word taken to the core's `loaded` (a network's load chain).
+        self.load_latency = getattr(self.network, "load_latency", 0)
         self.in_bytes, self.out_bytes, self.load_bytes = (
             -(-len(Value.cast(port.payload)) // 8)
             for port in (self.network.i, self.network.o, self.network.load))
@@ -137,7 +141,16 @@ class FrameShell(wiring.Component):
                 m.d.sync += count.eq(count + 1)
         restart, reported = Signal(), Signal()
         checking, tag = Signal(), Signal(8)
-        self._receive(m, net, fields, counts, restart, checking, tag)
+        # A status tells what the frames before its request did: it waits until the
+        # last load word has had the core's load latency to raise `loaded` (bytes fed
+        # a cycle each, a status request right behind the last word was answered
+        # before FINN's TFC, a threshold unit and four layers, said it was loaded).
+        settling = Signal(range(self.load_latency + 1))
+        with m.If(net.load.valid & net.load.ready):
+            m.d.sync += settling.eq(self.load_latency)
+        with m.Elif(settling != 0):
+            m.d.sync += settling.eq(settling - 1)
+        self._receive(m, net, fields, counts, restart, checking, tag, settling)
         self._send(m, net, fields, checking, tag, reported)
         with m.If(restart | reported):
             m.d.sync += [fields[name].eq(fields[name].init) for name in WINDOW]
@@ -147,7 +160,7 @@ class FrameShell(wiring.Component):
         m.d.comb += net.load_restart.eq(restart)
         return m
 
-    def _receive(self, m, net, fields, counts, restart, checking, tag):
+    def _receive(self, m, net, fields, counts, restart, checking, tag, settling):
         """Bytes -> COBS-decoded frames -> commands."""
         sizes = self.sizes
         longest = max(sizes[c] for c in (RESTART, CHECK, LOAD, INPUT))
@@ -205,8 +218,9 @@ class FrameShell(wiring.Component):
                         m.d.sync += block_left.eq(block_left - 1)
                         m.d.comb += [decoded.eq(1), byte.eq(rx.payload)]
             with m.State("check"):
-                m.d.sync += [checking.eq(1), tag.eq(body[width - 24:width - 16])]
-                m.next = "reporting"
+                with m.If(settling == 0):
+                    m.d.sync += [checking.eq(1), tag.eq(body[width - 24:width - 16])]
+                    m.next = "reporting"
             with m.State("reporting"):
                 # Nothing more comes in until the status is taken to be sent: it tells
                 # what the frames before its request did.

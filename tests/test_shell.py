@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from bitfab.hls_gen.compiler.folding import fold
 from bitfab.hls_gen.compiler.plan import map_to_hw
-from bitfab.hls_gen.compiler.stores import load_rows
+from bitfab.hls_gen.compiler.stores import load_rows, load_stream
 from bitfab.hls_gen.golden.ir import Graph
 from bitfab.rtl.shell import FrameShell, SerialShell
 from bitfab.sw_driver.beats import input_beats, output_beats
@@ -239,3 +239,25 @@ def test_a_cut_word_and_a_burst_of_status_requests():
     assert [(r.kind, r.number) for r in got] == [("status", 1), ("status", 2), ("status", 3)]
     assert [r.value.dropped for r in got] == [1, 0, 0]
     assert got[0].value.words == 0
+
+
+def test_a_status_right_behind_the_last_load_word_says_loaded():
+    """A status request straight behind the last load word, a byte a cycle: the shell
+    answers it once the network's load latency has passed, so it says loaded (it
+    answered before the network's `loaded` rose, and the host refused the board)."""
+    gen = torch.Generator().manual_seed(5)
+    layers = [random_layer(gen, "pa", 8, 16, m=2, n=3, n_out=3, coef_bits=6)]
+    layers[0].input_encoding, layers[0].input_planes = "bitplanes", 3
+    layers += [random_layer(gen, "pa", 8, 8, m=2, n=3, n_out=3, coef_bits=6) for _ in range(3)]
+    layers.append(random_layer(gen, "pa", 4, 8, m=2, n=3, coef_bits=6))
+    for k, layer in enumerate(layers):
+        layer.name = f"layer{k}"
+    graph = Graph(3, 1.0, layers)       # five layers: a load latency of 10 cycles
+    configs = fold(map_to_hw(graph), [{"pe": 2, "simd": 4}] * len(layers))
+    words = load_stream(graph, configs)
+    shell = FrameShell(configs)
+    wire = WireFormat.of_layers(configs)
+    message = restart_frame() + load_frames(words, wire) + check_frame(7)
+    [status] = replies(byte_line(shell, message, seed=4, gaps=0, stalls=0, idle=200), wire)
+    assert (status.number, status.value.words) == (7, len(words))
+    assert status.value.loaded == 1
