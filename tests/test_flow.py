@@ -373,6 +373,33 @@ def test_a_design_abc9_fails_on_is_mapped_with_plain_abc(tmp_path):
                                  board("icebreaker").family, rpt)
 
 
+def test_the_bitstream_build_falls_back_to_plain_abc_on_a_platform_of_its_own(
+        tmp_path, monkeypatch):
+    """`build_bitstream` prepares the second (plain ABC) build on a new platform: a
+    platform prepares one build (CNV-W1A1's fallback died of Amaranth's
+    ``assert not self._prepared``). The toolchain is a stand-in: ABC9 fails, then
+    the plain build stops the test."""
+    from bitfab.hls_gen.compiler import synth
+
+    class Stop(Exception):
+        pass
+
+    runs = []
+
+    def run_plan(plan, build_dir, name, family):
+        runs.append(plan)
+        if len(runs) == 1:
+            Path(build_dir).mkdir(parents=True, exist_ok=True)
+            (Path(build_dir) / "bitfab.rpt").write_text("2.46.19.5. Executing ABC9.\n")
+            raise BitfabError("yosys failed")
+        raise Stop
+    monkeypatch.setattr(synth, "run_plan", run_plan)
+    configs = fold(map_to_hw(small_graph()))
+    with pytest.raises(Stop):
+        synth.build_bitstream(configs, board("ulx3s-85f"), tmp_path, log=lambda _: None)
+    assert len(runs) == 2
+
+
 def test_a_build_takes_another_s_bitstream_only_for_the_same_design(tmp_path, monkeypatch):
     """The weights are loaded at run time: a build of other weights takes the bitstream
     a build of the same design made (the demo places and routes beside its simulations

@@ -131,12 +131,13 @@ def build_bitstream(core, board, out_dir, log=print, overrides=None, router=None
     if abs(route_mhz - clock.mhz) > 1e-6:
         overrides.update(board.family.route_constraint(route_mhz))
     use_yowasp()
-    platform = board.platform_class()()
     build_dir = Path(out_dir) / "build"
     start = time.perf_counter()
     log(f"build: yosys + nextpnr for {board.name}, clock {clock.mhz:.6g} MHz routed for "
         f"{route_mhz:.6g}, in {build_dir} (minutes; the tools' phases follow)")
     def build(overrides):
+        # A platform prepares one build: the fallback's second needs its own.
+        platform = board.platform_class()()
         plan = platform.build(BoardTop(core, clock, BAUD), name="bitfab",
                               build_dir=str(build_dir), do_build=False,
                               nextpnr_opts=nextpnr_opts(router), **overrides)
