@@ -16,7 +16,11 @@ __all__ = ["ThresholdConfig", "ThresholdUnit"]
 @dataclass(frozen=True)
 class ThresholdConfig(ChannelStoreConfig):
     """`lanes` channels a beat of `in_bits`-bit signed values, `groups` beats a position,
-    `n` thresholds a channel of `threshold_bits` bits (`threshold_layout`)."""
+    `n` thresholds a channel of `threshold_bits` bits (`threshold_layout`).
+
+    With `pixels` (bits, 0 for none) the beats carry a network's input pixels, unsigned
+    integers of that many bits (`in_bits` at least one more), `positions` of them an
+    image a channel: FINN's TFC binarizes its pixels so (2 x - 1, then the sign)."""
 
     STORE = "thresholds"   # the store's name in `pack`'s rows
 
@@ -26,6 +30,8 @@ class ThresholdConfig(ChannelStoreConfig):
     in_bits: int
     threshold_bits: int
     word_bits: int = 32
+    pixels: int = 0
+    positions: int = 1
 
     def __post_init__(self):
         for name in ("lanes", "groups", "in_bits", "threshold_bits", "word_bits"):
@@ -35,6 +41,30 @@ class ThresholdConfig(ChannelStoreConfig):
                                  f"{value!r}")
         if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= 16:
             raise ValueError(f"threshold n must be an integer in 1..16, not {self.n!r}")
+        if (not isinstance(self.pixels, int) or isinstance(self.pixels, bool)
+                or not 0 <= self.pixels < self.in_bits):
+            raise ValueError(f"threshold pixels must be an integer in 0..in_bits - 1 "
+                             f"({self.in_bits - 1}), not {self.pixels!r}")
+        if not isinstance(self.positions, int) or isinstance(self.positions, bool) \
+                or self.positions < 1:
+            raise ValueError(f"threshold positions must be a positive integer, not "
+                             f"{self.positions!r}")
+
+    @property
+    def in_layout(self):
+        """`lanes` signed values of `in_bits` a beat, or unsigned pixels of `pixels`."""
+        if self.pixels:
+            return data.ArrayLayout(unsigned(self.pixels), self.lanes)
+        return super().in_layout
+
+    @property
+    def in_beat(self):
+        return self.lanes
+
+    @property
+    def image_elements(self):
+        """Input elements an image (a host's input beats: `image_elements` / `in_beat`)."""
+        return self.lanes * self.groups * self.positions
 
     @property
     def row_layout(self):
@@ -77,7 +107,9 @@ class ThresholdUnit(wiring.Component):
                      take.eq(self.i.valid & self.i.ready)]
         row = channel_rows(m, self, cfg.row_layout, cfg.groups, cfg.word_bits, take)
         m.d.comb += [encoder.i.valid.eq(self.i.valid & self.loaded),
-                     encoder.i.payload.acc.eq(self.i.payload),
+                     # Pixels are zero-extended (`in_bits` holds them signed).
+                     *(encoder.i.payload.acc[k].eq(self.i.payload[k])
+                       for k in range(cfg.lanes)),
                      encoder.i.payload.channel.eq(row)]
         wiring.connect(m, encoder.o, wiring.flipped(self.o))
         return m

@@ -150,6 +150,11 @@ def test_global_sum_takes_a_beat_a_cycle_and_answers_a_cycle_after_the_last():
      "affine multipliers must divide its 4 lanes, not 3"),
     (lambda: ThresholdConfig(lanes=1, groups=1, n=17, in_bits=8, threshold_bits=8),
      "threshold n must be an integer in 1..16, not 17"),
+    (lambda: ThresholdConfig(lanes=1, groups=1, n=1, in_bits=5, threshold_bits=6, pixels=5),
+     r"threshold pixels must be an integer in 0..in_bits - 1 \(4\), not 5"),
+    (lambda: ThresholdConfig(lanes=1, groups=1, n=1, in_bits=6, threshold_bits=7, pixels=5,
+                             positions=0),
+     "threshold positions must be a positive integer, not 0"),
 ])
 def test_bad_parameters_are_refused(make, match):
     with pytest.raises(ValueError, match=match):

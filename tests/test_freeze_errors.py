@@ -62,10 +62,38 @@ def test_model_must_end_with_scores():
         freeze(model)
 
 
-def test_batch_norm_after_last_layer():
-    model = _eval(BitplaneInput(), PALinear(64, 10), nn.BatchNorm1d(10))
-    with pytest.raises(FreezeError, match=r"batch norm after the last layer model\.1"):
+def _score_norm(gain, offset):
+    bn = nn.BatchNorm1d(10)
+    with torch.no_grad():
+        bn.weight.copy_(torch.as_tensor(gain, dtype=torch.float32).expand(10))
+        bn.bias.copy_(torch.as_tensor(offset, dtype=torch.float32).expand(10))
+    return bn
+
+
+@pytest.mark.parametrize("layer, gain, offset, message", [
+    (PALinear(64, 10), 1.0, torch.arange(10.0), r"offsets differ by class \(0 \.\. 9\)"),
+    (PALinear(64, 10), torch.linspace(0.5, 1.0, 10), 0.0, r"need a multiplier per class"),
+    (PALinear(64, 10), -1.0, 0.0, r"need a multiplier per class"),
+    (XNORLinear(64, 10), 1.0, torch.arange(10.0), r"offsets differ by class"),
+])
+def test_batch_norm_after_last_layer(layer, gain, offset, message):
+    model = _eval(BitplaneInput(), layer, _score_norm(gain, offset))
+    with pytest.raises(FreezeError, match=r"batch norm after the last layer model\.1: .*"
+                                          + message):
         freeze(model)
+
+
+def test_a_norm_of_the_scores_changes_no_class():
+    """FINN's TensorNorm (one gain and offset for every score) after the last layer: an
+    XNOR layer's per-class scale takes the gain, even a negative one; the offset
+    changes no class."""
+    torch.manual_seed(0)
+    pixels = torch.randint(0, 17, (64, 64))
+    for gain in (0.5, -2.0):
+        model = _eval(BitplaneInput(), XNORLinear(64, 10), _score_norm(gain, 3.0))
+        graph = freeze(model)
+        scores = model(pixels.float())           # BitplaneInput scales the pixels
+        assert torch.equal(graph.predict(pixels), scores.argmax(dim=1)), gain
 
 
 def test_batch_norm_in_training_mode():
@@ -218,3 +246,35 @@ def test_the_golden_model_names_what_is_wrong_with_its_input():
             graph.run(x)
     assert mlp(torch.zeros(2, 64)).shape == (2, 10)
     assert cnn(torch.zeros(2, 1, 8, 8, dtype=torch.long)).shape == (2, 10)
+
+
+class _Arithmetic(nn.Module):
+    """BitplaneInput, a constant's arithmetic `how` on the pixels or the codes, a sign and
+    an XNOR layer."""
+
+    def __init__(self, how, on_codes=False):
+        super().__init__()
+        self.pixels, self.how, self.on_codes = BitplaneInput(), how, on_codes
+        self.fc, self.bn, self.act = XNORLinear(64, 8), nn.BatchNorm1d(8), SignActivation()
+        self.head = XNORLinear(8, 10)
+
+    def forward(self, x):
+        x = self.pixels(x)
+        if not self.on_codes:
+            return self.head(self.act(self.bn(self.fc(self.act(self.how(x))))))
+        return self.head(self.how(self.act(self.bn(self.fc(x)))))
+
+
+@pytest.mark.parametrize("how, on_codes, error, match", [
+    (lambda x: 1.0 - x, False, UnsupportedLayerError,
+     r"node sub .*: subtracts a value from a constant; bitfab maps x - c and x \+ c"),
+    (lambda x: x + float("nan"), False, UnsupportedLayerError,
+     r"node add .*: adds nan; only a finite constant number maps"),
+    (lambda x: x - 1.0, True, FreezeError,
+     r"node sub .*: offsets activation codes; do it to the value before its quantizer"),
+    (lambda x: 2 * x - 1, False, FreezeError,
+     r"node mul .*: scales the input pixels, whose shape the freezer does not know"),
+])
+def test_a_constants_arithmetic_it_cannot_map_is_refused(how, on_codes, error, match):
+    with pytest.raises(error, match=match):
+        freeze(_Arithmetic(how, on_codes).eval())

@@ -22,21 +22,20 @@ from bitfab.hls_gen.cli import main  # noqa: E402
 from bitfab.hls_gen.compiler.flow import BuildConfig, run_flow  # noqa: E402
 from bitfab.hls_gen.cnv import CALIBRATION_FIRST  # noqa: E402
 from bitfab.hls_gen.datasets import load_digits_split, photo_crops  # noqa: E402
+from bitfab.hls_gen.digits.finn import digits_pixels, export_tfc, train_tfc  # noqa: E402
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError  # noqa: E402
 from bitfab.hls_gen.frontend.onnx_import import (compare_with_qonnx,  # noqa: E402
                                                  load_qonnx, module_from_qonnx)
 from bitfab.hls_gen.golden.freeze import FreezeConfig, freeze  # noqa: E402
-from bitfab.hls_gen.golden.ir import Add, Affine  # noqa: E402
+from bitfab.hls_gen.compiler.graph import graph_case, map_graph  # noqa: E402
+from bitfab.hls_gen.golden.ir import Add, Affine, Threshold  # noqa: E402
+from bitfab.sim.cases import run_case  # noqa: E402
 
 DIGITS = load_digits_split()
 
 
-class Pixels(Uint8ActPerTensorFloat):
-    """The digits' 17 levels, 0..16, as 5-bit unsigned integers times 1/16."""
-
-    bit_width = 5
-    scaling_impl_type = ScalingImplType.CONST
-    scaling_init = 31 / 16
+#: The digits' 17 levels, 0..16, as 5-bit unsigned integers times 1/16.
+Pixels = digits_pixels()
 
 
 def _binary_weights(**kwargs):
@@ -223,6 +222,49 @@ def test_an_imported_model_builds_and_its_rtl_matches_on_every_test_image(mlp_on
     assert [layer["name"] for layer in report["layers"]] == ["Gemm_0", "Gemm_1"]
 
 
+@pytest.fixture(scope="module")
+def tfc(tmp_path_factory):
+    """FINN's TFC-W1A1 (Brevitas' bnn_pynq `FC` on 8 x 8 pixels), trained briefly on the
+    digits, exported and loaded back: (the Brevitas model, the QONNX model)."""
+    model = train_tfc(DIGITS.x_train, DIGITS.y_train)
+    path = export_tfc(model, tmp_path_factory.mktemp("tfc") / "tfc.onnx")
+    return model, load_qonnx(path)
+
+
+def test_finns_tfc_imports_equal_to_qonnxs_executor(tfc):
+    """Its input binarization (2 x - 1, the sign) becomes thresholds on the pixels, its
+    TensorNorm the scores' scale; every tensor equals the executor's on every test
+    image, the golden model gives the Brevitas model's class on >= 99% of them."""
+    model, onnx_model = tfc
+    graph = freeze(module_from_qonnx(onnx_model))
+    pixels = DIGITS.x_test.long().view(-1, 1, 8, 8)
+    checks = compare_with_qonnx(onnx_model, graph, pixels)
+    assert not [c for c in checks if not c.ok]
+    compared = {c.op_type for c in checks if c.max_diff is not None}
+    assert {"Quant", "Mul", "Sub", "BipolarQuant", "Gemm", "Div", "Add"} <= compared
+    first = graph.nodes[0]
+    assert isinstance(first, Threshold) and first.inputs == ["input"]
+    assert first.output.values.tolist() == [[8]]          # 2 p / 16 - 1 >= 0: p >= 8
+    with torch.no_grad():
+        theirs = model(pixels.float() / 16).argmax(1)
+    ours = graph.predict(pixels)
+    assert float((ours == theirs).double().mean()) >= 0.99
+    assert float((ours == DIGITS.y_test).double().mean()) >= 0.75     # it learned
+
+
+@pytest.mark.sim
+def test_finns_tfc_runs_in_rtl_on_every_test_image(tfc, tmp_path):
+    """The pixels' threshold unit and four layers, every tensor against the golden model
+    on all 450 test images, with random input stalls and output backpressure."""
+    graph = freeze(module_from_qonnx(tfc[1]))
+    hw = map_graph(graph)
+    assert [u.kind for u in hw.units] == ["threshold"] + ["layer"] * 4
+    case = graph_case(graph, hw, DIGITS.x_test.long().view(-1, 64))
+    result = run_case(hw.network(), "finn_tfc", case, tmp_path, 20261207, "verilator",
+                      idle=0.3, backpressure=0.3, optimize=True)
+    assert result["items"] == 450 and result["mismatches"] == 0
+
+
 @pytest.mark.sim
 @pytest.mark.slow
 def test_an_imported_residual_network_runs_in_rtl_on_every_test_image(tmp_path):
@@ -257,9 +299,26 @@ class _Tanh(MLP):
         return self.head(self.act(torch.tanh(self.bn(self.fc(self.pixels(x))))))
 
 
+class _Difference(MLP):
+    def __init__(self):
+        super().__init__()
+        self.other = QuantLinear(64, 32, **_binary_weights())
+
+    def forward(self, x):
+        pixels = self.pixels(x)
+        return self.head(self.act(self.bn(self.fc(pixels)) - self.other(pixels)))
+
+
+class _Bias(MLP):
+    def forward(self, x):
+        return self.head(self.act(self.bn(self.fc(self.pixels(x))) + torch.arange(32.0)))
+
+
 @pytest.mark.parametrize("net,text", [
     (_FourBitActivation, r"node Quant_1 \(Quant\) quantizes .* to 4 bits; bitfab has layers "
                          r"for 1-bit activations"),
+    (_Difference, r"node Sub_0 \(Sub\) subtracts a stream; bitfab subtracts a constant"),
+    (_Bias, r"node Add_0 \(Add\) adds a tensor of constants; bitfab adds one constant"),
     (_FloatWeights, r"node \w+ \((Gemm|MatMul)\): weights \w+ are not 1-bit"),
     (_Tanh, r"node \w+ \(Tanh\) is not supported; bitfab maps")])
 def test_a_node_bitfab_cannot_map_is_refused_by_name_and_op_type(net, text, tmp_path):

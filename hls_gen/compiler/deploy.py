@@ -187,7 +187,7 @@ def run_on_board(out, port="sim", model=None, images=None, timeout=None, load=Tr
         elif not host.status().loaded:
             raise BitfabError(f"the board at {port} holds no weights: `bitfab deploy` "
                               f"them first, or run without --no-load")
-        scores = host.scores(configs, pixels, graph.input_layer().input_encoding)
+        scores = host.scores(configs, pixels, graph.input_encoding)
         return scores, time.perf_counter() - start
 
     if port == "sim":
@@ -241,5 +241,5 @@ def board_target(graph):
                            verilog.convert(Network(configs), name="network"), uart=False)
     pixels, _ = test_inputs(graph, configs[0], None)
     return BoardTarget(design, load_stream(graph, configs), WireFormat.of_layers(configs),
-                       configs, pixel_rows(pixels), graph.input_layer().input_encoding,
+                       configs, pixel_rows(pixels), graph.input_encoding,
                        graph.run(pixels)[0])

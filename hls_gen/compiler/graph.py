@@ -169,7 +169,8 @@ class HwGraph:
         (`bitfab.sw_driver.protocol.WireFormat.of_layers`)."""
         configs = self.loaded_configs
         first, last = self.layers[0].unit, self.layers[-1].unit
-        if self.unit(first).inputs != (self.input,) or self.unit(first).kind != "layer":
+        if self.unit(first).inputs != (self.input,) or self.unit(first).kind not in (
+                "layer", "threshold"):
             raise PlanError(f"the graph's input is read by more than layer {first}: a host "
                             f"drives graphs whose input feeds one layer")
         if self.unit(last).outputs != (self.output,) or self.unit(last).kind != "layer":
@@ -310,9 +311,9 @@ def _streams(graph, configs_of):
                                 f"it scales a layer's accumulator")
             out = _Stream(bits=node.bits)
         elif isinstance(node, Threshold):
-            if ins[0].planes:
+            if ins[0].planes and node.inputs[0] != graph.input:
                 raise PlanError(f"node {node.name} (Threshold) reads codes of "
-                                f"{node.inputs[0]}; it quantizes a value")
+                                f"{node.inputs[0]}; it quantizes a value (or the pixels)")
             out = _Stream(planes=node.output.values.shape[1])
         elif isinstance(node, (Add, GlobalSum)):
             if any(i.planes for i in ins):
@@ -543,10 +544,12 @@ def _op_spec(node, inputs, out, streams, beat, infos):
                               mul_bits=node.coef_bits, out_bits=node.bits, shift=node.shift)
         return UnitSpec(node.name, "affine", inputs, [out], config=config)
     if isinstance(node, Threshold):
-        bits = streams[t].bits
+        # The pixels (a stream of codes here is the input's) are unsigned integers.
+        pixels, bits = streams[t].planes, streams[t].bits or node.bits
         config = ThresholdConfig(lanes=lanes, groups=groups,
                                  n=node.output.values.shape[1], in_bits=bits,
-                                 threshold_bits=bits + 1)
+                                 threshold_bits=bits + 1, pixels=pixels,
+                                 positions=_positions(info))
         return UnitSpec(node.name, "threshold", inputs, [out], config=config)
     if isinstance(node, Add):
         config = AddConfig(in_bits=tuple(streams[x].bits for x in node.inputs),
@@ -893,8 +896,10 @@ def graph_load_stream(graph, hw):
         else:
             lanes, values = config.lanes, node.output.values
             descending = node.output.descending
-            rows = [[{"thresholds": orient_thresholds(values[c].tolist(), bool(descending[c])),
-                      "descending": int(descending[c])}
+            one = values.shape[0] == 1           # one row for every channel
+            rows = [[{"thresholds": orient_thresholds(values[0 if one else c].tolist(),
+                                                      bool(descending[0 if one else c])),
+                      "descending": int(descending[0 if one else c])}
                      for c in range(g * lanes, (g + 1) * lanes)] for g in range(config.groups)]
             words += config.pack({"thresholds": rows})
     return words
@@ -926,7 +931,10 @@ def graph_case(graph, hw, pixels):
     out_tap = _tap(graph.output)
     outputs["o"], per_item["o"] = outputs[out_tap], per_item[out_tap]
     words = check_load_words(graph_load_stream(graph, hw), hw.loaded_configs)
+    if any(isinstance(n, Threshold) for n in graph.find_consumers(graph.input)):
+        inputs = _stream_beats(pixels, layouts[graph.input], False)   # the pixels' values
+    else:
+        inputs = input_beats(hw.configs[0], pixel_rows(pixels), graph.input_encoding)
     return {"words": words, "loaded_within": load_latency(len(hw.loaded_configs)),
-            "inputs": input_beats(hw.configs[0], pixel_rows(pixels),
-                                  graph.input_layer().input_encoding),
+            "inputs": inputs,
             "outputs": outputs, "beats_per_item": per_item}

@@ -41,13 +41,14 @@ def crowded_router(plan, board):
 
 
 def test_inputs(graph, first, count):
-    """The test inputs for a network whose first layer is `first`: the digits test
+    """The test inputs for a network whose first layer (or threshold unit of the
+    pixels) is `first`: the digits test
     images for 8 x 8 pixels of 5 bits (one channel, or 64 features); crops of
     scikit-learn's photos for a convolution on 3 channels of 8-bit pixels, at its
     image size; anything else is refused by name. Returns (pixels, labels): the
     digits' classes, or None for photo crops, which have none."""
     from bitfab.hls_gen.datasets import load_digits_split, photo_crops
-    w = first.window
+    w = getattr(first, "window", None)      # a threshold unit of the pixels has none
     if w is not None and (w.channels, graph.input_bits) == (3, 8):
         return photo_crops(count, w.height, w.width), None
     digits = load_digits_split()

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.fx.passes.shape_prop import TensorMetadata
 
 from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
 from bitfab.hls_gen.frontend import registrar
@@ -110,7 +111,10 @@ class _Importer:
             raise UnsupportedLayerError(f"{self.where}: {len(graph.input)} inputs and "
                                         f"{len(graph.output)} outputs; bitfab's models "
                                         f"take the pixels and give the class scores")
-        self.env[graph.input[0].name] = self.graph.placeholder("pixels")
+        pixels = self.env[graph.input[0].name] = self.graph.placeholder("pixels")
+        pixels.meta["tensor_meta"] = TensorMetadata(
+            torch.Size(self.shape(graph.input[0].name)), torch.float32, False, (), None,
+            False, {})
         self._weights()
         pending = [n for n in graph.node if n.output[0] not in self.env]
         # Walk by tensors (QONNX's cleanup puts the weight quantizers first).
@@ -127,7 +131,13 @@ class _Importer:
                     raise UnsupportedLayerError(
                         f"{self.where}: node {node.name} ({node.op_type}) is not supported; "
                         f"bitfab maps {', '.join(sorted(_NODES))}")
-                self.env[node.output[0]] = fn(self, node)
+                made = self.env[node.output[0]] = fn(self, node)
+                shape = self.shape(node.output[0])
+                if isinstance(made, torch.fx.Node) and shape is not None:
+                    # The freezer reads shapes where it needs them (the input's
+                    # channels, for the thresholds of a quantizer of the pixels).
+                    made.meta["tensor_meta"] = TensorMetadata(
+                        torch.Size(shape), torch.float32, False, (), None, False, {})
         self.graph.output(self.env[graph.output[0].name])
         module = torch.fx.GraphModule(self.root, self.graph)
         module.meta["onnx"] = {t: n.name for t, n in self.env.items()
@@ -331,9 +341,18 @@ def _global_average_pool(imp, node):
     return imp.call(node, nn.AdaptiveAvgPool2d(1))
 
 
-@_maps("Add")
+@_maps("Add", "Sub")
 def _add(imp, node):
-    return imp.graph.call_function(operator.add, (imp.value(node, 0), imp.value(node, 1)))
+    fn = operator.add if node.op_type == "Add" else operator.sub
+    constant = imp.model.get_initializer(node.input[1])
+    if constant is None:
+        if node.op_type == "Sub":
+            imp.refuse(node, "subtracts a stream; bitfab subtracts a constant (x - c)")
+        return imp.graph.call_function(fn, (imp.value(node, 0), imp.value(node, 1)))
+    if np.asarray(constant).size != 1:
+        imp.refuse(node, "adds a tensor of constants; bitfab adds one constant to a value "
+                         "(its batch norm holds per-channel offsets)")
+    return imp.graph.call_function(fn, (imp.value(node), float(np.asarray(constant).item())))
 
 
 @_maps("Concat")
@@ -363,7 +382,7 @@ def _scale(imp, node):
     if constant is None or np.asarray(constant).size != 1:
         imp.refuse(node, "scales by a tensor; bitfab scales a value by one constant")
     fn = operator.mul if node.op_type == "Mul" else operator.truediv
-    return imp.graph.call_function(fn, (imp.value(node), float(np.asarray(constant))))
+    return imp.graph.call_function(fn, (imp.value(node), float(np.asarray(constant).item())))
 
 
 @_maps("Identity")
@@ -422,7 +441,7 @@ def compare_with_qonnx(model, graph, pixels):
                 continue
             check = results.get(tensor)
             if check is None:
-                check = results[tensor] = _relation(imp, node, ours, names, trace)
+                check = results[tensor] = _relation(imp, node, ours, names, trace, results)
             expected = check.expected
             if expected is None:
                 continue
@@ -435,9 +454,15 @@ def compare_with_qonnx(model, graph, pixels):
     return list(results.values())
 
 
-def _relation(imp, node, ours, names, trace):
+_ARITHMETIC = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}
+
+
+def _relation(imp, node, ours, names, trace, checks):
     """The `TensorCheck` of `node`'s output, with the golden counterpart's real values
-    (``expected``, all images) or None and the reason."""
+    (``expected``, all images) or None and the reason. `checks` holds those of the
+    tensors before it: a reshape, or a constant's arithmetic, of a tensor compared
+    there is compared too (FINN's TFC: 2 x - 1 of the pixels, the TensorNorm of its
+    scores)."""
     check = TensorCheck(node.output[0], node.op_type)
     check.expected = None
     op, path = node.op_type, _path(node.name)
@@ -447,6 +472,23 @@ def _relation(imp, node, ours, names, trace):
         # A batch norm a join reads is its layer's value (the layer and an `Affine`).
         golden = ours.get(f"{_path(producer.name)}_value")
     values = trace.tensors
+    before = checks.get(node.input[0])
+    known = golden is None and before is not None and before.expected is not None
+    constant = (imp.model.get_initializer(node.input[1]) if op in _ARITHMETIC
+                and len(node.input) > 1 else None)
+    if known and constant is not None and np.asarray(constant).size == 1:
+        c = float(np.asarray(constant).item())
+        check.golden = before.golden
+        check.relation = f"({before.relation}) {op} {c:g}"
+        check.expected = _ARITHMETIC[op](before.expected, c)
+        grow = abs(c) if op == "Mul" else 1 / abs(c) if op == "Div" else 1.0
+        check.tolerance = before.tolerance * grow + 1e-6 * max(
+            1.0, float(np.abs(check.expected).max()))
+        return check
+    if known and op in ("Reshape", "Flatten", "Identity"):
+        check.golden, check.relation = before.golden, before.relation
+        check.expected, check.tolerance = before.expected, before.tolerance
+        return check
     if op == "Quant":
         check.golden, check.relation = "the input", "pixels x the input scale"
         check.expected = values[next(iter(values))].double().numpy() * imp.input_scale

@@ -136,6 +136,7 @@ class _Builder:
     fanout: int = 1           # how many nodes of the model read the current value
     nodes: list = field(default_factory=list)
     in_shape: tuple | None = None   # the current value's shape in PyTorch, where known
+    input_shape: tuple | None = None  # the pixels' shape, where known
 
     def save(self):
         return _State(self.activation, self.pending, self.flatten, self.tensor)
@@ -235,12 +236,20 @@ class _Tracer(torch.fx.Tracer):
 def _capture(model):
     """The model's torch.fx graph, or an error naming why it cannot be captured."""
     try:
-        return _Tracer().trace(model)
+        captured = _Tracer().trace(model)
     except Exception as error:  # noqa: BLE001 - any tracing failure is the user's model
         raise UnsupportedLayerError(
             f"{type(model).__name__}: torch.fx cannot capture its forward "
             f"({type(error).__name__}: {error}); the freezer needs a forward without "
             f"control flow that depends on the data") from None
+    if isinstance(model, torch.fx.GraphModule):
+        # A graph module's shapes (an imported model's) stay with its nodes' names.
+        known = {n.name: n.meta["tensor_meta"] for n in model.graph.nodes
+                 if "tensor_meta" in n.meta}
+        for node in captured.nodes:
+            if node.name in known and "tensor_meta" not in node.meta:
+                node.meta["tensor_meta"] = known[node.name]
+    return captured
 
 
 def freeze(model, config=FreezeConfig()):
@@ -287,6 +296,8 @@ def freeze(model, config=FreezeConfig()):
                 if states:
                     raise UnsupportedLayerError(f"input {node.name}: the model takes one "
                                                 f"input, the pixels")
+                meta = node.meta.get("tensor_meta")
+                builder.input_shape = tuple(meta.shape) if meta is not None else None
                 states[node] = builder.save()
             elif node.op == "output":
                 _load(builder, states, node.args[0], node)
@@ -340,6 +351,7 @@ def _module_node(builder, states, model, node):
 
 
 _ADD = {operator.add, torch.add}
+_OFFSET = {operator.add, torch.add, operator.sub, torch.sub}
 _MUL = {operator.mul, torch.mul}
 _SCALE = {operator.mul: lambda c: c, torch.mul: lambda c: c,
           operator.truediv: lambda c: 1.0 / c, torch.div: lambda c: 1.0 / c}
@@ -349,7 +361,10 @@ def _function_node(builder, states, node, position):
     target = node.target
     name = getattr(target, "__name__", str(target))
     where = f"node {node.name} ({name}, position {position} of the captured graph)"
-    if node.op == "call_function" and target in _ADD and not node.kwargs:
+    if node.op == "call_function" and target in _OFFSET and not node.kwargs and any(
+            _is_number(a) for a in node.args):
+        _offset(builder, states, node, where)
+    elif node.op == "call_function" and target in _ADD and not node.kwargs:
         _join_add(builder, states, node, where)
     elif node.op == "call_function" and target in _SCALE and not node.kwargs:
         _scale(builder, states, node, where, _SCALE[target])
@@ -481,13 +496,62 @@ def _scale(builder, states, node, where, how):
         raise UnsupportedLayerError(f"{where}: scales by {constant!r}; only a non-zero "
                                     f"constant number maps")
     _load(builder, states, value, node)
-    if builder.pending is None:
-        raise FreezeError(f"{where}: scales activation codes; scale the value before its "
-                          f"quantizer")
-    if builder.pending.bn is not None:
-        builder.fixed(builder.pending.path)
-    builder.pending.real_scale = builder.pending.real_scale * how(float(constant))
+    _value_of(builder, where, "scales")
+    c = how(float(constant))
+    p = builder.pending
+    if p.bn is not None:
+        # After its batch norm (FINN's TensorNorm ends in one): c (g y + h).
+        p.bn = (p.bn[0] * c, p.bn[1] * c)
+    else:
+        p.real_scale = p.real_scale * c
     states[node] = builder.save()
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _offset(builder, states, node, where):
+    """A constant added to (or subtracted from) a value: its batch norm's offset grows
+    by it (the next thresholds hold it, or the layer's fixed-point value)."""
+    value, constant = node.args
+    sign = 1.0
+    if _is_number(value):
+        if node.target in (operator.sub, torch.sub):
+            raise UnsupportedLayerError(f"{where}: subtracts a value from a constant; "
+                                        f"bitfab maps x - c and x + c")
+        value, constant = constant, value      # c + x
+    if not _is_number(constant) or not math.isfinite(constant):
+        raise UnsupportedLayerError(f"{where}: adds {constant!r}; only a finite constant "
+                                    f"number maps")
+    if node.target in (operator.sub, torch.sub):
+        sign = -1.0
+    _load(builder, states, value, node)
+    _value_of(builder, where, "offsets")
+    p = builder.pending
+    g, h = p.bn if p.bn is not None else (torch.ones_like(p.real_scale),
+                                          torch.zeros_like(p.real_scale))
+    p.bn = (g, h + sign * float(constant))
+    states[node] = builder.save()
+
+
+def _value_of(builder, where, what):
+    """Make the builder's current value one a constant can scale or offset: a pending
+    value as it is; the pixels of the input (FINN's TFC binarizes 2 x - 1) as a value
+    of their own, whose quantizer becomes a `Threshold` node on the input."""
+    if builder.pending is not None:
+        return
+    if builder.tensor != "input" or builder.input is None:
+        raise FreezeError(f"{where}: {what} activation codes; do it to the value before "
+                          f"its quantizer")
+    shape = builder.input_shape    # a flatten of the pixels is the next layer's
+    if shape is None or len(shape) < 2:
+        raise FreezeError(f"{where}: {what} the input pixels, whose shape the freezer does "
+                          f"not know; the thresholds of their quantizer are per channel")
+    bits = builder.input.bits
+    builder.pending = _Pending(where, None, torch.full((shape[1],), builder.input.scale,
+                                                       dtype=torch.float64), False,
+                               tensor="input", frac=0, fixed_bound=(1 << bits) - 1)
 
 
 def _channel_slice(builder, states, node, where):
@@ -784,6 +848,27 @@ def _sign_activation(builder, path, module):
     builder.close(path, Thresholds(values, descending), _Activation("sign", 1, [1.0]))
 
 
+def _fold_score_norm(pending):
+    """A batch norm (or a constant scale and offset: FINN's TensorNorm) after the last
+    layer, g * score + h: g into the per-class scale of XNOR scores, where a layer has
+    one (PA scores have none: only a g alike for every class and positive maps); h,
+    alike for every class, left out, as it changes no class."""
+    g, h = pending.bn
+    if float(h.max() - h.min()) != 0.0:
+        raise FreezeError(f"batch norm after the last layer {pending.path}: its offsets "
+                          f"differ by class ({float(h.min()):g} .. {float(h.max()):g}); the "
+                          f"class scores have no bias to hold them")
+    uniform = float(g.max() - g.min()) == 0.0
+    if not pending.per_class_scale and not (uniform and float(g[0]) > 0):
+        raise FreezeError(f"batch norm after the last layer {pending.path}: its gains "
+                          f"({float(g.min()):g} .. {float(g.max()):g}) need a multiplier per "
+                          f"class, which PA scores have not (a gain alike for every class "
+                          f"and positive maps)")
+    if pending.per_class_scale:
+        pending.real_scale = pending.real_scale * g
+    pending.bn = None
+
+
 def _finish_last_layer(builder):
     pending = builder.pending
     if pending is None or pending.layer is None:
@@ -791,8 +876,7 @@ def _finish_last_layer(builder):
                           "not an activation quantizer" + (
                               "" if pending is None else f" or a join ({pending.tensor})"))
     if pending.bn is not None:
-        raise FreezeError(f"batch norm after the last layer {pending.path} is not supported: "
-                          f"per-class scaling of the scores needs a multiplier")
+        _fold_score_norm(pending)
     layer = pending.layer
     widths = layer.widths
     if pending.per_class_scale:

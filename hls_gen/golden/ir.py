@@ -402,8 +402,9 @@ class Slice(_Op):
 
 @dataclass
 class Threshold(_Op):
-    """Codes from a fixed-point tensor: the next activation's N comparisons per channel
-    (batch norm and the quantizer's endpoints folded, as a layer's own thresholds are);
+    """Codes from a fixed-point tensor, or from the input pixels: the next activation's
+    N comparisons per channel (batch norm and the quantizer's endpoints folded, as a
+    layer's own thresholds are; one row of thresholds: the same for every channel);
     `bits` is the signed width of its input."""
 
     output: Thresholds = None
@@ -418,7 +419,8 @@ class Threshold(_Op):
 
     def run(self, values, trace):
         y = values[0]
-        if y.dim() < 2 or y.shape[1] != self.output.values.shape[0]:
+        rows = self.output.values.shape[0]
+        if y.dim() < 2 or (y.shape[1] != rows and rows != 1):     # one row: every channel
             raise BitfabError(f"node {self.name}: thresholds for {self.output.values.shape[0]} "
                               f"channels, its input {self.inputs[0]} has shape "
                               f"{tuple(y.shape)}")
@@ -683,11 +685,23 @@ class Graph:
         return infos
 
     def input_layer(self):
-        """The layer that reads the graph's input (None if none does)."""
+        """The layer that reads the graph's input, or the codes a `Threshold` of the
+        pixels makes of it (None if none does)."""
         for node in self.find_consumers(self.input):
+            if isinstance(node, Threshold):
+                node = next(iter(self.find_consumers(node.outputs[0])), None)
             if isinstance(node, _Layer):
                 return node
         return None
+
+    @property
+    def input_encoding(self):
+        """How the input stream carries the pixels: as the layer reading them takes its
+        codes (bit planes, or +-1 signs), or as integers where a `Threshold` reads them
+        ("bitplanes": their bits)."""
+        if any(isinstance(n, Threshold) for n in self.find_consumers(self.input)):
+            return "bitplanes"
+        return self.input_layer().input_encoding
 
     def check_input(self, pixels):
         """The input as integer codes, or a `BitfabError` naming what is wrong with it:
