@@ -4,6 +4,7 @@ model on the 450 digits test images; the golden model's class against the Brevit
 model's; the import through the build flow's RTL simulation; what cannot be mapped is
 refused by node name and op type."""
 
+import numpy as np
 import pytest
 
 pytest.importorskip("qonnx")
@@ -220,6 +221,67 @@ def test_an_imported_model_builds_and_its_rtl_matches_on_every_test_image(mlp_on
                                   backpressure=0.3), _load_model(path))
     assert report["rtl"]["images"] == 450 and report["rtl"]["mismatches"] == 0
     assert [layer["name"] for layer in report["layers"]] == ["Gemm_0", "Gemm_1"]
+
+
+def _streamlined(model, thresholds=None):
+    """`model` (a QONNX ModelWrapper) with each batch norm and the sign after it made
+    one ``MultiThreshold`` (one threshold a channel, bipolar out), as FINN's
+    streamlining leaves them; `thresholds(t)` may change the (C, 1) thresholds."""
+    from onnx import helper
+    graph = model.graph
+    for bn in [n for n in graph.node if n.op_type == "BatchNormalization"]:
+        [sign] = model.find_consumers(bn.output[0])
+        gamma, beta, mean, var = (model.get_initializer(bn.input[k]) for k in (1, 2, 3, 4))
+        eps = next(a.f for a in bn.attribute if a.name == "epsilon")
+        assert (gamma > 0).all()          # a sign after a positive gain: x >= t
+        t = (mean - beta * np.sqrt(var + eps) / gamma).reshape(-1, 1).astype(np.float32)
+        t = t if thresholds is None else thresholds(t)
+        model.set_initializer(f"{bn.name}_thresholds", t)
+        node = helper.make_node("MultiThreshold", [bn.input[0], f"{bn.name}_thresholds"],
+                                [sign.output[0]], name=f"MultiThreshold_{bn.name}",
+                                domain="qonnx.custom_op.general", out_dtype="BIPOLAR",
+                                out_scale=2.0, out_bias=-1.0)
+        at = list(graph.node).index(bn)
+        graph.node.remove(bn)
+        graph.node.remove(sign)
+        graph.node.insert(at, node)
+    return model
+
+
+def test_finns_multithreshold_imports_as_its_batch_norm_and_sign_do(tmp_path):
+    """The MLP with each batch norm and sign streamlined into a ``MultiThreshold``: the
+    same integer thresholds as from the batch norm, every tensor equal to QONNX's
+    executor on every test image."""
+    torch.manual_seed(0)
+    model = _calibrated(MLP(), (64,))
+    with torch.no_grad():
+        model.bn.weight.abs_().add_(0.1)
+    path = _exported(model, (64,), tmp_path / "mlp.onnx")
+    streamlined = tmp_path / "streamlined.onnx"
+    _streamlined(load_qonnx(path)).save(str(streamlined))
+    onnx_model = load_qonnx(streamlined)
+    assert "MultiThreshold" in {n.op_type for n in onnx_model.graph.node}
+    graph = freeze(module_from_qonnx(onnx_model))
+    plain = freeze(module_from_qonnx(load_qonnx(path)))
+    assert torch.equal(graph.nodes[0].output.values, plain.nodes[0].output.values)
+    checks = compare_with_qonnx(onnx_model, graph, DIGITS.x_test.long())
+    assert not [c for c in checks if not c.ok]
+    assert "MultiThreshold" in {c.op_type for c in checks if c.max_diff == 0}
+
+
+def test_a_multithreshold_of_more_than_a_sign_is_refused(tmp_path):
+    torch.manual_seed(0)
+    model = _calibrated(MLP(), (64,))
+    with torch.no_grad():
+        model.bn.weight.abs_().add_(0.1)
+    path = _exported(model, (64,), tmp_path / "mlp.onnx")
+    streamlined = tmp_path / "streamlined.onnx"
+    _streamlined(load_qonnx(path), lambda t: np.concatenate([t, t + 1, t + 2], 1)).save(
+        str(streamlined))
+    with pytest.raises(UnsupportedLayerError, match=r"node MultiThreshold_\w+ "
+                       r"\(MultiThreshold\) has 3 thresholds a channel, out_scale 2, "
+                       r"out_bias -1; bitfab has layers for 1-bit activations"):
+        module_from_qonnx(load_qonnx(streamlined))
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,13 @@ What maps, node by node: ``Quant`` of the graph input (unsigned, zero point 0, u
 16 bits); ``BipolarQuant`` of weights and of activations (scale 1: a sign);
 ``Conv`` (grouped too, square strides, symmetric pads; a ``Pad`` of a constant before
 it is its border value) and ``Gemm``/``MatMul`` with ``BipolarQuant`` weights and no
-bias; ``BatchNormalization``; ``MaxPool``; ``GlobalAveragePool`` (or ``ReduceMean`` over height and width); ``Add``;
-``Concat`` on channels; ``Flatten``/``Reshape`` to (batch, features); ``Mul``/``Div``
-by a constant; ``Identity``. Any other node, a multi-bit quantizer anywhere but the
-input, float weights, or a dynamic shape is refused by node name and op type.
+bias; ``BatchNormalization``; ``MultiThreshold`` of one threshold a channel with
+bipolar output (FINN's streamlined batch norm and sign); ``MaxPool``;
+``GlobalAveragePool`` (or ``ReduceMean`` over height and width); ``Add`` of two
+streams; ``Concat`` on channels; ``Flatten``/``Reshape`` to (batch, features);
+``Mul``/``Div``/``Add``/``Sub`` of one constant; ``Identity``. Any other node, a
+multi-bit quantizer anywhere but the input, float weights, or a dynamic shape is
+refused by node name and op type.
 
 `compare_with_qonnx` runs QONNX's own executor and checks every tensor a node computes
 against the golden model's counterpart (`onnx_tensors` pairs each ONNX tensor with the
@@ -40,7 +43,7 @@ from bitfab.hls_gen.errors import BitfabError, UnsupportedLayerError
 from bitfab.hls_gen.frontend import registrar
 from bitfab.hls_gen.frontend.exported import add_submodule
 from bitfab.hls_gen.frontend.layers import BitplaneInput, XNORConv2d, XNORLinear
-from bitfab.hls_gen.frontend.quant import SignActivation
+from bitfab.hls_gen.frontend.quant import SignActivation, ThresholdSign
 from bitfab.hls_gen.golden.ir import Add, Affine
 
 __all__ = ["load_qonnx", "module_from_qonnx", "onnx_tensors", "compare_with_qonnx", "TensorCheck"]
@@ -248,6 +251,24 @@ def _bipolar_quant(imp, node):
         imp.refuse(node, f"scales its signs by {scale.tolist()}; bitfab's sign activations "
                          f"are +-1 (put the scale in the batch norm before it)")
     return imp.call(node, SignActivation())
+
+
+@_maps("MultiThreshold")
+def _multi_threshold(imp, node):
+    """FINN's streamlined batch norm and sign: one threshold a channel, bipolar out."""
+    attrs = imp.attrs(node)
+    thresholds = imp.constant(node, 1)
+    scale, bias = float(attrs.get("out_scale", 1.0)), float(attrs.get("out_bias", 0.0))
+    layout = attrs.get("data_layout", b"")
+    layout = layout.decode() if isinstance(layout, bytes) else layout
+    if thresholds.ndim != 2 or thresholds.shape[1] != 1 or (scale, bias) != (2.0, -1.0):
+        imp.refuse(node, f"has {thresholds.shape[-1] if thresholds.ndim else 0} thresholds "
+                         f"a channel, out_scale {scale:g}, out_bias {bias:g}; bitfab has "
+                         f"layers for 1-bit activations: one threshold, bipolar out (2, -1)")
+    if layout not in ("", "NC", "NCHW"):
+        imp.refuse(node, f"has data layout {layout}; bitfab's channels are axis 1 (NCHW)")
+    return imp.call(node, ThresholdSign(torch.from_numpy(np.asarray(thresholds,
+                                                                    dtype=np.float64))))
 
 
 @_maps("Conv")
@@ -499,7 +520,8 @@ def _relation(imp, node, ours, names, trace, checks):
         check.golden, check.relation = f"{golden.name} acc", f"accumulator x {scale:g}"
         check.expected = trace[golden.name]["acc"].double().numpy() * scale
         check.tolerance = 1e-6 * max(1.0, float(np.abs(check.expected).max()))
-    elif op in ("BipolarQuant", "MaxPool", "Concat") and not hasattr(golden, "frac"):
+    elif op in ("BipolarQuant", "MultiThreshold", "MaxPool", "Concat") and not hasattr(
+            golden, "frac"):
         name, codes = ((golden.name, values[golden.outputs[0]]) if op == "Concat"
                        else _codes(imp, node, ours, trace))
         check.golden, check.relation = name, "golden code 1 -> +1, 0 -> -1"
@@ -536,7 +558,7 @@ def _codes(imp, node, ours, trace):
         raise BitfabError(f"node {node.name} ({node.op_type}): no golden codes found for it")
     layer = ours[_path(producer.name)]
     own = trace[layer.name]
-    if node.op_type == "BipolarQuant" and "unpooled" in own:
+    if node.op_type in ("BipolarQuant", "MultiThreshold") and "unpooled" in own:
         return f"{layer.name} codes before its pool", own["unpooled"]
     return f"{layer.name} codes", own["codes"]
 

@@ -19,7 +19,7 @@ from torch import nn
 
 __all__ = [
     "weight_endpoint_multiples", "PAWeightQuantizer", "PAActivation",
-    "sign_ste", "SignActivation", "xnor_weight",
+    "sign_ste", "SignActivation", "ThresholdSign", "xnor_weight",
 ]
 
 
@@ -256,6 +256,33 @@ class SignActivation(nn.Module):
 
     def forward(self, x):
         return sign_ste(x)
+
+
+class ThresholdSign(nn.Module):
+    """+1 where x >= t, -1 elsewhere, a threshold t per channel (or one for all): a
+    QONNX ``MultiThreshold`` of one threshold with bipolar output (FINN's streamlined
+    form of batch norm and a sign). Inference only.
+
+    Parameters
+    ----------
+    thresholds : tensor
+        (C, 1) or (1, 1): each channel's threshold, finite.
+    """
+
+    def __init__(self, thresholds):
+        super().__init__()
+        thresholds = torch.as_tensor(thresholds, dtype=torch.float64)
+        if thresholds.dim() != 2 or thresholds.shape[1] != 1:
+            raise ValueError(f"thresholds must be (channels, 1), not "
+                             f"{tuple(thresholds.shape)}")
+        if not torch.isfinite(thresholds).all():
+            raise ValueError("thresholds must be finite")
+        self.register_buffer("thresholds", thresholds)
+
+    def forward(self, x):
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.where(x >= self.thresholds[:, 0].view(view).to(x.dtype), 1.0,
+                           -1.0).to(x.dtype)
 
 
 def xnor_weight(w):

@@ -41,7 +41,7 @@ from bitfab.hls_gen.golden.ir import (Add, Affine, Concat, GlobalSum, Graph, Max
 from bitfab.hls_gen.frontend import registrar
 from bitfab.hls_gen.frontend.layers import (BitplaneInput, PAConv2d, PALinear, XNORConv2d,
     XNORLinear)
-from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation
+from bitfab.hls_gen.frontend.quant import PAActivation, SignActivation, ThresholdSign
 
 __all__ = ["FreezeConfig", "freeze", "handler"]
 
@@ -810,12 +810,13 @@ def _batch_norm(builder, path, module):
 
 def _thresholds(pending, endpoints):
     """Integer thresholds T (C, N) and directions so that
-    bn(real_scale * Y) >= v_j  <=>  (-Y if descending else Y) >= T_j."""
+    bn(real_scale * Y) >= v_j  <=>  (-Y if descending else Y) >= T_j; `endpoints` v
+    (N,) for every channel, or (C, N) a row per channel."""
     scale = pending.real_scale
     g, h = pending.bn if pending.bn is not None else (torch.ones_like(scale),
                                                       torch.zeros_like(scale))
     a = g * scale                              # bn(real output) = a * Y + h
-    v = endpoints.view(1, -1)
+    v = endpoints if endpoints.dim() == 2 else endpoints.view(1, -1)   # per channel, or all
     bound = pending.bound
     descending = a < 0
     safe = torch.where(a == 0, torch.ones_like(a), a).view(-1, 1)
@@ -867,6 +868,18 @@ def _fold_score_norm(pending):
     if pending.per_class_scale:
         pending.real_scale = pending.real_scale * g
     pending.bn = None
+
+
+@handler(ThresholdSign)
+def _threshold_sign(builder, path, module):
+    builder.need_pending(path, module)
+    t = module.thresholds.double()
+    channels = len(builder.pending.real_scale)
+    if t.shape[0] not in (1, channels):
+        raise FreezeError(f"{path}: {t.shape[0]} thresholds for a value of {channels} "
+                          f"channels")
+    values, descending = _thresholds(builder.pending, t.expand(channels, 1))
+    builder.close(path, Thresholds(values, descending), _Activation("sign", 1, [1.0]))
 
 
 def _finish_last_layer(builder):
