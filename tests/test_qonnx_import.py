@@ -248,15 +248,21 @@ def _streamlined(model, thresholds=None):
     return model
 
 
-def test_finns_multithreshold_imports_as_its_batch_norm_and_sign_do(tmp_path):
-    """The MLP with each batch norm and sign streamlined into a ``MultiThreshold``: the
-    same integer thresholds as from the batch norm, every tensor equal to QONNX's
-    executor on every test image."""
+def _positive_gain_mlp(path):
+    """The MLP, its batch norm's gains positive (a sign after it is x >= t), exported
+    to `path`."""
     torch.manual_seed(0)
     model = _calibrated(MLP(), (64,))
     with torch.no_grad():
         model.bn.weight.abs_().add_(0.1)
-    path = _exported(model, (64,), tmp_path / "mlp.onnx")
+    return _exported(model, (64,), path)
+
+
+def test_finns_multithreshold_imports_as_its_batch_norm_and_sign_do(tmp_path):
+    """The MLP with each batch norm and sign streamlined into a ``MultiThreshold``: the
+    same integer thresholds as from the batch norm, every tensor equal to QONNX's
+    executor on every test image."""
+    path = _positive_gain_mlp(tmp_path / "mlp.onnx")
     streamlined = tmp_path / "streamlined.onnx"
     _streamlined(load_qonnx(path)).save(str(streamlined))
     onnx_model = load_qonnx(streamlined)
@@ -270,11 +276,7 @@ def test_finns_multithreshold_imports_as_its_batch_norm_and_sign_do(tmp_path):
 
 
 def test_a_multithreshold_of_more_than_a_sign_is_refused(tmp_path):
-    torch.manual_seed(0)
-    model = _calibrated(MLP(), (64,))
-    with torch.no_grad():
-        model.bn.weight.abs_().add_(0.1)
-    path = _exported(model, (64,), tmp_path / "mlp.onnx")
+    path = _positive_gain_mlp(tmp_path / "mlp.onnx")
     streamlined = tmp_path / "streamlined.onnx"
     _streamlined(load_qonnx(path), lambda t: np.concatenate([t, t + 1, t + 2], 1)).save(
         str(streamlined))

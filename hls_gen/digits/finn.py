@@ -8,18 +8,18 @@ each) and a fourth of 10 scores, normalized by a TensorNorm (one mean, variance,
 and offset for every score). Here the same `FC` with ``in_features=(8, 8)`` behind a
 quantizer that states what the digits are: 5-bit unsigned integers times 1/16 (the
 pixels 0..16 as 0..1), so that the QONNX model's input is the pixels the hardware
-takes and its binarization, pixel >= 8, is integer thresholds on them. Training: Adam
-(cosine decay) and cross entropy on the TensorNorm's scores, the weights clipped to [-1, 1] after each
-step as FINN's bnn_pynq trainer does, on one thread (`TRAIN_THREADS`).
+takes and its binarization, pixel >= 8, is integer thresholds on them. Training:
+`bitfab.hls_gen.digits.train.train` (Adam, cosine decay, cross entropy on the
+TensorNorm's scores), the weights clipped to [-1, 1] after each step as FINN's
+bnn_pynq trainer does.
 
 Needs the ``qonnx`` extra (Brevitas).
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from bitfab.hls_gen.digits.train import TRAIN_THREADS
+from bitfab.hls_gen.digits.train import TrainConfig, train
 
 __all__ = ["digits_pixels", "tfc_w1a1", "train_tfc", "export_tfc", "TFC_EPOCHS"]
 
@@ -50,34 +50,24 @@ def tfc_w1a1():
     return nn.Sequential(QuantIdentity(act_quant=digits_pixels()), fc)
 
 
-def train_tfc(x, y, epochs=TFC_EPOCHS, seed=0, batch_size=64, lr=0.03):
+class _Digits(nn.Module):
+    """`model` on the digits' integer pixels: it takes x = pixels / 16."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels):
+        return self.model(pixels / 16)
+
+
+def train_tfc(x, y, epochs=TFC_EPOCHS, seed=0, lr=0.03):
     """`tfc_w1a1()` trained on pixels `x` (N, 64) 0..16 and labels `y`; in eval mode."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TRAIN_THREADS)
-    try:
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        model = tfc_w1a1()
-        images = x.float().view(-1, 1, 8, 8) / 16
-        optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-        steps = epochs * -(-len(images) // batch_size)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), batch_size):
-                batch = order[start:start + batch_size]
-                if len(batch) < 2:          # batch norm needs two samples
-                    continue
-                loss = F.cross_entropy(model(images[batch]), y[batch])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                model[1].clip_weights(-1.0, 1.0)
-        return model.eval()
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = tfc_w1a1()
+    train(_Digits(model), x.float(), y, (1, 8, 8), TrainConfig(epochs=epochs, lr=lr, seed=seed),
+          after_step=lambda: model[1].clip_weights(-1.0, 1.0))
+    return model.eval()
 
 
 def export_tfc(model, path):

@@ -31,20 +31,22 @@ def _shaped(model_input_shape, x):
 TRAIN_THREADS = 1
 
 
-def train(model, x, y, input_shape, config=TrainConfig(), on_epoch=None):
+def train(model, x, y, input_shape, config=TrainConfig(), on_epoch=None, after_step=None):
     """Train `model` in place on integer pixels `x` (N, 64) and labels `y`; returns it.
     `on_epoch(epoch, epochs, loss)`, when given, hears of each epoch's end (its mean
-    loss). Runs on `TRAIN_THREADS` threads whatever the machine: a float sum's order,
-    and so the trained weights, depend on the count (Dask's workers default to one)."""
+    loss); `after_step()` runs after each optimiser step (FINN's trainer clips its
+    weights there). Runs on `TRAIN_THREADS` threads whatever the machine: a float
+    sum's order, and so the trained weights, depend on the count (Dask's workers
+    default to one)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(TRAIN_THREADS)
     try:
-        return _train(model, x, y, input_shape, config, on_epoch)
+        return _train(model, x, y, input_shape, config, on_epoch, after_step)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(model, x, y, input_shape, config, on_epoch):
+def _train(model, x, y, input_shape, config, on_epoch, after_step):
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr,
@@ -68,6 +70,8 @@ def _train(model, x, y, input_shape, config, on_epoch):
             schedule.step()
             for act in activations:
                 act.constrain_()
+            if after_step is not None:
+                after_step()
             losses.append(float(loss.detach()))
         if on_epoch is not None:
             on_epoch(epoch + 1, config.epochs, sum(losses) / max(len(losses), 1))
