@@ -207,13 +207,7 @@ def count_ones(m, platform, pairs, front, stages, advance, valid, tags=(), name=
         tag = f"{name}_l{level}"
         numbers = [(stage_bits(m, bits, advance, f"{tag}_n{k}"), inv)
                    for k, (bits, inv) in enumerate(numbers)]
-        # The pad pairs stay constants: registered, yosys merged their registers across
-        # the layers of a network into one chain (the critical path of CNV-W1A1 on the
-        # ULX3S went from layer 2's pad register to layer 3's tree, 9.92 ns of routing).
-        flat = [v for pair in spare for v in pair]
-        staged = iter(stage_bits(m, [v for v in flat if not isinstance(v, Const)], advance,
-                                 f"{tag}_cin"))
-        flat = [v if isinstance(v, Const) else next(staged) for v in flat]
+        flat = stage_bits(m, [v for pair in spare for v in pair], advance, f"{tag}_cin")
         spare = [(flat[2 * k], flat[2 * k + 1]) for k in range(len(spare))]
         valid = stage(m, valid, advance, f"{tag}_valid")
         tags = [stage(m, t, advance, f"{tag}_tag{k}") for k, t in enumerate(tags)]
