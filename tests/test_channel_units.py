@@ -86,6 +86,32 @@ def test_threshold_unit_equals_the_golden_threshold(tmp_path):
     assert result["mismatches"] == 0 and len(codes.unique()) == 4
 
 
+@pytest.mark.sim
+def test_threshold_unit_of_pixels_takes_them_unsigned(tmp_path):
+    """A threshold unit on a network's input (FINN's TFC binarizes its pixels): 5-bit
+    pixels, every value against thresholds where a signed reading of 16..31 would be
+    wrong (one row, the same for every channel, as the freezer writes it)."""
+    gen = torch.Generator().manual_seed(SEED)
+    config = ThresholdConfig(lanes=2, groups=2, n=1, in_bits=6, threshold_bits=7, pixels=5)
+    channels = config.lanes * config.groups
+    x = torch.cat([torch.arange(32).repeat_interleave(channels).view(-1, channels),
+                   torch.randint(0, 32, (200, channels), generator=gen)])
+    for t in (8, 20):
+        node = Threshold("pixels", ["input"], output=Thresholds(torch.tensor([[t]]),
+                                                                 torch.tensor([False])),
+                         bits=6)
+        codes = node.run([x], {})
+        rows = [[{"thresholds": orient_thresholds([t], False), "descending": 0}] * 2] * 2
+        case = {"words": config.pack({"thresholds": rows}),
+                "inputs": _beats(config.in_layout, x.tolist(), 2),
+                "outputs": {"o": _beats(config.out_layout,
+                                        element_values(codes.tolist(), "onehot"), 2)},
+                "beats_per_item": {"o": config.groups}}
+        result = run_case(ThresholdUnit(config), "threshold_pixels", case, tmp_path / str(t),
+                          SEED, SIM, idle=0.3, backpressure=0.3)
+        assert result["mismatches"] == 0 and codes.float().mean() not in (0.0, 1.0)
+
+
 def _global_sum_case(config, x, gen):
     """The bench's case for images `x` (N, C, 1, positions): beats position by position,
     each position's channels `lanes` a beat; the golden sums, a beat per group."""

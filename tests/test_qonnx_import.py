@@ -321,8 +321,9 @@ def test_finns_tfc_imports_equal_to_qonnxs_executor(tfc):
 def test_finns_tfc_runs_in_rtl_on_every_test_image(tfc, tmp_path):
     """The pixels' threshold unit and four layers, every tensor against the golden model
     on all 450 test images, with random input stalls and output backpressure (slow: a
-    Verilator build of its own; the default suite's imported MLP runs the same path, and
-    benchmarks/tfc.py simulates TFC's build on all 450)."""
+    Verilator build of its own; the default suite runs the imported MLP's network and
+    the threshold unit of pixels on their own, and benchmarks/tfc.py simulates TFC's
+    build on all 450)."""
     graph = freeze(module_from_qonnx(tfc[1]))
     hw = map_graph(graph)
     assert [u.kind for u in hw.units] == ["threshold"] + ["layer"] * 4
