@@ -896,10 +896,11 @@ def graph_load_stream(graph, hw):
         else:
             lanes, values = config.lanes, node.output.values
             descending = node.output.descending
-            one = values.shape[0] == 1           # one row for every channel
-            rows = [[{"thresholds": orient_thresholds(values[0 if one else c].tolist(),
-                                                      bool(descending[0 if one else c])),
-                      "descending": int(descending[0 if one else c])}
+            if values.shape[0] == 1:             # one row for every channel
+                channels = lanes * config.groups
+                values, descending = values.expand(channels, -1), descending.expand(channels)
+            rows = [[{"thresholds": orient_thresholds(values[c].tolist(), bool(descending[c])),
+                      "descending": int(descending[c])}
                      for c in range(g * lanes, (g + 1) * lanes)] for g in range(config.groups)]
             words += config.pack({"thresholds": rows})
     return words
@@ -931,7 +932,7 @@ def graph_case(graph, hw, pixels):
     out_tap = _tap(graph.output)
     outputs["o"], per_item["o"] = outputs[out_tap], per_item[out_tap]
     words = check_load_words(graph_load_stream(graph, hw), hw.loaded_configs)
-    if any(isinstance(n, Threshold) for n in graph.find_consumers(graph.input)):
+    if graph.thresholds_pixels:
         inputs = _stream_beats(pixels, layouts[graph.input], False)   # the pixels' values
     else:
         inputs = input_beats(hw.configs[0], pixel_rows(pixels), graph.input_encoding)

@@ -115,9 +115,7 @@ class _Importer:
                                         f"{len(graph.output)} outputs; bitfab's models "
                                         f"take the pixels and give the class scores")
         pixels = self.env[graph.input[0].name] = self.graph.placeholder("pixels")
-        pixels.meta["tensor_meta"] = TensorMetadata(
-            torch.Size(self.shape(graph.input[0].name)), torch.float32, False, (), None,
-            False, {})
+        pixels.meta["tensor_meta"] = _shape_meta(self.shape(graph.input[0].name))
         self._weights()
         pending = [n for n in graph.node if n.output[0] not in self.env]
         # Walk by tensors (QONNX's cleanup puts the weight quantizers first).
@@ -139,8 +137,7 @@ class _Importer:
                 if isinstance(made, torch.fx.Node) and shape is not None:
                     # The freezer reads shapes where it needs them (the input's
                     # channels, for the thresholds of a quantizer of the pixels).
-                    made.meta["tensor_meta"] = TensorMetadata(
-                        torch.Size(shape), torch.float32, False, (), None, False, {})
+                    made.meta["tensor_meta"] = _shape_meta(shape)
         self.graph.output(self.env[graph.output[0].name])
         module = torch.fx.GraphModule(self.root, self.graph)
         module.meta["onnx"] = {t: n.name for t, n in self.env.items()
@@ -220,6 +217,11 @@ class _Importer:
 
     def refuse(self, node, why):
         raise UnsupportedLayerError(f"{self.where}: node {node.name} ({node.op_type}) {why}")
+
+
+def _shape_meta(shape):
+    """An fx node's ``tensor_meta`` holding `shape` (the freezer reads the shape)."""
+    return TensorMetadata(torch.Size(shape), torch.float32, False, (), None, False, {})
 
 
 def _path(name):

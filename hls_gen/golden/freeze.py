@@ -351,7 +351,8 @@ def _module_node(builder, states, model, node):
 
 
 _ADD = {operator.add, torch.add}
-_OFFSET = {operator.add, torch.add, operator.sub, torch.sub}
+_SUB = {operator.sub, torch.sub}
+_OFFSET = _ADD | _SUB
 _MUL = {operator.mul, torch.mul}
 _SCALE = {operator.mul: lambda c: c, torch.mul: lambda c: c,
           operator.truediv: lambda c: 1.0 / c, torch.div: lambda c: 1.0 / c}
@@ -515,17 +516,16 @@ def _offset(builder, states, node, where):
     """A constant added to (or subtracted from) a value: its batch norm's offset grows
     by it (the next thresholds hold it, or the layer's fixed-point value)."""
     value, constant = node.args
-    sign = 1.0
+    subtract = node.target in _SUB
     if _is_number(value):
-        if node.target in (operator.sub, torch.sub):
+        if subtract:
             raise UnsupportedLayerError(f"{where}: subtracts a value from a constant; "
                                         f"bitfab maps x - c and x + c")
         value, constant = constant, value      # c + x
     if not _is_number(constant) or not math.isfinite(constant):
         raise UnsupportedLayerError(f"{where}: adds {constant!r}; only a finite constant "
                                     f"number maps")
-    if node.target in (operator.sub, torch.sub):
-        sign = -1.0
+    sign = -1.0 if subtract else 1.0
     _load(builder, states, value, node)
     _value_of(builder, where, "offsets")
     p = builder.pending

@@ -695,11 +695,16 @@ class Graph:
         return None
 
     @property
+    def thresholds_pixels(self):
+        """Whether a `Threshold` reads the input pixels (FINN's TFC binarizes them)."""
+        return any(isinstance(n, Threshold) for n in self.find_consumers(self.input))
+
+    @property
     def input_encoding(self):
         """How the input stream carries the pixels: as the layer reading them takes its
         codes (bit planes, or +-1 signs), or as integers where a `Threshold` reads them
         ("bitplanes": their bits)."""
-        if any(isinstance(n, Threshold) for n in self.find_consumers(self.input)):
+        if self.thresholds_pixels:
             return "bitplanes"
         return self.input_layer().input_encoding
 
